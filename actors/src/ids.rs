@@ -1,0 +1,43 @@
+//! Typed ids shared by both crates, so a chat id can never be passed where a user
+//! id is wanted. Integer ids serialize as plain JSON numbers.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! int_id {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    )*};
+}
+
+int_id!(
+    /// A user (`users.id`).
+    UserId,
+    /// A chat (`chats.id`).
+    ChatId,
+    /// A stored message (`messages.id`); ids grow with time within the whole server.
+    MessageId,
+    /// An uploaded audio file (`audio_files.id`).
+    AudioId,
+    /// One WebSocket connection, unique within this process.
+    SessionId,
+);
+
+/// A call, named by the caller's client (UUID text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallId(pub String);
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

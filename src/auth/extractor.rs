@@ -1,0 +1,44 @@
+//! `AuthUser`: a handler that takes one is only reached with a valid bearer token.
+
+use std::future::{ready, Ready};
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use parley_actors::UserId;
+
+use super::jwt::{JwtKeys, TokenError};
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser(pub UserId);
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Ready<Result<AuthUser, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req, bearer_token(req)))
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, if any.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Verifies `token` with the app's keys.
+pub fn authenticate(req: &HttpRequest, token: Option<&str>) -> Result<AuthUser, ApiError> {
+    let keys = req
+        .app_data::<web::Data<JwtKeys>>()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("JwtKeys not registered")))?;
+    let token = token.ok_or(ApiError::Unauthorized("missing_token"))?;
+    match keys.verify(token) {
+        Ok(id) => Ok(AuthUser(id)),
+        Err(TokenError::Expired) => Err(ApiError::Unauthorized("token_expired")),
+        Err(TokenError::Invalid) => Err(ApiError::Unauthorized("invalid_token")),
+    }
+}

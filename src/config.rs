@@ -1,0 +1,473 @@
+//! Typed settings, loaded once: built-in defaults, then an optional TOML file,
+//! then `PARLEY__SECTION__KEY` environment variables (lists also as `a,b,c`).
+//! Everything else in the program reads a `Settings`, never the environment.
+
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The default configuration file, read when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/parley/parley.toml";
+
+const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/parley";
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &[
+    "server.allowed_origins",
+    "server.trusted_proxies",
+    "calls.stun_urls",
+    "calls.turn_urls",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub storage: StorageSettings,
+    #[serde(rename = "static")]
+    pub static_files: StaticSettings,
+    pub calls: CallSettings,
+    pub limits: LimitSettings,
+    pub presence: PresenceSettings,
+    pub metrics: MetricsSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on. Default `127.0.0.1` (nginx in front).
+    pub host: String,
+    /// Port to listen on; 0 picks a free one. Default `30000`.
+    pub port: u16,
+    /// Browser origins allowed to open `/ws`. Default: empty = the server's own origin
+    /// (the Host header). Requests without `Origin` (websocat, scripts) are allowed.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed (nginx). Default loopback.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// HTTP worker threads. Default 0 = one per core.
+    pub workers: usize,
+    /// Seconds to finish in-flight work on SIGTERM. Default `10`.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `mysql://user:password@host:port/database`. Default `mysql://root@127.0.0.1:3306/parley`.
+    #[serde(skip_serializing)]
+    pub url: SecretString,
+    /// Most connections in the pool. Default `32`.
+    pub pool_max: usize,
+    /// Create the database when it does not exist. Default `true`.
+    pub create_if_missing: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://127.0.0.1:6379`; unset = a single node with no Redis. Default unset.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 signing secret, at least 32 bytes. Required outside `--dev`. Default unset.
+    #[serde(skip_serializing)]
+    pub jwt_secret: Option<SecretString>,
+    /// Token lifetime. Default `604800` (7 days).
+    pub token_ttl_secs: u64,
+    /// PBKDF2-HMAC-SHA256 iterations for new hashes. Default `600000` (OWASP); minimum 1000.
+    pub pbkdf2_iterations: u32,
+    /// Password hashes computed at once (each takes a core). Default 0 = one per core.
+    pub hash_concurrency: usize,
+    /// Hash requests allowed to wait for a free hasher before new ones get 503. Default `64`.
+    pub hash_queue: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Where uploads live (`audio/` below it). Default `uploads`.
+    pub uploads_dir: PathBuf,
+    /// When set (e.g. `/protected-audio/`), audio downloads answer with `X-Accel-Redirect`
+    /// so nginx sends the bytes. Default unset.
+    pub x_accel_prefix: Option<String>,
+    /// Uploads never attached to a message are deleted after this long. Default `3600`.
+    pub unattached_audio_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSettings {
+    /// The SPA's files, served with a fallback to `index.html`. Default `static`.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallSettings {
+    /// An unanswered call ends after this long. Default `45`.
+    pub ring_timeout_secs: u64,
+    /// STUN URLs handed to clients. Default `stun:stun.l.google.com:19302`.
+    #[serde(default)]
+    pub stun_urls: Vec<String>,
+    /// TURN URLs handed to clients with time-limited credentials. Default none.
+    #[serde(default)]
+    pub turn_urls: Vec<String>,
+    /// coturn `static-auth-secret`. Default unset (no TURN).
+    #[serde(skip_serializing)]
+    pub turn_secret: Option<SecretString>,
+    /// Lifetime of TURN credentials. Default `86400`.
+    pub turn_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest JSON request body. Default `65536`.
+    pub json_body_bytes: usize,
+    /// Largest inbound WebSocket frame. Default `65536`.
+    pub ws_frame_bytes: usize,
+    /// Largest voice message upload. Default `10485760` (10 MiB).
+    pub audio_max_bytes: u64,
+    /// Sustained WebSocket events per second per connection. Default `50`.
+    pub ws_events_per_sec: u32,
+    /// Burst of WebSocket events above the sustained rate. Default `200`.
+    pub ws_events_burst: u32,
+    /// Login attempts per client IP per minute. Default `30`.
+    pub login_per_ip_per_min: u32,
+    /// Login attempts per account per minute. Default `10`.
+    pub login_per_account_per_min: u32,
+    /// Registrations per client IP per minute. Default `10`.
+    pub register_per_ip_per_min: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSettings {
+    /// A node that stops heartbeating is considered dead after this long. Default `30`.
+    pub node_ttl_secs: u64,
+    /// Server pings a WebSocket this often. Default `10`.
+    pub ping_interval_secs: u64,
+    /// A WebSocket silent for this long is closed. Default `30`.
+    pub client_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Prometheus `/metrics` listen address; empty disables. Default `127.0.0.1:30001`.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` or `json`. Default `pretty`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info,parley=debug`. `RUST_LOG` wins when set. Default `info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: ServerSettings {
+                host: "127.0.0.1".into(),
+                port: 30000,
+                allowed_origins: vec![],
+                trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
+                workers: 0,
+                shutdown_timeout_secs: 10,
+            },
+            database: DatabaseSettings {
+                url: SecretString::from(DEFAULT_DATABASE_URL),
+                pool_max: 32,
+                create_if_missing: true,
+            },
+            redis: RedisSettings { url: None },
+            auth: AuthSettings {
+                jwt_secret: None,
+                token_ttl_secs: 7 * 24 * 3600,
+                pbkdf2_iterations: 600_000,
+                hash_concurrency: 0,
+                hash_queue: 64,
+            },
+            storage: StorageSettings {
+                uploads_dir: "uploads".into(),
+                x_accel_prefix: None,
+                unattached_audio_ttl_secs: 3600,
+            },
+            static_files: StaticSettings {
+                dir: "static".into(),
+            },
+            calls: CallSettings {
+                ring_timeout_secs: 45,
+                stun_urls: vec!["stun:stun.l.google.com:19302".into()],
+                turn_urls: vec![],
+                turn_secret: None,
+                turn_ttl_secs: 86400,
+            },
+            limits: LimitSettings {
+                json_body_bytes: 64 * 1024,
+                ws_frame_bytes: 64 * 1024,
+                audio_max_bytes: 10 * 1024 * 1024,
+                ws_events_per_sec: 50,
+                ws_events_burst: 200,
+                login_per_ip_per_min: 30,
+                login_per_account_per_min: 10,
+                register_per_ip_per_min: 10,
+            },
+            presence: PresenceSettings {
+                node_ttl_secs: 30,
+                ping_interval_secs: 10,
+                client_timeout_secs: 30,
+            },
+            metrics: MetricsSettings {
+                listen: "127.0.0.1:30001".into(),
+            },
+            log: LogSettings {
+                format: LogFormat::Pretty,
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads defaults, then `path` (or the default file when it exists), then the
+    /// environment. `dev` generates a throwaway JWT secret when none is configured.
+    pub fn load(path: Option<&Path>, dev: bool) -> Result<Settings, ConfigError> {
+        Self::load_from(path, dev, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment given (so tests need not touch the process's).
+    pub fn load_from(
+        path: Option<&Path>,
+        dev: bool,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let defaults = Config::try_from(&Settings::default())?;
+        let mut builder = Config::builder().add_source(defaults);
+        // Secrets are never serialized, so their defaults are given here.
+        builder = builder.set_default("database.url", DEFAULT_DATABASE_URL)?;
+        match path {
+            Some(p) => {
+                builder = builder.add_source(File::from(p).format(FileFormat::Toml).required(true))
+            }
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                builder = builder.add_source(File::new(DEFAULT_CONFIG_PATH, FileFormat::Toml))
+            }
+            None => {}
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PARLEY__"))
+            .collect();
+        let mut environment = Environment::with_prefix("PARLEY")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true)
+            .source(Some(env));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        let mut settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
+        settings.finish(dev)?;
+        Ok(settings)
+    }
+
+    /// Checks what types cannot, and fills in what depends on the machine.
+    fn finish(&mut self, dev: bool) -> Result<(), ConfigError> {
+        match &self.auth.jwt_secret {
+            Some(s) if s.expose_secret().len() < 32 => {
+                return Err(ConfigError::Invalid(
+                    "auth.jwt_secret must be at least 32 bytes (set PARLEY__AUTH__JWT_SECRET)"
+                        .into(),
+                ))
+            }
+            Some(_) => {}
+            None if dev => {
+                tracing::warn!(
+                    "no auth.jwt_secret configured: generated a throwaway one for --dev; \
+                     tokens will not survive a restart"
+                );
+                self.auth.jwt_secret = Some(SecretString::from(random_secret()));
+            }
+            None => {
+                return Err(ConfigError::Invalid(
+                    "auth.jwt_secret is not set: put it in the config file or \
+                     PARLEY__AUTH__JWT_SECRET (e.g. `openssl rand -hex 32`), or run with --dev"
+                        .into(),
+                ))
+            }
+        }
+        if self.auth.pbkdf2_iterations < 1000 {
+            return Err(ConfigError::Invalid(
+                "auth.pbkdf2_iterations must be at least 1000".into(),
+            ));
+        }
+        if self.auth.hash_concurrency == 0 {
+            self.auth.hash_concurrency = available_cores();
+        }
+        if self.server.workers == 0 {
+            self.server.workers = available_cores();
+        }
+        for (name, v) in [
+            ("limits.login_per_ip_per_min", self.limits.login_per_ip_per_min),
+            (
+                "limits.login_per_account_per_min",
+                self.limits.login_per_account_per_min,
+            ),
+            (
+                "limits.register_per_ip_per_min",
+                self.limits.register_per_ip_per_min,
+            ),
+            ("limits.ws_events_per_sec", self.limits.ws_events_per_sec),
+            ("limits.ws_events_burst", self.limits.ws_events_burst),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.redis.url.as_deref() == Some("") {
+            self.redis.url = None;
+        }
+        Ok(())
+    }
+
+    /// The JWT secret; `finish` guarantees one is present.
+    pub fn jwt_secret(&self) -> &[u8] {
+        self.auth
+            .jwt_secret
+            .as_ref()
+            .map(|s| s.expose_secret().as_bytes())
+            .unwrap_or_default()
+    }
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+fn random_secret() -> String {
+    use rand::RngExt;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_a_secret_outside_dev() {
+        let err = Settings::load_from(None, false, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("jwt_secret"), "{err}");
+        let s = Settings::load_from(None, true, env(&[])).unwrap();
+        assert_eq!(s.server.port, 30000);
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert!(s.jwt_secret().len() >= 32);
+        assert_eq!(
+            s.database.url.expose_secret(),
+            "mysql://root@127.0.0.1:3306/parley"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_and_lists_split_on_commas() {
+        let s = Settings::load_from(
+            None,
+            false,
+            env(&[
+                ("PARLEY__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+                ("PARLEY__SERVER__PORT", "4000"),
+                ("PARLEY__CALLS__STUN_URLS", "stun:a:1,stun:b:2"),
+                ("PARLEY__REDIS__URL", "redis://127.0.0.1:6379"),
+                ("PARLEY__DATABASE__URL", "mysql://u:p@db:3306/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 4000);
+        assert_eq!(s.calls.stun_urls, vec!["stun:a:1", "stun:b:2"]);
+        assert_eq!(s.redis.url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(s.database.url.expose_secret(), "mysql://u:p@db:3306/x");
+    }
+
+    #[test]
+    fn a_file_sits_between_defaults_and_environment() {
+        let dir = std::env::temp_dir().join(format!("parley-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("parley.toml");
+        std::fs::write(
+            &file,
+            "[server]\nport = 5000\nhost = \"0.0.0.0\"\n[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), false, env(&[("PARLEY__SERVER__PORT", "6000")]))
+            .unwrap();
+        assert_eq!(s.server.port, 6000);
+        assert_eq!(s.server.host, "0.0.0.0");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn short_secrets_and_unknown_keys_are_refused() {
+        let err = Settings::load_from(None, false, env(&[("PARLEY__AUTH__JWT_SECRET", "short")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("32 bytes"), "{err}");
+        let err = Settings::load_from(
+            None,
+            true,
+            env(&[("PARLEY__SERVER__PROT", "1")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let s = Settings::load_from(
+            None,
+            false,
+            env(&[("PARLEY__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef")]),
+        )
+        .unwrap();
+        let shown = format!("{s:?} {}", serde_json::to_string(&s).unwrap());
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+}

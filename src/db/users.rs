@@ -1,0 +1,177 @@
+//! The `users` table.
+
+use chrono::NaiveDateTime;
+use mysql_async::prelude::Queryable;
+use parley_actors::{Timestamp, UserId};
+
+use super::{Db, DbError};
+use crate::domain::{Email, Username};
+
+/// A user as the API shows one (the `user` object of PROTOCOL.md, less `online`).
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: UserId,
+    pub email: String,
+    pub username: String,
+    pub last_seen_at: Option<Timestamp>,
+    pub has_public_key: bool,
+}
+
+const USER_COLUMNS: &str = "u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL)";
+
+type UserTuple = (u64, String, String, Option<NaiveDateTime>, bool);
+
+fn user_from(row: UserTuple) -> UserRow {
+    let (id, email, username, last_seen_at, has_public_key) = row;
+    UserRow {
+        id: UserId(id),
+        email,
+        username,
+        last_seen_at: last_seen_at.map(Timestamp::from),
+        has_public_key,
+    }
+}
+
+/// What login needs: the id and the stored PHC hash string.
+pub struct Credentials {
+    pub id: UserId,
+    pub password_hash: String,
+}
+
+/// Which unique field a new account collided with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakenField {
+    Email,
+    Username,
+}
+
+pub enum InsertOutcome {
+    Created(UserId),
+    Taken(TakenField),
+}
+
+impl Db {
+    pub async fn insert_user(
+        &self,
+        email: &Email,
+        username: &Username,
+        password_hash: &str,
+    ) -> Result<InsertOutcome, DbError> {
+        let mut conn = self.conn().await?;
+        let res = conn
+            .exec_drop(
+                "INSERT INTO users (email, username, password_hash) VALUES (?, ?, ?)",
+                (email.as_str(), username.as_str(), password_hash),
+            )
+            .await;
+        match res.map_err(DbError::from) {
+            Ok(()) => Ok(InsertOutcome::Created(UserId(
+                conn.last_insert_id().unwrap_or_default(),
+            ))),
+            Err(DbError::Duplicate { key }) if key == "uq_users_email" => {
+                Ok(InsertOutcome::Taken(TakenField::Email))
+            }
+            Err(DbError::Duplicate { key }) if key == "uq_users_username" => {
+                Ok(InsertOutcome::Taken(TakenField::Username))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The account whose email or username is `login` (already case-folded).
+    pub async fn credentials_by_login(&self, login: &str) -> Result<Option<Credentials>, DbError> {
+        let mut conn = self.conn().await?;
+        let row: Option<(u64, String)> = conn
+            .exec_first(
+                "SELECT id, password_hash FROM users WHERE email = ? OR username = ? LIMIT 1",
+                (login, login),
+            )
+            .await?;
+        Ok(row.map(|(id, password_hash)| Credentials {
+            id: UserId(id),
+            password_hash,
+        }))
+    }
+
+    pub async fn update_password_hash(&self, id: UserId, hash: &str) -> Result<(), DbError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "UPDATE users SET password_hash = ? WHERE id = ?",
+            (hash, id.0),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRow>, DbError> {
+        let mut conn = self.conn().await?;
+        let row: Option<UserTuple> = conn
+            .exec_first(
+                format!(
+                    "SELECT {USER_COLUMNS} FROM users u \
+                     LEFT JOIN public_keys k ON k.user_id = u.id WHERE u.id = ?"
+                ),
+                (id.0,),
+            )
+            .await?;
+        Ok(row.map(user_from))
+    }
+
+    /// Users whose email or username contains `needle` (case-folded, matched literally:
+    /// `%`, `_` and `\` are escaped), the caller excluded, prefix matches first.
+    pub async fn search_users(
+        &self,
+        needle: &str,
+        exclude: UserId,
+        limit: u32,
+    ) -> Result<Vec<UserRow>, DbError> {
+        let escaped = escape_like(needle);
+        let contains = format!("%{escaped}%");
+        let prefix = format!("{escaped}%");
+        let mut conn = self.conn().await?;
+        let rows: Vec<UserTuple> = conn
+            .exec(
+                format!(
+                    "SELECT {USER_COLUMNS} FROM users u \
+                     LEFT JOIN public_keys k ON k.user_id = u.id \
+                     WHERE u.id <> ? AND (u.username LIKE ? ESCAPE '\\\\' OR u.email LIKE ? ESCAPE '\\\\') \
+                     ORDER BY (u.username LIKE ? ESCAPE '\\\\') DESC, u.username \
+                     LIMIT ?"
+                ),
+                (exclude.0, &contains, &contains, &prefix, limit),
+            )
+            .await?;
+        Ok(rows.into_iter().map(user_from).collect())
+    }
+
+    pub async fn set_last_seen(&self, id: UserId, at: Timestamp) -> Result<(), DbError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "UPDATE users SET last_seen_at = ? WHERE id = ?",
+            (at.naive(), id.0),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Makes `s` match itself literally inside a LIKE pattern with `ESCAPE '\'`.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(super::escape_like("a%b_c\\d"), "a\\%b\\_c\\\\d");
+        assert_eq!(super::escape_like("plain"), "plain");
+    }
+}

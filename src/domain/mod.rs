@@ -1,0 +1,36 @@
+//! Input newtypes: each `parse` is the only way in, so the core never holds an
+//! unchecked email, username or password.
+
+mod email;
+mod password;
+mod username;
+
+pub use email::Email;
+pub use password::Password;
+pub use username::Username;
+
+/// Why an input was refused: a stable code and a message for the person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidInput {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl InvalidInput {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        InvalidInput {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<InvalidInput> for crate::error::ApiError {
+    fn from(e: InvalidInput) -> Self {
+        crate::error::ApiError::BadRequest {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}

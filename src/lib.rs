@@ -1,0 +1,11 @@
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod redis;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+
+pub use parley_actors::{AudioId, CallId, ChatId, MessageId, SessionId, Timestamp, UserId};

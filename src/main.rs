@@ -1,0 +1,63 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use parley::config::Settings;
+use parley::startup::{prepare_database, Application};
+use parley::{db::Db, telemetry};
+use secrecy::ExposeSecret;
+
+/// Parley: a self-hosted realtime messenger.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (TOML). Default: /etc/parley/parley.toml when it exists.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Development mode: generate a throwaway JWT secret when none is configured.
+    #[arg(long, global = true)]
+    dev: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP and WebSocket (the default).
+    Serve,
+    /// Create the database if needed, apply pending migrations, and exit.
+    Migrate,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Migrations need no JWT secret: load as --dev so `parley migrate` works with
+    // only a database URL, but never let a generated secret reach `serve`.
+    let dev = cli.dev || matches!(cli.command, Some(Command::Migrate));
+    let settings = match Settings::load(cli.config.as_deref(), dev) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("parley: {e}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    actix_web::rt::System::new().block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped().await?;
+            }
+            Command::Migrate => {
+                let db = Db::connect(
+                    settings.database.url.expose_secret(),
+                    settings.database.pool_max,
+                )?;
+                let result = prepare_database(&settings, &db).await;
+                db.close().await;
+                result?;
+                tracing::info!("migrations up to date");
+            }
+        }
+        Ok(())
+    })
+}

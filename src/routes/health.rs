@@ -1,0 +1,41 @@
+//! Liveness and readiness.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::resource;
+use crate::error::ApiError;
+use crate::startup::Readiness;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/health").route(web::get().to(health)))
+        .service(resource("/ready").route(web::get().to(ready)));
+}
+
+/// GET /api/health: the process runs.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// GET /api/ready: MySQL answers (and Redis, when configured) and migrations are applied.
+async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
+    let timeout = Duration::from_secs(2);
+    if !readiness.migrated() {
+        return Err(ApiError::Unavailable("database migrations are not applied yet"));
+    }
+    if readiness.db.ping(timeout).await.is_err() {
+        return Err(ApiError::Unavailable("the database is not answering"));
+    }
+    let redis = match &readiness.redis {
+        None => "disabled",
+        Some(pool) => {
+            if !crate::redis::ping(pool, timeout).await {
+                return Err(ApiError::Unavailable("redis is not answering"));
+            }
+            "ok"
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": "ok", "redis": redis })))
+}

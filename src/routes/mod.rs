@@ -1,0 +1,60 @@
+//! HTTP handlers, one file per API area, each with `configure`. Handlers are thin:
+//! typed input, a call into `db` / the actors, `Result<HttpResponse, ApiError>`.
+
+pub mod auth;
+pub mod health;
+pub mod users;
+
+use actix_web::{web, HttpResponse};
+use parley_actors::{Timestamp, UserId};
+use serde::Serialize;
+
+use crate::db::users::UserRow;
+use crate::error::ApiError;
+
+/// Everything under `/api`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    auth::configure(cfg);
+    users::configure(cfg);
+}
+
+/// A resource whose unsupported methods get the JSON 405 body.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed(
+            "this method is not allowed on this path",
+        ))
+    }))
+}
+
+/// JSON 404 for unknown `/api` paths.
+pub async fn api_not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}
+
+/// The `user` object of PROTOCOL.md. `email` only when the viewer is the user.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserJson {
+    pub id: UserId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub username: String,
+    pub online: bool,
+    pub last_seen_at: Option<Timestamp>,
+    pub has_public_key: bool,
+}
+
+impl UserJson {
+    pub fn new(row: UserRow, viewer: UserId, online: bool) -> UserJson {
+        UserJson {
+            id: row.id,
+            email: (row.id == viewer).then_some(row.email),
+            username: row.username,
+            online,
+            last_seen_at: row.last_seen_at,
+            has_public_key: row.has_public_key,
+        }
+    }
+}

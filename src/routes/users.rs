@@ -1,0 +1,58 @@
+//! The signed-in user and user search.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::{resource, UserJson};
+use crate::auth::AuthUser;
+use crate::db::Db;
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/users/me").route(web::get().to(me)))
+        .service(resource("/users/search").route(web::get().to(search)));
+}
+
+/// Most results of one search.
+const SEARCH_LIMIT: u32 = 20;
+
+/// GET /api/users/me
+async fn me(user: AuthUser, db: web::Data<Db>) -> Result<HttpResponse, ApiError> {
+    let row = db
+        .user_by_id(user.0)
+        .await?
+        .ok_or(ApiError::Unauthorized("invalid_token"))?;
+    Ok(HttpResponse::Ok().json(UserJson::new(row, user.0, false)))
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(alias = "q")]
+    query: Option<String>,
+}
+
+/// GET /api/users/search?query=: users whose email or username contains the text
+/// (≥ 2 characters), the caller excluded, at most 20; other users' emails are not shown.
+async fn search(
+    user: AuthUser,
+    q: web::Query<SearchQuery>,
+    db: web::Data<Db>,
+) -> Result<HttpResponse, ApiError> {
+    let needle = q.query.as_deref().unwrap_or_default().trim().to_lowercase();
+    let n = needle.chars().count();
+    if n < 2 {
+        return Err(ApiError::bad_request(
+            "query_too_short",
+            "query must be at least 2 characters",
+        ));
+    }
+    if n > 254 {
+        return Err(ApiError::bad_request("query_too_long", "query is too long"));
+    }
+    let rows = db.search_users(&needle, user.0, SEARCH_LIMIT).await?;
+    let users: Vec<UserJson> = rows
+        .into_iter()
+        .map(|r| UserJson::new(r, user.0, false))
+        .collect();
+    Ok(HttpResponse::Ok().json(users))
+}
