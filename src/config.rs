@@ -339,7 +339,10 @@ impl Settings {
             self.server.workers = available_cores();
         }
         for (name, v) in [
-            ("limits.login_per_ip_per_min", self.limits.login_per_ip_per_min),
+            (
+                "limits.login_per_ip_per_min",
+                self.limits.login_per_ip_per_min,
+            ),
             (
                 "limits.login_per_account_per_min",
                 self.limits.login_per_account_per_min,
@@ -414,7 +417,10 @@ mod tests {
             None,
             false,
             env(&[
-                ("PARLEY__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+                (
+                    "PARLEY__AUTH__JWT_SECRET",
+                    "0123456789abcdef0123456789abcdef",
+                ),
                 ("PARLEY__SERVER__PORT", "4000"),
                 ("PARLEY__CALLS__STUN_URLS", "stun:a:1,stun:b:2"),
                 ("PARLEY__REDIS__URL", "redis://127.0.0.1:6379"),
@@ -450,12 +456,8 @@ mod tests {
         let err = Settings::load_from(None, false, env(&[("PARLEY__AUTH__JWT_SECRET", "short")]))
             .unwrap_err();
         assert!(err.to_string().contains("32 bytes"), "{err}");
-        let err = Settings::load_from(
-            None,
-            true,
-            env(&[("PARLEY__SERVER__PROT", "1")]),
-        )
-        .unwrap_err();
+        let err =
+            Settings::load_from(None, true, env(&[("PARLEY__SERVER__PROT", "1")])).unwrap_err();
         assert!(err.to_string().contains("prot"), "{err}");
     }
 
@@ -464,7 +466,10 @@ mod tests {
         let s = Settings::load_from(
             None,
             false,
-            env(&[("PARLEY__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef")]),
+            env(&[(
+                "PARLEY__AUTH__JWT_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            )]),
         )
         .unwrap();
         let shown = format!("{s:?} {}", serde_json::to_string(&s).unwrap());

@@ -125,7 +125,10 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         match self {
             ApiError::RateLimited { retry_after } => {
-                res.insert_header((header::RETRY_AFTER, retry_after.as_secs().max(1).to_string()));
+                res.insert_header((
+                    header::RETRY_AFTER,
+                    retry_after.as_secs().max(1).to_string(),
+                ));
             }
             ApiError::Unauthorized(_) | ApiError::InvalidCredentials => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -51,7 +51,11 @@ impl Application {
             // MySQL may come up after us (boot order): serve 503 on /api/ready and keep trying.
             Err(MigrateError::Db(DbError::Unavailable(e))) => {
                 tracing::warn!(error = %e, "database unavailable at start; retrying in the background");
-                actix_web::rt::spawn(retry_prepare(settings.clone(), db.clone(), migrated.clone()));
+                actix_web::rt::spawn(retry_prepare(
+                    settings.clone(),
+                    db.clone(),
+                    migrated.clone(),
+                ));
             }
             Err(e) => return Err(e.into()),
         }

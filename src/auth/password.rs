@@ -26,7 +26,9 @@ pub enum HashError {
 /// Result of checking a password against a stored hash.
 pub enum Verified {
     /// Correct; `rehash` carries a new hash when the stored one is weaker than configured.
-    Yes { rehash: Option<String> },
+    Yes {
+        rehash: Option<String>,
+    },
     No,
 }
 
@@ -75,7 +77,11 @@ impl Hasher {
             let parsed: PasswordHash = stored
                 .parse()
                 .map_err(|e| HashError::Failed(format!("stored hash unreadable: {e}")))?;
-            if !real || Pbkdf2::default().verify_password(password.as_bytes(), &parsed).is_err() {
+            if !real
+                || Pbkdf2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_err()
+            {
                 return Ok(Verified::No);
             }
             let weaker = Params::try_from(&parsed)
@@ -138,11 +144,15 @@ mod tests {
         let stored = h.hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$pbkdf2-sha256$i=1000"), "{stored}");
         assert!(matches!(
-            h.verify("correct horse".into(), Some(stored.clone())).await.unwrap(),
+            h.verify("correct horse".into(), Some(stored.clone()))
+                .await
+                .unwrap(),
             Verified::Yes { rehash: None }
         ));
         assert!(matches!(
-            h.verify("wrong horse".into(), Some(stored.clone())).await.unwrap(),
+            h.verify("wrong horse".into(), Some(stored.clone()))
+                .await
+                .unwrap(),
             Verified::No
         ));
         assert!(matches!(
@@ -151,8 +161,14 @@ mod tests {
         ));
         // Raising the count rehashes on the next successful check.
         let stronger = Hasher::new(2000, 2, 8);
-        match stronger.verify("correct horse".into(), Some(stored)).await.unwrap() {
-            Verified::Yes { rehash: Some(new) } => assert!(new.starts_with("$pbkdf2-sha256$i=2000")),
+        match stronger
+            .verify("correct horse".into(), Some(stored))
+            .await
+            .unwrap()
+        {
+            Verified::Yes { rehash: Some(new) } => {
+                assert!(new.starts_with("$pbkdf2-sha256$i=2000"))
+            }
             _ => panic!("expected a rehash"),
         }
     }

@@ -38,7 +38,9 @@ pub async fn create_database_if_missing(url: &str) -> Result<(), MigrateError> {
         return Err(MigrateError::BadDatabaseName(name));
     }
     let server = OptsBuilder::from_opts(opts).db_name(None::<String>);
-    let mut conn = mysql_async::Conn::new(server).await.map_err(DbError::from)?;
+    let mut conn = mysql_async::Conn::new(server)
+        .await
+        .map_err(DbError::from)?;
     conn.query_drop(format!(
         "CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     ))
@@ -58,7 +60,9 @@ pub async fn drop_database(url: &str) -> Result<(), MigrateError> {
         return Err(MigrateError::BadDatabaseName(name));
     }
     let server = OptsBuilder::from_opts(opts).db_name(None::<String>);
-    let mut conn = mysql_async::Conn::new(server).await.map_err(DbError::from)?;
+    let mut conn = mysql_async::Conn::new(server)
+        .await
+        .map_err(DbError::from)?;
     conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
         .await
         .map_err(DbError::from)?;

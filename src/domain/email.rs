@@ -35,7 +35,10 @@ mod tests {
 
     #[test]
     fn accepts_and_folds_case() {
-        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
         assert!(Email::parse("a.b+tag@sub.example.org").is_ok());
     }
 

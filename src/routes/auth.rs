@@ -123,7 +123,10 @@ async fn login(
             tracing::warn!(user_id = %id, error = %e, "could not store a rehashed password");
         }
     }
-    let user = db.user_by_id(id).await?.ok_or(ApiError::InvalidCredentials)?;
+    let user = db
+        .user_by_id(id)
+        .await?
+        .ok_or(ApiError::InvalidCredentials)?;
     let token = keys.issue(id).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(Session {
         token,

@@ -23,7 +23,9 @@ async fn health() -> HttpResponse {
 async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
     let timeout = Duration::from_secs(2);
     if !readiness.migrated() {
-        return Err(ApiError::Unavailable("database migrations are not applied yet"));
+        return Err(ApiError::Unavailable(
+            "database migrations are not applied yet",
+        ));
     }
     if readiness.db.ping(timeout).await.is_err() {
         return Err(ApiError::Unavailable("the database is not answering"));

@@ -1,0 +1,205 @@
+//! `spawn_app`: the real application on port 0, against a fresh database
+//! `parley_test_<uuid>` that is dropped when the `TestApp` goes away.
+
+use std::time::Duration;
+
+use parley::config::Settings;
+use parley::startup::Application;
+use reqwest::{Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db_url: String,
+    pub settings: Settings,
+    pub http: reqwest::Client,
+    /// Dropped last: drops the database and the uploads directory.
+    _cleanup: Cleanup,
+}
+
+struct Cleanup {
+    db_url: Option<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let Some(url) = self.db_url.take() else {
+            return;
+        };
+        // No async drop: a short-lived runtime on its own thread drops the database.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Err(e) = parley::db::migrate::drop_database(&url).await {
+                    eprintln!("could not drop test database {url}: {e}");
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Settings every test starts from: port 0, a fresh database name, fast hashing,
+/// limits out of the way (tests of a limit lower it themselves).
+pub fn test_settings() -> Settings {
+    parley::telemetry::init_for_tests();
+    let mut s = Settings::load_from(
+        None,
+        false,
+        [(
+            "PARLEY__AUTH__JWT_SECRET".to_string(),
+            JWT_SECRET.to_string(),
+        )],
+    )
+    .expect("settings");
+    let name = format!("parley_test_{}", uuid::Uuid::new_v4().simple());
+    s.server.port = 0;
+    s.server.workers = 2;
+    s.server.shutdown_timeout_secs = 1;
+    s.database.url = SecretString::from(format!("mysql://root@127.0.0.1:3306/{name}"));
+    s.database.pool_max = 16;
+    s.auth.pbkdf2_iterations = 1000;
+    s.limits.login_per_ip_per_min = 10_000;
+    s.limits.login_per_account_per_min = 10_000;
+    s.limits.register_per_ip_per_min = 10_000;
+    s.limits.ws_events_per_sec = 10_000;
+    s.limits.ws_events_burst = 10_000;
+    s.storage.uploads_dir = std::env::temp_dir().join(format!("parley-uploads-{name}"));
+    s.metrics.listen = String::new();
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings();
+    configure(&mut settings);
+    spawn(settings, true).await
+}
+
+/// Starts the application with exactly these settings. `owns_db`: drop the database after.
+pub async fn spawn(settings: Settings, owns_db: bool) -> TestApp {
+    let db_url = settings.database.url.expose_secret().to_string();
+    let cleanup = Cleanup {
+        db_url: owns_db.then(|| db_url.clone()),
+        dir: settings.storage.uploads_dir.clone(),
+    };
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application builds");
+    let port = app.port();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db_url,
+        settings,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client"),
+        _cleanup: cleanup,
+    }
+}
+
+/// A registered user as the tests see one.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: u64,
+    pub email: String,
+    pub username: String,
+    pub password: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn register(&self, username: &str) -> TestUser {
+        let email = format!("{username}@example.com");
+        let password = format!("pw-{username}-secret");
+        let res = self
+            .post_json(
+                "/api/auth/register",
+                &json!({"email": email, "username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "register {username}");
+        let body: Value = res.json().await.expect("json");
+        TestUser {
+            id: body["user"]["id"].as_u64().expect("id"),
+            email,
+            username: username.to_string(),
+            password,
+            token: body["token"].as_str().expect("token").to_string(),
+        }
+    }
+
+    /// A direct connection to this test's database.
+    pub async fn mysql(&self) -> mysql_async::Conn {
+        mysql_async::Conn::from_url(self.db_url.as_str())
+            .await
+            .expect("mysql")
+    }
+}
+
+/// Asserts the PROTOCOL.md error body and returns it.
+pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(res.status(), status, "status for expected code {code}");
+    let body: Value = res.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error message present: {body}"
+    );
+    body
+}
+
+/// A port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
