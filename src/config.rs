@@ -476,3 +476,17 @@ mod tests {
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    /// The shipped example must load: it documents every key, so a key renamed in
+    /// code and not in the example fails here.
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/parley.toml.example");
+        let s = super::Settings::load_from(Some(&path), true, Vec::new()).unwrap();
+        assert_eq!(s.server.port, 30000);
+        assert_eq!(s.log.format, super::LogFormat::Json);
+    }
+}

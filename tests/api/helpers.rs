@@ -9,6 +9,21 @@ use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+/// The MariaDB server tests use: `PARLEY_TEST_MYSQL` (scripts/test.sh sets it to its
+/// `parley` account) or root with no password on 127.0.0.1.
+pub fn mysql_server() -> String {
+    std::env::var("PARLEY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// A database URL with a fresh `parley_test_<uuid>` name.
+pub fn fresh_db_url() -> String {
+    format!(
+        "{}/parley_test_{}",
+        mysql_server(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
 pub struct TestApp {
@@ -61,11 +76,12 @@ pub fn test_settings() -> Settings {
         )],
     )
     .expect("settings");
-    let name = format!("parley_test_{}", uuid::Uuid::new_v4().simple());
+    let url = fresh_db_url();
+    let name = url.rsplit('/').next().unwrap_or_default().to_string();
     s.server.port = 0;
     s.server.workers = 2;
     s.server.shutdown_timeout_secs = 1;
-    s.database.url = SecretString::from(format!("mysql://root@127.0.0.1:3306/{name}"));
+    s.database.url = SecretString::from(url);
     s.database.pool_max = 16;
     s.auth.pbkdf2_iterations = 1000;
     s.limits.login_per_ip_per_min = 10_000;

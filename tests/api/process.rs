@@ -8,16 +8,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::JWT_SECRET;
+use crate::helpers::{fresh_db_url, JWT_SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_parley");
-
-fn fresh_db_url() -> String {
-    format!(
-        "mysql://root@127.0.0.1:3306/parley_test_{}",
-        uuid::Uuid::new_v4().simple()
-    )
-}
 
 fn parley() -> Command {
     let mut cmd = Command::new(BIN);
