@@ -1,6 +1,7 @@
 -- Chats and their members. A direct chat carries direct_key = "<lower id>:<higher id>",
 -- unique, so "create or return the existing one" cannot race into two chats.
--- last_message_id / last_activity_at keep the chat list a single indexed read.
+-- The chat list orders by the newest message (messages(chat_id, id) answers MAX(id)
+-- per chat from the index), so the send path writes nothing here.
 CREATE TABLE chats (
     id                BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     kind              ENUM('direct','group') NOT NULL,
@@ -8,8 +9,6 @@ CREATE TABLE chats (
     direct_key        VARCHAR(41)     NULL,
     created_by        BIGINT UNSIGNED NOT NULL,
     created_at        DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-    last_message_id   BIGINT UNSIGNED NULL,
-    last_activity_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     PRIMARY KEY (id),
     UNIQUE KEY uq_chats_direct_key (direct_key),
     CONSTRAINT fk_chats_created_by FOREIGN KEY (created_by) REFERENCES users (id)
@@ -30,5 +29,3 @@ CREATE TABLE chat_members (
     CONSTRAINT fk_chat_members_chat FOREIGN KEY (chat_id) REFERENCES chats (id),
     CONSTRAINT fk_chat_members_user FOREIGN KEY (user_id) REFERENCES users (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
-
-CREATE INDEX ix_chats_activity ON chats (last_activity_at, id);

@@ -15,10 +15,26 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::{Hasher, JwtKeys, LoginThrottle};
 use crate::config::Settings;
 use crate::db::migrate::{self, MigrateError};
+use crate::db::store::MysqlStore;
 use crate::db::{Db, DbError};
 use crate::error::extractors;
 use crate::routes;
 use crate::telemetry::RequestSpan;
+use parley_actors::{Realtime, RealtimeSettings};
+
+/// The actors' settings, from the application's.
+fn realtime_settings(s: &Settings) -> RealtimeSettings {
+    RealtimeSettings {
+        ws_frame_bytes: s.limits.ws_frame_bytes,
+        events_per_sec: s.limits.ws_events_per_sec,
+        events_burst: s.limits.ws_events_burst,
+        ping_interval: Duration::from_secs(s.presence.ping_interval_secs.max(1)),
+        client_timeout: Duration::from_secs(s.presence.client_timeout_secs.max(1)),
+        ring_timeout: Duration::from_secs(s.calls.ring_timeout_secs.max(1)),
+        room_arbiters: s.server.workers.clamp(1, 4),
+        ..RealtimeSettings::default()
+    }
+}
 
 /// What `/api/ready` checks.
 pub struct Readiness {
@@ -65,6 +81,9 @@ impl Application {
             None => None,
         };
 
+        let store = MysqlStore::new(db.clone()).await;
+        let realtime = Realtime::start(Arc::new(store), realtime_settings(&settings));
+
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
 
@@ -85,6 +104,7 @@ impl Application {
         });
         let db_data = web::Data::new(db.clone());
         let settings_data = web::Data::new(settings.clone());
+        let realtime_data = web::Data::new(realtime.clone());
         let json_limit = settings.limits.json_body_bytes;
 
         let server = HttpServer::new(move || {
@@ -99,6 +119,8 @@ impl Application {
                 .app_data(throttle.clone())
                 .app_data(readiness.clone())
                 .app_data(settings_data.clone())
+                .app_data(realtime_data.clone())
+                .configure(routes::ws::configure)
                 .service(
                     web::scope("/api")
                         .configure(routes::configure)

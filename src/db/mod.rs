@@ -1,7 +1,10 @@
 //! All SQL lives below this module: one function per query, parameters always bound,
 //! driver errors converted to `DbError` in one place (`From<mysql_async::Error>`).
 
+pub mod chats;
+pub mod messages;
 pub mod migrate;
+pub mod store;
 pub mod users;
 
 use std::time::Duration;
@@ -17,6 +20,9 @@ pub enum DbError {
     /// A unique key was hit; `key` is the index name (e.g. `uq_users_email`).
     #[error("duplicate value for {key}")]
     Duplicate { key: String },
+    /// A row did not have the shape its query promised.
+    #[error("unexpected row: {0}")]
+    Mapping(String),
     #[error("invalid database url: {0}")]
     Url(String),
     #[error("database error: {0}")]
@@ -24,7 +30,7 @@ pub enum DbError {
 }
 
 /// MySQL's "Duplicate entry '…' for key '…'".
-const ER_DUP_ENTRY: u16 = 1062;
+pub(crate) const ER_DUP_ENTRY: u16 = 1062;
 
 impl From<mysql_async::Error> for DbError {
     fn from(e: mysql_async::Error) -> Self {

@@ -2,8 +2,11 @@
 //! typed input, a call into `db` / the actors, `Result<HttpResponse, ApiError>`.
 
 pub mod auth;
+pub mod chats;
 pub mod health;
+pub mod messages;
 pub mod users;
+pub mod ws;
 
 use actix_web::{web, HttpResponse};
 use parley_actors::{Timestamp, UserId};
@@ -17,6 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     auth::configure(cfg);
     users::configure(cfg);
+    chats::configure(cfg);
+    messages::configure(cfg);
 }
 
 /// A resource whose unsupported methods get the JSON 405 body.

@@ -1,6 +1,7 @@
 //! The signed-in user and user search.
 
 use actix_web::{web, HttpResponse};
+use parley_actors::Realtime;
 use serde::Deserialize;
 
 use super::{resource, UserJson};
@@ -17,12 +18,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const SEARCH_LIMIT: u32 = 20;
 
 /// GET /api/users/me
-async fn me(user: AuthUser, db: web::Data<Db>) -> Result<HttpResponse, ApiError> {
+async fn me(user: AuthUser, db: web::Data<Db>, rt: web::Data<Realtime>) -> Result<HttpResponse, ApiError> {
     let row = db
         .user_by_id(user.0)
         .await?
         .ok_or(ApiError::Unauthorized("invalid_token"))?;
-    Ok(HttpResponse::Ok().json(UserJson::new(row, user.0, false)))
+    let online = rt.is_online(user.0);
+    Ok(HttpResponse::Ok().json(UserJson::new(row, user.0, online)))
 }
 
 #[derive(Deserialize)]
@@ -37,6 +39,7 @@ async fn search(
     user: AuthUser,
     q: web::Query<SearchQuery>,
     db: web::Data<Db>,
+    rt: web::Data<Realtime>,
 ) -> Result<HttpResponse, ApiError> {
     let needle = q.query.as_deref().unwrap_or_default().trim().to_lowercase();
     let n = needle.chars().count();
@@ -52,7 +55,10 @@ async fn search(
     let rows = db.search_users(&needle, user.0, SEARCH_LIMIT).await?;
     let users: Vec<UserJson> = rows
         .into_iter()
-        .map(|r| UserJson::new(r, user.0, false))
+        .map(|r| {
+            let online = rt.is_online(r.id);
+            UserJson::new(r, user.0, online)
+        })
         .collect();
     Ok(HttpResponse::Ok().json(users))
 }

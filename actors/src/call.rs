@@ -1,0 +1,512 @@
+//! Calls: one actor per call, ringing → active → ended, and a `CallDirectory` that
+//! knows which calls exist and who is busy. Signalling (SDP, ICE) is relayed
+//! opaquely and only between the caller's session and the callee's answering
+//! session; anyone else gets `forbidden` and nothing is relayed. Every ended call
+//! leaves a `call` message in its chat so the history shows it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::value::RawValue;
+
+use crate::directory::{Deliver, SessionHandle};
+use crate::ids::{CallId, ChatId, SessionId, UserId};
+use crate::protocol::{
+    self, Ack, CallAnswer, CallIceCandidate, CallInitiate, CallRef, ServerEvent, WireError,
+};
+use crate::store::{CallRecord, ChatKind};
+use crate::time::Timestamp;
+use crate::Shared;
+
+/// A `call:*` event from a session.
+pub enum CallEvent {
+    Initiate(CallInitiate),
+    Answer(CallAnswer),
+    Reject(CallRef),
+    Ice(CallIceCandidate),
+    End(CallRef),
+}
+
+impl CallEvent {
+    fn call_id(&self) -> &CallId {
+        match self {
+            CallEvent::Initiate(e) => &e.call_id,
+            CallEvent::Answer(e) => &e.call_id,
+            CallEvent::Reject(e) | CallEvent::End(e) => &e.call_id,
+            CallEvent::Ice(e) => &e.call_id,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromSession {
+    pub session: SessionHandle,
+    pub reference: Option<String>,
+    pub event: CallEvent,
+}
+
+/// A session ended: a call it takes part in ends with `disconnected`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionGone {
+    pub user: UserId,
+    pub session: SessionId,
+}
+
+/// A call has ended; the directory forgets it and its parties are free again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct CallFinished {
+    call_id: CallId,
+    parties: [UserId; 2],
+}
+
+/// The caller and callee were resolved for a new call.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Resolved {
+    session: SessionHandle,
+    reference: Option<String>,
+    initiate: CallInitiate,
+    target: Result<(ChatId, UserId), WireError>,
+}
+
+fn reply(session: &SessionHandle, reference: Option<&str>, result: Result<(), WireError>) {
+    let frame = match result {
+        Ok(()) if reference.is_none() => return,
+        Ok(()) => protocol::encode(&ServerEvent::Ack(Ack::Empty {}), reference),
+        Err(e) => protocol::encode_error(&e, reference),
+    };
+    session.deliver(Deliver::frame(frame));
+}
+
+fn check_call_id(id: &CallId) -> Result<(), WireError> {
+    let ok = !id.0.is_empty()
+        && id.0.len() <= 64
+        && id.0.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    ok.then_some(())
+        .ok_or_else(|| WireError::new("invalid_data", "callId must be 1 to 64 characters of A-Z a-z 0-9 - _"))
+}
+
+pub struct CallDirectory {
+    shared: Arc<Shared>,
+    calls: HashMap<CallId, Addr<Call>>,
+    busy: HashMap<UserId, CallId>,
+}
+
+impl CallDirectory {
+    pub fn new(shared: Arc<Shared>) -> CallDirectory {
+        CallDirectory {
+            shared,
+            calls: HashMap::new(),
+            busy: HashMap::new(),
+        }
+    }
+
+    fn too_large(&self, raw: &RawValue) -> Result<(), WireError> {
+        let max = self.shared.settings.signal_max_bytes;
+        if raw.get().len() > max {
+            return Err(WireError::new("too_large", format!("signalling data is limited to {max} bytes")));
+        }
+        Ok(())
+    }
+}
+
+impl Actor for CallDirectory {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(16 * 1024);
+    }
+}
+
+impl Handler<FromSession> for CallDirectory {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromSession, ctx: &mut Context<Self>) {
+        let FromSession {
+            session,
+            reference,
+            event,
+        } = msg;
+        if let Err(e) = check_call_id(event.call_id()) {
+            return reply(&session, reference.as_deref(), Err(e));
+        }
+        let size = match &event {
+            CallEvent::Initiate(e) => self.too_large(&e.sdp),
+            CallEvent::Answer(e) => self.too_large(&e.sdp),
+            CallEvent::Ice(e) => self.too_large(&e.candidate),
+            CallEvent::Reject(_) | CallEvent::End(_) => Ok(()),
+        };
+        if let Err(e) = size {
+            return reply(&session, reference.as_deref(), Err(e));
+        }
+        match event {
+            CallEvent::Initiate(initiate) => {
+                if self.calls.contains_key(&initiate.call_id) {
+                    let e = WireError::new("conflict", "a call with this callId exists");
+                    return reply(&session, reference.as_deref(), Err(e));
+                }
+                let store = self.shared.store.clone();
+                let caller = session.user;
+                let (chat, to) = (initiate.chat_id, initiate.to_user_id);
+                ctx.spawn(
+                    async move { resolve_target(store, caller, chat, to).await }
+                        .into_actor(self)
+                        .map(move |target, _, ctx| {
+                            ctx.notify(Resolved {
+                                session,
+                                reference,
+                                initiate,
+                                target,
+                            })
+                        }),
+                );
+            }
+            other => match self.calls.get(other.call_id()) {
+                Some(call) => call.do_send(FromSession {
+                    session,
+                    reference,
+                    event: other,
+                }),
+                None => {
+                    let e = WireError::new("not_found", "no such call");
+                    reply(&session, reference.as_deref(), Err(e));
+                }
+            },
+        }
+    }
+}
+
+/// The direct chat and the callee for `call:initiate`, or why there is none.
+async fn resolve_target(
+    store: Arc<dyn crate::store::Store>,
+    caller: UserId,
+    chat: Option<ChatId>,
+    to: Option<UserId>,
+) -> Result<(ChatId, UserId), WireError> {
+    let unavailable = |_| WireError::new("unavailable", "storage is not answering; retry");
+    let forbidden = || WireError::new("forbidden", "you can only call someone you share a direct chat with");
+    match (chat, to) {
+        (Some(chat), _) => {
+            let members = store.chat_members(chat).await.map_err(unavailable)?;
+            let members = members.ok_or_else(|| WireError::new("not_found", "no such chat"))?;
+            if !members.members.contains(&caller) {
+                return Err(forbidden());
+            }
+            if members.kind != ChatKind::Direct {
+                return Err(WireError::new("invalid_data", "calls are 1:1: use a direct chat"));
+            }
+            let callee = members
+                .members
+                .iter()
+                .copied()
+                .find(|&m| m != caller)
+                .ok_or_else(forbidden)?;
+            match to {
+                Some(t) if t != callee => Err(WireError::new("invalid_data", "toUserId is not in this chat")),
+                _ => Ok((chat, callee)),
+            }
+        }
+        (None, Some(callee)) if callee != caller => {
+            let chat = store.direct_chat(caller, callee).await.map_err(unavailable)?;
+            chat.map(|c| (c, callee)).ok_or_else(forbidden)
+        }
+        (None, Some(_)) => Err(WireError::new("invalid_data", "you cannot call yourself")),
+        (None, None) => Err(WireError::new("invalid_data", "call:initiate needs chatId or toUserId")),
+    }
+}
+
+impl Handler<Resolved> for CallDirectory {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resolved, ctx: &mut Context<Self>) {
+        let Resolved {
+            session,
+            reference,
+            initiate,
+            target,
+        } = msg;
+        let (chat, callee) = match target {
+            Ok(t) => t,
+            Err(e) => return reply(&session, reference.as_deref(), Err(e)),
+        };
+        if self.calls.contains_key(&initiate.call_id) {
+            let e = WireError::new("conflict", "a call with this callId exists");
+            return reply(&session, reference.as_deref(), Err(e));
+        }
+        if self.busy.contains_key(&session.user) {
+            let e = WireError::new("busy", "you are already in a call");
+            return reply(&session, reference.as_deref(), Err(e));
+        }
+        if self.busy.contains_key(&callee) {
+            session.deliver(Deliver::frame(protocol::encode(
+                &ServerEvent::CallBusy {
+                    call_id: &initiate.call_id,
+                },
+                None,
+            )));
+            let e = WireError::new("callee_busy", "the person you called is in another call");
+            return reply(&session, reference.as_deref(), Err(e));
+        }
+        let call_id = initiate.call_id.clone();
+        let incoming = Deliver::frame(protocol::encode(
+            &ServerEvent::CallIncoming {
+                call_id: &call_id,
+                chat_id: chat,
+                from: session.user,
+                video: initiate.video,
+                sdp: &initiate.sdp,
+            },
+            None,
+        ));
+        let call = Call {
+            shared: self.shared.clone(),
+            directory: ctx.address(),
+            call_id: call_id.clone(),
+            chat,
+            caller: session.clone(),
+            callee,
+            callee_session: None,
+            video: initiate.video,
+            state: CallState::Ringing,
+            held_candidates: Vec::new(),
+            started_at: Timestamp::now(),
+            answered_at: None,
+        };
+        let addr = call.start();
+        self.busy.insert(session.user, call_id.clone());
+        self.busy.insert(callee, call_id.clone());
+        self.calls.insert(call_id, addr);
+        self.shared.bus.to_user(callee, &incoming, None);
+        reply(&session, reference.as_deref(), Ok(()));
+    }
+}
+
+impl Handler<SessionGone> for CallDirectory {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionGone, _: &mut Context<Self>) {
+        if let Some(call) = self.busy.get(&msg.user).and_then(|id| self.calls.get(id)) {
+            call.do_send(msg);
+        }
+    }
+}
+
+impl Handler<CallFinished> for CallDirectory {
+    type Result = ();
+
+    fn handle(&mut self, msg: CallFinished, _: &mut Context<Self>) {
+        self.calls.remove(&msg.call_id);
+        for u in msg.parties {
+            if self.busy.get(&u) == Some(&msg.call_id) {
+                self.busy.remove(&u);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Ringing,
+    Active,
+    Ended,
+}
+
+pub struct Call {
+    shared: Arc<Shared>,
+    directory: Addr<CallDirectory>,
+    call_id: CallId,
+    chat: ChatId,
+    caller: SessionHandle,
+    callee: UserId,
+    callee_session: Option<SessionHandle>,
+    video: bool,
+    state: CallState,
+    /// The caller's candidates sent before the answer, delivered in order after it.
+    held_candidates: Vec<Box<RawValue>>,
+    started_at: Timestamp,
+    answered_at: Option<Timestamp>,
+}
+
+impl Call {
+    fn frame(&self, event: &ServerEvent<'_>) -> Deliver {
+        Deliver::frame(protocol::encode(event, None))
+    }
+
+    /// Ends the call once: both sides hear `reason`, the history gets its message.
+    fn end(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        if self.state == CallState::Ended {
+            return;
+        }
+        self.state = CallState::Ended;
+        let d = self.frame(&ServerEvent::CallEnd {
+            call_id: &self.call_id,
+            reason,
+        });
+        self.caller.deliver(d.clone());
+        match &self.callee_session {
+            Some(s) => s.deliver(d),
+            None => self.shared.bus.to_user(self.callee, &d, None),
+        }
+        self.directory.do_send(CallFinished {
+            call_id: self.call_id.clone(),
+            parties: [self.caller.user, self.callee],
+        });
+        let record = CallRecord {
+            call_id: self.call_id.clone(),
+            chat_id: self.chat,
+            caller: self.caller.user,
+            callee: self.callee,
+            video: self.video,
+            started_at: self.started_at,
+            answered_at: self.answered_at,
+            ended_at: Timestamp::now(),
+            reason: reason.to_string(),
+        };
+        let shared = self.shared.clone();
+        let members = [self.caller.user, self.callee];
+        ctx.wait(
+            async move {
+                match shared.store.record_call(&record).await {
+                    Ok(Some(m)) => {
+                        let d = Deliver {
+                            frame: protocol::encode(&ServerEvent::MessageReceived(&m), None),
+                            message: Some(m.id),
+                        };
+                        shared.bus.to_users(&members, &d, None);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(call = %record.call_id, error = %e, "recording a call"),
+                }
+            }
+            .into_actor(self)
+            .map(|_, _, ctx| ctx.stop()),
+        );
+    }
+
+    fn is_caller(&self, s: &SessionHandle) -> bool {
+        s.id == self.caller.id
+    }
+
+    fn is_answering_callee(&self, s: &SessionHandle) -> bool {
+        self.callee_session.as_ref().is_some_and(|c| c.id == s.id)
+    }
+}
+
+impl Actor for Call {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let ring = self.shared.settings.ring_timeout;
+        ctx.run_later(ring, |call, ctx| {
+            if call.state == CallState::Ringing {
+                call.end("timeout", ctx);
+            }
+        });
+    }
+}
+
+impl Handler<FromSession> for Call {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromSession, ctx: &mut Context<Self>) {
+        let FromSession {
+            session: s,
+            reference,
+            event,
+        } = msg;
+        let r = reference.as_deref();
+        let forbidden = || Err(WireError::new("forbidden", "you are not a party to this call"));
+        if self.state == CallState::Ended {
+            return reply(&s, r, Err(WireError::new("not_found", "the call has ended")));
+        }
+        let result = match event {
+            CallEvent::Initiate(_) => Err(WireError::new("conflict", "a call with this callId exists")),
+            CallEvent::Answer(a) => {
+                if s.user != self.callee {
+                    forbidden()
+                } else if self.state != CallState::Ringing {
+                    Err(WireError::new("conflict", "the call was already answered"))
+                } else {
+                    self.state = CallState::Active;
+                    self.answered_at = Some(Timestamp::now());
+                    self.callee_session = Some(s.clone());
+                    self.caller.deliver(self.frame(&ServerEvent::CallAnswer {
+                        call_id: &self.call_id,
+                        sdp: &a.sdp,
+                    }));
+                    let elsewhere = self.frame(&ServerEvent::CallEnd {
+                        call_id: &self.call_id,
+                        reason: "answered_elsewhere",
+                    });
+                    self.shared.bus.to_user(self.callee, &elsewhere, Some(s.id));
+                    for c in std::mem::take(&mut self.held_candidates) {
+                        s.deliver(self.frame(&ServerEvent::CallIceCandidate {
+                            call_id: &self.call_id,
+                            candidate: &c,
+                        }));
+                    }
+                    Ok(())
+                }
+            }
+            CallEvent::Reject(_) => {
+                if s.user != self.callee || self.state != CallState::Ringing {
+                    forbidden()
+                } else {
+                    self.end("rejected", ctx);
+                    Ok(())
+                }
+            }
+            CallEvent::Ice(ice) => {
+                if self.is_caller(&s) {
+                    match &self.callee_session {
+                        Some(callee) => callee.deliver(self.frame(&ServerEvent::CallIceCandidate {
+                            call_id: &self.call_id,
+                            candidate: &ice.candidate,
+                        })),
+                        None => self.held_candidates.push(ice.candidate),
+                    }
+                    Ok(())
+                } else if self.is_answering_callee(&s) {
+                    self.caller.deliver(self.frame(&ServerEvent::CallIceCandidate {
+                        call_id: &self.call_id,
+                        candidate: &ice.candidate,
+                    }));
+                    Ok(())
+                } else {
+                    forbidden()
+                }
+            }
+            CallEvent::End(_) => {
+                if self.is_caller(&s) {
+                    let reason = if self.state == CallState::Ringing { "cancelled" } else { "ended" };
+                    self.end(reason, ctx);
+                    Ok(())
+                } else if self.is_answering_callee(&s) {
+                    self.end("ended", ctx);
+                    Ok(())
+                } else if s.user == self.callee && self.state == CallState::Ringing {
+                    self.end("rejected", ctx);
+                    Ok(())
+                } else {
+                    forbidden()
+                }
+            }
+        };
+        reply(&s, r, result);
+    }
+}
+
+impl Handler<SessionGone> for Call {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionGone, ctx: &mut Context<Self>) {
+        let callee_left = self.callee_session.as_ref().is_some_and(|c| c.id == msg.session);
+        if msg.session == self.caller.id || callee_left {
+            self.end("disconnected", ctx);
+        }
+    }
+}

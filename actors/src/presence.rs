@@ -1,0 +1,123 @@
+//! The presence registry: who is online. It is the only writer of the session
+//! directory. A user's first session makes them online (`user:online` to everyone
+//! who shares a chat with them); their last session closing makes them offline
+//! (`user:offline` with `lastSeenAt`, which is also stored). Contacts are loaded by
+//! the session before it registers, so the registry never waits on the database
+//! and online/offline for one user are always sent in the order they happened.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::directory::{Deliver, SessionHandle};
+use crate::ids::{SessionId, UserId};
+use crate::protocol::{self, ServerEvent};
+use crate::time::Timestamp;
+use crate::Shared;
+
+/// A session is ready to receive: make it reachable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionOpened {
+    pub handle: SessionHandle,
+    pub contacts: Vec<UserId>,
+}
+
+/// A session has ended; idempotent.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    pub user: UserId,
+    pub session: SessionId,
+}
+
+/// A user now shares a chat with more people (a chat was created): they hear of
+/// each other's presence from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ContactsAdded {
+    pub user: UserId,
+    pub contacts: Vec<UserId>,
+}
+
+pub struct PresenceRegistry {
+    shared: Arc<Shared>,
+    /// The contacts of each online user, as loaded when they came online.
+    contacts: HashMap<UserId, Vec<UserId>>,
+}
+
+impl PresenceRegistry {
+    pub fn new(shared: Arc<Shared>) -> PresenceRegistry {
+        PresenceRegistry {
+            shared,
+            contacts: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for PresenceRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(16 * 1024);
+    }
+}
+
+impl Handler<SessionOpened> for PresenceRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionOpened, _: &mut Context<Self>) {
+        let user = msg.handle.user;
+        let first = self.shared.bus.directory().insert(msg.handle);
+        if first {
+            let d = Deliver::frame(protocol::encode(&ServerEvent::UserOnline { user_id: user }, None));
+            self.shared.bus.to_users(&msg.contacts, &d, None);
+            self.contacts.insert(user, msg.contacts);
+        }
+    }
+}
+
+impl Handler<SessionClosed> for PresenceRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
+        if !self.shared.bus.directory().remove(msg.user, msg.session) {
+            return;
+        }
+        let at = Timestamp::now();
+        let contacts = self.contacts.remove(&msg.user).unwrap_or_default();
+        let d = Deliver::frame(protocol::encode(
+            &ServerEvent::UserOffline {
+                user_id: msg.user,
+                last_seen_at: at,
+            },
+            None,
+        ));
+        self.shared.bus.to_users(&contacts, &d, None);
+        let store = self.shared.store.clone();
+        let user = msg.user;
+        ctx.spawn(
+            async move {
+                if let Err(e) = store.set_last_seen(user, at).await {
+                    tracing::warn!(%user, error = %e, "storing last seen");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Handler<ContactsAdded> for PresenceRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ContactsAdded, _: &mut Context<Self>) {
+        if let Some(list) = self.contacts.get_mut(&msg.user) {
+            for c in msg.contacts {
+                if c != msg.user && !list.contains(&c) {
+                    list.push(c);
+                }
+            }
+        }
+    }
+}

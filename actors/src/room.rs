@@ -1,0 +1,441 @@
+//! Rooms: one actor per active chat. A room knows the chat's members (loaded once),
+//! checks every post and typing signal against them, hands new messages to the
+//! writer lanes and, when a batch is stored, acknowledges the sender and fans the
+//! message out (encoded once) to every other session of every member.
+//!
+//! Lifetime: the `RoomDirectory` starts a room on first use and forgets it after
+//! `room_idle_secs` without routing; sessions keep the address they were given and
+//! forget it when idle too. A room stops by itself when nobody holds its address,
+//! which can only happen with an empty mailbox, so no message is ever dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::directory::{Deliver, SessionHandle};
+use crate::e2ee;
+use crate::ids::{ChatId, UserId};
+use crate::protocol::{self, Ack, MessageKind, SendMessage, ServerEvent, Typing, WireError};
+use crate::store::{ChatMembers, Inserted, NewMessage, StoreError};
+use crate::writer::{Job, Persisted, Writer};
+use crate::Shared;
+
+/// Most characters in a text message.
+pub const MAX_TEXT_CHARS: usize = 10_000;
+/// Longest client id.
+pub const MAX_CLIENT_ID: usize = 64;
+const ROOM_MAILBOX: usize = 4096;
+
+/// Who asked to store a message, and the `ref` to answer with.
+pub struct PostTag {
+    pub session: SessionHandle,
+    pub reference: Option<String>,
+}
+
+/// A `message:send` from one session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Post {
+    pub session: SessionHandle,
+    pub reference: Option<String>,
+    pub message: SendMessage,
+}
+
+/// A `typing` signal from one session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TypingSignal {
+    pub session: SessionHandle,
+    pub reference: Option<String>,
+    pub typing: Typing,
+}
+
+/// What a session hands a room.
+pub enum RoomRequest {
+    Post(Post),
+    Typing(TypingSignal),
+}
+
+impl RoomRequest {
+    fn session(&self) -> &SessionHandle {
+        match self {
+            RoomRequest::Post(p) => &p.session,
+            RoomRequest::Typing(t) => &t.session,
+        }
+    }
+    fn reference(&self) -> Option<&str> {
+        match self {
+            RoomRequest::Post(p) => p.reference.as_deref(),
+            RoomRequest::Typing(t) => t.reference.as_deref(),
+        }
+    }
+}
+
+/// Sends `req` to `room` without waiting; gives it back when the room is gone.
+pub fn send_to_room(room: &Addr<Room>, req: RoomRequest) -> Result<(), RoomRequest> {
+    let busy = |req: RoomRequest| {
+        let err = WireError::new("busy", "the chat is busy; retry shortly");
+        req.session()
+            .deliver(Deliver::frame(protocol::encode_error(&err, req.reference())));
+    };
+    match req {
+        RoomRequest::Post(p) => match room.try_send(p) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(p)) => {
+                busy(RoomRequest::Post(p));
+                Ok(())
+            }
+            Err(SendError::Closed(p)) => Err(RoomRequest::Post(p)),
+        },
+        RoomRequest::Typing(t) => match room.try_send(t) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(t)) => {
+                busy(RoomRequest::Typing(t));
+                Ok(())
+            }
+            Err(SendError::Closed(t)) => Err(RoomRequest::Typing(t)),
+        },
+    }
+}
+
+enum Members {
+    Loading,
+    Known(ChatMembers),
+    NoSuchChat,
+    Failed,
+}
+
+pub struct Room {
+    chat: ChatId,
+    members: Members,
+    shared: Arc<Shared>,
+    writer: Writer<PostTag>,
+}
+
+impl Room {
+    fn new(chat: ChatId, shared: Arc<Shared>, writer: Writer<PostTag>) -> Room {
+        Room {
+            chat,
+            members: Members::Loading,
+            shared,
+            writer,
+        }
+    }
+
+    /// The members, or the error to answer a request with.
+    fn check_member(&self, user: UserId) -> Result<&ChatMembers, WireError> {
+        match &self.members {
+            Members::Known(m) if m.members.contains(&user) => Ok(m),
+            Members::Known(_) => Err(WireError::new("forbidden", "you are not a member of this chat")),
+            Members::NoSuchChat => Err(WireError::new("not_found", "no such chat")),
+            Members::Loading | Members::Failed => Err(WireError::new(
+                "unavailable",
+                "the chat could not be loaded; retry shortly",
+            )),
+        }
+    }
+
+    fn reply_error(session: &SessionHandle, reference: Option<&str>, err: &WireError) {
+        session.deliver(Deliver::frame(protocol::encode_error(err, reference)));
+    }
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(ROOM_MAILBOX);
+        let store = self.shared.store.clone();
+        let chat = self.chat;
+        // `wait` holds the mailbox until the members are known: no request is judged early.
+        ctx.wait(
+            async move { store.chat_members(chat).await }
+                .into_actor(self)
+                .map(|res, room, _| {
+                    room.members = match res {
+                        Ok(Some(m)) => Members::Known(m),
+                        Ok(None) => Members::NoSuchChat,
+                        Err(e) => {
+                            tracing::warn!(chat = %room.chat, error = %e, "loading chat members");
+                            Members::Failed
+                        }
+                    };
+                }),
+        );
+    }
+}
+
+impl Handler<Post> for Room {
+    type Result = ();
+
+    fn handle(&mut self, post: Post, ctx: &mut Context<Self>) {
+        let Post {
+            session,
+            reference,
+            message,
+        } = post;
+        let checked = self
+            .check_member(session.user)
+            .and_then(|members| validate(message, session.user, members));
+        let new = match checked {
+            Ok(new) => new,
+            Err(e) => return Self::reply_error(&session, reference.as_deref(), &e),
+        };
+        let job = Job {
+            message: new,
+            tag: PostTag {
+                session: session.clone(),
+                reference,
+            },
+            reply: ctx.address().recipient(),
+        };
+        if let Err(job) = self.writer.submit(self.chat, job) {
+            let err = WireError::new("busy", "too many messages are waiting to be stored; retry");
+            Self::reply_error(&job.tag.session, job.tag.reference.as_deref(), &err);
+        }
+    }
+}
+
+impl Handler<Persisted<PostTag>> for Room {
+    type Result = ();
+
+    fn handle(&mut self, done: Persisted<PostTag>, _: &mut Context<Self>) {
+        let Members::Known(members) = &self.members else {
+            return;
+        };
+        for (tag, outcome) in done.outcomes {
+            let reference = tag.reference.as_deref();
+            match outcome {
+                Ok(Inserted::Fresh(m)) => {
+                    tag.session.deliver(Deliver::frame(protocol::encode(
+                        &ServerEvent::Ack(Ack::Message(&m)),
+                        reference,
+                    )));
+                    let d = Deliver {
+                        frame: protocol::encode(&ServerEvent::MessageReceived(&m), None),
+                        message: Some(m.id),
+                    };
+                    self.shared.metrics.message_stored();
+                    // Every member's sessions, the sender's other devices included.
+                    self.shared.bus.to_users(&members.members, &d, Some(tag.session.id));
+                }
+                Ok(Inserted::Existing(m)) => {
+                    tag.session.deliver(Deliver::frame(protocol::encode(
+                        &ServerEvent::Ack(Ack::Message(&m)),
+                        reference,
+                    )));
+                }
+                Ok(Inserted::Rejected { code, message }) => {
+                    Self::reply_error(&tag.session, reference, &WireError::new(code, message))
+                }
+                Err(e) => {
+                    let err = match e {
+                        StoreError::Unavailable(_) => WireError::new(
+                            "unavailable",
+                            "the message could not be stored; send it again with the same clientId",
+                        ),
+                        StoreError::Other(ref m) => {
+                            tracing::error!(chat = %self.chat, error = %m, "storing a message");
+                            WireError::new("internal", "the message could not be stored")
+                        }
+                    };
+                    Self::reply_error(&tag.session, reference, &err);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<TypingSignal> for Room {
+    type Result = ();
+
+    fn handle(&mut self, t: TypingSignal, _: &mut Context<Self>) {
+        let reference = t.reference.as_deref();
+        let members = match self.check_member(t.session.user) {
+            Ok(m) => m,
+            Err(e) => return Self::reply_error(&t.session, reference, &e),
+        };
+        let d = Deliver::frame(protocol::encode(
+            &ServerEvent::Typing {
+                chat_id: self.chat,
+                user_id: t.session.user,
+                active: t.typing.active,
+            },
+            None,
+        ));
+        for &m in members.members.iter().filter(|&&m| m != t.session.user) {
+            self.shared.bus.to_user(m, &d, None);
+        }
+        if reference.is_some() {
+            t.session.deliver(Deliver::frame(protocol::encode(
+                &ServerEvent::Ack(Ack::Empty {}),
+                reference,
+            )));
+        }
+    }
+}
+
+/// Checks a `message:send` against the protocol's rules and the chat's members.
+fn validate(m: SendMessage, sender: UserId, members: &ChatMembers) -> Result<NewMessage, WireError> {
+    let cid = &m.client_id;
+    if cid.is_empty()
+        || cid.len() > MAX_CLIENT_ID
+        || !cid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return Err(WireError::new(
+            "invalid_data",
+            "clientId must be 1 to 64 characters of A-Z a-z 0-9 - _ . :",
+        ));
+    }
+    let content = m.content.unwrap_or_default();
+    match m.kind {
+        MessageKind::Call => {
+            return Err(WireError::new("invalid_data", "kind must be \"text\" or \"audio\""))
+        }
+        MessageKind::Text => {
+            if m.audio_id.is_some() {
+                return Err(WireError::new("invalid_data", "a text message has no audioId"));
+            }
+            if !m.encrypted && content.trim().is_empty() {
+                return Err(WireError::new("invalid_data", "content must not be empty"));
+            }
+        }
+        MessageKind::Audio => {
+            if m.audio_id.is_none() {
+                return Err(WireError::new("invalid_data", "an audio message needs audioId"));
+            }
+        }
+    }
+    if content.chars().count() > MAX_TEXT_CHARS {
+        return Err(WireError::new(
+            "too_large",
+            format!("content is longer than {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    match (m.encrypted, &m.e2ee) {
+        (true, Some(env)) => {
+            if !content.is_empty() {
+                return Err(WireError::new(
+                    "invalid_data",
+                    "an encrypted message must have empty content",
+                ));
+            }
+            e2ee::check_envelope(env.get(), &members.members)?;
+        }
+        (true, None) => {
+            return Err(WireError::new("invalid_data", "encrypted messages need e2ee"))
+        }
+        (false, Some(_)) => {
+            return Err(WireError::new("invalid_data", "e2ee given but encrypted is false"))
+        }
+        (false, None) => {}
+    }
+    Ok(NewMessage {
+        chat_id: members.chat,
+        sender_id: sender,
+        client_id: m.client_id,
+        kind: m.kind,
+        content,
+        audio_id: m.audio_id,
+        encrypted: m.encrypted,
+        e2ee: m.e2ee,
+    })
+}
+
+/// Routes a request to its room, starting it on first use.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<Room>>")]
+pub struct Route {
+    pub chat: ChatId,
+    pub request: RoomRequest,
+}
+
+/// Starts rooms and remembers them while they are in use.
+pub struct RoomDirectory {
+    rooms: HashMap<ChatId, (Addr<Room>, Instant)>,
+    shared: Arc<Shared>,
+    writer: Writer<PostTag>,
+    arbiters: Vec<ArbiterHandle>,
+    next: usize,
+    idle: Duration,
+}
+
+impl RoomDirectory {
+    pub fn new(
+        shared: Arc<Shared>,
+        writer: Writer<PostTag>,
+        arbiters: Vec<ArbiterHandle>,
+        idle: Duration,
+    ) -> RoomDirectory {
+        RoomDirectory {
+            rooms: HashMap::new(),
+            shared,
+            writer,
+            arbiters,
+            next: 0,
+            idle,
+        }
+    }
+
+    fn room(&mut self, chat: ChatId) -> Addr<Room> {
+        if let Some((addr, used)) = self.rooms.get_mut(&chat) {
+            if addr.connected() {
+                *used = Instant::now();
+                return addr.clone();
+            }
+        }
+        let shared = self.shared.clone();
+        let writer = self.writer.clone();
+        // Rooms are spread over a few arbiters (threads) so no single thread carries them all.
+        let addr = if self.arbiters.is_empty() {
+            Room::new(chat, shared, writer).start()
+        } else {
+            let arbiter = &self.arbiters[self.next % self.arbiters.len()];
+            self.next = self.next.wrapping_add(1);
+            Room::start_in_arbiter(arbiter, move |_| Room::new(chat, shared, writer))
+        };
+        self.rooms.insert(chat, (addr.clone(), Instant::now()));
+        addr
+    }
+}
+
+impl Actor for RoomDirectory {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(ROOM_MAILBOX);
+        let every = (self.idle / 4).max(Duration::from_secs(1));
+        ctx.run_interval(every, |dir, _| {
+            let idle = dir.idle;
+            dir.rooms.retain(|_, (_, used)| used.elapsed() < idle);
+        });
+    }
+}
+
+impl Handler<Route> for RoomDirectory {
+    type Result = Option<Addr<Room>>;
+
+    fn handle(&mut self, route: Route, _: &mut Context<Self>) -> Self::Result {
+        let mut request = route.request;
+        // A room address that just closed is replaced once.
+        for _ in 0..2 {
+            let addr = self.room(route.chat);
+            match send_to_room(&addr, request) {
+                Ok(()) => return Some(addr),
+                Err(back) => {
+                    self.rooms.remove(&route.chat);
+                    request = back;
+                }
+            }
+        }
+        let err = WireError::new("unavailable", "the chat is not available; retry shortly");
+        request
+            .session()
+            .deliver(Deliver::frame(protocol::encode_error(&err, request.reference())));
+        None
+    }
+}

@@ -1,0 +1,531 @@
+//! One WebSocket connection. The session decodes each frame once, checks the rate
+//! limit, and hands the event to whoever owns it: the chat's room (send, typing),
+//! the store (receipts, sync), or the call actors. Outbound frames arrive already
+//! encoded (`Deliver`) and are written as they are.
+//!
+//! Life: on start it loads the user's contacts, registers with the presence
+//! registry (which makes it reachable), then pushes every message not yet delivered
+//! to the user, oldest first; live messages that arrive during that catch-up are
+//! held and sent after it, minus any the catch-up already sent, so each message
+//! arrives once. It unregisters exactly once, in `stopping`.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::call::CallEvent;
+use crate::directory::{Deliver, SessionHandle};
+use crate::ids::{ChatId, MessageId, SessionId, UserId};
+use crate::presence::{SessionClosed, SessionOpened};
+use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
+use crate::room::{send_to_room, Post, Room, RoomRequest, Route, TypingSignal};
+use crate::store::{ReadOutcome, StoreError};
+use crate::{Realtime, Shared};
+
+/// Frames a session may have queued before it counts as not reading.
+const SESSION_MAILBOX: usize = 1024;
+/// Messages per page of the catch-up on connect and of one `sync`.
+const PAGE: u32 = 500;
+/// Most ids in one `message:delivered`.
+const MAX_RECEIPT_IDS: usize = 1000;
+
+struct CatchUp {
+    held: Vec<Deliver>,
+    sent: HashSet<MessageId>,
+}
+
+pub struct Session {
+    id: SessionId,
+    user: UserId,
+    realtime: Realtime,
+    handle: Option<SessionHandle>,
+    registered: bool,
+    last_heard: Instant,
+    limiter: DefaultDirectRateLimiter,
+    rooms: HashMap<ChatId, (Addr<Room>, Instant)>,
+    catch_up: Option<CatchUp>,
+}
+
+impl Session {
+    pub(crate) fn new(id: SessionId, user: UserId, realtime: Realtime) -> Session {
+        let s = &realtime.shared.settings;
+        let per_sec = NonZeroU32::new(s.events_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(s.events_burst).unwrap_or(per_sec);
+        Session {
+            id,
+            user,
+            limiter: RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst)),
+            realtime,
+            handle: None,
+            registered: false,
+            last_heard: Instant::now(),
+            rooms: HashMap::new(),
+            catch_up: Some(CatchUp {
+                held: Vec::new(),
+                sent: HashSet::new(),
+            }),
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.realtime.shared
+    }
+
+    fn my_handle(&self, ctx: &mut ws::WebsocketContext<Self>) -> SessionHandle {
+        self.handle
+            .clone()
+            .unwrap_or_else(|| SessionHandle::new(self.id, self.user, ctx.address()))
+    }
+
+    fn send_error(ctx: &mut ws::WebsocketContext<Self>, err: &WireError, reference: Option<&str>) {
+        ctx.text(protocol::encode_error(err, reference));
+    }
+
+    fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let s = &self.shared().settings;
+        if self.last_heard.elapsed() > s.client_timeout {
+            tracing::debug!(session = %self.id, "heartbeat timed out");
+            ctx.stop();
+            return;
+        }
+        ctx.ping(b"");
+        let idle = s.room_idle;
+        self.rooms.retain(|_, (_, used)| used.elapsed() < idle);
+    }
+
+    /// Loads contacts, registers (now reachable), then runs the catch-up.
+    fn register(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let store = self.shared().store.clone();
+        let user = self.user;
+        ctx.spawn(
+            async move { store.contacts(user).await }
+                .into_actor(self)
+                .map(|contacts, session, ctx| {
+                    let contacts = contacts.unwrap_or_else(|e| {
+                        tracing::warn!(user = %session.user, error = %e, "loading contacts");
+                        Vec::new()
+                    });
+                    let handle = session.my_handle(ctx);
+                    session.realtime.presence.do_send(SessionOpened { handle, contacts });
+                    session.registered = true;
+                    session.catch_up_page(MessageId(0), ctx);
+                }),
+        );
+    }
+
+    fn catch_up_page(&mut self, after: MessageId, ctx: &mut ws::WebsocketContext<Self>) {
+        let store = self.shared().store.clone();
+        let user = self.user;
+        ctx.spawn(
+            async move { store.undelivered(user, after, PAGE).await }
+                .into_actor(self)
+                .map(move |page, session, ctx| {
+                    let page = match page {
+                        Ok(p) => p,
+                        Err(e) => {
+                            // The client still has `sync`; say so rather than stay silent.
+                            tracing::warn!(user = %session.user, error = %e, "catch-up failed");
+                            let err = WireError::new(
+                                "unavailable",
+                                "could not load undelivered messages; send sync to retry",
+                            );
+                            Self::send_error(ctx, &err, None);
+                            session.finish_catch_up(ctx);
+                            return;
+                        }
+                    };
+                    let full = page.len() as u32 == PAGE;
+                    let mut last = after;
+                    for m in &page {
+                        ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
+                        if let Some(c) = session.catch_up.as_mut() {
+                            c.sent.insert(m.id);
+                        }
+                        last = m.id;
+                    }
+                    if full {
+                        session.catch_up_page(last, ctx);
+                    } else {
+                        session.finish_catch_up(ctx);
+                    }
+                }),
+        );
+    }
+
+    fn finish_catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(c) = self.catch_up.take() {
+            for d in c.held {
+                if !d.message.is_some_and(|id| c.sent.contains(&id)) {
+                    ctx.text(d.frame);
+                }
+            }
+        }
+    }
+
+    fn route(&mut self, chat: ChatId, request: RoomRequest, ctx: &mut ws::WebsocketContext<Self>) {
+        let request = match self.rooms.get_mut(&chat) {
+            Some((addr, used)) => {
+                *used = Instant::now();
+                match send_to_room(addr, request) {
+                    Ok(()) => return,
+                    Err(back) => {
+                        self.rooms.remove(&chat);
+                        back
+                    }
+                }
+            }
+            None => request,
+        };
+        let rooms = self.realtime.rooms.clone();
+        ctx.spawn(
+            async move { rooms.send(Route { chat, request }).await }
+                .into_actor(self)
+                .map(move |addr, session, _| {
+                    if let Ok(Some(addr)) = addr {
+                        session.rooms.insert(chat, (addr, Instant::now()));
+                    }
+                }),
+        );
+    }
+
+    fn dispatch(
+        &mut self,
+        event: ClientEvent,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        match event {
+            ClientEvent::Ping => ctx.text(protocol::encode(&ServerEvent::Pong {}, reference.as_deref())),
+            ClientEvent::MessageSend(message) => {
+                let chat = message.chat_id;
+                let post = Post {
+                    session: self.my_handle(ctx),
+                    reference,
+                    message,
+                };
+                self.route(chat, RoomRequest::Post(post), ctx);
+            }
+            ClientEvent::Typing(typing) => {
+                let signal = TypingSignal {
+                    session: self.my_handle(ctx),
+                    reference,
+                    typing,
+                };
+                self.route(typing.chat_id, RoomRequest::Typing(signal), ctx);
+            }
+            ClientEvent::MessageDelivered(d) => self.delivered(d.ids(), reference, ctx),
+            ClientEvent::MessageRead(r) => self.read(r.chat_id, r.message_id, reference, ctx),
+            ClientEvent::Sync(s) => self.sync(s.after_id, reference, ctx),
+            ClientEvent::CallInitiate(e) => self.call(CallEvent::Initiate(e), reference, ctx),
+            ClientEvent::CallAnswer(e) => self.call(CallEvent::Answer(e), reference, ctx),
+            ClientEvent::CallReject(e) => self.call(CallEvent::Reject(e), reference, ctx),
+            ClientEvent::CallIceCandidate(e) => self.call(CallEvent::Ice(e), reference, ctx),
+            ClientEvent::CallEnd(e) => self.call(CallEvent::End(e), reference, ctx),
+        }
+    }
+
+    fn call(&mut self, event: CallEvent, reference: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
+        let handle = self.my_handle(ctx);
+        self.realtime.calls.do_send(crate::call::FromSession {
+            session: handle,
+            reference,
+            event,
+        });
+    }
+
+    fn delivered(
+        &mut self,
+        ids: Vec<MessageId>,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS {
+            let err = WireError::new(
+                "invalid_data",
+                format!("message:delivered takes 1 to {MAX_RECEIPT_IDS} ids"),
+            );
+            return Self::send_error(ctx, &err, reference.as_deref());
+        }
+        let shared = self.shared().clone();
+        let user = self.user;
+        ctx.spawn(
+            async move { shared.store.mark_delivered(user, &ids).await }
+                .into_actor(self)
+                .map(move |res, session, ctx| match res {
+                    Ok(receipts) => {
+                        let at = crate::Timestamp::now();
+                        let mut count = 0;
+                        for r in &receipts {
+                            count += r.message_ids.len();
+                            let d = Deliver::frame(protocol::encode(
+                                &ServerEvent::MessageDelivered {
+                                    chat_id: r.chat_id,
+                                    message_ids: &r.message_ids,
+                                    user_id: session.user,
+                                    at,
+                                },
+                                None,
+                            ));
+                            session.shared().bus.to_user(r.sender_id, &d, None);
+                        }
+                        session.shared().metrics.receipts(count);
+                        if reference.is_some() {
+                            ctx.text(protocol::encode(
+                                &ServerEvent::Ack(Ack::Delivered { count }),
+                                reference.as_deref(),
+                            ));
+                        }
+                    }
+                    Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+                }),
+        );
+    }
+
+    fn read(
+        &mut self,
+        chat: ChatId,
+        up_to: MessageId,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let shared = self.shared().clone();
+        let user = self.user;
+        ctx.spawn(
+            async move { shared.store.mark_read(user, chat, up_to).await }
+                .into_actor(self)
+                .map(move |res, session, ctx| match res {
+                    Ok(ReadOutcome::NotMember) => {
+                        let err = WireError::new("forbidden", "you are not a member of this chat");
+                        Self::send_error(ctx, &err, reference.as_deref());
+                    }
+                    Ok(outcome) => {
+                        if let ReadOutcome::Advanced { up_to, notify } = outcome {
+                            let d = Deliver::frame(protocol::encode(
+                                &ServerEvent::MessageRead {
+                                    chat_id: chat,
+                                    message_id: up_to,
+                                    user_id: session.user,
+                                    at: crate::Timestamp::now(),
+                                },
+                                None,
+                            ));
+                            session.shared().bus.to_users(&notify, &d, None);
+                            // The reader's other devices learn it too (their unread count).
+                            session.shared().bus.to_user(session.user, &d, Some(session.id));
+                        }
+                        if reference.is_some() {
+                            ctx.text(protocol::encode(
+                                &ServerEvent::Ack(Ack::Empty {}),
+                                reference.as_deref(),
+                            ));
+                        }
+                    }
+                    Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+                }),
+        );
+    }
+
+    fn sync(
+        &mut self,
+        after: MessageId,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let shared = self.shared().clone();
+        let user = self.user;
+        ctx.spawn(
+            async move { shared.store.messages_after(user, after, PAGE).await }
+                .into_actor(self)
+                .map(move |res, _, ctx| match res {
+                    Ok(page) => {
+                        for m in &page {
+                            ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
+                        }
+                        ctx.text(protocol::encode(
+                            &ServerEvent::Ack(Ack::Sync {
+                                count: page.len(),
+                                last_id: page.last().map(|m| m.id),
+                                has_more: page.len() as u32 == PAGE,
+                            }),
+                            reference.as_deref(),
+                        ));
+                    }
+                    Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+                }),
+        );
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let limit = self.shared().settings.ws_frame_bytes;
+        if text.len() > limit {
+            let err = WireError::new("too_large", format!("frames are limited to {limit} bytes"));
+            return Self::send_error(ctx, &err, None);
+        }
+        let decoded = protocol::decode(text);
+        let reference = decoded.reference;
+        if self.limiter.check().is_err() {
+            let err = WireError::new("rate_limited", "too many events; slow down");
+            return Self::send_error(ctx, &err, reference.as_deref());
+        }
+        match decoded.event {
+            Ok(event) => self.dispatch(event, reference, ctx),
+            Err(e) => Self::send_error(ctx, &e, reference.as_deref()),
+        }
+    }
+}
+
+fn store_error(e: &StoreError) -> WireError {
+    match e {
+        StoreError::Unavailable(_) => WireError::new("unavailable", "storage is not answering; retry"),
+        StoreError::Other(m) => {
+            tracing::error!(error = %m, "store call failed");
+            WireError::new("internal", "internal error")
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(SESSION_MAILBOX);
+        self.handle = Some(SessionHandle::new(self.id, self.user, ctx.address()));
+        self.shared().metrics.session_opened();
+        let every = self.shared().settings.ping_interval;
+        ctx.run_interval(every, |s, ctx| s.heartbeat(ctx));
+        self.register(ctx);
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if std::mem::take(&mut self.registered) {
+            self.realtime.presence.do_send(SessionClosed {
+                user: self.user,
+                session: self.id,
+            });
+        }
+        self.realtime.calls.do_send(crate::call::SessionGone {
+            user: self.user,
+            session: self.id,
+        });
+        Running::Stop
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.shared().metrics.session_closed();
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, d: Deliver, ctx: &mut Self::Context) {
+        if self.handle.as_ref().is_some_and(SessionHandle::overflowed) {
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Again,
+                description: Some("too far behind; reconnect and sync".into()),
+            }));
+            ctx.stop();
+            return;
+        }
+        match self.catch_up.as_mut() {
+            Some(c) if d.message.is_some() => c.held.push(d),
+            _ => ctx.text(d.frame),
+        }
+    }
+}
+
+/// Asks a session to close (server shutdown, or a node-wide eviction).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Handler<Close> for Session {
+    type Result = ();
+
+    fn handle(&mut self, c: Close, ctx: &mut Self::Context) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::from(c.code),
+            description: Some(c.reason),
+        }));
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let msg = match item {
+            Ok(m) => m,
+            Err(e) => {
+                // The codec cannot resynchronise after a bad frame: say why, then close.
+                let (code, close) = match e {
+                    ws::ProtocolError::Overflow => ("too_large", ws::CloseCode::Size),
+                    _ => ("bad_frame", ws::CloseCode::Protocol),
+                };
+                Self::send_error(ctx, &WireError::new(code, e.to_string()), None);
+                ctx.close(Some(close.into()));
+                ctx.stop();
+                return;
+            }
+        };
+        self.last_heard = Instant::now();
+        match msg {
+            ws::Message::Text(text) => self.on_text(&text, ctx),
+            ws::Message::Binary(_) => Self::send_error(
+                ctx,
+                &WireError::new("binary_not_supported", "send JSON text frames"),
+                None,
+            ),
+            ws::Message::Continuation(_) => Self::send_error(
+                ctx,
+                &WireError::new("bad_frame", "fragmented frames are not supported"),
+                None,
+            ),
+            ws::Message::Ping(p) => ctx.pong(&p),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+}
+
+/// Settings the realtime actors need, in their own units.
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    pub ws_frame_bytes: usize,
+    pub events_per_sec: u32,
+    pub events_burst: u32,
+    pub ping_interval: Duration,
+    pub client_timeout: Duration,
+    pub writer_lanes: usize,
+    pub room_idle: Duration,
+    pub room_arbiters: usize,
+    pub ring_timeout: Duration,
+    pub signal_max_bytes: usize,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        RealtimeSettings {
+            ws_frame_bytes: 64 * 1024,
+            events_per_sec: 50,
+            events_burst: 200,
+            ping_interval: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(30),
+            writer_lanes: 4,
+            room_idle: Duration::from_secs(300),
+            room_arbiters: 2,
+            ring_timeout: Duration::from_secs(45),
+            signal_max_bytes: 16 * 1024,
+        }
+    }
+}

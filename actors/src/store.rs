@@ -1,0 +1,174 @@
+//! What the actors need from persistence. `src/db` implements it over MySQL; the
+//! actors never see SQL, and the compiler keeps the layers apart.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::ids::{AudioId, CallId, ChatId, MessageId, UserId};
+use crate::protocol::MessageKind;
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatKind {
+    Direct,
+    Group,
+}
+
+/// A chat and who is in it.
+#[derive(Debug, Clone)]
+pub struct ChatMembers {
+    pub chat: ChatId,
+    pub kind: ChatKind,
+    pub members: Vec<UserId>,
+}
+
+/// The voice message attached to a message.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioInfo {
+    pub audio_id: AudioId,
+    pub url: String,
+    pub mime: String,
+    pub bytes: u64,
+    pub duration_ms: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Sent,
+    Delivered,
+    Read,
+}
+
+/// The `message` object of PROTOCOL.md.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: MessageId,
+    pub chat_id: ChatId,
+    pub sender_id: UserId,
+    pub client_id: String,
+    pub kind: MessageKind,
+    pub content: String,
+    pub audio: Option<AudioInfo>,
+    pub encrypted: bool,
+    /// The encryption envelope exactly as the sender sent it; never parsed here.
+    pub e2ee: Option<Box<RawValue>>,
+    pub created_at: Timestamp,
+    pub status: MessageStatus,
+}
+
+/// A message to store, already checked by its room.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub chat_id: ChatId,
+    pub sender_id: UserId,
+    pub client_id: String,
+    pub kind: MessageKind,
+    pub content: String,
+    pub audio_id: Option<AudioId>,
+    pub encrypted: bool,
+    pub e2ee: Option<Box<RawValue>>,
+}
+
+/// The outcome of storing one message.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// Stored now; fan it out.
+    Fresh(Message),
+    /// The sender used this client id before: here is that first message.
+    Existing(Message),
+    /// Refused by a rule only the database can check (e.g. the audio is not yours).
+    Rejected { code: &'static str, message: String },
+}
+
+/// Delivery receipts for one sender in one chat.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub chat_id: ChatId,
+    pub sender_id: UserId,
+    pub message_ids: Vec<MessageId>,
+}
+
+pub enum ReadOutcome {
+    NotMember,
+    /// The watermark moved; these members (the reader excluded) should hear of it.
+    Advanced { up_to: MessageId, notify: Vec<UserId> },
+    Unchanged,
+}
+
+/// How a finished call is written down.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub call_id: CallId,
+    pub chat_id: ChatId,
+    pub caller: UserId,
+    pub callee: UserId,
+    pub video: bool,
+    pub started_at: Timestamp,
+    pub answered_at: Option<Timestamp>,
+    pub ended_at: Timestamp,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The chat and its members, or `None` when there is no such chat.
+    async fn chat_members(&self, chat: ChatId) -> Result<Option<ChatMembers>, StoreError>;
+
+    /// Stores a batch in one round trip where possible, in order; one outcome per input.
+    async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError>;
+
+    /// Marks messages delivered to `user` (only those addressed to them); grouped receipts.
+    async fn mark_delivered(
+        &self,
+        user: UserId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Receipt>, StoreError>;
+
+    /// Moves `user`'s read (and delivered) watermark in `chat` up to `up_to`.
+    async fn mark_read(
+        &self,
+        user: UserId,
+        chat: ChatId,
+        up_to: MessageId,
+    ) -> Result<ReadOutcome, StoreError>;
+
+    /// Messages to `user` from others not yet delivered, oldest first, with id > `after`.
+    async fn undelivered(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Every message in `user`'s chats with id > `after`, oldest first.
+    async fn messages_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// The direct chat between two users, if they have one.
+    async fn direct_chat(&self, a: UserId, b: UserId) -> Result<Option<ChatId>, StoreError>;
+
+    /// Users who share at least one chat with `user`.
+    async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+
+    async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Writes the call log row and the call's message in its chat.
+    async fn record_call(&self, call: &CallRecord) -> Result<Option<Message>, StoreError>;
+}

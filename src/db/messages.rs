@@ -1,0 +1,458 @@
+//! The `messages` table: the batched insert of the write path, history pages, the
+//! catch-up and sync reads, and receipts (the per-member watermarks).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDateTime;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Params, Row, TxOpts, Value};
+use parley_actors::protocol::MessageKind;
+use parley_actors::store::{AudioInfo, Inserted, Message, MessageStatus, NewMessage, Receipt, ReadOutcome};
+use parley_actors::{AudioId, ChatId, MessageId, Timestamp, UserId};
+use serde_json::value::RawValue;
+
+use super::{Db, DbError, ER_DUP_ENTRY};
+
+/// The columns `message_from_row` reads, in order.
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, \
+     m.audio_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms";
+/// The join `MESSAGE_COLUMNS` needs.
+pub(crate) const AUDIO_JOIN: &str = "LEFT JOIN audio_files a ON a.id = m.audio_id";
+
+fn kind_from(s: &str) -> MessageKind {
+    match s {
+        "audio" => MessageKind::Audio,
+        "call" => MessageKind::Call,
+        _ => MessageKind::Text,
+    }
+}
+
+pub(crate) fn kind_str(k: MessageKind) -> &'static str {
+    match k {
+        MessageKind::Text => "text",
+        MessageKind::Audio => "audio",
+        MessageKind::Call => "call",
+    }
+}
+
+pub(crate) fn audio_url(id: AudioId) -> String {
+    format!("/api/media/audio/{id}")
+}
+
+pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
+    fn col<T: mysql_async::prelude::FromValue>(row: &mut Row, i: usize) -> Result<T, DbError> {
+        row.take_opt(i)
+            .ok_or_else(|| DbError::Mapping(format!("message column {i} missing")))?
+            .map_err(|e| DbError::Mapping(format!("message column {i}: {e}")))
+    }
+    let id: u64 = col(&mut row, 0)?;
+    let audio_id: Option<u64> = col(&mut row, 6)?;
+    let e2ee: Option<String> = col(&mut row, 8)?;
+    let created: NaiveDateTime = col(&mut row, 9)?;
+    let mime: Option<String> = col(&mut row, 10)?;
+    let bytes: Option<u64> = col(&mut row, 11)?;
+    let duration_ms: Option<u32> = col(&mut row, 12)?;
+    let kind: String = col(&mut row, 4)?;
+    Ok(Message {
+        id: MessageId(id),
+        chat_id: ChatId(col(&mut row, 1)?),
+        sender_id: UserId(col(&mut row, 2)?),
+        client_id: col(&mut row, 3)?,
+        kind: kind_from(&kind),
+        content: col(&mut row, 5)?,
+        audio: match (audio_id, mime, bytes) {
+            (Some(a), Some(mime), Some(bytes)) => Some(AudioInfo {
+                audio_id: AudioId(a),
+                url: audio_url(AudioId(a)),
+                mime,
+                bytes,
+                duration_ms,
+            }),
+            _ => None,
+        },
+        encrypted: col::<bool>(&mut row, 7)?,
+        e2ee: e2ee
+            .map(RawValue::from_string)
+            .transpose()
+            .map_err(|e| DbError::Mapping(format!("stored e2ee is not JSON: {e}")))?,
+        created_at: Timestamp::from(created),
+        status: MessageStatus::Sent,
+    })
+}
+
+/// Each member's watermarks in some chats: chat → [(user, delivered_up_to, read_up_to)].
+pub(crate) type Watermarks = HashMap<ChatId, Vec<(UserId, u64, u64)>>;
+
+/// The status of `m` as its sender sees it: the least advanced other member.
+pub(crate) fn status_of(m: &Message, marks: &Watermarks) -> MessageStatus {
+    let others = marks
+        .get(&m.chat_id)
+        .map(|v| v.iter().filter(|(u, _, _)| *u != m.sender_id).collect::<Vec<_>>())
+        .unwrap_or_default();
+    if others.is_empty() {
+        return MessageStatus::Sent;
+    }
+    if others.iter().all(|(_, _, r)| *r >= m.id.0) {
+        MessageStatus::Read
+    } else if others.iter().all(|(_, d, _)| *d >= m.id.0) {
+        MessageStatus::Delivered
+    } else {
+        MessageStatus::Sent
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+impl Db {
+    pub(crate) async fn watermarks(&self, chats: &[ChatId]) -> Result<Watermarks, DbError> {
+        let mut marks = Watermarks::new();
+        if chats.is_empty() {
+            return Ok(marks);
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<(u64, u64, u64, u64)> = conn
+            .exec(
+                format!(
+                    "SELECT chat_id, user_id, delivered_up_to, read_up_to FROM chat_members WHERE chat_id IN ({})",
+                    placeholders(chats.len())
+                ),
+                chats.iter().map(|c| c.0).collect::<Vec<_>>(),
+            )
+            .await?;
+        for (chat, user, d, r) in rows {
+            marks.entry(ChatId(chat)).or_default().push((UserId(user), d, r));
+        }
+        Ok(marks)
+    }
+
+    /// Fills in each message's status.
+    pub(crate) async fn with_status(&self, mut msgs: Vec<Message>) -> Result<Vec<Message>, DbError> {
+        let mut chats: Vec<ChatId> = msgs.iter().map(|m| m.chat_id).collect();
+        chats.sort();
+        chats.dedup();
+        let marks = self.watermarks(&chats).await?;
+        for m in &mut msgs {
+            m.status = status_of(m, &marks);
+        }
+        Ok(msgs)
+    }
+
+    /// Stores a batch. The fast path is one multi-row INSERT (autocommit: durable
+    /// when it returns). Ids are `LAST_INSERT_ID()` onwards: InnoDB gives a multi-row
+    /// INSERT consecutive ids unless `innodb_autoinc_lock_mode = 2`, which
+    /// `consecutive_ids` reports at start-up; then ids are read back by client id.
+    /// A duplicate client id or an audio message takes the one-by-one path.
+    pub async fn insert_messages(
+        &self,
+        batch: &[NewMessage],
+        consecutive_ids: bool,
+    ) -> Result<Vec<Inserted>, DbError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        if batch.iter().any(|m| m.audio_id.is_some()) {
+            return self.insert_one_by_one(batch).await;
+        }
+        let now = Timestamp::now();
+        let mut params: Vec<Value> = Vec::with_capacity(batch.len() * 8);
+        for m in batch {
+            params.push(m.chat_id.0.into());
+            params.push(m.sender_id.0.into());
+            params.push(m.client_id.as_str().into());
+            params.push(kind_str(m.kind).into());
+            params.push(m.content.as_str().into());
+            params.push(m.encrypted.into());
+            params.push(m.e2ee.as_ref().map(|e| e.get().to_string()).into());
+            params.push(now.naive().into());
+        }
+        let sql = format!(
+            "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, encrypted, e2ee, created_at) VALUES {}",
+            vec!["(?,?,?,?,?,?,?,?)"; batch.len()].join(",")
+        );
+        let mut conn = self.conn().await?;
+        match conn.exec_drop(sql, Params::Positional(params)).await {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(e)) if e.code == ER_DUP_ENTRY => {
+                drop(conn);
+                return self.insert_one_by_one(batch).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let first = conn.last_insert_id().unwrap_or_default();
+        let ids: Vec<u64> = if consecutive_ids {
+            (first..first + batch.len() as u64).collect()
+        } else {
+            let mut ids = Vec::with_capacity(batch.len());
+            for m in batch {
+                let id: Option<u64> = conn
+                    .exec_first(
+                        "SELECT id FROM messages WHERE sender_id = ? AND client_id = ?",
+                        (m.sender_id.0, m.client_id.as_str()),
+                    )
+                    .await?;
+                ids.push(id.ok_or_else(|| DbError::Mapping("inserted message not found".into()))?);
+            }
+            ids
+        };
+        Ok(batch
+            .iter()
+            .zip(ids)
+            .map(|(m, id)| {
+                Inserted::Fresh(Message {
+                    id: MessageId(id),
+                    chat_id: m.chat_id,
+                    sender_id: m.sender_id,
+                    client_id: m.client_id.clone(),
+                    kind: m.kind,
+                    content: m.content.clone(),
+                    audio: None,
+                    encrypted: m.encrypted,
+                    e2ee: m.e2ee.clone(),
+                    created_at: now,
+                    status: MessageStatus::Sent,
+                })
+            })
+            .collect())
+    }
+
+    async fn insert_one_by_one(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, DbError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for m in batch {
+            out.push(self.insert_one(m).await?);
+        }
+        Ok(out)
+    }
+
+    /// One message in its own transaction; an audio message claims its upload.
+    async fn insert_one(&self, m: &NewMessage) -> Result<Inserted, DbError> {
+        if let Some(existing) = self.message_by_client_id(m.sender_id, &m.client_id).await? {
+            return Ok(Inserted::Existing(existing));
+        }
+        let now = Timestamp::now();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        let res = tx
+            .exec_drop(
+                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, audio_id, encrypted, e2ee, created_at) \
+                 VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    m.chat_id.0,
+                    m.sender_id.0,
+                    m.client_id.as_str(),
+                    kind_str(m.kind),
+                    m.content.as_str(),
+                    m.audio_id.map(|a| a.0),
+                    m.encrypted,
+                    m.e2ee.as_ref().map(|e| e.get().to_string()),
+                    now.naive(),
+                ),
+            )
+            .await;
+        match res {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(e)) if e.code == ER_DUP_ENTRY => {
+                tx.rollback().await?;
+                drop(conn);
+                // Another node stored the same client id a moment ago.
+                let existing = self.message_by_client_id(m.sender_id, &m.client_id).await?;
+                return existing
+                    .map(Inserted::Existing)
+                    .ok_or_else(|| DbError::Mapping("duplicate message vanished".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let id = tx.last_insert_id().unwrap_or_default();
+        if let Some(audio) = m.audio_id {
+            tx.exec_drop(
+                "UPDATE audio_files SET message_id = ? \
+                 WHERE id = ? AND uploader_id = ? AND chat_id = ? AND message_id IS NULL",
+                (id, audio.0, m.sender_id.0, m.chat_id.0),
+            )
+            .await?;
+            if tx.affected_rows() != 1 {
+                tx.rollback().await?;
+                return Ok(Inserted::Rejected {
+                    code: "forbidden",
+                    message: "this audio is not yours to send here, or it was sent already".into(),
+                });
+            }
+        }
+        tx.commit().await?;
+        drop(conn);
+        let stored = self
+            .message_by_id(MessageId(id))
+            .await?
+            .ok_or_else(|| DbError::Mapping("inserted message not found".into()))?;
+        Ok(Inserted::Fresh(stored))
+    }
+
+    pub async fn message_by_id(&self, id: MessageId) -> Result<Option<Message>, DbError> {
+        let mut conn = self.conn().await?;
+        let row: Option<Row> = conn
+            .exec_first(
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE m.id = ?"),
+                (id.0,),
+            )
+            .await?;
+        drop(conn);
+        match row {
+            Some(r) => Ok(self.with_status(vec![message_from_row(r)?]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    async fn message_by_client_id(&self, sender: UserId, client_id: &str) -> Result<Option<Message>, DbError> {
+        let mut conn = self.conn().await?;
+        let row: Option<Row> = conn
+            .exec_first(
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE m.sender_id = ? AND m.client_id = ?"),
+                (sender.0, client_id),
+            )
+            .await?;
+        drop(conn);
+        match row {
+            Some(r) => Ok(self.with_status(vec![message_from_row(r)?]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    /// A history page: messages of `chat` with id < `before`, newest first, and
+    /// whether there are older ones.
+    pub async fn messages_page(
+        &self,
+        chat: ChatId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool), DbError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<Row> = conn
+            .exec(
+                format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} \
+                     WHERE m.chat_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?"
+                ),
+                (chat.0, before.map_or(u64::MAX, |b| b.0), limit + 1),
+            )
+            .await?;
+        drop(conn);
+        let mut msgs = rows.into_iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        let more = msgs.len() > limit as usize;
+        msgs.truncate(limit as usize);
+        Ok((self.with_status(msgs).await?, more))
+    }
+
+    /// Messages to `user` from others that are past their delivered watermark.
+    pub async fn undelivered(&self, user: UserId, after: MessageId, limit: u32) -> Result<Vec<Message>, DbError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<Row> = conn
+            .exec(
+                format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM chat_members cm \
+                     JOIN messages m ON m.chat_id = cm.chat_id AND m.id > cm.delivered_up_to {AUDIO_JOIN} \
+                     WHERE cm.user_id = ? AND m.sender_id <> ? AND m.id > ? ORDER BY m.id LIMIT ?"
+                ),
+                (user.0, user.0, after.0, limit),
+            )
+            .await?;
+        drop(conn);
+        let msgs = rows.into_iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.with_status(msgs).await
+    }
+
+    /// Every message in `user`'s chats with id > `after`, oldest first.
+    pub async fn messages_after(&self, user: UserId, after: MessageId, limit: u32) -> Result<Vec<Message>, DbError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<Row> = conn
+            .exec(
+                format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM chat_members cm \
+                     JOIN messages m ON m.chat_id = cm.chat_id {AUDIO_JOIN} \
+                     WHERE cm.user_id = ? AND m.id > ? ORDER BY m.id LIMIT ?"
+                ),
+                (user.0, after.0, limit),
+            )
+            .await?;
+        drop(conn);
+        let msgs = rows.into_iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.with_status(msgs).await
+    }
+
+    /// Moves `user`'s delivered watermarks over `ids` (only messages to them from
+    /// others, not yet delivered); receipts grouped by chat and sender.
+    pub async fn mark_delivered(&self, user: UserId, ids: &[MessageId]) -> Result<Vec<Receipt>, DbError> {
+        let mut conn = self.conn().await?;
+        let mut params: Vec<Value> = vec![user.0.into(), user.0.into()];
+        params.extend(ids.iter().map(|i| Value::from(i.0)));
+        let rows: Vec<(u64, u64, u64)> = conn
+            .exec(
+                format!(
+                    "SELECT m.chat_id, m.sender_id, m.id FROM messages m \
+                     JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? \
+                     WHERE m.sender_id <> ? AND m.id > cm.delivered_up_to AND m.id IN ({}) ORDER BY m.id",
+                    placeholders(ids.len())
+                ),
+                Params::Positional(params),
+            )
+            .await?;
+        let mut top: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut grouped: BTreeMap<(u64, u64), Vec<MessageId>> = BTreeMap::new();
+        for (chat, sender, id) in rows {
+            let t = top.entry(chat).or_default();
+            *t = (*t).max(id);
+            grouped.entry((chat, sender)).or_default().push(MessageId(id));
+        }
+        for (chat, up_to) in &top {
+            conn.exec_drop(
+                "UPDATE chat_members SET delivered_up_to = GREATEST(delivered_up_to, ?) WHERE chat_id = ? AND user_id = ?",
+                (up_to, chat, user.0),
+            )
+            .await?;
+        }
+        Ok(grouped
+            .into_iter()
+            .map(|((chat, sender), message_ids)| Receipt {
+                chat_id: ChatId(chat),
+                sender_id: UserId(sender),
+                message_ids,
+            })
+            .collect())
+    }
+
+    /// Moves `user`'s read (and delivered) watermark in `chat` up to `up_to`, capped
+    /// at the chat's newest message.
+    pub async fn mark_read(&self, user: UserId, chat: ChatId, up_to: MessageId) -> Result<ReadOutcome, DbError> {
+        let mut conn = self.conn().await?;
+        let row: Option<(u64, Option<u64>)> = conn
+            .exec_first(
+                "SELECT cm.read_up_to, (SELECT MAX(id) FROM messages WHERE chat_id = cm.chat_id) \
+                 FROM chat_members cm WHERE cm.chat_id = ? AND cm.user_id = ?",
+                (chat.0, user.0),
+            )
+            .await?;
+        let Some((read, newest)) = row else {
+            return Ok(ReadOutcome::NotMember);
+        };
+        let target = up_to.0.min(newest.unwrap_or(0));
+        if target <= read {
+            return Ok(ReadOutcome::Unchanged);
+        }
+        conn.exec_drop(
+            "UPDATE chat_members SET read_up_to = GREATEST(read_up_to, ?), \
+             delivered_up_to = GREATEST(delivered_up_to, ?) WHERE chat_id = ? AND user_id = ?",
+            (target, target, chat.0, user.0),
+        )
+        .await?;
+        let notify: Vec<u64> = conn
+            .exec(
+                "SELECT user_id FROM chat_members WHERE chat_id = ? AND user_id <> ?",
+                (chat.0, user.0),
+            )
+            .await?;
+        Ok(ReadOutcome::Advanced {
+            up_to: MessageId(target),
+            notify: notify.into_iter().map(UserId).collect(),
+        })
+    }
+}

@@ -1,0 +1,138 @@
+//! `parley_actors::Store` over MySQL: the actors' persistence, by way of the
+//! query functions of this module's siblings.
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use mysql_async::TxOpts;
+use parley_actors::protocol::MessageKind;
+use parley_actors::store::{
+    CallRecord, ChatMembers, Inserted, Message, NewMessage, ReadOutcome, Receipt, Store, StoreError,
+};
+use parley_actors::{ChatId, MessageId, Timestamp, UserId};
+
+use super::{Db, DbError};
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(m) => StoreError::Unavailable(m),
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+/// The store handed to the actors.
+pub struct MysqlStore {
+    db: Db,
+    /// Whether a multi-row INSERT gets consecutive ids (`innodb_autoinc_lock_mode` < 2).
+    consecutive_ids: bool,
+}
+
+impl MysqlStore {
+    pub async fn new(db: Db) -> MysqlStore {
+        let mode = db.autoinc_lock_mode().await.unwrap_or(Some(2));
+        let consecutive_ids = matches!(mode, Some(0) | Some(1));
+        if !consecutive_ids {
+            tracing::info!("innodb_autoinc_lock_mode is 2 (or unknown): message ids are read back per batch");
+        }
+        MysqlStore { db, consecutive_ids }
+    }
+}
+
+impl Db {
+    pub(crate) async fn autoinc_lock_mode(&self) -> Result<Option<u8>, DbError> {
+        let mut conn = self.conn().await?;
+        Ok(conn.query_first("SELECT @@innodb_autoinc_lock_mode").await?)
+    }
+
+    /// The call's log row and its trace in the chat, together.
+    pub async fn record_call(&self, c: &CallRecord) -> Result<Option<Message>, DbError> {
+        let duration_ms = c
+            .answered_at
+            .map(|a| (c.ended_at.0 - a.0).num_milliseconds().max(0));
+        let content = serde_json::json!({
+            "outcome": c.reason,
+            "video": c.video,
+            "callerId": c.caller,
+            "durationMs": duration_ms,
+        })
+        .to_string();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        tx.exec_drop(
+            "INSERT INTO calls (call_id, chat_id, caller_id, callee_id, video, started_at, answered_at, ended_at, end_reason) \
+             VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                c.call_id.0.as_str(),
+                c.chat_id.0,
+                c.caller.0,
+                c.callee.0,
+                c.video,
+                c.started_at.naive(),
+                c.answered_at.map(|a| a.naive()),
+                c.ended_at.naive(),
+                c.reason.as_str(),
+            ),
+        )
+        .await?;
+        tx.exec_drop(
+            "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, created_at) VALUES (?,?,?,?,?,?)",
+            (
+                c.chat_id.0,
+                c.caller.0,
+                format!("call:{}", c.call_id),
+                super::messages::kind_str(MessageKind::Call),
+                content,
+                c.ended_at.naive(),
+            ),
+        )
+        .await?;
+        let id = tx.last_insert_id().unwrap_or_default();
+        tx.commit().await?;
+        drop(conn);
+        self.message_by_id(MessageId(id)).await
+    }
+}
+
+#[async_trait]
+impl Store for MysqlStore {
+    async fn chat_members(&self, chat: ChatId) -> Result<Option<ChatMembers>, StoreError> {
+        Ok(self.db.chat_members(chat).await?)
+    }
+
+    async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
+        Ok(self.db.insert_messages(batch, self.consecutive_ids).await?)
+    }
+
+    async fn mark_delivered(&self, user: UserId, ids: &[MessageId]) -> Result<Vec<Receipt>, StoreError> {
+        Ok(self.db.mark_delivered(user, ids).await?)
+    }
+
+    async fn mark_read(&self, user: UserId, chat: ChatId, up_to: MessageId) -> Result<ReadOutcome, StoreError> {
+        Ok(self.db.mark_read(user, chat, up_to).await?)
+    }
+
+    async fn undelivered(&self, user: UserId, after: MessageId, limit: u32) -> Result<Vec<Message>, StoreError> {
+        Ok(self.db.undelivered(user, after, limit).await?)
+    }
+
+    async fn messages_after(&self, user: UserId, after: MessageId, limit: u32) -> Result<Vec<Message>, StoreError> {
+        Ok(self.db.messages_after(user, after, limit).await?)
+    }
+
+    async fn direct_chat(&self, a: UserId, b: UserId) -> Result<Option<ChatId>, StoreError> {
+        Ok(self.db.direct_chat(a, b).await?)
+    }
+
+    async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        Ok(self.db.contacts(user).await?)
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<(), StoreError> {
+        Ok(self.db.set_last_seen(user, at).await?)
+    }
+
+    async fn record_call(&self, call: &CallRecord) -> Result<Option<Message>, StoreError> {
+        Ok(self.db.record_call(call).await?)
+    }
+}
