@@ -85,9 +85,16 @@ fn reply(session: &SessionHandle, reference: Option<&str>, result: Result<(), Wi
 fn check_call_id(id: &CallId) -> Result<(), WireError> {
     let ok = !id.0.is_empty()
         && id.0.len() <= 64
-        && id.0.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    ok.then_some(())
-        .ok_or_else(|| WireError::new("invalid_data", "callId must be 1 to 64 characters of A-Z a-z 0-9 - _"))
+        && id
+            .0
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    ok.then_some(()).ok_or_else(|| {
+        WireError::new(
+            "invalid_data",
+            "callId must be 1 to 64 characters of A-Z a-z 0-9 - _",
+        )
+    })
 }
 
 pub struct CallDirectory {
@@ -108,7 +115,10 @@ impl CallDirectory {
     fn too_large(&self, raw: &RawValue) -> Result<(), WireError> {
         let max = self.shared.settings.signal_max_bytes;
         if raw.get().len() > max {
-            return Err(WireError::new("too_large", format!("signalling data is limited to {max} bytes")));
+            return Err(WireError::new(
+                "too_large",
+                format!("signalling data is limited to {max} bytes"),
+            ));
         }
         Ok(())
     }
@@ -188,7 +198,12 @@ async fn resolve_target(
     to: Option<UserId>,
 ) -> Result<(ChatId, UserId), WireError> {
     let unavailable = |_| WireError::new("unavailable", "storage is not answering; retry");
-    let forbidden = || WireError::new("forbidden", "you can only call someone you share a direct chat with");
+    let forbidden = || {
+        WireError::new(
+            "forbidden",
+            "you can only call someone you share a direct chat with",
+        )
+    };
     match (chat, to) {
         (Some(chat), _) => {
             let members = store.chat_members(chat).await.map_err(unavailable)?;
@@ -197,7 +212,10 @@ async fn resolve_target(
                 return Err(forbidden());
             }
             if members.kind != ChatKind::Direct {
-                return Err(WireError::new("invalid_data", "calls are 1:1: use a direct chat"));
+                return Err(WireError::new(
+                    "invalid_data",
+                    "calls are 1:1: use a direct chat",
+                ));
             }
             let callee = members
                 .members
@@ -206,16 +224,25 @@ async fn resolve_target(
                 .find(|&m| m != caller)
                 .ok_or_else(forbidden)?;
             match to {
-                Some(t) if t != callee => Err(WireError::new("invalid_data", "toUserId is not in this chat")),
+                Some(t) if t != callee => Err(WireError::new(
+                    "invalid_data",
+                    "toUserId is not in this chat",
+                )),
                 _ => Ok((chat, callee)),
             }
         }
         (None, Some(callee)) if callee != caller => {
-            let chat = store.direct_chat(caller, callee).await.map_err(unavailable)?;
+            let chat = store
+                .direct_chat(caller, callee)
+                .await
+                .map_err(unavailable)?;
             chat.map(|c| (c, callee)).ok_or_else(forbidden)
         }
         (None, Some(_)) => Err(WireError::new("invalid_data", "you cannot call yourself")),
-        (None, None) => Err(WireError::new("invalid_data", "call:initiate needs chatId or toUserId")),
+        (None, None) => Err(WireError::new(
+            "invalid_data",
+            "call:initiate needs chatId or toUserId",
+        )),
     }
 }
 
@@ -379,7 +406,9 @@ impl Call {
                         shared.bus.to_users(&members, &d, None);
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(call = %record.call_id, error = %e, "recording a call"),
+                    Err(e) => {
+                        tracing::warn!(call = %record.call_id, error = %e, "recording a call")
+                    }
                 }
             }
             .into_actor(self)
@@ -419,12 +448,23 @@ impl Handler<FromSession> for Call {
             event,
         } = msg;
         let r = reference.as_deref();
-        let forbidden = || Err(WireError::new("forbidden", "you are not a party to this call"));
+        let forbidden = || {
+            Err(WireError::new(
+                "forbidden",
+                "you are not a party to this call",
+            ))
+        };
         if self.state == CallState::Ended {
-            return reply(&s, r, Err(WireError::new("not_found", "the call has ended")));
+            return reply(
+                &s,
+                r,
+                Err(WireError::new("not_found", "the call has ended")),
+            );
         }
         let result = match event {
-            CallEvent::Initiate(_) => Err(WireError::new("conflict", "a call with this callId exists")),
+            CallEvent::Initiate(_) => {
+                Err(WireError::new("conflict", "a call with this callId exists"))
+            }
             CallEvent::Answer(a) => {
                 if s.user != self.callee {
                     forbidden()
@@ -463,18 +503,21 @@ impl Handler<FromSession> for Call {
             CallEvent::Ice(ice) => {
                 if self.is_caller(&s) {
                     match &self.callee_session {
-                        Some(callee) => callee.deliver(self.frame(&ServerEvent::CallIceCandidate {
-                            call_id: &self.call_id,
-                            candidate: &ice.candidate,
-                        })),
+                        Some(callee) => {
+                            callee.deliver(self.frame(&ServerEvent::CallIceCandidate {
+                                call_id: &self.call_id,
+                                candidate: &ice.candidate,
+                            }))
+                        }
                         None => self.held_candidates.push(ice.candidate),
                     }
                     Ok(())
                 } else if self.is_answering_callee(&s) {
-                    self.caller.deliver(self.frame(&ServerEvent::CallIceCandidate {
-                        call_id: &self.call_id,
-                        candidate: &ice.candidate,
-                    }));
+                    self.caller
+                        .deliver(self.frame(&ServerEvent::CallIceCandidate {
+                            call_id: &self.call_id,
+                            candidate: &ice.candidate,
+                        }));
                     Ok(())
                 } else {
                     forbidden()
@@ -482,7 +525,11 @@ impl Handler<FromSession> for Call {
             }
             CallEvent::End(_) => {
                 if self.is_caller(&s) {
-                    let reason = if self.state == CallState::Ringing { "cancelled" } else { "ended" };
+                    let reason = if self.state == CallState::Ringing {
+                        "cancelled"
+                    } else {
+                        "ended"
+                    };
                     self.end(reason, ctx);
                     Ok(())
                 } else if self.is_answering_callee(&s) {
@@ -504,7 +551,10 @@ impl Handler<SessionGone> for Call {
     type Result = ();
 
     fn handle(&mut self, msg: SessionGone, ctx: &mut Context<Self>) {
-        let callee_left = self.callee_session.as_ref().is_some_and(|c| c.id == msg.session);
+        let callee_left = self
+            .callee_session
+            .as_ref()
+            .is_some_and(|c| c.id == msg.session);
         if msg.session == self.caller.id || callee_left {
             self.end("disconnected", ctx);
         }

@@ -41,8 +41,8 @@ fn decode(field: &str, value: &str) -> Result<Vec<u8>, WireError> {
 
 /// Checks `raw` (the `e2ee` JSON) for a chat with `members`.
 pub fn check_envelope(raw: &str, members: &[UserId]) -> Result<(), WireError> {
-    let env: Envelope =
-        serde_json::from_str(raw).map_err(|e| invalid(format!("e2ee is not a valid envelope: {e}")))?;
+    let env: Envelope = serde_json::from_str(raw)
+        .map_err(|e| invalid(format!("e2ee is not a valid envelope: {e}")))?;
     if env.v != VERSION {
         return Err(invalid(format!("e2ee.v must be {VERSION}")));
     }
@@ -53,7 +53,9 @@ pub fn check_envelope(raw: &str, members: &[UserId]) -> Result<(), WireError> {
         return Err(invalid(format!("e2ee.iv must be {IV_BYTES} bytes")));
     }
     if decode("ciphertext", &env.ciphertext)?.len() < TAG_BYTES {
-        return Err(invalid("e2ee.ciphertext is shorter than the authentication tag"));
+        return Err(invalid(
+            "e2ee.ciphertext is shorter than the authentication tag",
+        ));
     }
     for m in members {
         let key = env
@@ -65,7 +67,9 @@ pub fn check_envelope(raw: &str, members: &[UserId]) -> Result<(), WireError> {
         }
     }
     if env.keys.len() != members.len() {
-        return Err(invalid("e2ee.keys names someone who is not a member of this chat"));
+        return Err(invalid(
+            "e2ee.keys names someone who is not a member of this chat",
+        ));
     }
     Ok(())
 }
@@ -79,8 +83,10 @@ mod tests {
     }
 
     fn env(iv: usize, ct: usize, keys: &[(u64, usize)]) -> String {
-        let keys: HashMap<String, String> = keys.iter().map(|(u, n)| (u.to_string(), b64(*n))).collect();
-        serde_json::json!({"v":1,"alg":ALGORITHM,"iv":b64(iv),"ciphertext":b64(ct),"keys":keys}).to_string()
+        let keys: HashMap<String, String> =
+            keys.iter().map(|(u, n)| (u.to_string(), b64(*n))).collect();
+        serde_json::json!({"v":1,"alg":ALGORITHM,"iv":b64(iv),"ciphertext":b64(ct),"keys":keys})
+            .to_string()
     }
 
     #[test]
@@ -94,11 +100,23 @@ mod tests {
         let members = [UserId(1), UserId(2)];
         for (raw, why) in [
             (env(8, 40, &[(1, 256), (2, 256)]), "short iv"),
-            (env(12, 10, &[(1, 256), (2, 256)]), "ciphertext shorter than the tag"),
+            (
+                env(12, 10, &[(1, 256), (2, 256)]),
+                "ciphertext shorter than the tag",
+            ),
             (env(12, 40, &[(1, 256)]), "a member's key missing"),
-            (env(12, 40, &[(1, 256), (2, 256), (3, 256)]), "a stranger's key"),
-            (env(12, 40, &[(1, 256), (2, 16)]), "a key too short to be RSA"),
-            (r#"{"v":2,"alg":"RSA-OAEP-256+A256GCM","iv":"","ciphertext":"","keys":{}}"#.into(), "version"),
+            (
+                env(12, 40, &[(1, 256), (2, 256), (3, 256)]),
+                "a stranger's key",
+            ),
+            (
+                env(12, 40, &[(1, 256), (2, 16)]),
+                "a key too short to be RSA",
+            ),
+            (
+                r#"{"v":2,"alg":"RSA-OAEP-256+A256GCM","iv":"","ciphertext":"","keys":{}}"#.into(),
+                "version",
+            ),
             ("[]".into(), "not an object"),
         ] {
             let err = check_envelope(&raw, &members).unwrap_err();

@@ -60,7 +60,9 @@ impl Realtime {
         let arbiters = (0..shared.settings.room_arbiters)
             .map(|_| Arbiter::new().handle())
             .collect();
-        let rooms = room::RoomDirectory::new(shared.clone(), writer, arbiters, shared.settings.room_idle).start();
+        let rooms =
+            room::RoomDirectory::new(shared.clone(), writer, arbiters, shared.settings.room_idle)
+                .start();
         let presence = presence::PresenceRegistry::new(shared.clone()).start();
         let calls = call::CallDirectory::new(shared.clone()).start();
         Realtime {

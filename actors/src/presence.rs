@@ -71,7 +71,10 @@ impl Handler<SessionOpened> for PresenceRegistry {
         let user = msg.handle.user;
         let first = self.shared.bus.directory().insert(msg.handle);
         if first {
-            let d = Deliver::frame(protocol::encode(&ServerEvent::UserOnline { user_id: user }, None));
+            let d = Deliver::frame(protocol::encode(
+                &ServerEvent::UserOnline { user_id: user },
+                None,
+            ));
             self.shared.bus.to_users(&msg.contacts, &d, None);
             self.contacts.insert(user, msg.contacts);
         }

@@ -231,6 +231,9 @@ pub enum ServerEvent<'a> {
         user_id: UserId,
         at: Timestamp,
     },
+    /// The session is registered and has pushed everything undelivered.
+    #[serde(rename = "ready", rename_all = "camelCase")]
+    Ready { user_id: UserId, pushed: usize },
     #[serde(rename = "user:online", rename_all = "camelCase")]
     UserOnline { user_id: UserId },
     #[serde(rename = "user:offline", rename_all = "camelCase")]
@@ -239,7 +242,10 @@ pub enum ServerEvent<'a> {
         last_seen_at: Timestamp,
     },
     #[serde(rename = "user:key-changed", rename_all = "camelCase")]
-    UserKeyChanged { user_id: UserId, fingerprint: &'a str },
+    UserKeyChanged {
+        user_id: UserId,
+        fingerprint: &'a str,
+    },
     #[serde(rename = "typing", rename_all = "camelCase")]
     Typing {
         chat_id: ChatId,
@@ -285,7 +291,9 @@ pub enum Ack<'a> {
         has_more: bool,
     },
     #[serde(rename_all = "camelCase")]
-    Delivered { count: usize },
+    Delivered {
+        count: usize,
+    },
     Empty {},
 }
 
@@ -335,7 +343,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(decode(r#"{"event":"ping"}"#).event, Ok(ClientEvent::Ping)));
+        assert!(matches!(
+            decode(r#"{"event":"ping"}"#).event,
+            Ok(ClientEvent::Ping)
+        ));
     }
 
     #[test]
@@ -344,8 +355,16 @@ mod tests {
             ("not json", "bad_frame", false),
             (r#"{"data":{}}"#, "bad_frame", false),
             (r#"{"event":"nope","ref":"r"}"#, "unknown_event", true),
-            (r#"{"event":"typing","ref":"r","data":{"chatId":"x","active":true}}"#, "invalid_data", true),
-            (r#"{"event":"typing","ref":"r","data":{"active":true}}"#, "invalid_data", true),
+            (
+                r#"{"event":"typing","ref":"r","data":{"chatId":"x","active":true}}"#,
+                "invalid_data",
+                true,
+            ),
+            (
+                r#"{"event":"typing","ref":"r","data":{"active":true}}"#,
+                "invalid_data",
+                true,
+            ),
             (r#"{"event":"sync","ref":"r"}"#, "invalid_data", true),
         ] {
             let d = decode(frame);

@@ -73,12 +73,16 @@ impl RoomRequest {
     }
 }
 
-/// Sends `req` to `room` without waiting; gives it back when the room is gone.
+/// Sends `req` to `room` without waiting; gives it back when the room is gone
+/// (rare, and cheaper to move back than to box every request).
+#[allow(clippy::result_large_err)]
 pub fn send_to_room(room: &Addr<Room>, req: RoomRequest) -> Result<(), RoomRequest> {
     let busy = |req: RoomRequest| {
         let err = WireError::new("busy", "the chat is busy; retry shortly");
-        req.session()
-            .deliver(Deliver::frame(protocol::encode_error(&err, req.reference())));
+        req.session().deliver(Deliver::frame(protocol::encode_error(
+            &err,
+            req.reference(),
+        )));
     };
     match req {
         RoomRequest::Post(p) => match room.try_send(p) {
@@ -128,7 +132,10 @@ impl Room {
     fn check_member(&self, user: UserId) -> Result<&ChatMembers, WireError> {
         match &self.members {
             Members::Known(m) if m.members.contains(&user) => Ok(m),
-            Members::Known(_) => Err(WireError::new("forbidden", "you are not a member of this chat")),
+            Members::Known(_) => Err(WireError::new(
+                "forbidden",
+                "you are not a member of this chat",
+            )),
             Members::NoSuchChat => Err(WireError::new("not_found", "no such chat")),
             Members::Loading | Members::Failed => Err(WireError::new(
                 "unavailable",
@@ -219,7 +226,9 @@ impl Handler<Persisted<PostTag>> for Room {
                     };
                     self.shared.metrics.message_stored();
                     // Every member's sessions, the sender's other devices included.
-                    self.shared.bus.to_users(&members.members, &d, Some(tag.session.id));
+                    self.shared
+                        .bus
+                        .to_users(&members.members, &d, Some(tag.session.id));
                 }
                 Ok(Inserted::Existing(m)) => {
                     tag.session.deliver(Deliver::frame(protocol::encode(
@@ -278,7 +287,11 @@ impl Handler<TypingSignal> for Room {
 }
 
 /// Checks a `message:send` against the protocol's rules and the chat's members.
-fn validate(m: SendMessage, sender: UserId, members: &ChatMembers) -> Result<NewMessage, WireError> {
+fn validate(
+    m: SendMessage,
+    sender: UserId,
+    members: &ChatMembers,
+) -> Result<NewMessage, WireError> {
     let cid = &m.client_id;
     if cid.is_empty()
         || cid.len() > MAX_CLIENT_ID
@@ -294,11 +307,17 @@ fn validate(m: SendMessage, sender: UserId, members: &ChatMembers) -> Result<New
     let content = m.content.unwrap_or_default();
     match m.kind {
         MessageKind::Call => {
-            return Err(WireError::new("invalid_data", "kind must be \"text\" or \"audio\""))
+            return Err(WireError::new(
+                "invalid_data",
+                "kind must be \"text\" or \"audio\"",
+            ))
         }
         MessageKind::Text => {
             if m.audio_id.is_some() {
-                return Err(WireError::new("invalid_data", "a text message has no audioId"));
+                return Err(WireError::new(
+                    "invalid_data",
+                    "a text message has no audioId",
+                ));
             }
             if !m.encrypted && content.trim().is_empty() {
                 return Err(WireError::new("invalid_data", "content must not be empty"));
@@ -306,7 +325,10 @@ fn validate(m: SendMessage, sender: UserId, members: &ChatMembers) -> Result<New
         }
         MessageKind::Audio => {
             if m.audio_id.is_none() {
-                return Err(WireError::new("invalid_data", "an audio message needs audioId"));
+                return Err(WireError::new(
+                    "invalid_data",
+                    "an audio message needs audioId",
+                ));
             }
         }
     }
@@ -327,10 +349,16 @@ fn validate(m: SendMessage, sender: UserId, members: &ChatMembers) -> Result<New
             e2ee::check_envelope(env.get(), &members.members)?;
         }
         (true, None) => {
-            return Err(WireError::new("invalid_data", "encrypted messages need e2ee"))
+            return Err(WireError::new(
+                "invalid_data",
+                "encrypted messages need e2ee",
+            ))
         }
         (false, Some(_)) => {
-            return Err(WireError::new("invalid_data", "e2ee given but encrypted is false"))
+            return Err(WireError::new(
+                "invalid_data",
+                "e2ee given but encrypted is false",
+            ))
         }
         (false, None) => {}
     }
@@ -435,7 +463,10 @@ impl Handler<Route> for RoomDirectory {
         let err = WireError::new("unavailable", "the chat is not available; retry shortly");
         request
             .session()
-            .deliver(Deliver::frame(protocol::encode_error(&err, request.reference())));
+            .deliver(Deliver::frame(protocol::encode_error(
+                &err,
+                request.reference(),
+            )));
         None
     }
 }

@@ -37,6 +37,7 @@ const MAX_RECEIPT_IDS: usize = 1000;
 struct CatchUp {
     held: Vec<Deliver>,
     sent: HashSet<MessageId>,
+    pushed: usize,
 }
 
 pub struct Session {
@@ -68,6 +69,7 @@ impl Session {
             catch_up: Some(CatchUp {
                 held: Vec::new(),
                 sent: HashSet::new(),
+                pushed: 0,
             }),
         }
     }
@@ -111,7 +113,10 @@ impl Session {
                         Vec::new()
                     });
                     let handle = session.my_handle(ctx);
-                    session.realtime.presence.do_send(SessionOpened { handle, contacts });
+                    session
+                        .realtime
+                        .presence
+                        .do_send(SessionOpened { handle, contacts });
                     session.registered = true;
                     session.catch_up_page(MessageId(0), ctx);
                 }),
@@ -145,6 +150,7 @@ impl Session {
                         ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
                         if let Some(c) = session.catch_up.as_mut() {
                             c.sent.insert(m.id);
+                            c.pushed += 1;
                         }
                         last = m.id;
                     }
@@ -164,6 +170,13 @@ impl Session {
                     ctx.text(d.frame);
                 }
             }
+            ctx.text(protocol::encode(
+                &ServerEvent::Ready {
+                    user_id: self.user,
+                    pushed: c.pushed,
+                },
+                None,
+            ));
         }
     }
 
@@ -200,7 +213,10 @@ impl Session {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         match event {
-            ClientEvent::Ping => ctx.text(protocol::encode(&ServerEvent::Pong {}, reference.as_deref())),
+            ClientEvent::Ping => ctx.text(protocol::encode(
+                &ServerEvent::Pong {},
+                reference.as_deref(),
+            )),
             ClientEvent::MessageSend(message) => {
                 let chat = message.chat_id;
                 let post = Post {
@@ -229,7 +245,12 @@ impl Session {
         }
     }
 
-    fn call(&mut self, event: CallEvent, reference: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
+    fn call(
+        &mut self,
+        event: CallEvent,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         let handle = self.my_handle(ctx);
         self.realtime.calls.do_send(crate::call::FromSession {
             session: handle,
@@ -316,7 +337,10 @@ impl Session {
                             ));
                             session.shared().bus.to_users(&notify, &d, None);
                             // The reader's other devices learn it too (their unread count).
-                            session.shared().bus.to_user(session.user, &d, Some(session.id));
+                            session
+                                .shared()
+                                .bus
+                                .to_user(session.user, &d, Some(session.id));
                         }
                         if reference.is_some() {
                             ctx.text(protocol::encode(
@@ -381,7 +405,9 @@ impl Session {
 
 fn store_error(e: &StoreError) -> WireError {
     match e {
-        StoreError::Unavailable(_) => WireError::new("unavailable", "storage is not answering; retry"),
+        StoreError::Unavailable(_) => {
+            WireError::new("unavailable", "storage is not answering; retry")
+        }
         StoreError::Other(m) => {
             tracing::error!(error = %m, "store call failed");
             WireError::new("internal", "internal error")

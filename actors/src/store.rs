@@ -96,7 +96,10 @@ pub struct Receipt {
 pub enum ReadOutcome {
     NotMember,
     /// The watermark moved; these members (the reader excluded) should hear of it.
-    Advanced { up_to: MessageId, notify: Vec<UserId> },
+    Advanced {
+        up_to: MessageId,
+        notify: Vec<UserId>,
+    },
     Unchanged,
 }
 

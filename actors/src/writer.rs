@@ -26,8 +26,10 @@ pub const LANE_QUEUE: usize = 8192;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Persisted<T: Send + 'static> {
-    pub outcomes: Vec<(T, Result<Inserted, StoreError>)>,
+    pub outcomes: Outcomes<T>,
 }
+
+type Outcomes<T> = Vec<(T, Result<Inserted, StoreError>)>;
 
 /// One message to store and where to report it.
 pub struct Job<T: Send + 'static> {
@@ -67,7 +69,9 @@ impl<T: Send + 'static> Writer<T> {
     pub fn submit(&self, chat: ChatId, job: Job<T>) -> Result<(), Box<Job<T>>> {
         let lane = &self.lanes[(chat.0 as usize) % self.lanes.len()];
         lane.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => Box::new(j),
+            mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => {
+                Box::new(j)
+            }
         })
     }
 }
@@ -80,14 +84,14 @@ async fn run_lane<T: Send + 'static>(store: Arc<dyn Store>, mut rx: mpsc::Receiv
         let mut outcomes: Vec<Result<Inserted, StoreError>> = match results {
             Ok(v) if v.len() == jobs.len() => v.into_iter().map(Ok).collect(),
             Ok(v) => {
-                let e = StoreError::Other(format!("{} outcomes for {} messages", v.len(), jobs.len()));
+                let e =
+                    StoreError::Other(format!("{} outcomes for {} messages", v.len(), jobs.len()));
                 vec![Err(e); jobs.len()]
             }
             Err(e) => vec![Err(e); jobs.len()],
         };
         // Group consecutive jobs for the same requester into one report, keeping order.
-        let mut current: Option<(Recipient<Persisted<T>>, Vec<(T, Result<Inserted, StoreError>)>)> =
-            None;
+        let mut current: Option<(Recipient<Persisted<T>>, Outcomes<T>)> = None;
         for (job, outcome) in jobs.drain(..).zip(outcomes.drain(..)) {
             match &mut current {
                 Some((reply, items)) if *reply == job.reply => items.push((job.tag, outcome)),

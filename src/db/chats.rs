@@ -24,6 +24,20 @@ pub struct ChatSummary {
     pub unread_count: u64,
 }
 
+/// id, kind, title, created_at, newest message id.
+type ChatRow = (u64, String, Option<String>, NaiveDateTime, Option<u64>);
+/// chat id, user columns (as `UserRow`), delivered and read watermarks.
+type MemberRow = (
+    u64,
+    u64,
+    String,
+    String,
+    Option<NaiveDateTime>,
+    bool,
+    u64,
+    u64,
+);
+
 fn kind_from(s: &str) -> ChatKind {
     if s == "group" {
         ChatKind::Group
@@ -50,7 +64,10 @@ impl Db {
         let mut conn = self.conn().await?;
         let n: Option<u64> = conn
             .exec_first(
-                format!("SELECT COUNT(*) FROM users WHERE id IN ({})", in_list(ids.len())),
+                format!(
+                    "SELECT COUNT(*) FROM users WHERE id IN ({})",
+                    in_list(ids.len())
+                ),
                 ids.iter().map(|u| u.0).collect::<Vec<_>>(),
             )
             .await?;
@@ -58,7 +75,11 @@ impl Db {
     }
 
     /// The direct chat of `a` and `b`: `(id, true)` when created now.
-    pub async fn create_direct_chat(&self, a: UserId, b: UserId) -> Result<(ChatId, bool), DbError> {
+    pub async fn create_direct_chat(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> Result<(ChatId, bool), DbError> {
         let key = direct_key(a, b);
         if let Some(id) = self.direct_chat(a, b).await? {
             return Ok((id, false));
@@ -128,7 +149,10 @@ impl Db {
     pub async fn direct_chat(&self, a: UserId, b: UserId) -> Result<Option<ChatId>, DbError> {
         let mut conn = self.conn().await?;
         let id: Option<u64> = conn
-            .exec_first("SELECT id FROM chats WHERE direct_key = ?", (direct_key(a, b),))
+            .exec_first(
+                "SELECT id FROM chats WHERE direct_key = ?",
+                (direct_key(a, b),),
+            )
             .await?;
         Ok(id.map(ChatId))
     }
@@ -184,7 +208,7 @@ impl Db {
         let filter = if only.is_some() { "AND c.id = ?" } else { "" };
         let mut params: Vec<Value> = vec![viewer.0.into()];
         params.extend(only.map(|c| Value::from(c.0)));
-        let rows: Vec<(u64, String, Option<String>, NaiveDateTime, Option<u64>)> = conn
+        let rows: Vec<ChatRow> = conn
             .exec(
                 format!(
                     "SELECT c.id, c.kind, c.title, c.created_at, \
@@ -201,7 +225,7 @@ impl Db {
         let chat_ids: Vec<Value> = rows.iter().map(|r| Value::from(r.0)).collect();
         let list = in_list(chat_ids.len());
 
-        let member_rows: Vec<(u64, u64, String, String, Option<NaiveDateTime>, bool, u64, u64)> = conn
+        let member_rows: Vec<MemberRow> = conn
             .exec(
                 format!(
                     "SELECT cm.chat_id, u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL), \
@@ -223,7 +247,10 @@ impl Db {
                 last_seen_at: seen.map(Timestamp::from),
                 has_public_key: has_key,
             });
-            marks.entry(ChatId(chat)).or_default().push((UserId(id), d, r));
+            marks
+                .entry(ChatId(chat))
+                .or_default()
+                .push((UserId(id), d, r));
         }
 
         let last_ids: Vec<Value> = rows.iter().filter_map(|r| r.4).map(Value::from).collect();
@@ -276,7 +303,9 @@ impl Db {
         out.sort_by(|a, b| {
             let at = |c: &ChatSummary| {
                 (
-                    c.last_message.as_ref().map_or(c.created_at, |m| m.created_at),
+                    c.last_message
+                        .as_ref()
+                        .map_or(c.created_at, |m| m.created_at),
                     c.last_message.as_ref().map_or(MessageId(0), |m| m.id),
                     c.id,
                 )

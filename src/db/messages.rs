@@ -7,14 +7,17 @@ use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, TxOpts, Value};
 use parley_actors::protocol::MessageKind;
-use parley_actors::store::{AudioInfo, Inserted, Message, MessageStatus, NewMessage, Receipt, ReadOutcome};
+use parley_actors::store::{
+    AudioInfo, Inserted, Message, MessageStatus, NewMessage, ReadOutcome, Receipt,
+};
 use parley_actors::{AudioId, ChatId, MessageId, Timestamp, UserId};
 use serde_json::value::RawValue;
 
 use super::{Db, DbError, ER_DUP_ENTRY};
 
 /// The columns `message_from_row` reads, in order.
-pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, \
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, \
      m.audio_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms";
 /// The join `MESSAGE_COLUMNS` needs.
 pub(crate) const AUDIO_JOIN: &str = "LEFT JOIN audio_files a ON a.id = m.audio_id";
@@ -87,7 +90,11 @@ pub(crate) type Watermarks = HashMap<ChatId, Vec<(UserId, u64, u64)>>;
 pub(crate) fn status_of(m: &Message, marks: &Watermarks) -> MessageStatus {
     let others = marks
         .get(&m.chat_id)
-        .map(|v| v.iter().filter(|(u, _, _)| *u != m.sender_id).collect::<Vec<_>>())
+        .map(|v| {
+            v.iter()
+                .filter(|(u, _, _)| *u != m.sender_id)
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     if others.is_empty() {
         return MessageStatus::Sent;
@@ -122,13 +129,19 @@ impl Db {
             )
             .await?;
         for (chat, user, d, r) in rows {
-            marks.entry(ChatId(chat)).or_default().push((UserId(user), d, r));
+            marks
+                .entry(ChatId(chat))
+                .or_default()
+                .push((UserId(user), d, r));
         }
         Ok(marks)
     }
 
     /// Fills in each message's status.
-    pub(crate) async fn with_status(&self, mut msgs: Vec<Message>) -> Result<Vec<Message>, DbError> {
+    pub(crate) async fn with_status(
+        &self,
+        mut msgs: Vec<Message>,
+    ) -> Result<Vec<Message>, DbError> {
         let mut chats: Vec<ChatId> = msgs.iter().map(|m| m.chat_id).collect();
         chats.sort();
         chats.dedup();
@@ -303,7 +316,11 @@ impl Db {
         }
     }
 
-    async fn message_by_client_id(&self, sender: UserId, client_id: &str) -> Result<Option<Message>, DbError> {
+    async fn message_by_client_id(
+        &self,
+        sender: UserId,
+        client_id: &str,
+    ) -> Result<Option<Message>, DbError> {
         let mut conn = self.conn().await?;
         let row: Option<Row> = conn
             .exec_first(
@@ -337,14 +354,22 @@ impl Db {
             )
             .await?;
         drop(conn);
-        let mut msgs = rows.into_iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut msgs = rows
+            .into_iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let more = msgs.len() > limit as usize;
         msgs.truncate(limit as usize);
         Ok((self.with_status(msgs).await?, more))
     }
 
     /// Messages to `user` from others that are past their delivered watermark.
-    pub async fn undelivered(&self, user: UserId, after: MessageId, limit: u32) -> Result<Vec<Message>, DbError> {
+    pub async fn undelivered(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, DbError> {
         let mut conn = self.conn().await?;
         let rows: Vec<Row> = conn
             .exec(
@@ -357,12 +382,20 @@ impl Db {
             )
             .await?;
         drop(conn);
-        let msgs = rows.into_iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        let msgs = rows
+            .into_iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         self.with_status(msgs).await
     }
 
     /// Every message in `user`'s chats with id > `after`, oldest first.
-    pub async fn messages_after(&self, user: UserId, after: MessageId, limit: u32) -> Result<Vec<Message>, DbError> {
+    pub async fn messages_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, DbError> {
         let mut conn = self.conn().await?;
         let rows: Vec<Row> = conn
             .exec(
@@ -375,13 +408,20 @@ impl Db {
             )
             .await?;
         drop(conn);
-        let msgs = rows.into_iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        let msgs = rows
+            .into_iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         self.with_status(msgs).await
     }
 
     /// Moves `user`'s delivered watermarks over `ids` (only messages to them from
     /// others, not yet delivered); receipts grouped by chat and sender.
-    pub async fn mark_delivered(&self, user: UserId, ids: &[MessageId]) -> Result<Vec<Receipt>, DbError> {
+    pub async fn mark_delivered(
+        &self,
+        user: UserId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Receipt>, DbError> {
         let mut conn = self.conn().await?;
         let mut params: Vec<Value> = vec![user.0.into(), user.0.into()];
         params.extend(ids.iter().map(|i| Value::from(i.0)));
@@ -401,7 +441,10 @@ impl Db {
         for (chat, sender, id) in rows {
             let t = top.entry(chat).or_default();
             *t = (*t).max(id);
-            grouped.entry((chat, sender)).or_default().push(MessageId(id));
+            grouped
+                .entry((chat, sender))
+                .or_default()
+                .push(MessageId(id));
         }
         for (chat, up_to) in &top {
             conn.exec_drop(
@@ -422,7 +465,12 @@ impl Db {
 
     /// Moves `user`'s read (and delivered) watermark in `chat` up to `up_to`, capped
     /// at the chat's newest message.
-    pub async fn mark_read(&self, user: UserId, chat: ChatId, up_to: MessageId) -> Result<ReadOutcome, DbError> {
+    pub async fn mark_read(
+        &self,
+        user: UserId,
+        chat: ChatId,
+        up_to: MessageId,
+    ) -> Result<ReadOutcome, DbError> {
         let mut conn = self.conn().await?;
         let row: Option<(u64, Option<u64>)> = conn
             .exec_first(

@@ -33,16 +33,23 @@ impl MysqlStore {
         let mode = db.autoinc_lock_mode().await.unwrap_or(Some(2));
         let consecutive_ids = matches!(mode, Some(0) | Some(1));
         if !consecutive_ids {
-            tracing::info!("innodb_autoinc_lock_mode is 2 (or unknown): message ids are read back per batch");
+            tracing::info!(
+                "innodb_autoinc_lock_mode is 2 (or unknown): message ids are read back per batch"
+            );
         }
-        MysqlStore { db, consecutive_ids }
+        MysqlStore {
+            db,
+            consecutive_ids,
+        }
     }
 }
 
 impl Db {
     pub(crate) async fn autoinc_lock_mode(&self) -> Result<Option<u8>, DbError> {
         let mut conn = self.conn().await?;
-        Ok(conn.query_first("SELECT @@innodb_autoinc_lock_mode").await?)
+        Ok(conn
+            .query_first("SELECT @@innodb_autoinc_lock_mode")
+            .await?)
     }
 
     /// The call's log row and its trace in the chat, together.
@@ -104,19 +111,38 @@ impl Store for MysqlStore {
         Ok(self.db.insert_messages(batch, self.consecutive_ids).await?)
     }
 
-    async fn mark_delivered(&self, user: UserId, ids: &[MessageId]) -> Result<Vec<Receipt>, StoreError> {
+    async fn mark_delivered(
+        &self,
+        user: UserId,
+        ids: &[MessageId],
+    ) -> Result<Vec<Receipt>, StoreError> {
         Ok(self.db.mark_delivered(user, ids).await?)
     }
 
-    async fn mark_read(&self, user: UserId, chat: ChatId, up_to: MessageId) -> Result<ReadOutcome, StoreError> {
+    async fn mark_read(
+        &self,
+        user: UserId,
+        chat: ChatId,
+        up_to: MessageId,
+    ) -> Result<ReadOutcome, StoreError> {
         Ok(self.db.mark_read(user, chat, up_to).await?)
     }
 
-    async fn undelivered(&self, user: UserId, after: MessageId, limit: u32) -> Result<Vec<Message>, StoreError> {
+    async fn undelivered(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
         Ok(self.db.undelivered(user, after, limit).await?)
     }
 
-    async fn messages_after(&self, user: UserId, after: MessageId, limit: u32) -> Result<Vec<Message>, StoreError> {
+    async fn messages_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
         Ok(self.db.messages_after(user, after, limit).await?)
     }
 

@@ -59,9 +59,16 @@ impl ChatJson {
 }
 
 /// GET /api/chats: the caller's chats, newest activity first.
-async fn list(user: AuthUser, db: web::Data<Db>, rt: web::Data<Realtime>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    user: AuthUser,
+    db: web::Data<Db>,
+    rt: web::Data<Realtime>,
+) -> Result<HttpResponse, ApiError> {
     let chats = db.chat_summaries(user.0, None).await?;
-    let body: Vec<ChatJson> = chats.into_iter().map(|c| ChatJson::new(c, user.0, &rt)).collect();
+    let body: Vec<ChatJson> = chats
+        .into_iter()
+        .map(|c| ChatJson::new(c, user.0, &rt))
+        .collect();
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -121,7 +128,10 @@ async fn create(
         CreateChat::Direct { user_id } => {
             let other = UserId(user_id);
             if other == user.0 {
-                return Err(ApiError::bad_request("invalid_member", "you cannot start a chat with yourself"));
+                return Err(ApiError::bad_request(
+                    "invalid_member",
+                    "you cannot start a chat with yourself",
+                ));
             }
             if db.count_users(&[other]).await? != 1 {
                 return Err(ApiError::NotFound("user"));

@@ -32,17 +32,33 @@ struct Page {
 
 /// GET /api/messages?chatId=&before=&limit=: newest first, keyset-paged on id;
 /// `nextBefore` is the `before` of the next (older) page, null at the start.
-async fn page(user: AuthUser, q: web::Query<PageQuery>, db: web::Data<Db>) -> Result<HttpResponse, ApiError> {
+async fn page(
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+    db: web::Data<Db>,
+) -> Result<HttpResponse, ApiError> {
     let chat = ChatId(
         q.chat_id
             .ok_or_else(|| ApiError::bad_request("invalid_query", "chatId is required"))?,
     );
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be 1 to 100"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1 to 100",
+        ));
     }
     chat_for_member(&db, user.0, chat).await?;
-    let (messages, more) = db.messages_page(chat, q.before.map(MessageId), limit).await?;
-    let next_before = if more { messages.last().map(|m| m.id) } else { None };
-    Ok(HttpResponse::Ok().json(Page { messages, next_before }))
+    let (messages, more) = db
+        .messages_page(chat, q.before.map(MessageId), limit)
+        .await?;
+    let next_before = if more {
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(Page {
+        messages,
+        next_before,
+    }))
 }

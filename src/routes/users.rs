@@ -18,7 +18,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const SEARCH_LIMIT: u32 = 20;
 
 /// GET /api/users/me
-async fn me(user: AuthUser, db: web::Data<Db>, rt: web::Data<Realtime>) -> Result<HttpResponse, ApiError> {
+async fn me(
+    user: AuthUser,
+    db: web::Data<Db>,
+    rt: web::Data<Realtime>,
+) -> Result<HttpResponse, ApiError> {
     let row = db
         .user_by_id(user.0)
         .await?

@@ -55,11 +55,18 @@ async fn upgrade(
     let token = query.token.as_deref().or_else(|| bearer_token(&req));
     let user = authenticate(&req, token)?;
     if !origin_allowed(&req, &settings) {
-        return Err(ApiError::Forbidden("this origin may not open a WebSocket here"));
+        return Err(ApiError::Forbidden(
+            "this origin may not open a WebSocket here",
+        ));
     }
     let frame_size = HARD_FRAME_LIMIT.max(settings.limits.ws_frame_bytes * 4);
     ws::WsResponseBuilder::new(realtime.session(user.0), &req, stream)
         .frame_size(frame_size)
         .start()
-        .map_err(|e| ApiError::bad_request("not_a_websocket", format!("WebSocket handshake failed: {e}")))
+        .map_err(|e| {
+            ApiError::bad_request(
+                "not_a_websocket",
+                format!("WebSocket handshake failed: {e}"),
+            )
+        })
 }

@@ -219,3 +219,182 @@ pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
+
+// ---------------------------------------------------------------- WebSocket client
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// A WebSocket client speaking the JSON frames; frames are read in the background.
+pub struct WsClient {
+    tx: tokio::sync::mpsc::UnboundedSender<WsMessage>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Result<Value, String>>,
+    /// Frames skipped by `wait_for`, oldest first, for later assertions.
+    pub skipped: Vec<Value>,
+    /// Frames already read that `next` hands out first.
+    backlog: std::collections::VecDeque<Value>,
+}
+
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl TestApp {
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws?token={token}", self.port)
+    }
+
+    /// A connected, registered session (it has sent `ready`).
+    pub async fn ws(&self, user: &TestUser) -> WsClient {
+        let mut c = WsClient::connect(&self.ws_url(&user.token)).await;
+        // Frames pushed before `ready` (the catch-up) stay readable, in order.
+        let mut before = Vec::new();
+        loop {
+            let v = c.next().await;
+            if v["event"] == "ready" {
+                break;
+            }
+            before.push(v);
+        }
+        c.backlog.extend(before);
+        c
+    }
+
+    /// A direct chat between two users (created, or the existing one).
+    pub async fn direct_chat(&self, a: &TestUser, b: &TestUser) -> u64 {
+        let res = self
+            .post_auth("/api/chats", &a.token, &json!({"userId": b.id}))
+            .await;
+        assert!(res.status().is_success(), "create chat: {}", res.status());
+        res.json::<Value>().await.expect("chat")["id"]
+            .as_u64()
+            .expect("id")
+    }
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> WsClient {
+        let req = url.into_client_request().expect("request");
+        let (stream, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("ws connects");
+        let (mut sink, mut source) = stream.split();
+        let (tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<WsMessage>();
+        let (in_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                let close = matches!(m, WsMessage::Close(_));
+                if sink.send(m).await.is_err() || close {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(frame) = source.next().await {
+                let item = match frame {
+                    Ok(WsMessage::Text(t)) => {
+                        serde_json::from_str::<Value>(&t).map_err(|e| e.to_string())
+                    }
+                    Ok(WsMessage::Close(c)) => Err(format!("closed: {c:?}")),
+                    Ok(_) => continue,
+                    Err(e) => Err(format!("error: {e}")),
+                };
+                let stop = item.is_err();
+                if in_tx.send(item).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        WsClient {
+            tx,
+            rx,
+            skipped: Vec::new(),
+            backlog: Default::default(),
+        }
+    }
+
+    pub fn send(&self, frame: Value) {
+        self.tx
+            .send(WsMessage::Text(frame.to_string().into()))
+            .expect("send");
+    }
+
+    pub fn send_raw(&self, m: WsMessage) {
+        self.tx.send(m).expect("send");
+    }
+
+    pub fn close(&self) {
+        let _ = self.tx.send(WsMessage::Close(None));
+    }
+
+    /// The next frame; panics on timeout or close.
+    pub async fn next(&mut self) -> Value {
+        if let Some(v) = self.backlog.pop_front() {
+            return v;
+        }
+        match tokio::time::timeout(WAIT, self.rx.recv()).await {
+            Ok(Some(Ok(v))) => v,
+            Ok(Some(Err(e))) => panic!("socket ended: {e}"),
+            Ok(None) => panic!("socket ended"),
+            Err(_) => panic!(
+                "no frame within {WAIT:?}; skipped so far: {:?}",
+                self.skipped
+            ),
+        }
+    }
+
+    /// The next frame within `d`, or None.
+    pub async fn next_within(&mut self, d: Duration) -> Option<Result<Value, String>> {
+        if let Some(v) = self.backlog.pop_front() {
+            return Some(Ok(v));
+        }
+        tokio::time::timeout(d, self.rx.recv()).await.ok().flatten()
+    }
+
+    /// Waits for the first frame of `event`, keeping the others in `skipped`.
+    pub async fn wait_for(&mut self, event: &str) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["event"] == event {
+                return v;
+            }
+            self.skipped.push(v);
+        }
+    }
+
+    /// Waits for the reply (ack or error) carrying `reference`.
+    pub async fn reply_to(&mut self, reference: &str) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["ref"] == reference {
+                return v;
+            }
+            self.skipped.push(v);
+        }
+    }
+
+    /// Sends a text message and returns the stored message from the ack.
+    pub async fn send_text(&mut self, chat: u64, client_id: &str, text: &str) -> Value {
+        self.send(json!({"event": "message:send", "ref": client_id, "data": {
+            "chatId": chat, "clientId": client_id, "kind": "text", "content": text}}));
+        let reply = self.reply_to(client_id).await;
+        assert_eq!(reply["event"], "ack", "send {client_id}: {reply}");
+        reply["data"].clone()
+    }
+
+    /// Asserts nothing arrives for `d` (other than what `ignore` accepts).
+    pub async fn assert_quiet(&mut self, d: Duration, ignore: &[&str]) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.next_within(left).await {
+                None => return,
+                Some(Ok(v)) if ignore.iter().any(|e| v["event"] == *e) => continue,
+                Some(other) => panic!("expected quiet, got {other:?}"),
+            }
+        }
+    }
+}

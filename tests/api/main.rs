@@ -5,7 +5,9 @@
 mod helpers;
 
 mod auth;
+mod chats;
 mod health;
 mod migrations;
 mod process;
+mod realtime;
 mod users;
