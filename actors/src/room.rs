@@ -59,48 +59,45 @@ pub enum RoomRequest {
 }
 
 impl RoomRequest {
-    fn session(&self) -> &SessionHandle {
+    /// Queues without waiting: `Full` and `Closed` give the request back.
+    pub fn try_send(self, room: &Addr<Room>) -> Result<(), SendError<RoomRequest>> {
         match self {
-            RoomRequest::Post(p) => &p.session,
-            RoomRequest::Typing(t) => &t.session,
+            RoomRequest::Post(p) => room.try_send(p).map_err(|e| match e {
+                SendError::Full(p) => SendError::Full(RoomRequest::Post(p)),
+                SendError::Closed(p) => SendError::Closed(RoomRequest::Post(p)),
+            }),
+            RoomRequest::Typing(t) => room.try_send(t).map_err(|e| match e {
+                SendError::Full(t) => SendError::Full(RoomRequest::Typing(t)),
+                SendError::Closed(t) => SendError::Closed(RoomRequest::Typing(t)),
+            }),
         }
     }
-    fn reference(&self) -> Option<&str> {
+
+    /// Queues, waiting for space in the room's mailbox (backpressure on the sender).
+    pub fn send(
+        self,
+        room: &Addr<Room>,
+    ) -> impl std::future::Future<Output = Result<(), MailboxError>> {
+        let fut: futures_util::future::Either<_, _> = match self {
+            RoomRequest::Post(p) => futures_util::future::Either::Left(room.send(p)),
+            RoomRequest::Typing(t) => futures_util::future::Either::Right(room.send(t)),
+        };
+        fut
+    }
+
+    /// Queues regardless of the mailbox's capacity (the directory's one-off forward).
+    fn force(self, room: &Addr<Room>) {
+        match self {
+            RoomRequest::Post(p) => room.do_send(p),
+            RoomRequest::Typing(t) => room.do_send(t),
+        }
+    }
+
+    pub fn reference(&self) -> Option<&str> {
         match self {
             RoomRequest::Post(p) => p.reference.as_deref(),
             RoomRequest::Typing(t) => t.reference.as_deref(),
         }
-    }
-}
-
-/// Sends `req` to `room` without waiting; gives it back when the room is gone
-/// (rare, and cheaper to move back than to box every request).
-#[allow(clippy::result_large_err)]
-pub fn send_to_room(room: &Addr<Room>, req: RoomRequest) -> Result<(), RoomRequest> {
-    let busy = |req: RoomRequest| {
-        let err = WireError::new("busy", "the chat is busy; retry shortly");
-        req.session().deliver(Deliver::frame(protocol::encode_error(
-            &err,
-            req.reference(),
-        )));
-    };
-    match req {
-        RoomRequest::Post(p) => match room.try_send(p) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(p)) => {
-                busy(RoomRequest::Post(p));
-                Ok(())
-            }
-            Err(SendError::Closed(p)) => Err(RoomRequest::Post(p)),
-        },
-        RoomRequest::Typing(t) => match room.try_send(t) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(t)) => {
-                busy(RoomRequest::Typing(t));
-                Ok(())
-            }
-            Err(SendError::Closed(t)) => Err(RoomRequest::Typing(t)),
-        },
     }
 }
 
@@ -448,25 +445,10 @@ impl Handler<Route> for RoomDirectory {
     type Result = Option<Addr<Room>>;
 
     fn handle(&mut self, route: Route, _: &mut Context<Self>) -> Self::Result {
-        let mut request = route.request;
-        // A room address that just closed is replaced once.
-        for _ in 0..2 {
-            let addr = self.room(route.chat);
-            match send_to_room(&addr, request) {
-                Ok(()) => return Some(addr),
-                Err(back) => {
-                    self.rooms.remove(&route.chat);
-                    request = back;
-                }
-            }
-        }
-        let err = WireError::new("unavailable", "the chat is not available; retry shortly");
-        request
-            .session()
-            .deliver(Deliver::frame(protocol::encode_error(
-                &err,
-                request.reference(),
-            )));
-        None
+        let addr = self.room(route.chat);
+        // Forwarded before the address is returned, so it precedes anything the
+        // session sends to the room directly afterwards.
+        route.request.force(&addr);
+        Some(addr)
     }
 }

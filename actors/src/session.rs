@@ -23,7 +23,7 @@ use crate::directory::{Deliver, SessionHandle};
 use crate::ids::{ChatId, MessageId, SessionId, UserId};
 use crate::presence::{SessionClosed, SessionOpened};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
-use crate::room::{send_to_room, Post, Room, RoomRequest, Route, TypingSignal};
+use crate::room::{Post, Room, RoomRequest, Route, TypingSignal};
 use crate::store::{ReadOutcome, StoreError};
 use crate::{Realtime, Shared};
 
@@ -180,22 +180,37 @@ impl Session {
         }
     }
 
+    /// Hands `request` to the chat's room. A full room mailbox pauses this session
+    /// (no further frames are read) until there is space: a fast sender is slowed
+    /// down, never answered "busy" or dropped.
     fn route(&mut self, chat: ChatId, request: RoomRequest, ctx: &mut ws::WebsocketContext<Self>) {
-        let request = match self.rooms.get_mut(&chat) {
-            Some((addr, used)) => {
-                *used = Instant::now();
-                match send_to_room(addr, request) {
-                    Ok(()) => return,
-                    Err(back) => {
-                        self.rooms.remove(&chat);
-                        back
-                    }
+        let mut request = request;
+        if let Some((addr, used)) = self.rooms.get_mut(&chat) {
+            *used = Instant::now();
+            let addr = addr.clone();
+            match request.try_send(&addr) {
+                Ok(()) => return,
+                Err(SendError::Full(req)) => {
+                    let reference = req.reference().map(str::to_owned);
+                    ctx.wait(req.send(&addr).into_actor(self).map(move |res, _, ctx| {
+                        if res.is_err() {
+                            let err =
+                                WireError::new("unavailable", "the chat is not available; retry");
+                            Self::send_error(ctx, &err, reference.as_deref());
+                        }
+                    }));
+                    return;
+                }
+                Err(SendError::Closed(req)) => {
+                    self.rooms.remove(&chat);
+                    request = req;
                 }
             }
-            None => request,
-        };
+        }
+        // First use of this chat: resolve the room, and read nothing else meanwhile so
+        // the order of this session's requests is kept.
         let rooms = self.realtime.rooms.clone();
-        ctx.spawn(
+        ctx.wait(
             async move { rooms.send(Route { chat, request }).await }
                 .into_actor(self)
                 .map(move |addr, session, _| {

@@ -550,3 +550,76 @@ async fn a_silent_client_is_disconnected_after_the_heartbeat_timeout() {
         .unwrap();
     assert_eq!(me["online"], false);
 }
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_closed_and_loses_nothing() {
+    use futures_util::StreamExt;
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let chat = app.direct_chat(&ann, &bob).await;
+    // Bob's socket is open but never read while Ann floods the chat.
+    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        app.ws_url(&bob.token),
+    )
+    .unwrap();
+    let (mut stalled, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut a = app.ws(&ann).await;
+    let body = "x".repeat(2000);
+    let total = 12_000;
+    for n in 0..total {
+        a.send(
+            json!({"event": "message:send", "ref": format!("{n}"), "data": {
+            "chatId": chat, "clientId": format!("f{n}"), "kind": "text", "content": body}}),
+        );
+        if n % 500 == 499 {
+            a.reply_to(&format!("{n}")).await;
+        }
+    }
+    // Now Bob reads: some messages, then a close asking him to come back and sync.
+    let mut got = 0usize;
+    let mut close_code = None;
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(20), stalled.next()).await
+    {
+        match frame {
+            Ok(WsMessage::Text(_)) => got += 1,
+            Ok(WsMessage::Close(c)) => {
+                close_code = c.map(|c| u16::from(c.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        close_code,
+        Some(1013),
+        "closed with 1013 (try again) after {got} frames"
+    );
+    assert!(got < total, "the server did not buffer everything: {got}");
+    // Reconnecting and syncing from the start brings back every message.
+    let mut b = app.ws(&bob).await;
+    let mut after = 0u64;
+    let mut synced = std::collections::HashSet::new();
+    loop {
+        b.send(json!({"event": "sync", "ref": format!("s{after}"), "data": {"afterId": after}}));
+        let has_more;
+        loop {
+            let v = b.next().await;
+            if v["ref"] == format!("s{after}") {
+                has_more = v["data"]["hasMore"].as_bool().unwrap();
+                if let Some(last) = v["data"]["lastId"].as_u64() {
+                    after = last;
+                }
+                break;
+            }
+            if v["event"] == "message:received" && v["data"]["senderId"] == ann.id {
+                synced.insert(v["data"]["clientId"].as_str().unwrap().to_string());
+            }
+        }
+        if !has_more {
+            break;
+        }
+    }
+    assert_eq!(synced.len(), total, "every message, by its client id");
+}
