@@ -106,6 +106,7 @@ impl Application {
         let settings_data = web::Data::new(settings.clone());
         let realtime_data = web::Data::new(realtime.clone());
         let json_limit = settings.limits.json_body_bytes;
+        let static_dir = settings.static_files.dir.clone();
 
         let server = HttpServer::new(move || {
             App::new()
@@ -126,7 +127,7 @@ impl Application {
                         .configure(routes::configure)
                         .default_service(web::to(routes::api_not_found)),
                 )
-                .default_service(web::to(routes::api_not_found))
+                .service(routes::spa::service(static_dir.clone()))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(TracingLogger::<RequestSpan>::new())
         })

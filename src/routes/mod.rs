@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chats;
 pub mod health;
 pub mod messages;
+pub mod spa;
 pub mod users;
 pub mod ws;
 

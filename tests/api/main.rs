@@ -10,4 +10,5 @@ mod health;
 mod migrations;
 mod process;
 mod realtime;
+mod spa;
 mod users;
