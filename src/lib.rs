@@ -1,7 +1,9 @@
+pub mod audio;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod e2ee;
 pub mod error;
 pub mod redis;
 pub mod routes;

@@ -84,6 +84,12 @@ impl Application {
         let store = MysqlStore::new(db.clone()).await;
         let realtime = Realtime::start(Arc::new(store), realtime_settings(&settings));
 
+        actix_web::rt::spawn(crate::audio::sweep_unattached(
+            db.clone(),
+            settings.storage.uploads_dir.clone(),
+            Duration::from_secs(settings.storage.unattached_audio_ttl_secs),
+        ));
+
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
 

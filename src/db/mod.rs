@@ -2,6 +2,8 @@
 //! driver errors converted to `DbError` in one place (`From<mysql_async::Error>`).
 
 pub mod chats;
+pub mod keys;
+pub mod media;
 pub mod messages;
 pub mod migrate;
 pub mod store;

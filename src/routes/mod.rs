@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod chats;
+pub mod encryption;
 pub mod health;
+pub mod media;
 pub mod messages;
 pub mod spa;
 pub mod users;
@@ -23,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     users::configure(cfg);
     chats::configure(cfg);
     messages::configure(cfg);
+    media::configure(cfg);
+    encryption::configure(cfg);
 }
 
 /// A resource whose unsupported methods get the JSON 405 body.

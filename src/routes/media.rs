@@ -1,0 +1,269 @@
+//! Voice messages: upload (multipart, streamed to disk) and download (members only,
+//! with Range support, or handed to nginx with `X-Accel-Redirect`).
+
+use actix_files::NamedFile;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use multer::{Constraints, Multipart, SizeLimit};
+use parley_actors::{AudioId, ChatId, UserId};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use super::resource;
+use crate::audio::{self, AudioType, PartialFile, SNIFF_BYTES};
+use crate::auth::AuthUser;
+use crate::config::Settings;
+use crate::db::media::NewAudio;
+use crate::db::messages::audio_url;
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// Room for the multipart framing and the small fields around the file.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/messages/upload-audio").route(web::post().to(upload)))
+        .service(resource("/media/audio/{audioId}").route(web::get().to(download)));
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Uploaded {
+    audio_id: AudioId,
+    url: String,
+    bytes: u64,
+    mime: &'static str,
+    duration_ms: Option<u32>,
+}
+
+fn multer_error(e: multer::Error, max: u64) -> ApiError {
+    match e {
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            ApiError::TooLarge(format!("voice messages are limited to {max} bytes"))
+        }
+        multer::Error::UnknownField { field_name } => ApiError::bad_request(
+            "bad_multipart",
+            format!("unexpected field {:?}; send file, chatId and optionally durationMs", field_name.unwrap_or_default()),
+        ),
+        other => ApiError::bad_request("bad_multipart", format!("unreadable multipart body: {other}")),
+    }
+}
+
+async fn check_member(db: &Db, chat: ChatId, user: UserId) -> Result<(), ApiError> {
+    match db.is_member(chat, user).await? {
+        None => Err(ApiError::NotFound("chat")),
+        Some(false) => Err(ApiError::Forbidden("you are not a member of this chat")),
+        Some(true) => Ok(()),
+    }
+}
+
+/// POST /api/messages/upload-audio: multipart `file` + `chatId` (+ `durationMs`).
+/// The type comes from the file's first bytes; the body is streamed to disk.
+async fn upload(
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+    db: web::Data<Db>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let max = settings.limits.audio_max_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max + MULTIPART_OVERHEAD) {
+        return Err(ApiError::TooLarge(format!("voice messages are limited to {max} bytes")));
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::UnsupportedMediaType("expected Content-Type: multipart/form-data".into())
+    })?;
+
+    // multer wants a Send stream; actix's payload is not. A bounded channel bridges
+    // them chunk by chunk, so the body is never held in memory as a whole.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let mut payload = payload;
+    actix_web::rt::spawn(async move {
+        while let Some(chunk) = payload.next().await {
+            let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let constraints = Constraints::new()
+        .allowed_fields(vec!["file", "chatId", "durationMs"])
+        .size_limit(
+            SizeLimit::new()
+                .whole_stream(max + MULTIPART_OVERHEAD)
+                .per_field(64)
+                .for_field("file", max),
+        );
+    let mut multipart = Multipart::with_constraints(stream, boundary, constraints);
+
+    let dir = audio::audio_dir(&settings.storage.uploads_dir);
+    tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
+    let mut chat: Option<ChatId> = None;
+    let mut member_checked = false;
+    let mut duration_ms: Option<u32> = None;
+    let mut file: Option<(PartialFile, AudioType, u64)> = None;
+
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| multer_error(e, max))? {
+        match field.name().unwrap_or_default() {
+            "chatId" => {
+                let text = field.text().await.map_err(|e| multer_error(e, max))?;
+                let id = text
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::bad_request("invalid_field", "chatId must be a chat id"))?;
+                // Known before the file: refuse outsiders before reading it.
+                check_member(&db, ChatId(id), user.0).await?;
+                chat = Some(ChatId(id));
+                member_checked = true;
+            }
+            "durationMs" => {
+                let text = field.text().await.map_err(|e| multer_error(e, max))?;
+                duration_ms = Some(text.trim().parse::<u32>().map_err(|_| {
+                    ApiError::bad_request("invalid_field", "durationMs must be a whole number")
+                })?);
+            }
+            "file" => {
+                if file.is_some() {
+                    return Err(ApiError::bad_request("bad_multipart", "send one file"));
+                }
+                let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
+                let mut partial: Option<(PartialFile, tokio::fs::File, AudioType)> = None;
+                let mut written = 0u64;
+                while let Some(chunk) = field.chunk().await.map_err(|e| multer_error(e, max))? {
+                    let chunk: &[u8] = &chunk;
+                    let rest = match &mut partial {
+                        Some(_) => chunk,
+                        None => {
+                            let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+                            head.extend_from_slice(&chunk[..take]);
+                            if head.len() < SNIFF_BYTES {
+                                continue;
+                            }
+                            partial = Some(open_for(&dir, &head).await?);
+                            &chunk[take..]
+                        }
+                    };
+                    if let Some((_, f, _)) = &mut partial {
+                        if written == 0 {
+                            f.write_all(&head).await.map_err(ApiError::internal)?;
+                            written = head.len() as u64;
+                        }
+                        f.write_all(rest).await.map_err(ApiError::internal)?;
+                        written += rest.len() as u64;
+                    }
+                }
+                let (partial, mut f, kind) = match partial {
+                    Some(p) => p,
+                    // A file shorter than the sniffing window.
+                    None if !head.is_empty() => {
+                        let mut p = open_for(&dir, &head).await?;
+                        p.1.write_all(&head).await.map_err(ApiError::internal)?;
+                        written = head.len() as u64;
+                        p
+                    }
+                    None => return Err(ApiError::bad_request("empty_file", "the file is empty")),
+                };
+                f.flush().await.map_err(ApiError::internal)?;
+                f.sync_all().await.map_err(ApiError::internal)?;
+                file = Some((partial, kind, written));
+            }
+            _ => {}
+        }
+    }
+
+    let chat = chat.ok_or_else(|| ApiError::bad_request("missing_field", "chatId is required"))?;
+    let (partial, kind, bytes) =
+        file.ok_or_else(|| ApiError::bad_request("missing_file", "the multipart body has no file"))?;
+    if !member_checked {
+        check_member(&db, chat, user.0).await?;
+    }
+    let name = audio::storage_name(kind);
+    tokio::fs::rename(partial.path(), dir.join(&name))
+        .await
+        .map_err(ApiError::internal)?;
+    partial.keep();
+    let id = match db
+        .insert_audio(&NewAudio {
+            uploader: user.0,
+            chat,
+            storage_name: &name,
+            mime: kind.mime(),
+            bytes,
+            duration_ms,
+        })
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(dir.join(&name)).await;
+            return Err(e.into());
+        }
+    };
+    Ok(HttpResponse::Created().json(Uploaded {
+        audio_id: id,
+        url: audio_url(id),
+        bytes,
+        mime: kind.mime(),
+        duration_ms,
+    }))
+}
+
+/// Opens a temporary file for an upload whose first bytes are `head`, or 415.
+async fn open_for(
+    dir: &std::path::Path,
+    head: &[u8],
+) -> Result<(PartialFile, tokio::fs::File, AudioType), ApiError> {
+    let kind = AudioType::sniff(head).ok_or_else(|| {
+        ApiError::UnsupportedMediaType("voice messages must be WebM, Ogg, MP4/M4A or MP3 audio".into())
+    })?;
+    let path = dir.join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
+    let f = tokio::fs::File::create(&path).await.map_err(ApiError::internal)?;
+    Ok((PartialFile::new(path), f, kind))
+}
+
+/// GET /api/media/audio/{audioId}: the bytes, to members of the audio's chat only.
+async fn download(
+    user: AuthUser,
+    req: HttpRequest,
+    path: web::Path<u64>,
+    db: web::Data<Db>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let audio = db
+        .audio(AudioId(path.into_inner()))
+        .await?
+        .ok_or(ApiError::NotFound("audio"))?;
+    check_member(&db, audio.chat, user.0).await?;
+    let mime: actix_web::mime::Mime = audio.mime.parse().map_err(ApiError::internal)?;
+    if let Some(prefix) = &settings.storage.x_accel_prefix {
+        return Ok(HttpResponse::Ok()
+            .insert_header(("X-Accel-Redirect", format!("{prefix}{}", audio.storage_name)))
+            .insert_header((header::CACHE_CONTROL, "private, max-age=86400"))
+            .content_type(mime)
+            .finish());
+    }
+    let file = NamedFile::open_async(audio::audio_dir(&settings.storage.uploads_dir).join(&audio.storage_name))
+        .await
+        .map_err(|_| ApiError::NotFound("audio file"))?
+        .set_content_type(mime)
+        .disable_content_disposition();
+    let mut res = file.into_response(&req);
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, max-age=86400"),
+    );
+    Ok(res)
+}

@@ -1,0 +1,68 @@
+// HTTP helper for the Parley API: JSON in and out, bearer token, one error type.
+
+let token = null;
+let onUnauthorized = () => {};
+
+export function setToken(t) {
+  token = t;
+}
+
+export function getToken() {
+  return token;
+}
+
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * Calls the API. `body` may be a plain object (sent as JSON) or FormData.
+ * Resolves with the parsed JSON (or the Response itself with `raw`).
+ */
+export async function api(method, path, body, { raw = false, signal } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let payload;
+  if (body instanceof FormData) payload = body;
+  else if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: payload, signal, cache: 'no-store' });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', 'Cannot reach the server. Check your connection.');
+  }
+  if (res.status === 401 && token && !path.startsWith('/api/auth/')) onUnauthorized();
+  if (!res.ok) {
+    let code = `http_${res.status}`;
+    let message = res.status === 404 ? 'Not found' : res.statusText || 'Request failed';
+    try {
+      const j = await res.json();
+      if (j && j.error) {
+        code = j.error.code || code;
+        message = j.error.message || message;
+      }
+    } catch {
+      /* not JSON */
+    }
+    throw new ApiError(res.status, code, message);
+  }
+  if (raw) return res;
+  if (res.status === 204) return null;
+  const type = res.headers.get('content-type') || '';
+  return type.includes('json') ? res.json() : res.text();
+}
+
+export const get = (path, opts) => api('GET', path, undefined, opts);
+export const post = (path, body, opts) => api('POST', path, body, opts);
