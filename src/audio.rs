@@ -28,7 +28,9 @@ impl AudioType {
             [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some(AudioType::Mp4),
             [b'I', b'D', b'3', ..] => Some(AudioType::Mpeg),
             // An MPEG audio frame header: 11 sync bits, then a valid version and layer.
-            [0xFF, b, ..] if b & 0xE0 == 0xE0 && b & 0x18 != 0x08 && b & 0x06 != 0 => Some(AudioType::Mpeg),
+            [0xFF, b, ..] if b & 0xE0 == 0xE0 && b & 0x18 != 0x08 && b & 0x06 != 0 => {
+                Some(AudioType::Mpeg)
+            }
             _ => None,
         }
     }
@@ -121,11 +123,20 @@ mod tests {
 
     #[test]
     fn recognises_containers_by_their_first_bytes() {
-        assert_eq!(AudioType::sniff(&[0x1A, 0x45, 0xDF, 0xA3, 1, 2]), Some(AudioType::Webm));
+        assert_eq!(
+            AudioType::sniff(&[0x1A, 0x45, 0xDF, 0xA3, 1, 2]),
+            Some(AudioType::Webm)
+        );
         assert_eq!(AudioType::sniff(b"OggS\0\x02rest"), Some(AudioType::Ogg));
-        assert_eq!(AudioType::sniff(b"\0\0\0\x20ftypM4A "), Some(AudioType::Mp4));
+        assert_eq!(
+            AudioType::sniff(b"\0\0\0\x20ftypM4A "),
+            Some(AudioType::Mp4)
+        );
         assert_eq!(AudioType::sniff(b"ID3\x04\0\0"), Some(AudioType::Mpeg));
-        assert_eq!(AudioType::sniff(&[0xFF, 0xFB, 0x90, 0x64]), Some(AudioType::Mpeg));
+        assert_eq!(
+            AudioType::sniff(&[0xFF, 0xFB, 0x90, 0x64]),
+            Some(AudioType::Mpeg)
+        );
         for (bytes, why) in [
             (&b"#!/bin/sh\nrm -rf /"[..], "a shell script"),
             (&b"<html>"[..], "html"),

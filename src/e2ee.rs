@@ -58,7 +58,8 @@ pub struct ParsedKey {
 
 /// Parses an SPKI PEM RSA key of 2048–8192 bits.
 pub fn parse_public_key(pem: &str) -> Result<ParsedKey, E2eeError> {
-    let key = PublicKey::from_public_key_pem(pem.trim()).map_err(|e| E2eeError::BadKey(e.to_string()))?;
+    let key =
+        PublicKey::from_public_key_pem(pem.trim()).map_err(|e| E2eeError::BadKey(e.to_string()))?;
     let bits = key.size() * 8;
     if !(2048..=8192).contains(&bits) {
         return Err(E2eeError::KeySize(bits));
@@ -129,11 +130,17 @@ pub fn decrypt(
     reader: UserId,
     key: &PrivateKey,
 ) -> Result<String, E2eeError> {
-    let b64 = |field: &str, v: &str| B64.decode(v).map_err(|_| E2eeError::Malformed(format!("{field} is not base64")));
+    let b64 = |field: &str, v: &str| {
+        B64.decode(v)
+            .map_err(|_| E2eeError::Malformed(format!("{field} is not base64")))
+    };
     if env.v != 1 || env.alg != ALGORITHM {
         return Err(E2eeError::Malformed("unknown version or algorithm".into()));
     }
-    let wrapped = env.keys.get(&reader.to_string()).ok_or(E2eeError::NoKeyForReader)?;
+    let wrapped = env
+        .keys
+        .get(&reader.to_string())
+        .ok_or(E2eeError::NoKeyForReader)?;
     let raw_key = key
         .decrypt(Oaep::<Sha256>::new(), &b64("keys", wrapped)?)
         .map_err(|_| E2eeError::Decrypt)?;
@@ -171,9 +178,22 @@ mod tests {
     fn round_trips_for_every_member_and_binds_its_context() {
         let (a_priv, a_pub) = keypair();
         let (b_priv, b_pub) = keypair();
-        let env = encrypt("hello", ChatId(3), UserId(1), "c1", &[(UserId(1), &a_pub), (UserId(2), &b_pub)]).unwrap();
-        assert_eq!(decrypt(&env, ChatId(3), UserId(1), "c1", UserId(2), &b_priv).unwrap(), "hello");
-        assert_eq!(decrypt(&env, ChatId(3), UserId(1), "c1", UserId(1), &a_priv).unwrap(), "hello");
+        let env = encrypt(
+            "hello",
+            ChatId(3),
+            UserId(1),
+            "c1",
+            &[(UserId(1), &a_pub), (UserId(2), &b_pub)],
+        )
+        .unwrap();
+        assert_eq!(
+            decrypt(&env, ChatId(3), UserId(1), "c1", UserId(2), &b_priv).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            decrypt(&env, ChatId(3), UserId(1), "c1", UserId(1), &a_priv).unwrap(),
+            "hello"
+        );
         // Replayed into another chat, under another sender or client id: refused.
         assert!(decrypt(&env, ChatId(4), UserId(1), "c1", UserId(2), &b_priv).is_err());
         assert!(decrypt(&env, ChatId(3), UserId(9), "c1", UserId(2), &b_priv).is_err());
@@ -186,13 +206,22 @@ mod tests {
     #[test]
     fn parses_keys_and_refuses_small_ones() {
         let (_, public) = keypair();
-        let pem = public.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        let pem = public
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap();
         let parsed = parse_public_key(&pem).unwrap();
         assert_eq!(parsed.bits, 2048);
         assert_eq!(parsed.fingerprint.len(), 64);
-        let small = PrivateKey::new(&mut rand::rng(), 1024).unwrap().to_public_key();
+        let small = PrivateKey::new(&mut rand::rng(), 1024)
+            .unwrap()
+            .to_public_key();
         let pem = small.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap();
-        assert!(matches!(parse_public_key(&pem), Err(E2eeError::KeySize(1024))));
-        assert!(parse_public_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err());
+        assert!(matches!(
+            parse_public_key(&pem),
+            Err(E2eeError::KeySize(1024))
+        ));
+        assert!(
+            parse_public_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err()
+        );
     }
 }

@@ -24,7 +24,10 @@ impl Db {
     ) -> Result<Option<String>, DbError> {
         let mut conn = self.conn().await?;
         let previous: Option<String> = conn
-            .exec_first("SELECT fingerprint FROM public_keys WHERE user_id = ?", (user.0,))
+            .exec_first(
+                "SELECT fingerprint FROM public_keys WHERE user_id = ?",
+                (user.0,),
+            )
             .await?;
         conn.exec_drop(
             "INSERT INTO public_keys (user_id, public_key, fingerprint, updated_at) VALUES (?, ?, ?, ?) \

@@ -49,7 +49,10 @@ impl Db {
     }
 
     /// Uploads never attached to a message and older than `older_than_secs`.
-    pub async fn stale_audio(&self, older_than_secs: u64) -> Result<Vec<(AudioId, String)>, DbError> {
+    pub async fn stale_audio(
+        &self,
+        older_than_secs: u64,
+    ) -> Result<Vec<(AudioId, String)>, DbError> {
         let mut conn = self.conn().await?;
         let rows: Vec<(u64, String)> = conn
             .exec(
@@ -58,7 +61,10 @@ impl Db {
                 (older_than_secs,),
             )
             .await?;
-        Ok(rows.into_iter().map(|(id, name)| (AudioId(id), name)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| (AudioId(id), name))
+            .collect())
     }
 
     /// Deletes an upload's row unless a message claimed it meanwhile; true when deleted.

@@ -76,7 +76,11 @@ async fn publish(
 }
 
 /// GET /api/encryption/public-key/{userId}: 404 when the user has published none.
-async fn fetch(_: AuthUser, path: web::Path<u64>, db: web::Data<Db>) -> Result<HttpResponse, ApiError> {
+async fn fetch(
+    _: AuthUser,
+    path: web::Path<u64>,
+    db: web::Data<Db>,
+) -> Result<HttpResponse, ApiError> {
     let key = db
         .public_key(UserId(path.into_inner()))
         .await?

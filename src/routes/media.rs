@@ -45,9 +45,15 @@ fn multer_error(e: multer::Error, max: u64) -> ApiError {
         }
         multer::Error::UnknownField { field_name } => ApiError::bad_request(
             "bad_multipart",
-            format!("unexpected field {:?}; send file, chatId and optionally durationMs", field_name.unwrap_or_default()),
+            format!(
+                "unexpected field {:?}; send file, chatId and optionally durationMs",
+                field_name.unwrap_or_default()
+            ),
         ),
-        other => ApiError::bad_request("bad_multipart", format!("unreadable multipart body: {other}")),
+        other => ApiError::bad_request(
+            "bad_multipart",
+            format!("unreadable multipart body: {other}"),
+        ),
     }
 }
 
@@ -75,7 +81,9 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max + MULTIPART_OVERHEAD) {
-        return Err(ApiError::TooLarge(format!("voice messages are limited to {max} bytes")));
+        return Err(ApiError::TooLarge(format!(
+            "voice messages are limited to {max} bytes"
+        )));
     }
     let content_type = req
         .headers()
@@ -98,7 +106,8 @@ async fn upload(
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     let constraints = Constraints::new()
         .allowed_fields(vec!["file", "chatId", "durationMs"])
         .size_limit(
@@ -110,20 +119,25 @@ async fn upload(
     let mut multipart = Multipart::with_constraints(stream, boundary, constraints);
 
     let dir = audio::audio_dir(&settings.storage.uploads_dir);
-    tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
     let mut chat: Option<ChatId> = None;
     let mut member_checked = false;
     let mut duration_ms: Option<u32> = None;
     let mut file: Option<(PartialFile, AudioType, u64)> = None;
 
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multer_error(e, max))? {
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multer_error(e, max))?
+    {
         match field.name().unwrap_or_default() {
             "chatId" => {
                 let text = field.text().await.map_err(|e| multer_error(e, max))?;
-                let id = text
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| ApiError::bad_request("invalid_field", "chatId must be a chat id"))?;
+                let id = text.trim().parse::<u64>().map_err(|_| {
+                    ApiError::bad_request("invalid_field", "chatId must be a chat id")
+                })?;
                 // Known before the file: refuse outsiders before reading it.
                 check_member(&db, ChatId(id), user.0).await?;
                 chat = Some(ChatId(id));
@@ -185,8 +199,8 @@ async fn upload(
     }
 
     let chat = chat.ok_or_else(|| ApiError::bad_request("missing_field", "chatId is required"))?;
-    let (partial, kind, bytes) =
-        file.ok_or_else(|| ApiError::bad_request("missing_file", "the multipart body has no file"))?;
+    let (partial, kind, bytes) = file
+        .ok_or_else(|| ApiError::bad_request("missing_file", "the multipart body has no file"))?;
     if !member_checked {
         check_member(&db, chat, user.0).await?;
     }
@@ -227,10 +241,14 @@ async fn open_for(
     head: &[u8],
 ) -> Result<(PartialFile, tokio::fs::File, AudioType), ApiError> {
     let kind = AudioType::sniff(head).ok_or_else(|| {
-        ApiError::UnsupportedMediaType("voice messages must be WebM, Ogg, MP4/M4A or MP3 audio".into())
+        ApiError::UnsupportedMediaType(
+            "voice messages must be WebM, Ogg, MP4/M4A or MP3 audio".into(),
+        )
     })?;
     let path = dir.join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
-    let f = tokio::fs::File::create(&path).await.map_err(ApiError::internal)?;
+    let f = tokio::fs::File::create(&path)
+        .await
+        .map_err(ApiError::internal)?;
     Ok((PartialFile::new(path), f, kind))
 }
 
@@ -250,16 +268,21 @@ async fn download(
     let mime: actix_web::mime::Mime = audio.mime.parse().map_err(ApiError::internal)?;
     if let Some(prefix) = &settings.storage.x_accel_prefix {
         return Ok(HttpResponse::Ok()
-            .insert_header(("X-Accel-Redirect", format!("{prefix}{}", audio.storage_name)))
+            .insert_header((
+                "X-Accel-Redirect",
+                format!("{prefix}{}", audio.storage_name),
+            ))
             .insert_header((header::CACHE_CONTROL, "private, max-age=86400"))
             .content_type(mime)
             .finish());
     }
-    let file = NamedFile::open_async(audio::audio_dir(&settings.storage.uploads_dir).join(&audio.storage_name))
-        .await
-        .map_err(|_| ApiError::NotFound("audio file"))?
-        .set_content_type(mime)
-        .disable_content_disposition();
+    let file = NamedFile::open_async(
+        audio::audio_dir(&settings.storage.uploads_dir).join(&audio.storage_name),
+    )
+    .await
+    .map_err(|_| ApiError::NotFound("audio file"))?
+    .set_content_type(mime)
+    .disable_content_disposition();
     let mut res = file.into_response(&req);
     res.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -251,7 +251,7 @@ export async function encrypt(text, { chatId, senderId, clientId, memberIds }) {
 
 /** The plaintext of an encrypted message; rejects when this browser cannot read it. */
 export function decrypt(message) {
-  const cacheKey = message.id ? `id:${message.id}` : `c:${message.senderId}:${message.clientId}`;
+  const cacheKey = `${message.chatId}:${message.senderId}:${message.clientId}`;
   if (plainCache.has(cacheKey)) return plainCache.get(cacheKey);
   const p = (async () => {
     const env = message.e2ee;
@@ -270,5 +270,13 @@ export function decrypt(message) {
     return dec.decode(plain);
   })();
   plainCache.set(cacheKey, p);
+  p.catch(() => {
+    if (!me?.privateKey) plainCache.delete(cacheKey); // keys not loaded yet: try again later
+  });
   return p;
+}
+
+/** Our own just-encrypted text, so the pending bubble shows it without a round trip. */
+export function seed(message, text) {
+  plainCache.set(`${message.chatId}:${message.senderId}:${message.clientId}`, Promise.resolve(text));
 }

@@ -6,7 +6,9 @@ mod helpers;
 
 mod auth;
 mod chats;
+mod encryption;
 mod health;
+mod media;
 mod migrations;
 mod process;
 mod realtime;

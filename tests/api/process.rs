@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{fresh_db_url, JWT_SECRET};
+use crate::helpers::{fresh_db_url, WsClient, JWT_SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_parley");
 
@@ -174,6 +174,45 @@ async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
         .send()
         .await
         .unwrap();
+
+    // An encrypted message between two clients, over the real WebSocket.
+    let res = http
+        .post(format!("{base}/api/auth/register"))
+        .json(
+            &json!({"email": "bob@example.com", "username": "bob", "password": "bobs-password-1"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let bob: Value = res.json().await.unwrap();
+    let bob_id = bob["user"]["id"].as_u64().unwrap();
+    let chat: Value = http
+        .post(format!("{base}/api/chats"))
+        .bearer_auth(&token)
+        .json(&json!({"userId": bob_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chat = chat["id"].as_u64().unwrap();
+    let ka = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
+    let kb = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
+    let (pa, pb) = (ka.to_public_key(), kb.to_public_key());
+    let plaintext = "the vault code is 7-3-1-9";
+    let env = parley::e2ee::encrypt(
+        plaintext,
+        parley::ChatId(chat),
+        parley::UserId(1),
+        "enc",
+        &[(parley::UserId(1), &pa), (parley::UserId(bob_id), &pb)],
+    )
+    .unwrap();
+    let mut ws = WsClient::connect(&format!("ws://127.0.0.1:{}/ws?token={token}", run.port)).await;
+    ws.send(json!({"event": "message:send", "ref": "e", "data": {"chatId": chat, "clientId": "enc", "kind": "text", "content": "", "encrypted": true, "e2ee": env}}));
+    assert_eq!(ws.reply_to("e").await["event"], "ack");
+    ws.close();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let lines = run.lines.lock().unwrap().clone();
     drop(run);
@@ -193,6 +232,8 @@ async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
             signature,
             "$pbkdf2",
             "pbkdf2-sha256",
+            "vault code",
+            &env.ciphertext,
         ] {
             assert!(!line.contains(secret), "{secret:?} leaked into: {line}");
         }

@@ -1,0 +1,766 @@
+// Application state and the realtime logic: chats, messages, receipts, presence,
+// typing, the outbox, sync after reconnect. Views listen to the events it emits.
+
+import { api, get, post, setToken, setUnauthorizedHandler, ApiError } from './api.js';
+import { Socket } from './socket.js';
+import * as e2ee from './e2ee.js';
+import { rememberDuration } from './voice.js';
+import { toast, announce } from './ui.js';
+
+const TOKEN_KEY = 'parley:token';
+const STATUS_RANK = { failed: -1, pending: 0, sent: 1, delivered: 2, read: 3 };
+const RETRYABLE = new Set(['disconnected', 'timeout', 'stopped', 'rate_limited', 'unavailable', 'internal']);
+const PAGE = 50;
+
+export const keyOf = (m) => `${m.senderId}|${m.clientId}`;
+
+/** The messages of one open chat, keyed by sender and client id so nothing shows twice. */
+export class ChatStore {
+  constructor(chatId) {
+    this.chatId = chatId;
+    this.byKey = new Map();
+    this.keyById = new Map();
+    this.nextBefore = undefined; // undefined: not loaded; null: no older history
+    this.loading = null;
+    this.readSent = 0;
+    this.readUpTo = new Map(); // group receipts: userId -> highest read id
+    this.deliveredTo = new Map(); // group receipts: message id -> Set(userId)
+  }
+
+  get(key) {
+    return this.byKey.get(key);
+  }
+
+  byId(id) {
+    const k = this.keyById.get(Number(id));
+    return k ? this.byKey.get(k) : undefined;
+  }
+
+  /** Adds or merges a message. Returns `{msg, isNew}`. */
+  upsert(incoming) {
+    const key = keyOf(incoming);
+    const existing = this.byKey.get(key);
+    if (!existing) {
+      const msg = { ...incoming };
+      this.byKey.set(key, msg);
+      if (msg.id) this.keyById.set(Number(msg.id), key);
+      return { msg, isNew: true };
+    }
+    const before = existing.status;
+    const local = { localSeq: existing.localSeq, localAudio: existing.localAudio, error: existing.error };
+    Object.assign(existing, incoming);
+    if (incoming.id) {
+      existing.error = null;
+      if (local.localAudio) existing.localAudio = local.localAudio;
+      if (before && STATUS_RANK[before] > (STATUS_RANK[incoming.status] ?? 0)) existing.status = before;
+    }
+    existing.localSeq = local.localSeq;
+    if (existing.id) this.keyById.set(Number(existing.id), key);
+    return { msg: existing, isNew: false };
+  }
+
+  sorted() {
+    return [...this.byKey.values()].sort((a, b) => {
+      if (a.id && b.id) return a.id - b.id;
+      if (a.id) return -1;
+      if (b.id) return 1;
+      return (a.localSeq || 0) - (b.localSeq || 0);
+    });
+  }
+
+  maxIdFrom(predicate) {
+    let max = 0;
+    for (const m of this.byKey.values()) if (m.id && m.id > max && predicate(m)) max = m.id;
+    return max;
+  }
+}
+
+export class App extends EventTarget {
+  constructor() {
+    super();
+    this.token = null;
+    this.me = null;
+    this.chats = new Map();
+    this.users = new Map();
+    this.stores = new Map();
+    this.typing = new Map(); // chatId -> Map(userId -> timeout)
+    this.outbox = new Map(); // clientId -> { frame, chatId, inFlight }
+    this.maxSeenId = 0;
+    this.activeChatId = null;
+    this.chatsLoaded = false;
+    this.everReady = false;
+    this.deliverQueue = new Set();
+    this.deliverTimer = null;
+    this.localSeq = 0;
+    this.socket = new Socket(() => this.token, () => this.checkAuth());
+    this.wireSocket();
+    setUnauthorizedHandler(() => this.sessionExpired());
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible' && this.activeChatId) this.markRead(this.activeChatId);
+    });
+  }
+
+  emit(name, detail) {
+    this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+
+  on(name, fn) {
+    const h = (e) => fn(e.detail);
+    this.addEventListener(name, h);
+    return () => this.removeEventListener(name, h);
+  }
+
+  user(id) {
+    return this.users.get(Number(id));
+  }
+
+  // ---------- session ----------
+
+  savedToken() {
+    try {
+      return localStorage.getItem(TOKEN_KEY);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Restores a saved session. Resolves true when signed in. */
+  async restore() {
+    const token = this.savedToken();
+    if (!token) return false;
+    this.token = token;
+    setToken(token);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const me = await get('/api/users/me');
+        await this.begin(token, me);
+        return true;
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 401) {
+          this.clearSession();
+          return false;
+        }
+        if (attempt >= 2) throw e;
+        await new Promise((r) => setTimeout(r, 800 * (attempt + 1)));
+      }
+    }
+  }
+
+  async login(login, password) {
+    const res = await post('/api/auth/login', { email: login, password });
+    await this.begin(res.token, res.user);
+  }
+
+  async register(email, username, password) {
+    const res = await post('/api/auth/register', { email, username, password });
+    await this.begin(res.token, res.user);
+  }
+
+  async begin(token, me) {
+    this.token = token;
+    setToken(token);
+    try {
+      localStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      /* private mode */
+    }
+    this.me = me;
+    this.users.set(me.id, { ...me, online: true });
+    this.loadOutbox();
+    e2ee.init(me).catch((e) => {
+      console.warn('encryption keys', e);
+      toast('Could not set up encryption keys on this device.', 'warn');
+    });
+    await this.loadChats();
+    this.socket.start();
+    this.emit('session', me);
+  }
+
+  logout() {
+    this.clearSession();
+    this.emit('signedout');
+  }
+
+  sessionExpired() {
+    if (!this.token) return;
+    this.clearSession();
+    toast('Your session has expired. Please sign in again.', 'warn');
+    this.emit('signedout');
+  }
+
+  clearSession() {
+    this.socket.stop();
+    try {
+      localStorage.removeItem(TOKEN_KEY);
+    } catch {
+      /* ignore */
+    }
+    setToken(null);
+    e2ee.reset();
+    this.token = null;
+    this.me = null;
+    this.chats.clear();
+    this.users.clear();
+    this.stores.clear();
+    this.outbox.clear();
+    this.typing.clear();
+    this.maxSeenId = 0;
+    this.activeChatId = null;
+    this.everReady = false;
+    this.chatsLoaded = false;
+  }
+
+  /** A WebSocket that failed before opening may have been refused with 401. */
+  async checkAuth() {
+    if (!this.token) return;
+    try {
+      await get('/api/users/me');
+    } catch {
+      /* a 401 is handled by the API layer; anything else means "server down" */
+    }
+  }
+
+  // ---------- chats ----------
+
+  async loadChats() {
+    const list = await get('/api/chats');
+    this.mergeChats(list, { initial: !this.chatsLoaded });
+    this.chatsLoaded = true;
+  }
+
+  mergeChats(list, { initial = false } = {}) {
+    for (const c of list) {
+      for (const m of c.members || []) this.users.set(m.id, { ...this.users.get(m.id), ...m });
+      const existing = this.chats.get(c.id);
+      if (existing) {
+        const keepLast = existing.lastMessage && (!c.lastMessage || existing.lastMessage.id > c.lastMessage.id);
+        Object.assign(existing, c, keepLast ? { lastMessage: existing.lastMessage } : {});
+        if (this.activeChatId === c.id && document.visibilityState === 'visible') existing.unreadCount = 0;
+      } else {
+        this.chats.set(c.id, { ...c });
+      }
+      if (initial && c.lastMessage?.id) this.maxSeenId = Math.max(this.maxSeenId, c.lastMessage.id);
+    }
+    this.emit('chats');
+  }
+
+  refreshChatsSoon() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => this.loadChats().catch(() => {}), 150);
+  }
+
+  sortedChats() {
+    const activity = (c) => {
+      const times = [c.createdAt, c.lastMessage?.createdAt, c.localLast?.createdAt].filter(Boolean).map((t) => new Date(t).getTime());
+      return Math.max(0, ...times);
+    };
+    return [...this.chats.values()].sort((a, b) => activity(b) - activity(a));
+  }
+
+  peerOf(chat) {
+    if (!chat || chat.kind !== 'direct') return null;
+    const other = chat.members.find((m) => m.id !== this.me?.id) || chat.members[0];
+    return other ? this.user(other.id) || other : null;
+  }
+
+  chatTitle(chat) {
+    if (!chat) return '';
+    if (chat.kind === 'group') return chat.title || chat.members.map((m) => m.username).join(', ');
+    return this.peerOf(chat)?.username || chat.title || 'Chat';
+  }
+
+  async openDirect(userId) {
+    const chat = await post('/api/chats', { userId });
+    this.mergeChats([chat]);
+    return this.chats.get(chat.id);
+  }
+
+  async createGroup(title, memberIds) {
+    const chat = await post('/api/chats', { title, memberIds });
+    this.mergeChats([chat]);
+    return this.chats.get(chat.id);
+  }
+
+  async ensureChat(chatId) {
+    if (this.chats.has(chatId)) return this.chats.get(chatId);
+    const chat = await get(`/api/chats/${chatId}`);
+    this.mergeChats([chat]);
+    return this.chats.get(chatId);
+  }
+
+  unreadTotal() {
+    let n = 0;
+    for (const c of this.chats.values()) n += c.unreadCount || 0;
+    return n;
+  }
+
+  // ---------- messages ----------
+
+  store(chatId) {
+    let s = this.stores.get(chatId);
+    if (!s) {
+      s = new ChatStore(chatId);
+      this.stores.set(chatId, s);
+      for (const [clientId, entry] of this.outbox) {
+        if (entry.chatId === chatId) s.upsert(this.pendingFromFrame(entry));
+      }
+    }
+    return s;
+  }
+
+  pendingFromFrame(entry) {
+    const f = entry.frame;
+    return {
+      id: null, chatId: f.chatId, senderId: this.me.id, clientId: f.clientId, kind: f.kind,
+      content: f.content || '', encrypted: !!f.encrypted, e2ee: f.e2ee || null, audio: entry.audio || null,
+      createdAt: entry.createdAt, status: 'pending', localSeq: ++this.localSeq,
+    };
+  }
+
+  /** Loads the newest page, or the page before the oldest loaded message. */
+  loadOlder(chatId) {
+    const s = this.store(chatId);
+    if (s.loading) return s.loading;
+    if (s.nextBefore === null) return Promise.resolve(0);
+    const q = new URLSearchParams({ chatId: String(chatId), limit: String(PAGE) });
+    if (s.nextBefore) q.set('before', String(s.nextBefore));
+    s.loading = get(`/api/messages?${q}`)
+      .then((page) => {
+        for (const m of page.messages) {
+          this.maxSeenId = Math.max(this.maxSeenId, m.id);
+          s.upsert(m);
+        }
+        s.nextBefore = page.nextBefore ?? null;
+        if (page.messages.length < 1) s.nextBefore = null;
+        this.emit('history', { chatId, count: page.messages.length });
+        return page.messages.length;
+      })
+      .finally(() => {
+        s.loading = null;
+      });
+    return s.loading;
+  }
+
+  /** Every message from the server goes through here (history aside). */
+  ingest(msg, source) {
+    if (!msg || !msg.id) return;
+    this.maxSeenId = Math.max(this.maxSeenId, msg.id);
+    const chat = this.chats.get(msg.chatId);
+    const mine = msg.senderId === this.me?.id;
+    if (!mine && source !== 'ack') this.queueDelivered(msg.id);
+    let isNew = true;
+    const s = this.stores.get(msg.chatId);
+    if (s) {
+      const r = s.upsert(msg);
+      isNew = r.isNew;
+      if (mine && source !== 'ack' && msg.status !== 'pending') {
+        // our message from another device, or the ack of one we sent
+      }
+      this.emit('message', { chatId: msg.chatId, msg: r.msg, isNew });
+    }
+    if (!chat) {
+      this.refreshChatsSoon();
+      return;
+    }
+    const prevLast = chat.lastMessage?.id || 0;
+    if (msg.id >= prevLast) {
+      chat.lastMessage = s?.byId(msg.id) || msg;
+      if (chat.localLast && chat.localLast.clientId === msg.clientId) chat.localLast = null;
+    }
+    if (msg.id > prevLast && !mine) {
+      if (this.activeChatId === msg.chatId && document.visibilityState === 'visible') this.markReadSoon(msg.chatId);
+      else chat.unreadCount = (chat.unreadCount || 0) + 1;
+      if (source === 'live' && this.activeChatId !== msg.chatId) {
+        announce(`New message from ${this.user(msg.senderId)?.username || 'someone'} in ${this.chatTitle(chat)}`);
+      }
+    }
+    this.emit('chats');
+  }
+
+  queueDelivered(id) {
+    this.deliverQueue.add(id);
+    if (!this.deliverTimer) this.deliverTimer = setTimeout(() => this.flushDelivered(), 120);
+  }
+
+  flushDelivered() {
+    this.deliverTimer = null;
+    if (!this.deliverQueue.size) return;
+    const ids = [...this.deliverQueue];
+    if (this.socket.send('message:delivered', { messageIds: ids })) this.deliverQueue.clear();
+  }
+
+  markReadSoon(chatId) {
+    clearTimeout(this.readTimer);
+    this.readTimer = setTimeout(() => this.markRead(chatId), 80);
+  }
+
+  /** Tells the server we read everything shown in the open, visible chat. */
+  markRead(chatId) {
+    if (this.activeChatId !== chatId || document.visibilityState !== 'visible') return;
+    const s = this.stores.get(chatId);
+    const chat = this.chats.get(chatId);
+    if (!s || !this.me) return;
+    const upTo = s.maxIdFrom((m) => m.senderId !== this.me.id);
+    if (chat && chat.unreadCount) {
+      chat.unreadCount = 0;
+      this.emit('chats');
+    }
+    if (upTo > s.readSent && this.socket.isReady) {
+      if (this.socket.send('message:read', { chatId, messageId: upTo })) s.readSent = upTo;
+    }
+  }
+
+  setActiveChat(chatId) {
+    this.activeChatId = chatId;
+    if (chatId) this.markReadSoon(chatId);
+  }
+
+  // ---------- sending ----------
+
+  isEncrypted(chatId) {
+    try {
+      return !!JSON.parse(localStorage.getItem(`parley:e2ee-chats:${this.me?.id}`) || '{}')[chatId];
+    } catch {
+      return false;
+    }
+  }
+
+  setEncrypted(chatId, on) {
+    const key = `parley:e2ee-chats:${this.me?.id}`;
+    let all = {};
+    try {
+      all = JSON.parse(localStorage.getItem(key) || '{}') || {};
+    } catch {
+      /* ignore */
+    }
+    if (on) all[chatId] = true;
+    else delete all[chatId];
+    localStorage.setItem(key, JSON.stringify(all));
+    this.emit('encryption', { chatId, on });
+  }
+
+  /** Sends a text. Resolves false (and says why) when it could not be queued. */
+  async sendText(chatId, text) {
+    const chat = this.chats.get(chatId);
+    if (!chat || !this.me) return false;
+    const clientId = crypto.randomUUID();
+    const frame = { chatId, clientId, kind: 'text', content: text };
+    if (this.isEncrypted(chatId)) {
+      const memberIds = chat.members.map((m) => m.id);
+      try {
+        const env = await e2ee.encrypt(text, { chatId, senderId: this.me.id, clientId, memberIds });
+        Object.assign(frame, { content: '', encrypted: true, e2ee: env });
+        e2ee.seed({ chatId, senderId: this.me.id, clientId }, text);
+      } catch (e) {
+        if (e instanceof e2ee.MissingKeyError) {
+          const names = e.users.map((id) => this.user(id)?.username || `user ${id}`).join(', ');
+          this.emit('send-error', { chatId, text: `Not sent: ${names} ${e.users.length > 1 ? 'have' : 'has'} no encryption key yet, so this message cannot be encrypted for them. Turn encryption off or ask them to open Parley first.` });
+        } else {
+          this.emit('send-error', { chatId, text: `Not sent: encryption failed (${e.message || e}).` });
+        }
+        return false;
+      }
+    }
+    this.enqueue(frame);
+    return true;
+  }
+
+  enqueue(frame, extra = {}) {
+    const entry = { frame, chatId: frame.chatId, createdAt: new Date().toISOString(), ...extra };
+    this.outbox.set(frame.clientId, entry);
+    this.saveOutbox();
+    this.showPending(entry);
+    this.trySend(frame.clientId);
+  }
+
+  showPending(entry) {
+    const msg = this.pendingFromFrame(entry);
+    const chat = this.chats.get(entry.chatId);
+    if (chat) {
+      chat.localLast = msg;
+      this.emit('chats');
+    }
+    const s = this.stores.get(entry.chatId);
+    if (s) {
+      const r = s.upsert(msg);
+      this.emit('message', { chatId: entry.chatId, msg: r.msg, isNew: r.isNew, own: true });
+    }
+  }
+
+  trySend(clientId) {
+    const entry = this.outbox.get(clientId);
+    if (!entry || entry.inFlight || !this.socket.isReady) return;
+    entry.inFlight = true;
+    this.socket
+      .request('message:send', entry.frame)
+      .then((msg) => {
+        this.outbox.delete(clientId);
+        this.saveOutbox();
+        if (msg?.audio?.audioId && entry.durationMs) rememberDuration(msg.audio.audioId, entry.durationMs);
+        this.ingest(msg, 'ack');
+      })
+      .catch((err) => {
+        entry.inFlight = false;
+        if (RETRYABLE.has(err.code)) {
+          if (err.code !== 'disconnected' && err.code !== 'stopped') setTimeout(() => this.trySend(clientId), 2000);
+          return;
+        }
+        this.outbox.delete(clientId);
+        this.saveOutbox();
+        this.markFailed(entry, err.message || err.code);
+      });
+  }
+
+  markFailed(entry, reason) {
+    const s = this.stores.get(entry.chatId);
+    const key = `${this.me.id}|${entry.frame.clientId}`;
+    const m = s?.get(key);
+    if (m) {
+      m.status = 'failed';
+      m.error = reason;
+      m.retry = entry;
+      this.emit('message', { chatId: entry.chatId, msg: m, isNew: false });
+    }
+    this.emit('send-error', { chatId: entry.chatId, text: `Message not sent: ${reason}` });
+  }
+
+  retry(msg) {
+    const entry = msg.retry;
+    if (!entry) return;
+    msg.retry = null;
+    msg.status = 'pending';
+    msg.error = null;
+    if (entry.upload) return this.uploadAndSend(entry.chatId, entry.upload.blob, entry.upload.durationMs, entry.frame.clientId);
+    this.outbox.set(entry.frame.clientId, { ...entry, inFlight: false });
+    this.saveOutbox();
+    this.emit('message', { chatId: entry.chatId, msg, isNew: false });
+    this.trySend(entry.frame.clientId);
+  }
+
+  /** Voice message: upload the recording, then send it like any message. */
+  async uploadAndSend(chatId, blob, durationMs, clientId = crypto.randomUUID()) {
+    const localUrl = URL.createObjectURL(blob);
+    const s = this.stores.get(chatId);
+    const local = {
+      id: null, chatId, senderId: this.me.id, clientId, kind: 'audio', content: '', encrypted: false, e2ee: null,
+      audio: { audioId: null, url: null, mime: blob.type, bytes: blob.size, durationMs }, localAudio: localUrl,
+      createdAt: new Date().toISOString(), status: 'pending', localSeq: ++this.localSeq,
+    };
+    if (s) {
+      const r = s.upsert(local);
+      this.emit('message', { chatId, msg: r.msg, isNew: r.isNew, own: true });
+    }
+    const ext = blob.type.includes('ogg') ? 'ogg' : blob.type.includes('mp4') ? 'm4a' : blob.type.includes('mpeg') ? 'mp3' : 'webm';
+    const form = new FormData();
+    form.append('chatId', String(chatId));
+    form.append('file', new File([blob], `voice-message.${ext}`, { type: blob.type || 'audio/webm' }));
+    let up;
+    try {
+      up = await post('/api/messages/upload-audio', form);
+    } catch (e) {
+      const m = s?.get(`${this.me.id}|${clientId}`);
+      const reason = e.status === 404 ? 'voice messages are not available on this server' : e.message;
+      if (m) {
+        m.status = 'failed';
+        m.error = reason;
+        m.retry = { chatId, frame: { clientId }, upload: { blob, durationMs } };
+        this.emit('message', { chatId, msg: m, isNew: false });
+      }
+      this.emit('send-error', { chatId, text: `Voice message not sent: ${reason}` });
+      return false;
+    }
+    rememberDuration(up.audioId, durationMs);
+    const frame = { chatId, clientId, kind: 'audio', audioId: up.audioId };
+    const entry = { frame, chatId, createdAt: local.createdAt, durationMs, audio: { ...local.audio, audioId: up.audioId, url: up.url } };
+    this.outbox.set(clientId, entry);
+    this.saveOutbox();
+    const m = s?.get(`${this.me.id}|${clientId}`);
+    if (m) m.audio = { ...m.audio, audioId: up.audioId, url: up.url };
+    this.trySend(clientId);
+    return true;
+  }
+
+  outboxKey() {
+    return `parley:outbox:${this.me?.id}`;
+  }
+
+  saveOutbox() {
+    if (!this.me) return;
+    const list = [...this.outbox.values()].map(({ frame, chatId, createdAt, audio, durationMs }) => ({ frame, chatId, createdAt, audio, durationMs }));
+    try {
+      if (list.length) localStorage.setItem(this.outboxKey(), JSON.stringify(list));
+      else localStorage.removeItem(this.outboxKey());
+    } catch {
+      /* quota: keep it in memory */
+    }
+  }
+
+  loadOutbox() {
+    this.outbox.clear();
+    try {
+      for (const e of JSON.parse(localStorage.getItem(this.outboxKey()) || '[]')) {
+        if (e?.frame?.clientId) this.outbox.set(e.frame.clientId, { ...e, inFlight: false });
+      }
+    } catch {
+      /* ignore */
+    }
+  }
+
+  flushOutbox() {
+    for (const clientId of this.outbox.keys()) this.trySend(clientId);
+  }
+
+  // ---------- typing ----------
+
+  sendTyping(chatId, active) {
+    this.socket.send('typing', { chatId, active });
+  }
+
+  typingIn(chatId) {
+    const m = this.typing.get(chatId);
+    return m ? [...m.keys()].map((id) => this.user(id)?.username || 'Someone') : [];
+  }
+
+  // ---------- socket events ----------
+
+  wireSocket() {
+    const s = this.socket;
+    s.addEventListener('state', (e) => this.emit('connection', e.detail));
+    s.addEventListener('ready', () => this.onReady());
+    s.addEventListener('message:received', (e) => this.ingest(e.detail, this.syncing ? 'sync' : 'live'));
+    s.addEventListener('message:delivered', (e) => this.onDelivered(e.detail));
+    s.addEventListener('message:read', (e) => this.onRead(e.detail));
+    s.addEventListener('typing', (e) => this.onTyping(e.detail));
+    s.addEventListener('user:online', (e) => this.onPresence(e.detail.userId, { online: true }));
+    s.addEventListener('user:offline', (e) => this.onPresence(e.detail.userId, { online: false, lastSeenAt: e.detail.lastSeenAt }));
+    s.addEventListener('user:key-changed', (e) => {
+      e2ee.keyChanged(e.detail.userId, e.detail.fingerprint);
+      const u = this.user(e.detail.userId);
+      if (u) u.hasPublicKey = true;
+      this.emit('keys', { userId: e.detail.userId });
+    });
+    s.addEventListener('error', (e) => console.warn('server error frame', e.detail));
+  }
+
+  async onReady() {
+    const reconnect = this.everReady;
+    this.everReady = true;
+    const after = this.maxSeenId;
+    if (reconnect) {
+      try {
+        const list = await get('/api/chats');
+        // presence and new chats; `lastMessage` updates come from sync below
+        this.mergeChats(list);
+      } catch {
+        /* sync still runs */
+      }
+    }
+    this.syncing = true;
+    try {
+      let from = after;
+      for (let i = 0; i < 1000; i++) {
+        const ack = await this.socket.request('sync', { afterId: from }, 60000);
+        if (!ack?.hasMore || !ack.lastId || ack.lastId <= from) break;
+        from = ack.lastId;
+      }
+    } catch (e) {
+      console.warn('sync failed', e);
+    } finally {
+      this.syncing = false;
+    }
+    this.flushDelivered();
+    this.flushOutbox();
+    if (this.activeChatId) this.markRead(this.activeChatId);
+    this.emit('synced');
+  }
+
+  ownMessages(chatId, fn) {
+    const s = this.stores.get(chatId);
+    const changed = [];
+    if (s) {
+      for (const m of s.byKey.values()) {
+        if (m.senderId === this.me.id && m.id && fn(m)) changed.push(m);
+      }
+    }
+    return changed;
+  }
+
+  bump(m, status) {
+    if ((STATUS_RANK[status] ?? 0) > (STATUS_RANK[m.status] ?? 0)) {
+      m.status = status;
+      return true;
+    }
+    return false;
+  }
+
+  onDelivered({ chatId, messageIds = [], userId }) {
+    const chat = this.chats.get(chatId);
+    const ids = new Set(messageIds.map(Number));
+    const others = chat ? chat.members.filter((m) => m.id !== this.me.id).length : 1;
+    const s = this.stores.get(chatId);
+    const apply = (m) => {
+      if (!ids.has(m.id)) return false;
+      if (chat?.kind === 'group' && s) {
+        let set = s.deliveredTo.get(m.id);
+        if (!set) s.deliveredTo.set(m.id, (set = new Set()));
+        set.add(userId);
+        if (set.size < others) return false;
+      }
+      return this.bump(m, 'delivered');
+    };
+    for (const m of this.ownMessages(chatId, apply)) this.emit('message', { chatId, msg: m, isNew: false });
+    if (chat?.lastMessage && chat.lastMessage.senderId === this.me.id && ids.has(chat.lastMessage.id) && chat.kind !== 'group') {
+      this.bump(chat.lastMessage, 'delivered');
+    }
+    this.emit('chats');
+  }
+
+  onRead({ chatId, messageId, userId }) {
+    const chat = this.chats.get(chatId);
+    const s = this.stores.get(chatId);
+    let upTo = Number(messageId);
+    if (chat?.kind === 'group' && s) {
+      s.readUpTo.set(userId, Math.max(s.readUpTo.get(userId) || 0, upTo));
+      const others = chat.members.filter((m) => m.id !== this.me.id);
+      upTo = Math.min(...others.map((m) => s.readUpTo.get(m.id) || 0));
+    }
+    for (const m of this.ownMessages(chatId, (m) => m.id <= upTo && this.bump(m, 'read'))) {
+      this.emit('message', { chatId, msg: m, isNew: false });
+    }
+    if (chat?.lastMessage && chat.lastMessage.senderId === this.me.id && chat.lastMessage.id <= upTo) this.bump(chat.lastMessage, 'read');
+    this.emit('chats');
+  }
+
+  onTyping({ chatId, userId, active }) {
+    if (userId === this.me?.id) return;
+    let m = this.typing.get(chatId);
+    if (!m) this.typing.set(chatId, (m = new Map()));
+    clearTimeout(m.get(userId));
+    if (active) {
+      m.set(userId, setTimeout(() => {
+        m.delete(userId);
+        this.emit('typing', { chatId });
+      }, 5000));
+    } else m.delete(userId);
+    this.emit('typing', { chatId });
+  }
+
+  onPresence(userId, patch) {
+    const u = this.users.get(userId) || { id: userId };
+    Object.assign(u, patch);
+    this.users.set(userId, u);
+    for (const c of this.chats.values()) {
+      for (const m of c.members) if (m.id === userId) Object.assign(m, patch);
+    }
+    this.emit('presence', { userId });
+    this.emit('chats');
+  }
+
+  // ---------- people ----------
+
+  searchUsers(query, signal) {
+    return get(`/api/users/search?query=${encodeURIComponent(query)}`, { signal });
+  }
+}
+
+export { api };
