@@ -2,6 +2,7 @@
 //! typed input, a call into `db` / the actors, `Result<HttpResponse, ApiError>`.
 
 pub mod auth;
+pub mod calls;
 pub mod chats;
 pub mod encryption;
 pub mod health;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     messages::configure(cfg);
     media::configure(cfg);
     encryption::configure(cfg);
+    calls::configure(cfg);
 }
 
 /// A resource whose unsupported methods get the JSON 405 body.

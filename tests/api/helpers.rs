@@ -352,8 +352,12 @@ impl WsClient {
         tokio::time::timeout(d, self.rx.recv()).await.ok().flatten()
     }
 
-    /// Waits for the first frame of `event`, keeping the others in `skipped`.
+    /// The first frame of `event` not yet consumed: one skipped earlier (by
+    /// `reply_to` or `wait_for`), else the next to arrive; others go to `skipped`.
     pub async fn wait_for(&mut self, event: &str) -> Value {
+        if let Some(i) = self.skipped.iter().position(|v| v["event"] == event) {
+            return self.skipped.remove(i);
+        }
         loop {
             let v = self.next().await;
             if v["event"] == event {

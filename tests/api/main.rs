@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod calls;
 mod chats;
 mod encryption;
 mod health;

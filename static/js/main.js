@@ -1,0 +1,182 @@
+// Entry point: the router (/login, /register, /, /chat/:id) and the app shell.
+
+import { App } from './app.js';
+import { CallManager } from './call.js';
+import { h, clear, icons, toast } from './ui.js';
+import { authView } from './views/auth.js';
+import { sidebarView } from './views/sidebar.js';
+import { chatView } from './views/chat.js';
+
+const app = new App();
+window.parley = app; // handy in the console (and for the browser tests)
+let calls = null;
+const root = document.getElementById('app');
+
+let shell = null; // { el, sidebar, pane, chat, banner }
+
+function parseRoute(path) {
+  if (path === '/login') return { name: 'login' };
+  if (path === '/register') return { name: 'register' };
+  const m = path.match(/^\/chat\/(\d+)\/?$/);
+  if (m) return { name: 'chat', chatId: Number(m[1]) };
+  return { name: 'home' };
+}
+
+export function navigate(path, { replace = false } = {}) {
+  if (path !== location.pathname) {
+    if (replace) history.replaceState({}, '', path);
+    else history.pushState({}, '', path);
+  }
+  render();
+}
+
+document.addEventListener('click', (e) => {
+  const a = e.target.closest?.('a[data-link]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin) return;
+  e.preventDefault();
+  navigate(url.pathname);
+});
+window.addEventListener('popstate', () => render());
+
+function teardownShell() {
+  if (!shell) return;
+  shell.chat?.destroy?.();
+  shell.sidebar.destroy?.();
+  shell.offs.forEach((f) => f());
+  shell = null;
+}
+
+function buildShell() {
+  const sidebar = sidebarView(app, navigate);
+  const pane = h('main', { class: 'pane', id: 'main' });
+  const banner = h('div', { class: 'conn-banner', role: 'status', 'aria-live': 'polite', hidden: true });
+  const el = h('div', { class: 'shell' }, banner, h('div', { class: 'layout' }, sidebar, pane));
+  let bannerTimer = null;
+  const setBanner = (state) => {
+    clearTimeout(bannerTimer);
+    if (state === 'ready' || state === 'stopped') {
+      if (!banner.hidden) {
+        banner.textContent = 'Connected';
+        banner.classList.add('ok');
+        bannerTimer = setTimeout(() => {
+          banner.hidden = true;
+          banner.classList.remove('ok');
+          el.classList.remove('offline');
+        }, 900);
+      }
+      el.classList.remove('offline');
+      return;
+    }
+    // a short delay so a fast first connect does not flash the banner
+    bannerTimer = setTimeout(() => {
+      banner.classList.remove('ok');
+      banner.textContent = app.everReady ? 'Reconnecting… messages you write will be sent when the connection is back.' : 'Connecting…';
+      banner.hidden = false;
+      el.classList.add('offline');
+    }, app.everReady ? 300 : 1500);
+  };
+  const offs = [app.on('connection', setBanner)];
+  offs.push(app.on('chats', updateTitle));
+  setBanner(app.socket.state);
+  return { el, sidebar, pane, banner, chat: null, chatId: null, offs };
+}
+
+function updateTitle() {
+  const n = app.unreadTotal();
+  const base = shell?.chatId ? `${app.chatTitle(app.chats.get(shell.chatId))} · Parley` : 'Parley';
+  document.title = n ? `(${n}) ${base}` : base;
+}
+
+function emptyPane() {
+  return h('div', { class: 'pane-empty' },
+    h('div', { class: 'empty-art big', html: icons.chat }),
+    h('h2', {}, 'Select a conversation'),
+    h('p', { class: 'muted' }, 'Pick a chat on the left, or search for someone to start a new one.'),
+    h('p', { class: 'muted small' }, 'Tip: turn on the lock in a chat to end-to-end encrypt your messages.'));
+}
+
+let renderSeq = 0;
+async function render() {
+  const seq = ++renderSeq;
+  const route = parseRoute(location.pathname);
+  const signedIn = !!app.me;
+  if (route.name === 'login' || route.name === 'register') {
+    if (signedIn) return navigate('/', { replace: true });
+    teardownShell();
+    clear(root);
+    const view = authView(app, route.name, navigate);
+    root.append(view);
+    document.title = route.name === 'login' ? 'Sign in · Parley' : 'Create account · Parley';
+    document.body.className = 'route-auth';
+    view.focusFirst();
+    return;
+  }
+  if (!signedIn) return navigate('/login', { replace: true });
+  if (!shell) {
+    clear(root);
+    shell = buildShell();
+    root.append(shell.el);
+  }
+  const chatId = route.name === 'chat' ? route.chatId : null;
+  if (shell.chatId === chatId && (shell.chat || !chatId)) {
+    updateTitle();
+    return;
+  }
+  shell.chat?.destroy?.();
+  shell.chat = null;
+  shell.chatId = chatId;
+  app.setActiveChat(chatId);
+  clear(shell.pane);
+  document.body.className = chatId ? 'route-chat' : 'route-home';
+  app.emit('chats');
+  if (!chatId) {
+    shell.pane.append(emptyPane());
+    updateTitle();
+    return;
+  }
+  let chat;
+  try {
+    chat = await app.ensureChat(chatId);
+  } catch (e) {
+    if (seq !== renderSeq) return;
+    shell.pane.append(h('div', { class: 'pane-empty' },
+      h('h2', {}, e.status === 403 ? 'This chat is not yours' : 'Chat not found'),
+      h('p', { class: 'muted' }, e.message),
+      h('a', { href: '/', class: 'btn', 'data-link': true }, 'Back to chats')));
+    return;
+  }
+  if (seq !== renderSeq) return;
+  shell.chat = chatView(app, chat, { navigate, calls });
+  shell.pane.append(shell.chat);
+  updateTitle();
+  if (window.matchMedia('(pointer: fine)').matches) shell.chat.focusComposer();
+  else shell.pane.querySelector('.chat-title')?.focus?.();
+}
+
+app.on('signedout', () => {
+  teardownShell();
+  navigate('/login', { replace: true });
+});
+
+async function boot() {
+  calls = new CallManager(app);
+  try {
+    await app.restore();
+  } catch (e) {
+    toast(`Cannot reach the server: ${e.message}`, 'error', 8000);
+    clear(root);
+    const retry = h('button', { type: 'button', class: 'btn primary' }, 'Try again');
+    retry.addEventListener('click', () => location.reload());
+    root.append(h('main', { class: 'auth', id: 'main' }, h('div', { class: 'auth-card' },
+      h('h1', {}, 'Parley is unreachable'),
+      h('p', { class: 'muted' }, 'The server did not answer. Check your connection and try again.'),
+      retry)));
+    return;
+  }
+  document.documentElement.classList.remove('booting');
+  render();
+}
+
+boot();

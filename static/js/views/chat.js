@@ -1,0 +1,663 @@
+// One conversation: header (peer, presence, encryption switch, call), the message
+// history with infinite scroll upwards, the typing line and the composer with
+// hold-to-record voice messages.
+
+import { h, clear, icon, icons, avatar, timeOf, dayLabel, lastSeen, duration, toast, announce, fingerprintGroups } from '../ui.js';
+import * as e2ee from '../e2ee.js';
+import { Recorder, recordingSupported, audioPlayer } from '../voice.js';
+import { keyOf } from '../app.js';
+import { callText, tickIcon, STATUS_LABEL } from './sidebar.js';
+import { chatInfoDialog } from './dialogs.js';
+
+const GROUP_GAP_MS = 5 * 60 * 1000;
+const TYPING_REPEAT_MS = 3000;
+const TYPING_IDLE_MS = 4000;
+const HOLD_MS = 350;
+const CANNOT_DECRYPT = '🔒 Cannot decrypt this message on this device';
+
+export function chatView(app, chat, { navigate, calls }) {
+  const chatId = chat.id;
+  const me = app.me;
+  const isGroup = chat.kind === 'group';
+  const store = app.store(chatId);
+  const rows = new Map(); // key -> { el, msg, sig }
+  const offs = [];
+
+  // ---------- header ----------
+  const peer = () => app.peerOf(chat);
+  const titleText = () => app.chatTitle(chat);
+  const headAvatar = h('span', { class: 'head-avatar' });
+  const title = h('h1', { class: 'chat-title', id: 'chat-title' }, titleText());
+  const sub = h('p', { class: 'chat-sub', id: 'chat-sub' });
+  const lockBtn = h('button', {
+    type: 'button', class: 'e2ee-toggle', role: 'switch', 'aria-checked': 'false',
+    'aria-label': 'End-to-end encryption', title: 'End-to-end encryption',
+  }, h('span', { class: 'icon', html: icons.unlock }), h('span', { class: 'e2ee-label' }, 'Encryption'));
+  const callBtn = isGroup ? null : h('button', { type: 'button', class: 'icon-btn call-btn', 'aria-label': 'Start video call', title: 'Video call', html: icons.video });
+  const infoBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Chat details and key fingerprints', title: 'Details', html: icons.info });
+  const back = h('a', { href: '/', class: 'icon-btn back-btn', 'data-link': true, 'aria-label': 'Back to chats', html: icons.back });
+  const header = h('header', { class: 'chat-head' },
+    back, headAvatar,
+    h('div', { class: 'chat-head-text' }, title, sub),
+    h('div', { class: 'head-actions' }, lockBtn, callBtn, infoBtn));
+
+  const banners = h('div', { class: 'banners' });
+
+  // ---------- messages ----------
+  const topNote = h('div', { class: 'history-note', role: 'status' });
+  const list = h('div', { class: 'msg-list' });
+  const scroller = h('div', {
+    class: 'messages', role: 'log', 'aria-live': 'off', 'aria-label': `Messages with ${titleText()}`, tabindex: '0',
+  }, topNote, list);
+  const jump = h('button', { type: 'button', class: 'jump-btn', hidden: true, 'aria-label': 'Jump to latest messages' },
+    h('span', { class: 'icon rot', html: icons.back }), h('span', { class: 'jump-count' }));
+  const typing = h('div', { class: 'typing-line', 'aria-live': 'polite' });
+  const sendError = h('div', { class: 'send-error', role: 'alert', hidden: true });
+
+  // ---------- composer ----------
+  const input = h('textarea', {
+    id: 'composer-input', rows: '1', placeholder: 'Message', 'aria-label': 'Message', maxlength: '8000',
+    enterkeyhint: 'send', autocomplete: 'off',
+  });
+  const sendBtn = h('button', { type: 'submit', class: 'round-btn send-btn', 'aria-label': 'Send message', html: icons.send, hidden: true });
+  const micBtn = h('button', {
+    type: 'button', class: 'round-btn mic-btn', 'aria-label': 'Record voice message (hold, or press to start)',
+    title: 'Hold to record a voice message', html: icons.mic,
+  });
+  const recTime = h('span', { class: 'rec-time', 'aria-live': 'off' }, '0:00');
+  const meter = h('div', { class: 'meter', 'aria-hidden': 'true' });
+  const bars = [];
+  for (let i = 0; i < 28; i++) {
+    const b = h('span', { class: 'meter-bar' });
+    bars.push(b);
+    meter.append(b);
+  }
+  const recCancel = h('button', { type: 'button', class: 'icon-btn rec-cancel', 'aria-label': 'Cancel recording', html: icons.trash });
+  const recSend = h('button', { type: 'button', class: 'round-btn rec-send', 'aria-label': 'Send voice message', html: icons.send });
+  const recHint = h('span', { class: 'rec-hint' }, 'Release to send · slide left or Esc to cancel');
+  const recorderBar = h('div', { class: 'recorder', role: 'group', 'aria-label': 'Recording voice message', hidden: true },
+    recCancel, h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), recTime, meter, recHint, recSend);
+  const form = h('form', { class: 'composer', 'aria-label': 'Write a message' },
+    h('div', { class: 'composer-box' }, input), micBtn, sendBtn, recorderBar);
+
+  const el = h('section', { class: 'chat', 'aria-labelledby': 'chat-title', dataset: { chatId } },
+    header, banners,
+    h('div', { class: 'messages-wrap' }, scroller, jump),
+    typing, sendError, form);
+
+  // ---------- header state ----------
+  function renderHeader() {
+    clear(headAvatar);
+    const p = peer();
+    headAvatar.append(isGroup ? avatar(titleText(), chat.id + 1000) : avatar(titleText(), p?.id, { online: !!p?.online }));
+    title.textContent = titleText();
+    const who = app.typingIn(chatId);
+    sub.classList.remove('online', 'typing');
+    if (who.length) {
+      sub.textContent = isGroup ? `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : 'typing…';
+      sub.classList.add('typing');
+    } else if (isGroup) {
+      const online = chat.members.filter((m) => m.id !== me.id && app.user(m.id)?.online).length;
+      sub.textContent = `${chat.members.length} members${online ? `, ${online} online` : ''}`;
+    } else {
+      sub.textContent = lastSeen(p);
+      if (p?.online) sub.classList.add('online');
+    }
+  }
+
+  function renderLock() {
+    const on = app.isEncrypted(chatId);
+    lockBtn.setAttribute('aria-checked', String(on));
+    lockBtn.classList.toggle('on', on);
+    lockBtn.querySelector('.icon').innerHTML = on ? icons.lock : icons.unlock;
+    lockBtn.title = on ? 'Encryption on — new messages are end-to-end encrypted' : 'Encryption off';
+    input.placeholder = on ? 'Encrypted message' : 'Message';
+    el.classList.toggle('encrypted', on);
+  }
+
+  async function renderBanners() {
+    clear(banners);
+    const warnings = e2ee.keyWarnings();
+    for (const m of chat.members) {
+      if (m.id === me.id || !warnings[m.id]) continue;
+      const u = app.user(m.id) || m;
+      const view = h('button', { type: 'button', class: 'btn small' }, 'View fingerprints');
+      const ok = h('button', { type: 'button', class: 'btn small ghost' }, 'Dismiss');
+      view.addEventListener('click', () => chatInfoDialog(app, chat));
+      ok.addEventListener('click', () => e2ee.acknowledgeKey(m.id));
+      banners.append(h('div', { class: 'banner warn key-changed', role: 'alert' },
+        h('span', { class: 'icon', html: icons.warn }),
+        h('div', { class: 'banner-text' },
+          h('strong', {}, `${u.username}'s security key has changed.`),
+          ` New fingerprint ${fingerprintGroups(warnings[m.id].current).slice(0, 19)}…. This happens when they use a new browser or device; if you did not expect it, verify it with them before sending anything sensitive.`),
+        h('div', { class: 'banner-actions' }, view, ok)));
+    }
+    if (app.isEncrypted(chatId)) {
+      const results = await Promise.all(chat.members.map((m) => e2ee.publicKeyOf(m.id).then((k) => [m, k], () => [m, undefined])));
+      const missing = results.filter(([m, k]) => k === null && m.id !== me.id).map(([m]) => app.user(m.id)?.username || m.username);
+      if (missing.length && app.isEncrypted(chatId)) {
+        banners.append(h('div', { class: 'banner warn no-key', role: 'status' },
+          h('span', { class: 'icon', html: icons.lock }),
+          h('div', { class: 'banner-text' }, `${missing.join(', ')} ${missing.length > 1 ? 'have' : 'has'} no encryption key yet, so encrypted messages cannot be sent here until they open Parley.`)));
+      }
+    }
+  }
+
+  // ---------- messages ----------
+  function bodySig(m) {
+    if (m.kind === 'audio') return `audio|${m.clientId}|${m.audio?.audioId ? 'srv' : 'local'}`;
+    if (m.kind === 'call') return `call|${m.content}`;
+    return `${m.kind}|${m.encrypted ? 'e' : ''}|${m.content}`;
+  }
+
+  function ticks(m) {
+    const label = STATUS_LABEL[m.status] || m.status;
+    return h('span', { class: `ticks s-${m.status}`, role: 'img', 'aria-label': label, title: m.error ? `${label}: ${m.error}` : label, html: icons[tickIcon(m.status)] });
+  }
+
+  function metaOf(m) {
+    const own = m.senderId === me.id;
+    const meta = h('span', { class: 'meta' },
+      m.encrypted ? h('span', { class: 'meta-lock', role: 'img', 'aria-label': 'End-to-end encrypted', html: icons.lock }) : null,
+      h('time', { datetime: m.createdAt }, timeOf(m.createdAt)),
+      own ? ticks(m) : null);
+    if (own && m.status === 'failed' && m.retry) {
+      const retry = h('button', { type: 'button', class: 'retry-btn' }, 'Retry');
+      retry.addEventListener('click', () => app.retry(m));
+      meta.append(retry);
+    }
+    return meta;
+  }
+
+  function textBody(m) {
+    const t = h('div', { class: 'text' });
+    if (!m.encrypted) {
+      t.textContent = m.content;
+      return t;
+    }
+    t.classList.add('decrypting');
+    t.textContent = 'Decrypting…';
+    e2ee.decrypt(m).then(
+      (plain) => {
+        t.textContent = plain;
+        t.classList.remove('decrypting');
+      },
+      () => {
+        t.textContent = CANNOT_DECRYPT;
+        t.classList.remove('decrypting');
+        t.classList.add('undecryptable');
+      },
+    );
+    return t;
+  }
+
+  function buildRow(m) {
+    const own = m.senderId === me.id;
+    if (m.kind === 'call') {
+      const c = (() => {
+        try {
+          return JSON.parse(m.content);
+        } catch {
+          return {};
+        }
+      })();
+      const missed = ['timeout', 'cancelled', 'busy'].includes(c.outcome) && c.callerId !== me.id;
+      return h('div', { class: 'msg-row system', dataset: { key: keyOf(m), id: m.id || '' } },
+        h('div', { class: 'day-sep', hidden: true }, h('span', {})),
+        h('div', { class: `call-line${missed ? ' missed' : ''}` },
+          h('span', { class: 'icon', html: c.callerId === me.id ? icons.callOut : icons.callIn }),
+          h('span', { class: 'call-text' }, callText(m, me.id)),
+          h('time', { datetime: m.createdAt }, timeOf(m.createdAt))));
+    }
+    let body;
+    if (m.kind === 'audio') {
+      const audio = m.localAudio && !m.audio?.audioId ? { ...m.audio, url: null } : m.audio || {};
+      body = audio.url || audio.audioId ? audioPlayer(audio) : localPlayer(m);
+    } else body = textBody(m);
+    const bubble = h('div', { class: `bubble${m.encrypted ? ' encrypted' : ''}${m.kind === 'audio' ? ' audio' : ''}` },
+      isGroup && !own ? h('div', { class: 'sender' }, app.user(m.senderId)?.username || 'Someone') : null,
+      body,
+      metaOf(m));
+    return h('div', { class: `msg-row ${own ? 'own' : 'theirs'}`, dataset: { key: keyOf(m), id: m.id || '', status: m.status || '' } },
+      h('div', { class: 'day-sep', hidden: true }, h('span', {})),
+      bubble);
+  }
+
+  // A pending voice message plays straight from the recording.
+  function localPlayer(m) {
+    const audio = { audioId: `local-${m.clientId}`, url: null, durationMs: m.audio?.durationMs };
+    const p = audioPlayer({ ...audio, url: m.localAudio });
+    return p;
+  }
+
+  function updateRow(row, m) {
+    const sig = bodySig(m);
+    if (sig !== row.sig && !(m.kind === 'audio')) {
+      const fresh = buildRow(m);
+      row.el.replaceWith(fresh);
+      row.el = fresh;
+      row.sig = sig;
+    } else {
+      const meta = row.el.querySelector('.meta');
+      if (meta) meta.replaceWith(metaOf(m));
+    }
+    row.el.dataset.id = m.id || '';
+    row.el.dataset.status = m.status || '';
+    row.msg = m;
+  }
+
+  function place(m) {
+    const key = keyOf(m);
+    let row = rows.get(key);
+    if (row) {
+      updateRow(row, m);
+      return false;
+    }
+    row = { el: buildRow(m), msg: m, sig: bodySig(m) };
+    rows.set(key, row);
+    const sorted = store.sorted();
+    const i = sorted.findIndex((x) => keyOf(x) === key);
+    let before = null;
+    for (let j = i + 1; j < sorted.length; j++) {
+      const r = rows.get(keyOf(sorted[j]));
+      if (r) {
+        before = r.el;
+        break;
+      }
+    }
+    list.insertBefore(row.el, before);
+    return true;
+  }
+
+  function reconcile() {
+    for (const m of store.sorted()) {
+      const key = keyOf(m);
+      let row = rows.get(key);
+      if (!row) {
+        row = { el: buildRow(m), msg: m, sig: bodySig(m) };
+        rows.set(key, row);
+      } else if (row.msg !== m || row.el.dataset.status !== (m.status || '')) updateRow(row, m);
+      list.append(row.el);
+    }
+    decorate();
+  }
+
+  // Day separators and bubble grouping, from DOM order.
+  function decorate() {
+    let prev = null;
+    for (const rowEl of list.children) {
+      const row = rows.get(rowEl.dataset.key);
+      if (!row) continue;
+      const m = row.msg;
+      const day = new Date(m.createdAt).toDateString();
+      const newDay = !prev || new Date(prev.createdAt).toDateString() !== day;
+      const sep = rowEl.querySelector('.day-sep');
+      if (sep) {
+        sep.hidden = !newDay;
+        if (newDay) sep.firstChild.textContent = dayLabel(m.createdAt);
+      }
+      const cont = !newDay && prev && prev.kind !== 'call' && m.kind !== 'call' && prev.senderId === m.senderId
+        && new Date(m.createdAt) - new Date(prev.createdAt) < GROUP_GAP_MS;
+      rowEl.classList.toggle('cont', !!cont);
+      prev = m;
+    }
+  }
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 140;
+  }
+
+  function toBottom() {
+    scroller.scrollTop = scroller.scrollHeight;
+    unseen = 0;
+    jump.hidden = true;
+  }
+
+  let unseen = 0;
+  function renderTopNote() {
+    if (store.loading) topNote.textContent = 'Loading earlier messages…';
+    else if (store.nextBefore === null) topNote.textContent = rows.size ? 'This is the beginning of the conversation.' : 'No messages yet. Say hello! 👋';
+    else topNote.textContent = '';
+    topNote.classList.toggle('loading', !!store.loading);
+  }
+
+  async function loadOlder() {
+    if (store.loading || store.nextBefore === null) return;
+    const older = store.nextBefore !== undefined;
+    const prevHeight = scroller.scrollHeight;
+    const prevTop = scroller.scrollTop;
+    const p = app.loadOlder(chatId);
+    renderTopNote();
+    try {
+      await p;
+    } catch (e) {
+      topNote.textContent = `Could not load messages: ${e.message}`;
+      return;
+    }
+    reconcile();
+    renderTopNote();
+    if (older) scroller.scrollTop = prevTop + (scroller.scrollHeight - prevHeight);
+    else toBottom();
+    app.markReadSoon(chatId);
+    // Keep loading while the screen is not full.
+    if (store.nextBefore !== null && scroller.scrollHeight <= scroller.clientHeight + 40) loadOlder();
+  }
+
+  scroller.addEventListener('scroll', () => {
+    if (scroller.scrollTop < 250) loadOlder();
+    if (nearBottom()) {
+      unseen = 0;
+      jump.hidden = true;
+    }
+  }, { passive: true });
+  jump.addEventListener('click', () => {
+    toBottom();
+    input.focus();
+  });
+
+  offs.push(app.on('message', ({ chatId: c, msg, isNew, own }) => {
+    if (c !== chatId) return;
+    const stick = nearBottom();
+    const added = place(msg);
+    if (added) {
+      decorate();
+      renderTopNote();
+      if (own || msg.senderId === me.id || stick) toBottom();
+      else if (isNew) {
+        unseen += 1;
+        jump.hidden = false;
+        jump.querySelector('.jump-count').textContent = String(unseen);
+      }
+      if (msg.senderId !== me.id) {
+        app.markReadSoon(chatId);
+        const who = app.user(msg.senderId)?.username || 'Someone';
+        const what = msg.kind === 'audio' ? 'voice message' : msg.kind === 'call' ? callText(msg, me.id) : msg.encrypted ? 'encrypted message' : msg.content;
+        announce(`${who}: ${what}`);
+      }
+    }
+  }));
+  offs.push(app.on('history', ({ chatId: c }) => {
+    if (c === chatId) renderTopNote();
+  }));
+
+  // ---------- typing ----------
+  function renderTyping() {
+    const who = app.typingIn(chatId);
+    if (who.length) {
+      typing.textContent = '';
+      typing.append(h('span', { class: 'dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')),
+        `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…`);
+      typing.classList.add('show');
+    } else {
+      typing.textContent = '';
+      typing.classList.remove('show');
+    }
+    renderHeader();
+  }
+  offs.push(app.on('typing', ({ chatId: c }) => c === chatId && renderTyping()));
+  offs.push(app.on('presence', () => renderHeader()));
+  offs.push(app.on('chats', () => {
+    title.textContent = titleText();
+  }));
+  offs.push(app.on('encryption', ({ chatId: c }) => {
+    if (c === chatId) {
+      renderLock();
+      renderBanners();
+    }
+  }));
+  offs.push(app.on('keys', () => renderBanners()));
+  offs.push(e2ee.onKeyWarning(() => renderBanners()));
+  offs.push(app.on('send-error', ({ chatId: c, text }) => {
+    if (c !== chatId) return;
+    sendError.textContent = text;
+    sendError.hidden = false;
+    clearTimeout(errTimer);
+    errTimer = setTimeout(() => {
+      sendError.hidden = true;
+    }, 9000);
+  }));
+  let errTimer;
+
+  let lastTypingSent = 0;
+  let typingIdle = null;
+  function stopTyping() {
+    clearTimeout(typingIdle);
+    if (lastTypingSent) {
+      app.sendTyping(chatId, false);
+      lastTypingSent = 0;
+    }
+  }
+  function syncComposer() {
+    const has = input.value.trim().length > 0;
+    sendBtn.hidden = !has && recordingSupported();
+    micBtn.hidden = has || !recordingSupported();
+    input.style.setProperty('height', 'auto');
+    input.style.setProperty('height', `${Math.min(input.scrollHeight, 160)}px`);
+  }
+  input.addEventListener('input', () => {
+    syncComposer();
+    if (!input.value.trim()) return stopTyping();
+    const now = Date.now();
+    if (now - lastTypingSent > TYPING_REPEAT_MS) {
+      app.sendTyping(chatId, true);
+      lastTypingSent = now;
+    }
+    clearTimeout(typingIdle);
+    typingIdle = setTimeout(stopTyping, TYPING_IDLE_MS);
+  });
+  input.addEventListener('blur', stopTyping);
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const text = input.value.replace(/\s+$/, '').replace(/^\n+/, '');
+    if (!text.trim()) return;
+    sendError.hidden = true;
+    input.value = '';
+    syncComposer();
+    stopTyping();
+    const ok = await app.sendText(chatId, text);
+    if (!ok && !input.value) {
+      input.value = text;
+      syncComposer();
+    }
+    input.focus();
+  });
+
+  // ---------- voice recording ----------
+  let rec = null;
+  let recState = 'idle'; // idle | starting | holding | locked
+  let recRaf = 0;
+  let downAt = 0;
+  let downX = 0;
+  let releaseWhileStarting = null; // 'send' | 'lock' | 'cancel'
+
+  async function startRecording() {
+    if (recState !== 'idle') return;
+    recState = 'starting';
+    releaseWhileStarting = null;
+    rec = new Recorder();
+    try {
+      await rec.start();
+    } catch (e) {
+      recState = 'idle';
+      rec = null;
+      toast(e?.name === 'NotAllowedError' ? 'Microphone permission was denied.' : `Cannot record: ${e.message || e}`, 'error');
+      return;
+    }
+    recState = 'holding';
+    recorderBar.hidden = false;
+    form.classList.add('recording');
+    recHint.textContent = app.isEncrypted(chatId)
+      ? 'Voice messages are not end-to-end encrypted · release to send'
+      : 'Release to send · slide left or Esc to cancel';
+    announce('Recording voice message');
+    const tick = () => {
+      if (!rec) return;
+      recTime.textContent = duration(rec.elapsedMs());
+      const level = rec.level();
+      bars.push(bars.shift());
+      const b = bars[bars.length - 1];
+      b.style.setProperty('transform', `scaleY(${Math.max(0.08, level).toFixed(3)})`);
+      meter.append(b);
+      recRaf = requestAnimationFrame(tick);
+    };
+    recRaf = requestAnimationFrame(tick);
+    if (releaseWhileStarting) {
+      const action = releaseWhileStarting;
+      releaseWhileStarting = null;
+      if (action === 'cancel') cancelRecording();
+      else if (action === 'send') finishRecording();
+      else lockRecording();
+    }
+  }
+
+  function lockRecording() {
+    recState = 'locked';
+    form.classList.add('locked');
+    recHint.textContent = 'Recording… press send when done';
+    recSend.focus();
+  }
+
+  function endRecordingUi() {
+    cancelAnimationFrame(recRaf);
+    recorderBar.hidden = true;
+    form.classList.remove('recording', 'locked');
+    recTime.textContent = '0:00';
+    bars.forEach((b) => b.style.setProperty('transform', 'scaleY(0.08)'));
+    recState = 'idle';
+  }
+
+  function cancelRecording() {
+    if (recState === 'starting') {
+      releaseWhileStarting = 'cancel';
+      return;
+    }
+    if (!rec) return;
+    rec.cancel();
+    rec = null;
+    endRecordingUi();
+    announce('Recording cancelled');
+    micBtn.focus();
+  }
+
+  async function finishRecording() {
+    if (recState === 'starting') {
+      releaseWhileStarting = 'send';
+      return;
+    }
+    if (!rec) return;
+    const r = rec;
+    rec = null;
+    endRecordingUi();
+    const { blob, durationMs } = await r.stop();
+    if (durationMs < 400 || !blob.size) {
+      toast('Too short — hold the microphone button to record.', 'info');
+      return;
+    }
+    app.uploadAndSend(chatId, blob, durationMs);
+    micBtn.focus();
+  }
+
+  function press(x) {
+    downAt = performance.now();
+    downX = x;
+    if (recState === 'idle') startRecording();
+  }
+
+  function release() {
+    if (recState === 'locked' || recState === 'idle') return;
+    const held = performance.now() - downAt;
+    if (held < HOLD_MS) {
+      // a tap: keep recording hands-free with explicit send / cancel buttons
+      if (recState === 'starting') releaseWhileStarting = 'lock';
+      else lockRecording();
+    } else finishRecording();
+  }
+
+  micBtn.addEventListener('pointerdown', (e) => {
+    if (e.button !== 0) return;
+    e.preventDefault();
+    micBtn.setPointerCapture?.(e.pointerId);
+    if (recState === 'locked') return;
+    press(e.clientX);
+  });
+  micBtn.addEventListener('pointermove', (e) => {
+    if ((recState === 'holding' || recState === 'starting') && downX - e.clientX > 90) cancelRecording();
+  });
+  micBtn.addEventListener('pointerup', () => release());
+  micBtn.addEventListener('pointercancel', () => {
+    if (recState !== 'locked') cancelRecording();
+  });
+  micBtn.addEventListener('contextmenu', (e) => e.preventDefault());
+  micBtn.addEventListener('keydown', (e) => {
+    if ((e.key === ' ' || e.key === 'Enter') && !e.repeat) {
+      e.preventDefault();
+      press(0);
+    }
+  });
+  micBtn.addEventListener('keyup', (e) => {
+    if (e.key === ' ' || e.key === 'Enter') {
+      e.preventDefault();
+      release();
+    }
+  });
+  micBtn.addEventListener('click', (e) => e.preventDefault());
+  recCancel.addEventListener('click', cancelRecording);
+  recSend.addEventListener('click', finishRecording);
+  const onKey = (e) => {
+    if (e.key === 'Escape' && recState !== 'idle') {
+      e.preventDefault();
+      cancelRecording();
+    }
+  };
+  document.addEventListener('keydown', onKey);
+  offs.push(() => document.removeEventListener('keydown', onKey));
+
+  // ---------- header actions ----------
+  lockBtn.addEventListener('click', () => {
+    const on = !app.isEncrypted(chatId);
+    app.setEncrypted(chatId, on);
+    announce(on ? 'Encryption on' : 'Encryption off');
+    toast(on ? 'End-to-end encryption is on for new messages in this chat.' : 'Encryption is off for this chat.', on ? 'ok' : 'info');
+  });
+  infoBtn.addEventListener('click', () => chatInfoDialog(app, chat));
+  callBtn?.addEventListener('click', () => {
+    const p = peer();
+    if (p) calls.start(chat, p);
+  });
+
+  const clock = setInterval(renderHeader, 30000);
+  offs.push(() => clearInterval(clock));
+
+  // ---------- start ----------
+  renderHeader();
+  renderLock();
+  renderBanners();
+  renderTyping();
+  syncComposer();
+  const p = peer();
+  if (p && p.hasPublicKey) e2ee.publicKeyOf(p.id).catch(() => {});
+  if (store.nextBefore === undefined) {
+    loadOlder();
+  } else {
+    reconcile();
+    renderTopNote();
+    requestAnimationFrame(toBottom);
+  }
+
+  el.focusComposer = () => input.focus();
+  el.destroy = () => {
+    stopTyping();
+    if (rec) cancelRecording();
+    offs.forEach((f) => f());
+    for (const a of list.querySelectorAll('.voice')) a.media?.pause();
+  };
+  return el;
+}
+
+export { icon };
