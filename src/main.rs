@@ -45,6 +45,14 @@ fn main() -> anyhow::Result<()> {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let app = Application::build(settings).await?;
+                // Ready means ready: systemd (Type=notify) hears it once migrations are in.
+                let ready = app.ready();
+                actix_web::rt::spawn(async move {
+                    ready.await;
+                    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+                        tracing::warn!(error = %e, "sd_notify READY failed");
+                    }
+                });
                 app.run_until_stopped().await?;
             }
             Command::Migrate => {

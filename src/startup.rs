@@ -51,8 +51,13 @@ impl Readiness {
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
+    metrics_server: Option<Server>,
     db: Db,
+    realtime: Realtime,
+    migrated: Arc<AtomicBool>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -106,12 +111,13 @@ impl Application {
         let readiness = web::Data::new(Readiness {
             db: db.clone(),
             redis,
-            migrated,
+            migrated: migrated.clone(),
         });
         let db_data = web::Data::new(db.clone());
         let settings_data = web::Data::new(settings.clone());
         let realtime_data = web::Data::new(realtime.clone());
         let json_limit = settings.limits.json_body_bytes;
+        let (rt, dbd, rd) = (realtime_data.clone(), db_data.clone(), readiness.clone());
         let static_dir = settings.static_files.dir.clone();
 
         let server = HttpServer::new(move || {
@@ -139,8 +145,29 @@ impl Application {
         })
         .workers(settings.server.workers)
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // SIGTERM is ours: the realtime side drains before the server stops.
+        .disable_signals()
         .listen(listener)?
         .run();
+
+        let (metrics_server, metrics_port) = if settings.metrics.listen.is_empty() {
+            (None, None)
+        } else {
+            let listener = TcpListener::bind(settings.metrics.listen.as_str())?;
+            let port = listener.local_addr()?.port();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(rt.clone())
+                    .app_data(dbd.clone())
+                    .app_data(rd.clone())
+                    .configure(crate::metrics::configure)
+            })
+            .workers(1)
+            .disable_signals()
+            .listen(listener)?
+            .run();
+            (Some(server), Some(port))
+        };
 
         tracing::info!(
             host = %settings.server.host,
@@ -148,17 +175,81 @@ impl Application {
             redis = settings.redis.url.is_some(),
             "parley listening"
         );
-        Ok(Application { port, server, db })
+        Ok(Application {
+            port,
+            metrics_port,
+            server,
+            metrics_server,
+            db,
+            realtime,
+            migrated,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
+    /// Resolves once the database is migrated (at once, unless MySQL was down at start).
+    pub fn ready(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let migrated = self.migrated.clone();
+        async move {
+            while !migrated.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: stop accepting,
+    /// answer and store everything accepted, close every WebSocket with 1001, finish
+    /// in-flight HTTP requests, close the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let metrics_handle = self.metrics_server.as_ref().map(Server::handle);
+        let realtime = self.realtime.clone();
+        let timeout = self.shutdown_timeout;
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested");
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+            handle.pause().await;
+            realtime.drain(timeout).await;
+            if let Some(m) = metrics_handle {
+                m.stop(true).await;
+            }
+            handle.stop(true).await;
+        });
+        if let Some(m) = self.metrics_server {
+            actix_web::rt::spawn(m);
+        }
         let result = self.server.await;
         self.db.close().await;
+        tracing::info!("stopped");
         result
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot listen for signals; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
     }
 }
 

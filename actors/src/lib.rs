@@ -15,8 +15,9 @@ pub mod store;
 pub mod time;
 pub mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -34,6 +35,18 @@ pub struct Shared {
     pub bus: Bus,
     pub metrics: Metrics,
     pub settings: RealtimeSettings,
+    /// Set on shutdown: sessions answer new events with `shutting_down`.
+    pub(crate) draining: AtomicBool,
+    /// `message:send` frames accepted and not yet answered (ack or error).
+    pub(crate) in_flight: AtomicUsize,
+    /// Every live session, registered or not, so shutdown can reach them all.
+    pub(crate) sessions: dashmap::DashMap<SessionId, Addr<Session>>,
+}
+
+impl Shared {
+    pub(crate) fn post_answered(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The handle to the running actors (cheap to clone; one per application).
@@ -55,6 +68,9 @@ impl Realtime {
             bus: Bus::new(SessionDirectory::default()),
             metrics: Metrics::default(),
             settings,
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            sessions: dashmap::DashMap::new(),
         });
         let writer = writer::Writer::start(store, shared.settings.writer_lanes);
         let arbiters = (0..shared.settings.room_arbiters)
@@ -90,6 +106,38 @@ impl Realtime {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Graceful shutdown: new events are refused (`shutting_down`), every accepted
+    /// message is stored and answered, then every socket is closed with 1001 so its
+    /// client reconnects (to another instance). Bounded by `deadline`.
+    pub async fn drain(&self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        self.shared.draining.store(true, Ordering::Release);
+        while self.shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let open: Vec<Addr<Session>> = self
+            .shared
+            .sessions
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        tracing::info!(sessions = open.len(), "closing WebSockets with 1001");
+        for s in open {
+            s.do_send(session::Close {
+                code: 1001,
+                reason: "server restarting; reconnect".into(),
+            });
+        }
+        while !self.shared.sessions.is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Accepted `message:send` frames not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
     }
 
     /// Tells the presence registry that these users now share a chat.

@@ -2,13 +2,30 @@
 //! hot path.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
-#[derive(Default)]
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
 pub struct Metrics {
     sessions_open: AtomicI64,
     sessions_total: AtomicU64,
     messages_stored: AtomicU64,
     receipts: AtomicU64,
+    /// Seconds from a `message:send` frame's arrival to its `ack` (stored first).
+    send_to_ack: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            sessions_open: AtomicI64::new(0),
+            sessions_total: AtomicU64::new(0),
+            messages_stored: AtomicU64::new(0),
+            receipts: AtomicU64::new(0),
+            // 0.25 ms .. ~4 s
+            send_to_ack: Histogram::new(exponential_buckets(0.00025, 2.0, 15)),
+        }
+    }
 }
 
 impl Metrics {
@@ -36,5 +53,12 @@ impl Metrics {
     }
     pub fn receipts_total(&self) -> u64 {
         self.receipts.load(Ordering::Relaxed)
+    }
+    pub fn acked_after(&self, d: Duration) {
+        self.send_to_ack.observe(d.as_secs_f64());
+    }
+    /// The histogram, to register with a scrape's registry (a cheap shared handle).
+    pub fn send_to_ack(&self) -> Histogram {
+        self.send_to_ack.clone()
     }
 }

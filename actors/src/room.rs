@@ -28,19 +28,21 @@ pub const MAX_TEXT_CHARS: usize = 10_000;
 pub const MAX_CLIENT_ID: usize = 64;
 const ROOM_MAILBOX: usize = 4096;
 
-/// Who asked to store a message, and the `ref` to answer with.
+/// Who asked to store a message, the `ref` to answer with, and when it arrived.
 pub struct PostTag {
     pub session: SessionHandle,
     pub reference: Option<String>,
+    pub received: Instant,
 }
 
-/// A `message:send` from one session.
+/// A `message:send` from one session. Counted in `Shared::in_flight` until answered.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Post {
     pub session: SessionHandle,
     pub reference: Option<String>,
     pub message: SendMessage,
+    pub received: Instant,
 }
 
 /// A `typing` signal from one session.
@@ -181,25 +183,31 @@ impl Handler<Post> for Room {
             session,
             reference,
             message,
+            received,
         } = post;
         let checked = self
             .check_member(session.user)
             .and_then(|members| validate(message, session.user, members));
         let new = match checked {
             Ok(new) => new,
-            Err(e) => return Self::reply_error(&session, reference.as_deref(), &e),
+            Err(e) => {
+                Self::reply_error(&session, reference.as_deref(), &e);
+                return self.shared.post_answered();
+            }
         };
         let job = Job {
             message: new,
             tag: PostTag {
                 session: session.clone(),
                 reference,
+                received,
             },
             reply: ctx.address().recipient(),
         };
         if let Err(job) = self.writer.submit(self.chat, job) {
             let err = WireError::new("busy", "too many messages are waiting to be stored; retry");
             Self::reply_error(&job.tag.session, job.tag.reference.as_deref(), &err);
+            self.shared.post_answered();
         }
     }
 }
@@ -213,6 +221,7 @@ impl Handler<Persisted<PostTag>> for Room {
         };
         for (tag, outcome) in done.outcomes {
             let reference = tag.reference.as_deref();
+            self.shared.metrics.acked_after(tag.received.elapsed());
             match outcome {
                 Ok(Inserted::Fresh(m)) => {
                     tag.session.deliver(Deliver::frame(protocol::encode(
@@ -252,6 +261,7 @@ impl Handler<Persisted<PostTag>> for Room {
                     Self::reply_error(&tag.session, reference, &err);
                 }
             }
+            self.shared.post_answered();
         }
     }
 }

@@ -50,6 +50,10 @@ pub struct Session {
     limiter: DefaultDirectRateLimiter,
     rooms: HashMap<ChatId, (Addr<Room>, Instant)>,
     catch_up: Option<CatchUp>,
+    /// Store calls started for this client and not yet answered.
+    pending: usize,
+    /// A close asked for while `pending` > 0: done when the last answer is out.
+    closing: Option<Close>,
 }
 
 impl Session {
@@ -71,6 +75,8 @@ impl Session {
                 sent: HashSet::new(),
                 pushed: 0,
             }),
+            pending: 0,
+            closing: None,
         }
     }
 
@@ -234,10 +240,14 @@ impl Session {
             )),
             ClientEvent::MessageSend(message) => {
                 let chat = message.chat_id;
+                self.shared()
+                    .in_flight
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 let post = Post {
                     session: self.my_handle(ctx),
                     reference,
                     message,
+                    received: Instant::now(),
                 };
                 self.route(chat, RoomRequest::Post(post), ctx);
             }
@@ -289,35 +299,39 @@ impl Session {
         }
         let shared = self.shared().clone();
         let user = self.user;
+        self.pending += 1;
         ctx.spawn(
             async move { shared.store.mark_delivered(user, &ids).await }
                 .into_actor(self)
-                .map(move |res, session, ctx| match res {
-                    Ok(receipts) => {
-                        let at = crate::Timestamp::now();
-                        let mut count = 0;
-                        for r in &receipts {
-                            count += r.message_ids.len();
-                            let d = Deliver::frame(protocol::encode(
-                                &ServerEvent::MessageDelivered {
-                                    chat_id: r.chat_id,
-                                    message_ids: &r.message_ids,
-                                    user_id: session.user,
-                                    at,
-                                },
-                                None,
-                            ));
-                            session.shared().bus.to_user(r.sender_id, &d, None);
+                .map(move |res, session, ctx| {
+                    match res {
+                        Ok(receipts) => {
+                            let at = crate::Timestamp::now();
+                            let mut count = 0;
+                            for r in &receipts {
+                                count += r.message_ids.len();
+                                let d = Deliver::frame(protocol::encode(
+                                    &ServerEvent::MessageDelivered {
+                                        chat_id: r.chat_id,
+                                        message_ids: &r.message_ids,
+                                        user_id: session.user,
+                                        at,
+                                    },
+                                    None,
+                                ));
+                                session.shared().bus.to_user(r.sender_id, &d, None);
+                            }
+                            session.shared().metrics.receipts(count);
+                            if reference.is_some() {
+                                ctx.text(protocol::encode(
+                                    &ServerEvent::Ack(Ack::Delivered { count }),
+                                    reference.as_deref(),
+                                ));
+                            }
                         }
-                        session.shared().metrics.receipts(count);
-                        if reference.is_some() {
-                            ctx.text(protocol::encode(
-                                &ServerEvent::Ack(Ack::Delivered { count }),
-                                reference.as_deref(),
-                            ));
-                        }
+                        Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
                     }
-                    Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+                    session.answered(ctx);
                 }),
         );
     }
@@ -331,40 +345,45 @@ impl Session {
     ) {
         let shared = self.shared().clone();
         let user = self.user;
+        self.pending += 1;
         ctx.spawn(
             async move { shared.store.mark_read(user, chat, up_to).await }
                 .into_actor(self)
-                .map(move |res, session, ctx| match res {
-                    Ok(ReadOutcome::NotMember) => {
-                        let err = WireError::new("forbidden", "you are not a member of this chat");
-                        Self::send_error(ctx, &err, reference.as_deref());
-                    }
-                    Ok(outcome) => {
-                        if let ReadOutcome::Advanced { up_to, notify } = outcome {
-                            let d = Deliver::frame(protocol::encode(
-                                &ServerEvent::MessageRead {
-                                    chat_id: chat,
-                                    message_id: up_to,
-                                    user_id: session.user,
-                                    at: crate::Timestamp::now(),
-                                },
-                                None,
-                            ));
-                            session.shared().bus.to_users(&notify, &d, None);
-                            // The reader's other devices learn it too (their unread count).
-                            session
-                                .shared()
-                                .bus
-                                .to_user(session.user, &d, Some(session.id));
+                .map(move |res, session, ctx| {
+                    match res {
+                        Ok(ReadOutcome::NotMember) => {
+                            let err =
+                                WireError::new("forbidden", "you are not a member of this chat");
+                            Self::send_error(ctx, &err, reference.as_deref());
                         }
-                        if reference.is_some() {
-                            ctx.text(protocol::encode(
-                                &ServerEvent::Ack(Ack::Empty {}),
-                                reference.as_deref(),
-                            ));
+                        Ok(outcome) => {
+                            if let ReadOutcome::Advanced { up_to, notify } = outcome {
+                                let d = Deliver::frame(protocol::encode(
+                                    &ServerEvent::MessageRead {
+                                        chat_id: chat,
+                                        message_id: up_to,
+                                        user_id: session.user,
+                                        at: crate::Timestamp::now(),
+                                    },
+                                    None,
+                                ));
+                                session.shared().bus.to_users(&notify, &d, None);
+                                // The reader's other devices learn it too (their unread count).
+                                session
+                                    .shared()
+                                    .bus
+                                    .to_user(session.user, &d, Some(session.id));
+                            }
+                            if reference.is_some() {
+                                ctx.text(protocol::encode(
+                                    &ServerEvent::Ack(Ack::Empty {}),
+                                    reference.as_deref(),
+                                ));
+                            }
                         }
+                        Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
                     }
-                    Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+                    session.answered(ctx);
                 }),
         );
     }
@@ -377,26 +396,48 @@ impl Session {
     ) {
         let shared = self.shared().clone();
         let user = self.user;
+        self.pending += 1;
         ctx.spawn(
             async move { shared.store.messages_after(user, after, PAGE).await }
                 .into_actor(self)
-                .map(move |res, _, ctx| match res {
-                    Ok(page) => {
-                        for m in &page {
-                            ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
+                .map(move |res, session, ctx| {
+                    match res {
+                        Ok(page) => {
+                            for m in &page {
+                                ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
+                            }
+                            ctx.text(protocol::encode(
+                                &ServerEvent::Ack(Ack::Sync {
+                                    count: page.len(),
+                                    last_id: page.last().map(|m| m.id),
+                                    has_more: page.len() as u32 == PAGE,
+                                }),
+                                reference.as_deref(),
+                            ));
                         }
-                        ctx.text(protocol::encode(
-                            &ServerEvent::Ack(Ack::Sync {
-                                count: page.len(),
-                                last_id: page.last().map(|m| m.id),
-                                has_more: page.len() as u32 == PAGE,
-                            }),
-                            reference.as_deref(),
-                        ));
+                        Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
                     }
-                    Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+                    session.answered(ctx);
                 }),
         );
+    }
+
+    /// A store call's answer went out; finish a close that was waiting for it.
+    fn answered(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.pending = self.pending.saturating_sub(1);
+        if self.pending == 0 {
+            if let Some(c) = self.closing.take() {
+                Self::close_now(c, ctx);
+            }
+        }
+    }
+
+    fn close_now(c: Close, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::from(c.code),
+            description: Some(c.reason),
+        }));
+        ctx.stop();
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -407,6 +448,17 @@ impl Session {
         }
         let decoded = protocol::decode(text);
         let reference = decoded.reference;
+        if self
+            .shared()
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            let err = WireError::new(
+                "shutting_down",
+                "the server is restarting; reconnect and retry",
+            );
+            return Self::send_error(ctx, &err, reference.as_deref());
+        }
         if self.limiter.check().is_err() {
             let err = WireError::new("rate_limited", "too many events; slow down");
             return Self::send_error(ctx, &err, reference.as_deref());
@@ -437,12 +489,14 @@ impl Actor for Session {
         ctx.set_mailbox_capacity(SESSION_MAILBOX);
         self.handle = Some(SessionHandle::new(self.id, self.user, ctx.address()));
         self.shared().metrics.session_opened();
+        self.shared().sessions.insert(self.id, ctx.address());
         let every = self.shared().settings.ping_interval;
         ctx.run_interval(every, |s, ctx| s.heartbeat(ctx));
         self.register(ctx);
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.shared().sessions.remove(&self.id);
         if std::mem::take(&mut self.registered) {
             self.realtime.presence.do_send(SessionClosed {
                 user: self.user,
@@ -480,7 +534,8 @@ impl Handler<Deliver> for Session {
     }
 }
 
-/// Asks a session to close (server shutdown, or a node-wide eviction).
+/// Asks a session to close (server shutdown): after any store call it started
+/// has been answered, so nothing accepted is left unanswered.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Close {
@@ -492,11 +547,11 @@ impl Handler<Close> for Session {
     type Result = ();
 
     fn handle(&mut self, c: Close, ctx: &mut Self::Context) {
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::from(c.code),
-            description: Some(c.reason),
-        }));
-        ctx.stop();
+        if self.pending == 0 {
+            Self::close_now(c, ctx);
+        } else {
+            self.closing = Some(c);
+        }
     }
 }
 

@@ -80,7 +80,7 @@ function buildShell() {
   const offs = [app.on('connection', setBanner)];
   offs.push(app.on('chats', updateTitle));
   setBanner(app.socket.state);
-  return { el, sidebar, pane, banner, chat: null, chatId: null, offs };
+  return { el, sidebar, pane, banner, chat: null, chatId: undefined, offs };
 }
 
 function updateTitle() {
@@ -120,6 +120,7 @@ async function render() {
     root.append(shell.el);
   }
   const chatId = route.name === 'chat' ? route.chatId : null;
+  document.body.className = chatId ? 'route-chat' : 'route-home';
   if (shell.chatId === chatId && (shell.chat || !chatId)) {
     updateTitle();
     return;
@@ -129,7 +130,6 @@ async function render() {
   shell.chatId = chatId;
   app.setActiveChat(chatId);
   clear(shell.pane);
-  document.body.className = chatId ? 'route-chat' : 'route-home';
   app.emit('chats');
   if (!chatId) {
     shell.pane.append(emptyPane());

@@ -1,0 +1,123 @@
+//! `GET /metrics` in the Prometheus text format, on its own listener
+//! (`metrics.listen`, loopback by default) so it is never reachable through nginx.
+//! Values are read from the live counters at scrape time.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use parley_actors::Realtime;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::db::Db;
+use crate::startup::Readiness;
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, v: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(v);
+    registry.register(name, help, g);
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    registry.register(name, help, c);
+}
+
+/// The scrape, as text.
+pub async fn render(rt: &Realtime, db: &Db, readiness: &Readiness) -> String {
+    let mut r = Registry::with_prefix("parley");
+    let m = rt.metrics();
+    gauge(
+        &mut r,
+        "websocket_connections",
+        "Open WebSocket connections",
+        m.sessions_open(),
+    );
+    counter(
+        &mut r,
+        "websocket_connections_opened",
+        "WebSocket connections opened",
+        m.sessions_total(),
+    );
+    gauge(
+        &mut r,
+        "online_users",
+        "Users with at least one session on this node",
+        rt.bus().directory().online_users() as i64,
+    );
+    counter(
+        &mut r,
+        "messages_stored",
+        "Messages stored and fanned out",
+        m.messages_stored(),
+    );
+    counter(
+        &mut r,
+        "messages_delivered",
+        "Messages marked delivered by their recipients",
+        m.receipts_total(),
+    );
+    gauge(
+        &mut r,
+        "messages_in_flight",
+        "message:send frames accepted and not yet answered",
+        rt.in_flight() as i64,
+    );
+    r.register(
+        "send_to_ack_seconds",
+        "Time from a message:send frame to its ack (stored durably first)",
+        m.send_to_ack(),
+    );
+    let pool = db.pool().metrics();
+    gauge(
+        &mut r,
+        "db_pool_connections",
+        "MySQL connections open",
+        pool.connection_count.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        &mut r,
+        "db_pool_in_use",
+        "MySQL connections checked out",
+        pool.connections_in_use.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        &mut r,
+        "db_pool_waiting",
+        "Requests waiting for a MySQL connection",
+        pool.active_wait_requests.load(Ordering::Relaxed) as i64,
+    );
+    let redis = match &readiness.redis {
+        None => -1,
+        Some(pool) => i64::from(crate::redis::ping(pool, Duration::from_millis(500)).await),
+    };
+    gauge(
+        &mut r,
+        "redis_up",
+        "1 when Redis answers, 0 when not, -1 when not configured",
+        redis,
+    );
+    let mut out = String::new();
+    if encode(&mut out, &r).is_err() {
+        out.clear();
+    }
+    out
+}
+
+async fn scrape(
+    rt: web::Data<Realtime>,
+    db: web::Data<Db>,
+    readiness: web::Data<Readiness>,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(render(&rt, &db, &readiness).await)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(scrape));
+}
