@@ -296,7 +296,10 @@ impl WsClient {
                     Ok(WsMessage::Text(t)) => {
                         serde_json::from_str::<Value>(&t).map_err(|e| e.to_string())
                     }
-                    Ok(WsMessage::Close(c)) => Err(format!("closed: {c:?}")),
+                    Ok(WsMessage::Close(c)) => Err(format!(
+                        "closed:{}",
+                        c.map(|c| u16::from(c.code)).unwrap_or(1005)
+                    )),
                     Ok(_) => continue,
                     Err(e) => Err(format!("error: {e}")),
                 };

@@ -91,7 +91,16 @@ impl Drop for Running {
 // `Running`'s Drop kills and waits for the child; clippy cannot see through that.
 #[allow(clippy::zombie_processes)]
 fn serve(db_url: &str) -> Running {
-    let mut child = parley()
+    serve_with(db_url, &[])
+}
+
+#[allow(clippy::zombie_processes)]
+fn serve_with(db_url: &str, extra: &[(&str, String)]) -> Running {
+    let mut cmd = parley();
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .env("PARLEY__DATABASE__URL", db_url)
         .env("PARLEY__AUTH__JWT_SECRET", JWT_SECRET)
         .env("PARLEY__SERVER__PORT", "0")
@@ -238,5 +247,178 @@ async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
             assert!(!line.contains(secret), "{secret:?} leaked into: {line}");
         }
     }
+    drop_db(&url).await;
+}
+
+#[actix_web::test]
+async fn metrics_are_served_on_their_own_listener() {
+    let url = fresh_db_url();
+    let metrics_port = crate::helpers::closed_port();
+    let run = serve_with(
+        &url,
+        &[(
+            "PARLEY__METRICS__LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )],
+    );
+    let base = format!("http://127.0.0.1:{}", run.port);
+    let http = reqwest::Client::new();
+    http.post(format!("{base}/api/auth/register"))
+        .json(&json!({"email": "ann@example.com", "username": "ann", "password": "password-123"}))
+        .send()
+        .await
+        .unwrap();
+    let body = http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "parley_websocket_connections ",
+        "parley_online_users ",
+        "parley_messages_stored_total ",
+        "parley_messages_delivered_total ",
+        "parley_send_to_ack_seconds_bucket",
+        "parley_db_pool_connections ",
+        "parley_redis_up -1",
+    ] {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+    // Not on the public port (there, /metrics is just a client route of the SPA).
+    let res = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert!(!res
+        .text()
+        .await
+        .unwrap()
+        .contains("parley_websocket_connections"));
+    drop(run);
+    drop_db(&url).await;
+}
+
+#[actix_web::test]
+async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001() {
+    use std::collections::HashSet;
+    let url = fresh_db_url();
+    let run = serve(&url);
+    let base = format!("http://127.0.0.1:{}", run.port);
+    let http = reqwest::Client::new();
+    let hub: Value = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"email": "hub@example.com", "username": "hub", "password": "password-123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let u: Value = http
+            .post(format!("{base}/api/auth/register"))
+            .json(&json!({"email": format!("s{i}@example.com"), "username": format!("sender{i}"), "password": "password-123"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = u["token"].as_str().unwrap().to_string();
+        let chat: Value = http
+            .post(format!("{base}/api/chats"))
+            .bearer_auth(&token)
+            .json(&json!({"userId": hub["user"]["id"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let chat = chat["id"].as_u64().unwrap();
+        let mut ws =
+            WsClient::connect(&format!("ws://127.0.0.1:{}/ws?token={token}", run.port)).await;
+        ws.wait_for("ready").await;
+        tasks.push(tokio::spawn(async move {
+            // Keep sending until the server goes away; record what it answered.
+            let mut acked = HashSet::new();
+            let mut errors = 0;
+            let mut sent = 0;
+            let close;
+            loop {
+                if sent < 5000 {
+                    for _ in 0..20 {
+                        ws.send(json!({"event": "message:send", "ref": format!("{sent}"), "data": {
+                            "chatId": chat, "clientId": format!("c{i}-{sent}"), "kind": "text", "content": "burst"}}));
+                        sent += 1;
+                    }
+                }
+                match ws.next_within(Duration::from_secs(15)).await {
+                    Some(Ok(v)) if v["event"] == "ack" => {
+                        acked.insert(v["data"]["clientId"].as_str().unwrap().to_string());
+                    }
+                    Some(Ok(v)) if v["event"] == "error" => errors += 1,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        close = e;
+                        break;
+                    }
+                    None => {
+                        close = "timeout".into();
+                        break;
+                    }
+                }
+            }
+            (acked, errors, close)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pid = run.child.id();
+    assert!(Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
+    let mut acked_all: HashSet<String> = HashSet::new();
+    for t in tasks {
+        let (acked, _errors, close) = t.await.unwrap();
+        assert_eq!(close, "closed:1001", "every client saw a 1001 close");
+        acked_all.extend(acked);
+    }
+    assert!(!acked_all.is_empty());
+    // The process ends by itself, cleanly.
+    let mut run = run;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = run.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "parley did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let lines = run.lines.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("closing WebSockets with 1001")),
+        "{lines:?}"
+    );
+    // Every acknowledged message is stored, and nothing was stored unanswered.
+    let mut conn = mysql_async::Conn::from_url(url.as_str()).await.unwrap();
+    use mysql_async::prelude::Queryable;
+    let stored: Vec<String> = conn.query("SELECT client_id FROM messages").await.unwrap();
+    let stored: HashSet<String> = stored.into_iter().collect();
+    assert_eq!(
+        stored, acked_all,
+        "stored and acknowledged are the same set"
+    );
+    conn.disconnect().await.unwrap();
+    drop(run);
     drop_db(&url).await;
 }

@@ -156,6 +156,13 @@ export async function person(browser, server, { width = 1200, height = 800, name
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(`${name}: ${e.message}`));
+  if (process.env.PARLEY_DEBUG_WS) {
+    page.on('websocket', (ws) => {
+      ws.on('framesent', (f) => console.log(`# ${name} >> ${String(f.payload).slice(0, 240)}`));
+      ws.on('framereceived', (f) => console.log(`# ${name} << ${String(f.payload).slice(0, 240)}`));
+    });
+    page.on('console', (m) => console.log(`# ${name} console.${m.type()}: ${m.text()}`));
+  }
   page.on('console', (m) => {
     if (m.type() === 'error') page.errors.push(`${name} console: ${m.text()}`);
   });
