@@ -75,6 +75,9 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// `redis://127.0.0.1:6379`; unset = a single node with no Redis. Default unset.
     pub url: Option<String>,
+    /// Prefix of every key and channel, so several clusters can share one Redis.
+    /// Default `parley`.
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,7 +204,10 @@ impl Default for Settings {
                 pool_max: 32,
                 create_if_missing: true,
             },
-            redis: RedisSettings { url: None },
+            redis: RedisSettings {
+                url: None,
+                prefix: "parley".into(),
+            },
             auth: AuthSettings {
                 jwt_secret: None,
                 token_ttl_secs: 7 * 24 * 3600,

@@ -20,6 +20,7 @@ use crate::db::{Db, DbError};
 use crate::error::extractors;
 use crate::routes;
 use crate::telemetry::RequestSpan;
+use parley_actors::cluster::ClusterSettings;
 use parley_actors::{Realtime, RealtimeSettings};
 
 /// The actors' settings, from the application's.
@@ -87,7 +88,13 @@ impl Application {
         };
 
         let store = MysqlStore::new(db.clone()).await;
-        let realtime = Realtime::start(Arc::new(store), realtime_settings(&settings));
+        let cluster = settings.redis.url.as_ref().map(|url| ClusterSettings {
+            url: url.clone(),
+            prefix: settings.redis.prefix.clone(),
+            node_ttl: Duration::from_secs(settings.presence.node_ttl_secs),
+        });
+        let realtime = Realtime::start(Arc::new(store), realtime_settings(&settings), cluster)
+            .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
 
         actix_web::rt::spawn(crate::audio::sweep_unattached(
             db.clone(),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde_json::value::RawValue;
 
+use crate::cluster::Reservation;
 use crate::directory::{Deliver, SessionHandle};
 use crate::ids::{CallId, ChatId, SessionId, UserId};
 use crate::protocol::{
@@ -29,6 +30,18 @@ pub enum CallEvent {
 }
 
 impl CallEvent {
+    /// The event as the frame a client sends (to forward it to the call's node).
+    fn to_frame(&self, reference: Option<&str>) -> String {
+        let (event, data) = match self {
+            CallEvent::Initiate(_) => return String::new(),
+            CallEvent::Answer(e) => ("call:answer", serde_json::to_value(e)),
+            CallEvent::Reject(e) => ("call:reject", serde_json::to_value(e)),
+            CallEvent::Ice(e) => ("call:ice-candidate", serde_json::to_value(e)),
+            CallEvent::End(e) => ("call:end", serde_json::to_value(e)),
+        };
+        serde_json::json!({"event": event, "data": data.unwrap_or_default(), "ref": reference}).to_string()
+    }
+
     fn call_id(&self) -> &CallId {
         match self {
             CallEvent::Initiate(e) => &e.call_id,
@@ -47,12 +60,22 @@ pub struct FromSession {
     pub event: CallEvent,
 }
 
-/// A session ended: a call it takes part in ends with `disconnected`.
+/// A session ended: a call it takes part in ends with `disconnected`. `node` is set
+/// when the session was on another node.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionGone {
     pub user: UserId,
     pub session: SessionId,
+    pub node: Option<Arc<str>>,
+}
+
+/// A call event another node forwarded here (this node owns the call).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForwardedCall {
+    pub session: SessionHandle,
+    pub frame: String,
 }
 
 /// A call has ended; the directory forgets it and its parties are free again.
@@ -160,11 +183,25 @@ impl Handler<FromSession> for CallDirectory {
                     return reply(&session, reference.as_deref(), Err(e));
                 }
                 let store = self.shared.store.clone();
+                let cluster = self.shared.bus.cluster().cloned();
                 let caller = session.user;
                 let (chat, to) = (initiate.chat_id, initiate.to_user_id);
+                let call_id = initiate.call_id.clone();
                 ctx.spawn(
-                    async move { resolve_target(store, caller, chat, to).await }
-                        .into_actor(self)
+                    async move {
+                        let target = resolve_target(store, caller, chat, to).await?;
+                        if let Some(c) = cluster {
+                            // Busy holds across nodes: both parties are reserved at once.
+                            match c.reserve_call(&call_id, caller, target.1).await {
+                                Ok(Reservation::Reserved) => {}
+                                Ok(Reservation::CallerBusy) => return Err(WireError::new("busy", "you are already in a call")),
+                                Ok(Reservation::CalleeBusy) => return Err(WireError::new("callee_busy", "the person you called is in another call")),
+                                Err(e) => tracing::warn!(error = %e, "call reservation in redis failed; checking this node only"),
+                            }
+                        }
+                        Ok(target)
+                    }
+                    .into_actor(self)
                         .map(move |target, _, ctx| {
                             ctx.notify(Resolved {
                                 session,
@@ -175,13 +212,26 @@ impl Handler<FromSession> for CallDirectory {
                         }),
                 );
             }
-            other => match self.calls.get(other.call_id()) {
-                Some(call) => call.do_send(FromSession {
+            other => match (self.calls.get(other.call_id()), self.shared.bus.cluster()) {
+                (Some(call), _) => call.do_send(FromSession {
                     session,
                     reference,
                     event: other,
                 }),
-                None => {
+                // Not here: it may live on another node.
+                (None, Some(cluster)) if session.is_local() => {
+                    let cluster = cluster.clone();
+                    ctx.spawn(
+                        async move {
+                            match cluster.call_node(other.call_id()).await {
+                                Some(node) => cluster.forward_call(&node, &session, &other.to_frame(reference.as_deref())),
+                                None => reply(&session, reference.as_deref(), Err(WireError::new("not_found", "no such call"))),
+                            }
+                        }
+                        .into_actor(self),
+                    );
+                }
+                (None, _) => {
                     let e = WireError::new("not_found", "no such call");
                     reply(&session, reference.as_deref(), Err(e));
                 }
@@ -258,7 +308,17 @@ impl Handler<Resolved> for CallDirectory {
         } = msg;
         let (chat, callee) = match target {
             Ok(t) => t,
-            Err(e) => return reply(&session, reference.as_deref(), Err(e)),
+            Err(e) => {
+                if e.code == "callee_busy" {
+                    session.deliver(Deliver::frame(protocol::encode(
+                        &ServerEvent::CallBusy {
+                            call_id: &initiate.call_id,
+                        },
+                        None,
+                    )));
+                }
+                return reply(&session, reference.as_deref(), Err(e));
+            }
         };
         if self.calls.contains_key(&initiate.call_id) {
             let e = WireError::new("conflict", "a call with this callId exists");
@@ -315,10 +375,45 @@ impl Handler<Resolved> for CallDirectory {
 impl Handler<SessionGone> for CallDirectory {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionGone, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: SessionGone, ctx: &mut Context<Self>) {
         if let Some(call) = self.busy.get(&msg.user).and_then(|id| self.calls.get(id)) {
-            call.do_send(msg);
+            return call.do_send(msg);
         }
+        // A local session of someone whose call lives on another node.
+        if let (Some(cluster), None) = (self.shared.bus.cluster(), &msg.node) {
+            let cluster = cluster.clone();
+            ctx.spawn(
+                async move {
+                    if let Some(node) = cluster.busy_call_node(msg.user).await {
+                        cluster.forward_session_gone(&node, msg.user, msg.session);
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+impl Handler<ForwardedCall> for CallDirectory {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForwardedCall, ctx: &mut Context<Self>) {
+        let decoded = protocol::decode(&msg.frame);
+        let event = match decoded.event {
+            Ok(crate::protocol::ClientEvent::CallAnswer(e)) => CallEvent::Answer(e),
+            Ok(crate::protocol::ClientEvent::CallReject(e)) => CallEvent::Reject(e),
+            Ok(crate::protocol::ClientEvent::CallIceCandidate(e)) => CallEvent::Ice(e),
+            Ok(crate::protocol::ClientEvent::CallEnd(e)) => CallEvent::End(e),
+            _ => return,
+        };
+        self.handle(
+            FromSession {
+                session: msg.session,
+                reference: decoded.reference,
+                event,
+            },
+            ctx,
+        );
     }
 }
 
@@ -382,6 +477,10 @@ impl Call {
             call_id: self.call_id.clone(),
             parties: [self.caller.user, self.callee],
         });
+        if let Some(c) = self.shared.bus.cluster().cloned() {
+            let (id, parties) = (self.call_id.clone(), [self.caller.user, self.callee]);
+            actix::spawn(async move { c.release_call(&id, parties).await });
+        }
         let record = CallRecord {
             call_id: self.call_id.clone(),
             chat_id: self.chat,
@@ -417,11 +516,11 @@ impl Call {
     }
 
     fn is_caller(&self, s: &SessionHandle) -> bool {
-        s.id == self.caller.id
+        s.same(&self.caller)
     }
 
     fn is_answering_callee(&self, s: &SessionHandle) -> bool {
-        self.callee_session.as_ref().is_some_and(|c| c.id == s.id)
+        self.callee_session.as_ref().is_some_and(|c| c.same(s))
     }
 }
 
@@ -482,7 +581,7 @@ impl Handler<FromSession> for Call {
                         call_id: &self.call_id,
                         reason: "answered_elsewhere",
                     });
-                    self.shared.bus.to_user(self.callee, &elsewhere, Some(s.id));
+                    self.shared.bus.to_user(self.callee, &elsewhere, Some(&s));
                     for c in std::mem::take(&mut self.held_candidates) {
                         s.deliver(self.frame(&ServerEvent::CallIceCandidate {
                             call_id: &self.call_id,
@@ -551,11 +650,9 @@ impl Handler<SessionGone> for Call {
     type Result = ();
 
     fn handle(&mut self, msg: SessionGone, ctx: &mut Context<Self>) {
-        let callee_left = self
-            .callee_session
-            .as_ref()
-            .is_some_and(|c| c.id == msg.session);
-        if msg.session == self.caller.id || callee_left {
+        let gone = |h: &SessionHandle| h.id == msg.session && h.node() == msg.node.as_ref();
+        let callee_left = self.callee_session.as_ref().is_some_and(gone);
+        if gone(&self.caller) || callee_left {
             self.end("disconnected", ctx);
         }
     }

@@ -11,6 +11,7 @@ use dashmap::DashMap;
 use smallvec::SmallVec;
 
 use crate::ids::{MessageId, SessionId, UserId};
+use crate::cluster::Cluster;
 use crate::session::Session;
 
 /// One encoded frame for a session. `message` is set for `message:received`, so a
@@ -31,15 +32,27 @@ impl Deliver {
     }
 }
 
-/// How other actors reach one session.
+/// How other actors reach one session: in this process, or on another node (the
+/// frame then travels through Redis to that node, which hands it to the session).
 #[derive(Clone)]
 pub struct SessionHandle {
     pub id: SessionId,
     pub user: UserId,
-    addr: Addr<Session>,
-    /// Set when a frame could not be queued: the session closes itself (the client
-    /// reconnects and `sync`s) instead of being buffered without bound.
-    overflow: Arc<AtomicBool>,
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    Local {
+        addr: Addr<Session>,
+        /// Set when a frame could not be queued: the session closes itself (the
+        /// client reconnects and `sync`s) instead of being buffered without bound.
+        overflow: Arc<AtomicBool>,
+    },
+    Remote {
+        node: Arc<str>,
+        cluster: Arc<Cluster>,
+    },
 }
 
 impl SessionHandle {
@@ -47,30 +60,60 @@ impl SessionHandle {
         SessionHandle {
             id,
             user,
-            addr,
-            overflow: Arc::new(AtomicBool::new(false)),
+            route: Route::Local {
+                addr,
+                overflow: Arc::new(AtomicBool::new(false)),
+            },
+        }
+    }
+
+    /// A session of `user` on another node.
+    pub(crate) fn remote(id: SessionId, user: UserId, node: Arc<str>, cluster: Arc<Cluster>) -> SessionHandle {
+        SessionHandle {
+            id,
+            user,
+            route: Route::Remote { node, cluster },
         }
     }
 
     /// Queues a frame without waiting; a full mailbox marks the session for closing.
     pub fn deliver(&self, d: Deliver) {
-        match self.addr.try_send(d) {
-            Ok(()) => {}
-            Err(SendError::Full(_)) => {
-                if !self.overflow.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(session = %self.id, user = %self.user, "session mailbox full; closing it");
+        match &self.route {
+            Route::Local { addr, overflow } => match addr.try_send(d) {
+                Ok(()) => {}
+                Err(SendError::Full(_)) => {
+                    if !overflow.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(session = %self.id, user = %self.user, "session mailbox full; closing it");
+                    }
                 }
-            }
-            Err(SendError::Closed(_)) => {}
+                Err(SendError::Closed(_)) => {}
+            },
+            Route::Remote { node, cluster } => cluster.to_session(node, self.id, d.frame),
         }
     }
 
     pub(crate) fn overflowed(&self) -> bool {
-        self.overflow.load(Ordering::Acquire)
+        match &self.route {
+            Route::Local { overflow, .. } => overflow.load(Ordering::Acquire),
+            Route::Remote { .. } => false,
+        }
     }
 
-    pub fn addr(&self) -> &Addr<Session> {
-        &self.addr
+    /// The node of a remote session; `None` for one in this process.
+    pub fn node(&self) -> Option<&Arc<str>> {
+        match &self.route {
+            Route::Local { .. } => None,
+            Route::Remote { node, .. } => Some(node),
+        }
+    }
+
+    /// The same connection (same node, same id).
+    pub fn same(&self, other: &SessionHandle) -> bool {
+        self.id == other.id && self.node() == other.node()
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.node().is_none()
     }
 }
 
@@ -130,6 +173,21 @@ impl SessionDirectory {
 
     pub fn sessions_of(&self, user: UserId) -> SmallVec<[SessionHandle; 2]> {
         self.map.get(&user).map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Every user with a session here.
+    pub fn users(&self) -> Vec<UserId> {
+        self.map.iter().map(|e| *e.key()).collect()
+    }
+
+    /// Sends `d` to the session `id` of this process, if it is here.
+    pub fn deliver_to_session(&self, id: SessionId, d: Deliver) {
+        for entry in self.map.iter() {
+            if let Some(h) = entry.value().iter().find(|h| h.id == id) {
+                h.deliver(d);
+                return;
+            }
+        }
     }
 
     /// How many users have at least one session here.

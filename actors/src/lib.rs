@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod call;
+pub mod cluster;
 pub mod directory;
 pub mod e2ee;
 pub mod ids;
@@ -62,10 +63,19 @@ pub struct Realtime {
 impl Realtime {
     /// Starts the registry, directories, room arbiters and writer lanes. Call it inside
     /// the actix system, before the HTTP server, so every worker shares them.
-    pub fn start(store: Arc<dyn Store>, settings: RealtimeSettings) -> Realtime {
+    pub fn start(
+        store: Arc<dyn Store>,
+        settings: RealtimeSettings,
+        cluster: Option<cluster::ClusterSettings>,
+    ) -> Result<Realtime, cluster::anyhow_like::Error> {
+        let cluster = cluster.as_ref().map(cluster::Cluster::new).transpose()?;
+        let (cluster, tasks) = match cluster {
+            Some((c, t)) => (Some(c), Some(t)),
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             store: store.clone(),
-            bus: Bus::new(SessionDirectory::default()),
+            bus: Bus::new(SessionDirectory::default(), cluster.clone()),
             metrics: Metrics::default(),
             settings,
             draining: AtomicBool::new(false),
@@ -81,13 +91,26 @@ impl Realtime {
                 .start();
         let presence = presence::PresenceRegistry::new(shared.clone()).start();
         let calls = call::CallDirectory::new(shared.clone()).start();
-        Realtime {
+        if let (Some(c), Some(t)) = (cluster, tasks) {
+            let wiring = cluster::Wiring {
+                shared: shared.clone(),
+                presence: presence.clone(),
+                calls: calls.clone(),
+            };
+            cluster::start(c, t, wiring);
+        }
+        Ok(Realtime {
             shared,
             rooms,
             presence,
             calls,
             next_session: Arc::new(AtomicU64::new(1)),
-        }
+        })
+    }
+
+    /// Whether Redis answers (true when there is no Redis: nothing to wait for).
+    pub fn cluster_up(&self) -> bool {
+        self.shared.bus.cluster().is_none_or(|c| c.is_up())
     }
 
     /// A new session actor for `user`, to be started by the WebSocket upgrade.

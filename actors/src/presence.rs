@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::cluster::Transition;
 use crate::directory::{Deliver, SessionHandle};
 use crate::ids::{SessionId, UserId};
 use crate::protocol::{self, ServerEvent};
@@ -71,12 +72,42 @@ impl Handler<SessionOpened> for PresenceRegistry {
         let user = msg.handle.user;
         let first = self.shared.bus.directory().insert(msg.handle);
         if first {
-            let d = Deliver::frame(protocol::encode(
-                &ServerEvent::UserOnline { user_id: user },
-                None,
-            ));
-            self.shared.bus.to_users(&msg.contacts, &d, None);
+            match self.shared.bus.cluster() {
+                // Online for the whole cluster only if no other node has them.
+                Some(c) => c.presence(Transition::Online {
+                    user,
+                    contacts: msg.contacts.clone(),
+                }),
+                None => {
+                    let d = Deliver::frame(protocol::encode(
+                        &ServerEvent::UserOnline { user_id: user },
+                        None,
+                    ));
+                    self.shared.bus.to_users(&msg.contacts, &d, None);
+                }
+            }
             self.contacts.insert(user, msg.contacts);
+        }
+    }
+}
+
+/// Redis lost track of this node (an outage, or it was reaped): list every local
+/// user again, announcing those who are online nowhere else.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reannounce;
+
+impl Handler<Reannounce> for PresenceRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: Reannounce, _: &mut Context<Self>) {
+        if let Some(c) = self.shared.bus.cluster() {
+            for (user, contacts) in &self.contacts {
+                c.presence(Transition::Online {
+                    user: *user,
+                    contacts: contacts.clone(),
+                });
+            }
         }
     }
 }
@@ -90,6 +121,15 @@ impl Handler<SessionClosed> for PresenceRegistry {
         }
         let at = Timestamp::now();
         let contacts = self.contacts.remove(&msg.user).unwrap_or_default();
+        if let Some(c) = self.shared.bus.cluster() {
+            // Offline (and last seen) only when no other node has them either.
+            c.presence(Transition::Offline {
+                user: msg.user,
+                contacts,
+                at,
+            });
+            return;
+        }
         let d = Deliver::frame(protocol::encode(
             &ServerEvent::UserOffline {
                 user_id: msg.user,

@@ -236,7 +236,7 @@ impl Handler<Persisted<PostTag>> for Room {
                     // Every member's sessions, the sender's other devices included.
                     self.shared
                         .bus
-                        .to_users(&members.members, &d, Some(tag.session.id));
+                        .to_users(&members.members, &d, Some(&tag.session));
                 }
                 Ok(Inserted::Existing(m)) => {
                     tag.session.deliver(Deliver::frame(protocol::encode(

@@ -54,6 +54,8 @@ pub struct Session {
     pending: usize,
     /// A close asked for while `pending` > 0: done when the last answer is out.
     closing: Option<Close>,
+    /// The current catch-up is a resync: no second `ready`.
+    resyncing: bool,
 }
 
 impl Session {
@@ -77,6 +79,7 @@ impl Session {
             }),
             pending: 0,
             closing: None,
+            resyncing: false,
         }
     }
 
@@ -176,13 +179,15 @@ impl Session {
                     ctx.text(d.frame);
                 }
             }
-            ctx.text(protocol::encode(
-                &ServerEvent::Ready {
-                    user_id: self.user,
-                    pushed: c.pushed,
-                },
-                None,
-            ));
+            if !std::mem::take(&mut self.resyncing) {
+                ctx.text(protocol::encode(
+                    &ServerEvent::Ready {
+                        user_id: self.user,
+                        pushed: c.pushed,
+                    },
+                    None,
+                ));
+            }
         }
     }
 
@@ -372,7 +377,7 @@ impl Session {
                                 session
                                     .shared()
                                     .bus
-                                    .to_user(session.user, &d, Some(session.id));
+                                    .to_user(session.user, &d, session.handle.as_ref());
                             }
                             if reference.is_some() {
                                 ctx.text(protocol::encode(
@@ -506,6 +511,7 @@ impl Actor for Session {
         self.realtime.calls.do_send(crate::call::SessionGone {
             user: self.user,
             session: self.id,
+            node: None,
         });
         Running::Stop
     }
@@ -530,6 +536,28 @@ impl Handler<Deliver> for Session {
         match self.catch_up.as_mut() {
             Some(c) if d.message.is_some() => c.held.push(d),
             _ => ctx.text(d.frame),
+        }
+    }
+}
+
+/// Catch up again on everything undelivered (after a cluster outage: frames from
+/// other nodes may have been lost on the way; MySQL has them all).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resync;
+
+impl Handler<Resync> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, ctx: &mut Self::Context) {
+        if self.catch_up.is_none() && self.registered {
+            self.catch_up = Some(CatchUp {
+                held: Vec::new(),
+                sent: HashSet::new(),
+                pushed: 0,
+            });
+            self.resyncing = true;
+            self.catch_up_page(MessageId(0), ctx);
         }
     }
 }

@@ -553,6 +553,7 @@ export class App extends EventTarget {
     const ext = blob.type.includes('ogg') ? 'ogg' : blob.type.includes('mp4') ? 'm4a' : blob.type.includes('mpeg') ? 'mp3' : 'webm';
     const form = new FormData();
     form.append('chatId', String(chatId));
+    if (durationMs > 0) form.append('durationMs', String(Math.round(durationMs)));
     form.append('file', new File([blob], `voice-message.${ext}`, { type: blob.type || 'audio/webm' }));
     let up;
     try {

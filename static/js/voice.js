@@ -158,7 +158,9 @@ export function audioPlayer(audio) {
   const load = () => {
     if (!loaded) {
       el.classList.add('is-loading');
-      loaded = fetchBlobUrl(audio.url || `/api/media/audio/${audio.audioId}`)
+      const url = audio.url || `/api/media/audio/${audio.audioId}`;
+      // our own pending recording is already a blob: URL (CSP: media-src blob:, no fetch)
+      loaded = (url.startsWith('blob:') ? Promise.resolve(url) : fetchBlobUrl(url))
         .then(async (src) => {
           media.src = src;
           await new Promise((resolve) => {

@@ -4,3 +4,8 @@
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+
+mod nginx;
+mod script;
+mod support;
+mod systemd;

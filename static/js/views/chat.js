@@ -129,7 +129,7 @@ export function chatView(app, chat, { navigate, calls }) {
         h('span', { class: 'icon', html: icons.warn }),
         h('div', { class: 'banner-text' },
           h('strong', {}, `${u.username}'s security key has changed.`),
-          ` New fingerprint ${fingerprintGroups(warnings[m.id].current).slice(0, 19)}…. This happens when they use a new browser or device; if you did not expect it, verify it with them before sending anything sensitive.`),
+          ` New fingerprint: ${fingerprintGroups(warnings[m.id].current).slice(0, 19)}… This happens when they use a new browser or device; if you did not expect it, verify it with them before sending anything sensitive.`),
         h('div', { class: 'banner-actions' }, view, ok)));
     }
     if (app.isEncrypted(chatId)) {

@@ -153,6 +153,7 @@ export async function launchBrowser() {
 export async function person(browser, server, { width = 1200, height = 800, name = 'user' } = {}) {
   const context = await browser.newContext({ viewport: { width, height }, baseURL: server.url });
   await context.grantPermissions(['microphone', 'camera'], { origin: server.url });
+  await withProductionCsp(context, server);
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(`${name}: ${e.message}`));
@@ -167,6 +168,33 @@ export async function person(browser, server, { width = 1200, height = 800, name
     if (m.type() === 'error') page.errors.push(`${name} console: ${m.text()}`);
   });
   return { context, page, name };
+}
+
+/**
+ * Serves documents with the Content-Security-Policy nginx sends in production, so a
+ * violation (inline script or style, a CDN, a blob: fetch) shows up as a console error.
+ */
+export const CSP = (server) => [
+  "default-src 'self'",
+  "media-src 'self' blob:",
+  `connect-src 'self' ws://127.0.0.1:${server.port}`,
+  "img-src 'self' data:",
+  "frame-ancestors 'none'",
+  "base-uri 'self'",
+  "form-action 'self'",
+].join('; ');
+
+export async function withProductionCsp(context, server) {
+  await context.route('**/*', async (route) => {
+    const req = route.request();
+    if (req.resourceType() !== 'document') return route.continue();
+    const res = await route.fetch();
+    await route.fulfill({ response: res, headers: { ...res.headers(), 'content-security-policy': CSP(server) } });
+  });
+}
+
+export function cspErrors(...pages) {
+  return pages.flatMap((p) => p.errors || []).filter((e) => /Content Security Policy|Refused to/i.test(e));
 }
 
 export function unique(prefix) {

@@ -3,7 +3,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Parley, launchBrowser, person, register, shot, sleep } from '../lib/harness.js';
+import { Parley, launchBrowser, person, register, shot, sleep, cspErrors } from '../lib/harness.js';
 
 const A = { email: 'alice@example.com', username: 'alice', password: 'correct horse battery' };
 const B = { email: 'bob@example.com', username: 'bob', password: 'battery staple horse' };
@@ -87,6 +87,8 @@ test('people find each other by search and chat live both ways', async () => {
   await box.press('Enter');
   await bp.locator('.msg-row.theirs .text', { hasText: 'line two' }).waitFor();
   assert.equal(await rowsWithText(bp, 'line two').count(), 1);
+  // Bob has the chat open, so everything gets read
+  await ap.waitForFunction(() => document.querySelector('.msg-row.own:last-child')?.dataset.status === 'read');
 });
 
 test('ticks go from sent to delivered to read', async () => {
@@ -308,4 +310,10 @@ test('narrow screens show the list and the chat as separate screens', async () =
   await page.waitForURL((u) => u.pathname === '/');
   assert.ok(await page.locator('.sidebar').isVisible());
   await context.close();
+});
+
+test('nothing broke the production Content-Security-Policy', () => {
+  assert.deepEqual(cspErrors(alice.page, bob.page), []);
+  const uncaught = [...alice.page.errors, ...bob.page.errors].filter((e) => !e.includes(' console: '));
+  assert.deepEqual(uncaught, [], 'no uncaught exceptions in the pages');
 });

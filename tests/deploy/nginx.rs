@@ -1,0 +1,449 @@
+//! systemd/nginx/parley.conf: accepted by nginx, and Parley works behind it.
+
+use futures_util::StreamExt;
+use reqwest::multipart::{Form, Part};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{spawn_app_with, TestApp, TestUser, WsClient};
+use crate::support::{
+    copy_dir, free_port, nginx_cmd, output_text, render_site, repo, write_nginx_conf, Nginx,
+    SiteLayout, TempDir,
+};
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// The headers every response carries, errors included.
+fn assert_security_headers(res: &Response, what: &str) {
+    let h = res.headers();
+    let get = |name: &str| {
+        h.get(name)
+            .unwrap_or_else(|| panic!("{what}: no {name} header; headers: {h:?}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(get("content-security-policy"), CSP, "{what}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(
+        get("permissions-policy"),
+        "camera=(self), microphone=(self)",
+        "{what}"
+    );
+    assert_eq!(
+        h.get_all("content-security-policy").iter().count(),
+        1,
+        "{what}: one CSP"
+    );
+}
+
+fn header(res: &Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_shipped_site_passes_nginx_t_with_its_paths_substituted() {
+    let dir = TempDir::new("nginx-t");
+    let site = render_site(&SiteLayout {
+        opt: &dir.join("opt"),
+        var: &dir.join("var"),
+        upstream_port: 30000,
+        listen_port: free_port(),
+    });
+    assert!(!site.contains("/opt/parley") && !site.contains("/var/lib/parley"));
+    let conf = write_nginx_conf(dir.path(), &site);
+    let out = nginx_cmd(dir.path(), &conf).arg("-t").output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("syntax is ok"), "{text}");
+    assert!(text.contains("test is successful"), "{text}");
+    for bad in ["[warn]", "[emerg]", "[alert]", "[crit]", "[error]"] {
+        assert!(!text.contains(bad), "nginx -t reported {bad}: {text}");
+    }
+}
+
+#[test]
+fn the_site_keeps_the_required_directives() {
+    let site = std::fs::read_to_string(repo().join("systemd/nginx/parley.conf")).unwrap();
+    for needle in [
+        "upstream parley {",
+        "keepalive 32;",
+        "root /opt/parley/current/static;",
+        "try_files $uri $uri/ /index.html;",
+        "location ^~ /api/ {",
+        "location = /ws {",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection \"upgrade\";",
+        "proxy_read_timeout 3600s;",
+        "proxy_send_timeout 3600s;",
+        "proxy_buffering off;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "client_max_body_size 1m;",
+        "client_max_body_size 11m;",
+        "location ^~ /_parley_audio/ {",
+        "internal;",
+        "alias /var/lib/parley/uploads/audio/;",
+        "location = /metrics {",
+        "gzip on;",
+        "# server 127.0.0.1:30002;",
+        "# add_header Strict-Transport-Security",
+        "#     listen 443 ssl http2;",
+    ] {
+        assert!(site.contains(needle), "the site lacks {needle:?}");
+    }
+    // The TLS server is documentation only: no live 443 listener.
+    assert!(!site.lines().any(|l| l.trim_start().starts_with("listen 443")));
+}
+
+/// Parley behind the shipped site on a real nginx.
+struct Stack {
+    // Field order is drop order: nginx first, then the app (database, uploads), then files.
+    nginx: Nginx,
+    app: TestApp,
+    dir: TempDir,
+}
+
+async fn stack() -> Stack {
+    let dir = TempDir::new("nginx-live");
+    let (opt, var) = (dir.join("opt"), dir.join("var"));
+    copy_dir(&repo().join("static"), &opt.join("current/static"));
+    std::fs::create_dir_all(var.join("uploads")).unwrap();
+    for d in [&var, &var.join("uploads")] {
+        crate::support::set_mode(d, 0o755);
+    }
+    let (static_dir, uploads) = (opt.join("current/static"), var.join("uploads"));
+    let app = spawn_app_with(move |s| {
+        s.storage.x_accel_prefix = Some("/_parley_audio/".into());
+        s.storage.uploads_dir = uploads;
+        s.static_files.dir = static_dir;
+    })
+    .await;
+    let port = free_port();
+    let site = render_site(&SiteLayout {
+        opt: &opt,
+        var: &var,
+        upstream_port: app.port,
+        listen_port: port,
+    });
+    let nginx_dir = dir.join("nginx");
+    std::fs::create_dir_all(&nginx_dir).unwrap();
+    let nginx = Nginx::start(&nginx_dir, &site, port);
+    Stack { nginx, app, dir }
+}
+
+impl Stack {
+    async fn register(&self, name: &str) -> TestUser {
+        let email = format!("{name}@example.com");
+        let password = format!("pw-{name}-secret");
+        let res = self
+            .app
+            .http
+            .post(self.nginx.url("/api/auth/register"))
+            .json(&json!({"email": email, "username": name, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED, "register {name} through nginx");
+        assert_security_headers(&res, "register");
+        let body: Value = res.json().await.unwrap();
+        TestUser {
+            id: body["user"]["id"].as_u64().unwrap(),
+            email,
+            username: name.into(),
+            password,
+            token: body["token"].as_str().unwrap().into(),
+        }
+    }
+
+    fn ws_url(&self, user: &TestUser) -> String {
+        format!("ws://127.0.0.1:{}/ws?token={}", self.nginx.port, user.token)
+    }
+
+    /// A session through nginx's /ws, after its `ready`.
+    async fn ws(&self, user: &TestUser) -> WsClient {
+        let mut c = WsClient::connect(&self.ws_url(user)).await;
+        c.wait_for("ready").await;
+        c
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.app.http.get(self.nginx.url(path)).send().await.unwrap()
+    }
+
+    fn audio_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.join("var/uploads/audio"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[actix_web::test]
+async fn the_web_client_is_served_with_fallback_caching_types_and_headers() {
+    let s = stack().await;
+    let index = std::fs::read_to_string(repo().join("static/index.html")).unwrap();
+    for path in ["/", "/chat/5", "/login"] {
+        let res = s.get(path).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_security_headers(&res, path);
+        assert!(header(&res, "content-type").starts_with("text/html"), "{path}");
+        assert_eq!(header(&res, "cache-control"), "no-cache", "{path}");
+        assert_eq!(res.text().await.unwrap(), index, "{path} is index.html");
+    }
+    let res = s
+        .app
+        .http
+        .get(s.nginx.url("/js/main.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_security_headers(&res, "main.js");
+    let ct = header(&res, "content-type");
+    assert!(
+        ct.starts_with("application/javascript") || ct.starts_with("text/javascript"),
+        "main.js served as {ct}"
+    );
+    assert_eq!(
+        header(&res, "cache-control"),
+        "public, max-age=3600, must-revalidate"
+    );
+    assert_eq!(header(&res, "content-encoding"), "gzip", "text is gzipped");
+    assert!(!header(&res, "etag").is_empty() || !header(&res, "last-modified").is_empty());
+
+    let res = s.get("/app.css").await;
+    assert!(header(&res, "content-type").starts_with("text/css"));
+    assert_eq!(
+        header(&res, "cache-control"),
+        "public, max-age=3600, must-revalidate"
+    );
+    let res = s.get("/favicon.svg").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(header(&res, "content-type").starts_with("image/svg+xml"));
+
+    // An ES module: a type browsers accept for <script type="module">.
+    std::fs::write(
+        s.dir.join("opt/current/static/js/probe.mjs"),
+        "export const x = 1;\n",
+    )
+    .unwrap();
+    let res = s.get("/js/probe.mjs").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(header(&res, "content-type").starts_with("text/javascript"));
+
+    // A missing asset is a 404 (with the headers), not index.html posing as a script.
+    let res = s.get("/js/missing.js").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_security_headers(&res, "missing asset");
+
+    // API errors come from Parley, through nginx, with the headers too.
+    let res = s.get("/api/definitely-not").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_security_headers(&res, "api 404");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let res = s.get("/api/health").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = s.get("/api/ready").await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Metrics are never reachable through nginx (not even as the SPA fallback).
+    for path in ["/metrics", "/metrics?x=1"] {
+        let res = s.get(path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_security_headers(&res, path);
+        let body = res.text().await.unwrap();
+        assert!(!body.contains("# TYPE") && !body.contains("<html lang"), "{path}: {body}");
+    }
+
+    // Bodies over 1 MiB are refused by nginx outside the upload route.
+    let big = "x".repeat(2 * 1024 * 1024);
+    let res = s
+        .app
+        .http
+        .post(s.nginx.url("/api/auth/register"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_security_headers(&res, "413");
+}
+
+#[actix_web::test]
+async fn two_users_chat_over_the_websocket_through_nginx() {
+    let s = stack().await;
+    let ann = s.register("ann").await;
+    let bob = s.register("bob").await;
+    let chat = s.app.direct_chat(&ann, &bob).await;
+    let mut a = s.ws(&ann).await;
+    let mut b = s.ws(&bob).await;
+    let sent = a.send_text(chat, "n1", "hello through nginx").await;
+    let got = b.wait_for("message:received").await;
+    assert_eq!(got["data"]["content"], "hello through nginx");
+    assert_eq!(got["data"]["id"], sent["id"]);
+    assert_eq!(got["data"]["senderId"], ann.id);
+    b.send(json!({"event": "ping", "ref": "p", "data": {}}));
+    assert_eq!(b.reply_to("p").await["event"], "pong");
+
+    // A browser on the site's own origin may connect (Host reaches Parley with its
+    // port); a page elsewhere may not.
+    let mut req = s.ws_url(&bob).into_client_request().unwrap();
+    req.headers_mut().insert(
+        "origin",
+        format!("http://127.0.0.1:{}", s.nginx.port).parse().unwrap(),
+    );
+    let (mut same, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("same-origin browser socket through nginx");
+    let first = same.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("\"event\""), "{first:?}");
+    let mut req = s.ws_url(&bob).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), StatusCode::FORBIDDEN)
+        }
+        other => panic!("a foreign origin must get 403, got {:?}", other.map(|_| ())),
+    }
+    // A bad token is refused before the upgrade.
+    let err = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{}/ws?token=nope",
+        s.nginx.port
+    ))
+    .await;
+    match err {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED)
+        }
+        other => panic!("bad token must get 401, got {:?}", other.map(|_| ())),
+    }
+}
+
+fn webm(len: usize) -> Vec<u8> {
+    let mut v = vec![
+        0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86, 0x81, 0x01, 0x42, 0xF7, 0x81,
+    ];
+    v.extend((0..len.saturating_sub(12)).map(|i| (i * 7 % 251) as u8));
+    v
+}
+
+async fn upload(s: &Stack, user: &TestUser, chat: u64, bytes: Vec<u8>) -> Response {
+    let form = Form::new()
+        .text("chatId", chat.to_string())
+        .text("durationMs", "1500")
+        .part(
+            "file",
+            Part::bytes(bytes)
+                .file_name("voice.webm")
+                .mime_str("audio/webm")
+                .unwrap(),
+        );
+    s.app
+        .http
+        .post(s.nginx.url("/api/messages/upload-audio"))
+        .bearer_auth(&user.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn voice_messages_are_sent_by_nginx_through_x_accel_redirect() {
+    let s = stack().await;
+    let ann = s.register("ann").await;
+    let bob = s.register("bob").await;
+    let eve = s.register("eve").await;
+    let chat = s.app.direct_chat(&ann, &bob).await;
+    let bytes = webm(5000);
+    let res = upload(&s, &ann, chat, bytes.clone()).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_security_headers(&res, "upload");
+    let up: Value = res.json().await.unwrap();
+    assert_eq!(up["mime"], "audio/webm");
+    let audio_id = up["audioId"].as_u64().unwrap();
+
+    let mut a = s.ws(&ann).await;
+    let mut b = s.ws(&bob).await;
+    a.send(json!({"event": "message:send", "ref": "v", "data": {"chatId": chat, "clientId": "v1", "kind": "audio", "audioId": audio_id}}));
+    assert_eq!(a.reply_to("v").await["event"], "ack");
+    let got = b.wait_for("message:received").await["data"].clone();
+    assert_eq!(got["audio"]["audioId"], audio_id);
+    let url = s.nginx.url(got["audio"]["url"].as_str().unwrap());
+
+    // Parley checks membership and hands the file to nginx.
+    let res = s.app.http.get(&url).bearer_auth(&bob.token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_security_headers(&res, "audio");
+    assert_eq!(header(&res, "content-type"), "audio/webm");
+    assert_eq!(header(&res, "content-length"), "5000");
+    assert_eq!(header(&res, "accept-ranges"), "bytes");
+    assert_eq!(header(&res, "cache-control"), "private, max-age=86400");
+    assert!(res.headers().get("x-accel-redirect").is_none(), "internal header leaked");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes);
+
+    let res = s
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&bob.token)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&res, "content-range"), "bytes 100-199/5000");
+    assert_eq!(header(&res, "content-type"), "audio/webm");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[100..200].to_vec());
+
+    // Still members only, and nothing without a token.
+    let res = s.app.http.get(&url).bearer_auth(&eve.token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = s.app.http.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // The internal location is not reachable from outside, token or not.
+    let files = s.audio_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    for path in [
+        format!("/_parley_audio/{}", files[0]),
+        "/_parley_audio/".to_string(),
+    ] {
+        let res = s.get(&path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_security_headers(&res, &path);
+        let res = s
+            .app
+            .http
+            .get(s.nginx.url(&path))
+            .bearer_auth(&bob.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path} with a token");
+    }
+
+    // The upload route takes a full 10 MiB recording (client_max_body_size 11m) …
+    let res = upload(&s, &ann, chat, webm(10 * 1024 * 1024)).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "10 MiB through nginx");
+    // … and nginx refuses what could never fit.
+    let res = upload(&s, &ann, chat, webm(12 * 1024 * 1024)).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_security_headers(&res, "upload 413");
+}

@@ -1,0 +1,364 @@
+//! deploy.sh into a temporary prefix (no systemd; `--run` starts the server): install,
+//! upgrade, rollback, status, and the automatic rollback of a release that is not ready.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::fresh_db_url;
+use crate::support::{free_port, mode_of, output_text, repo, write_executable, TempDir, PARLEY_BIN};
+
+/// One installation under a temporary prefix; stops its server and drops its
+/// database when dropped.
+struct Deployment {
+    prefix: TempDir,
+    port: u16,
+    db_url: String,
+}
+
+impl Deployment {
+    fn new() -> Deployment {
+        Deployment {
+            prefix: TempDir::new("script"),
+            port: free_port(),
+            db_url: fresh_db_url(),
+        }
+    }
+
+    /// `deploy.sh <args> --prefix <prefix>` with only what the test sets in PARLEY__*.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("bash");
+        c.arg(repo().join("deploy.sh"))
+            .args(args)
+            .arg("--prefix")
+            .arg(self.prefix.path())
+            .current_dir(repo());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PARLEY") || k == "DESTDIR" {
+                c.env_remove(k);
+            }
+        }
+        c.env("PARLEY__SERVER__PORT", self.port.to_string())
+            .env("PARLEY__METRICS__LISTEN", "")
+            .env("PARLEY__AUTH__PBKDF2_ITERATIONS", "1000")
+            .env("PARLEY__LOG__LEVEL", "info");
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "deploy.sh {args:?}: {}", output_text(&out));
+        out
+    }
+
+    fn opt(&self) -> PathBuf {
+        self.prefix.join("opt/parley")
+    }
+
+    fn etc(&self) -> PathBuf {
+        self.prefix.join("etc/parley")
+    }
+
+    fn link(&self, name: &str) -> Option<String> {
+        let t = std::fs::read_link(self.opt().join(name)).ok()?;
+        let t = t.to_string_lossy().into_owned();
+        Some(t.strip_prefix("releases/").expect("relative link").to_string())
+    }
+
+    fn releases(&self) -> BTreeSet<String> {
+        std::fs::read_dir(self.opt().join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    }
+
+    fn secret(&self) -> String {
+        let env = std::fs::read_to_string(self.etc().join("parley.env")).unwrap();
+        let secrets: Vec<&str> = env
+            .lines()
+            .filter_map(|l| l.strip_prefix("PARLEY__AUTH__JWT_SECRET="))
+            .collect();
+        assert_eq!(secrets.len(), 1, "{env}");
+        secrets[0].to_string()
+    }
+
+    /// The pid deploy.sh recorded, and the release its executable lives in.
+    fn running_release(&self) -> String {
+        let pid = std::fs::read_to_string(self.prefix.join("var/lib/parley/parley.pid")).unwrap();
+        let exe = std::fs::read_link(format!("/proc/{}/exe", pid.trim())).unwrap();
+        let release = exe.parent().unwrap();
+        assert_eq!(release.parent().unwrap(), self.opt().join("releases"));
+        release.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    async fn ready(&self) -> StatusCode {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/api/ready", self.port))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map(|r| r.status())
+            .unwrap_or(StatusCode::BAD_GATEWAY)
+    }
+
+    /// The files every release and the installation must have.
+    fn assert_layout(&self, release: &str) {
+        let r = self.opt().join("releases").join(release);
+        assert!(mode_of(&r.join("parley")) & 0o111 != 0, "binary executable");
+        let index = std::fs::read(r.join("static/index.html")).unwrap();
+        assert_eq!(index, std::fs::read(repo().join("static/index.html")).unwrap());
+        assert!(r.join("static/js/main.js").is_file());
+        let shipped: BTreeSet<_> = std::fs::read_dir(repo().join("migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let copied: BTreeSet<_> = std::fs::read_dir(r.join("migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(!shipped.is_empty());
+        assert_eq!(copied, shipped, "migrations");
+        let manifest = std::fs::read_to_string(r.join("RELEASE")).unwrap();
+        assert!(manifest.contains(&format!("release={release}")), "{manifest}");
+
+        let env = self.etc().join("parley.env");
+        assert_eq!(mode_of(&env), 0o640, "parley.env mode");
+        let secret = self.secret();
+        assert_eq!(secret.len(), 64, "{secret}");
+        assert!(secret.chars().all(|c| c.is_ascii_hexdigit()), "{secret}");
+
+        let p = self.prefix.path().display().to_string();
+        let toml = std::fs::read_to_string(self.etc().join("parley.toml")).unwrap();
+        for line in [
+            "[server]".to_string(),
+            "port = 30000".to_string(),
+            format!("uploads_dir = \"{p}/var/lib/parley/uploads\""),
+            format!("dir = \"{p}/opt/parley/current/static\""),
+            "x_accel_prefix = \"/_parley_audio/\"".to_string(),
+            "[metrics]".to_string(),
+        ] {
+            assert!(toml.lines().any(|l| l.starts_with(&line)), "parley.toml lacks {line}:\n{toml}");
+        }
+        let unit = std::fs::read_to_string(self.prefix.join("etc/systemd/system/parley.service")).unwrap();
+        assert!(unit.contains(&format!(
+            "ExecStart={p}/opt/parley/current/parley --config {p}/etc/parley/parley.toml serve"
+        )));
+        assert!(unit.contains(&format!("ReadWritePaths={p}/var/lib/parley/uploads")));
+        assert!(self.prefix.join("etc/systemd/system/parley@.service").is_file());
+        let site = std::fs::read_to_string(self.prefix.join("etc/nginx/sites-enabled/parley.conf"))
+            .expect("sites-enabled/parley.conf links to the site");
+        assert!(site.contains(&format!("root {p}/opt/parley/current/static;")));
+        assert!(site.contains(&format!("alias {p}/var/lib/parley/uploads/audio/;")));
+        assert!(self.prefix.join("var/lib/parley/uploads/audio").is_dir());
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let _ = self.run(&["stop", "--no-systemd"]);
+        let url = self.db_url.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(parley::db::migrate::drop_database(&url))
+        })
+        .join();
+    }
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[actix_web::test]
+async fn install_upgrade_rollback_and_an_automatic_rollback() {
+    let d = Deployment::new();
+    let bin = ["--binary", PARLEY_BIN];
+    let run = ["--no-systemd", "--run", "--timeout", "30"];
+    let args = |extra: &[&str]| -> Vec<String> {
+        bin.iter().chain(run.iter()).chain(extra.iter()).map(|s| s.to_string()).collect()
+    };
+
+    // upgrade before install is an error that changes nothing.
+    let out = d.run(&refs(&[vec!["upgrade".to_string()], args(&[])].concat()));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run install first"));
+
+    // install: one release, current, no previous, a fresh secret, ready.
+    let a = [vec!["install".to_string()], args(&["--database-url", &d.db_url])].concat();
+    d.ok(&refs(&a));
+    let r1 = d.link("current").expect("current");
+    assert_eq!(d.link("previous"), None);
+    assert_eq!(d.releases(), BTreeSet::from([r1.clone()]));
+    d.assert_layout(&r1);
+    assert_eq!(d.ready().await, StatusCode::OK);
+    assert_eq!(d.running_release(), r1);
+    let secret = d.secret();
+    // The operator's edits stay.
+    let toml_path = d.etc().join("parley.toml");
+    let mut toml = std::fs::read_to_string(&toml_path).unwrap();
+    toml.push_str("# edited by the operator\n");
+    std::fs::write(&toml_path, &toml).unwrap();
+
+    // upgrade: a second release; the secret and the config are kept.
+    let up = [vec!["upgrade".to_string()], args(&[])].concat();
+    d.ok(&refs(&up));
+    let r2 = d.link("current").unwrap();
+    assert_ne!(r2, r1);
+    assert_eq!(d.link("previous").as_deref(), Some(r1.as_str()));
+    assert_eq!(d.releases(), BTreeSet::from([r1.clone(), r2.clone()]));
+    d.assert_layout(&r2);
+    assert_eq!(d.secret(), secret, "upgrade must not rewrite parley.env");
+    assert_eq!(std::fs::read_to_string(&toml_path).unwrap(), toml);
+    assert_eq!(d.ready().await, StatusCode::OK);
+    assert_eq!(d.running_release(), r2);
+
+    // rollback: back to r1, and r2 becomes the previous one.
+    d.ok(&refs(&[vec!["rollback".to_string()], run.iter().map(|s| s.to_string()).collect()].concat()));
+    assert_eq!(d.link("current").as_deref(), Some(r1.as_str()));
+    assert_eq!(d.link("previous").as_deref(), Some(r2.as_str()));
+    assert_eq!(d.ready().await, StatusCode::OK);
+    assert_eq!(d.running_release(), r1);
+
+    // status names both and the ready check.
+    let out = d.ok(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("current:  {r1}")), "{text}");
+    assert!(text.contains(&format!("previous: {r2}")), "{text}");
+    assert!(text.contains("ready:    yes"), "{text}");
+
+    let scratch = TempDir::new("broken");
+    let unchanged = |label: &str| {
+        assert_eq!(d.link("current").as_deref(), Some(r1.as_str()), "{label}: current");
+        assert_eq!(d.link("previous").as_deref(), Some(r2.as_str()), "{label}: previous");
+        assert_eq!(d.releases(), BTreeSet::from([r1.clone(), r2.clone()]), "{label}: releases");
+        assert_eq!(d.secret(), secret, "{label}: secret");
+    };
+
+    // A binary that does not even run: stopped at the migrations, nothing switched,
+    // the running server untouched.
+    let broken = scratch.join("broken-parley");
+    write_executable(&broken, "#!/bin/sh\necho 'broken build' >&2\nexit 1\n");
+    let pid_before = std::fs::read_to_string(d.prefix.join("var/lib/parley/parley.pid")).unwrap();
+    let v = [vec!["upgrade".into(), "--binary".into(), broken.display().to_string()], run.iter().map(|s| s.to_string()).collect()].concat();
+    let out = d.run(&refs(&v));
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrations failed"), "{}", output_text(&out));
+    unchanged("broken binary");
+    assert_eq!(d.ready().await, StatusCode::OK);
+    assert_eq!(
+        std::fs::read_to_string(d.prefix.join("var/lib/parley/parley.pid")).unwrap(),
+        pid_before
+    );
+
+    // A release that migrates but whose server dies: switched, not ready, switched
+    // back and restarted by deploy.sh itself, non-zero exit.
+    let dies = scratch.join("dies-parley");
+    write_executable(
+        &dies,
+        &format!(
+            "#!/bin/sh\nif [ \"$3\" = migrate ]; then exec {PARLEY_BIN} \"$@\"; fi\necho 'cannot serve' >&2\nexit 1\n"
+        ),
+    );
+    let v = [vec!["upgrade".into(), "--binary".into(), dies.display().to_string()], run.iter().map(|s| s.to_string()).collect()].concat();
+    let out = d.run(&refs(&v));
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ROLLED BACK to"), "{}", output_text(&out));
+    assert!(err.contains("cannot serve"), "the failing log is shown: {err}");
+    unchanged("server dies");
+    assert_eq!(d.ready().await, StatusCode::OK);
+    assert_eq!(d.running_release(), r1);
+
+    // A release whose server runs but never becomes ready: the timeout triggers it.
+    let hangs = scratch.join("hangs-parley");
+    write_executable(
+        &hangs,
+        &format!(
+            "#!/bin/sh\nif [ \"$3\" = migrate ]; then exec {PARLEY_BIN} \"$@\"; fi\nwhile :; do sleep 0.2; done\n"
+        ),
+    );
+    let v = [
+        vec!["upgrade".into(), "--binary".into(), hangs.display().to_string()],
+        vec!["--no-systemd".into(), "--run".into(), "--timeout".into(), "3".into()],
+    ]
+    .concat();
+    let out = d.run(&refs(&v));
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not ready within 3s") && err.contains("ROLLED BACK to"), "{err}");
+    unchanged("never ready");
+    assert_eq!(d.ready().await, StatusCode::OK);
+    assert_eq!(d.running_release(), r1);
+
+    // Old releases go, current and previous stay: with --keep 2, two upgrades leave two.
+    let keep = [vec!["upgrade".to_string()], args(&["--keep", "2"])].concat();
+    d.ok(&refs(&keep));
+    let r3 = d.link("current").unwrap();
+    d.ok(&refs(&keep));
+    let r4 = d.link("current").unwrap();
+    assert_eq!(d.link("previous").as_deref(), Some(r3.as_str()));
+    assert_eq!(d.releases(), BTreeSet::from([r3.clone(), r4.clone()]));
+    assert_eq!(d.secret(), secret);
+    assert_eq!(d.running_release(), r4);
+    assert_eq!(d.ready().await, StatusCode::OK);
+
+    // stop: the server is gone, status says so and fails.
+    d.ok(&["stop", "--no-systemd"]);
+    assert_ne!(d.ready().await, StatusCode::OK);
+    let out = d.run(&["status"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ready:    NO"));
+}
+
+#[test]
+fn a_real_install_needs_root_and_bad_usage_is_refused() {
+    // As nobody and without --prefix, deploy.sh stops before touching anything.
+    let dir = TempDir::new("noroot");
+    let script = dir.join("deploy.sh");
+    std::fs::copy(repo().join("deploy.sh"), &script).unwrap();
+    crate::support::set_mode(&script, 0o755);
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    let mut c = if String::from_utf8_lossy(&uid).trim() == "0" {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"]);
+        c
+    } else {
+        Command::new("bash")
+    };
+    let out = c
+        .arg(&script)
+        .args(["install", "--binary", PARLEY_BIN])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run it as root"), "{err}");
+    assert!(!Path::new(&dir.join("opt")).exists());
+
+    for (args, code) in [(vec![], 2), (vec!["deploy"], 2), (vec!["status", "--bogus"], 1)] {
+        let out = Command::new("bash")
+            .arg(repo().join("deploy.sh"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", output_text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("deploy.sh") || code == 1, "{args:?}");
+    }
+    let out = Command::new("bash")
+        .arg(repo().join("deploy.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for word in ["install", "upgrade", "rollback", "status", "--prefix", "--binary", "--no-systemd"] {
+        assert!(String::from_utf8_lossy(&out.stdout).contains(word), "{word}");
+    }
+}
