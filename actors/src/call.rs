@@ -39,7 +39,8 @@ impl CallEvent {
             CallEvent::Ice(e) => ("call:ice-candidate", serde_json::to_value(e)),
             CallEvent::End(e) => ("call:end", serde_json::to_value(e)),
         };
-        serde_json::json!({"event": event, "data": data.unwrap_or_default(), "ref": reference}).to_string()
+        serde_json::json!({"event": event, "data": data.unwrap_or_default(), "ref": reference})
+            .to_string()
     }
 
     fn call_id(&self) -> &CallId {
@@ -224,8 +225,16 @@ impl Handler<FromSession> for CallDirectory {
                     ctx.spawn(
                         async move {
                             match cluster.call_node(other.call_id()).await {
-                                Some(node) => cluster.forward_call(&node, &session, &other.to_frame(reference.as_deref())),
-                                None => reply(&session, reference.as_deref(), Err(WireError::new("not_found", "no such call"))),
+                                Some(node) => cluster.forward_call(
+                                    &node,
+                                    &session,
+                                    &other.to_frame(reference.as_deref()),
+                                ),
+                                None => reply(
+                                    &session,
+                                    reference.as_deref(),
+                                    Err(WireError::new("not_found", "no such call")),
+                                ),
                             }
                         }
                         .into_actor(self),

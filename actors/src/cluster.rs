@@ -78,8 +78,15 @@ enum Out {
 
 /// A presence change of this node, applied to Redis in the order it happened.
 pub enum Transition {
-    Online { user: UserId, contacts: Vec<UserId> },
-    Offline { user: UserId, contacts: Vec<UserId>, at: Timestamp },
+    Online {
+        user: UserId,
+        contacts: Vec<UserId>,
+    },
+    Offline {
+        user: UserId,
+        contacts: Vec<UserId>,
+        at: Timestamp,
+    },
 }
 
 pub struct Cluster {
@@ -147,7 +154,8 @@ impl Cluster {
         let pool = deadpool_redis::Config::from_url(settings.url.clone())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .map_err(|e| anyhow_like::Error(e.to_string()))?;
-        let client = redis::Client::open(settings.url.as_str()).map_err(|e| anyhow_like::Error(e.to_string()))?;
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| anyhow_like::Error(e.to_string()))?;
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         let (p_tx, p_rx) = mpsc::unbounded_channel();
         let node: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
@@ -231,7 +239,10 @@ impl Cluster {
     pub(crate) fn forward_call(&self, node: &str, session: &SessionHandle, frame: &str) {
         self.enqueue(Out::Node {
             node: Arc::from(node),
-            payload: format!("C\t{}\t{}\t{}\n{frame}", self.node, session.id, session.user),
+            payload: format!(
+                "C\t{}\t{}\t{}\n{frame}",
+                self.node, session.id, session.user
+            ),
         });
     }
 
@@ -248,10 +259,9 @@ impl Cluster {
     }
 
     async fn conn(&self) -> redis::RedisResult<deadpool_redis::Connection> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| redis::RedisError::from((redis::ErrorKind::IoError, "pool", e.to_string())))
+        self.pool.get().await.map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::IoError, "pool", e.to_string()))
+        })
     }
 
     fn mark_down(&self, e: &dyn std::fmt::Display) {
@@ -341,7 +351,11 @@ pub(crate) fn start(cluster: Arc<Cluster>, tasks: ClusterTasks, wiring: Wiring) 
     let wiring = Arc::new(wiring);
     tokio::spawn(publisher(cluster.clone(), tasks.out));
     tokio::spawn(subscriber(cluster.clone(), wiring.clone()));
-    tokio::spawn(presence_task(cluster.clone(), tasks.presence, wiring.clone()));
+    tokio::spawn(presence_task(
+        cluster.clone(),
+        tasks.presence,
+        wiring.clone(),
+    ));
     tokio::spawn(heartbeat(cluster, wiring));
 }
 
@@ -383,7 +397,8 @@ async fn publish_batch(c: &Cluster, batch: &[Out]) -> redis::RedisResult<()> {
     for o in batch {
         match o {
             Out::Users { users, frame, skip } => {
-                let mut per_node: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+                let mut per_node: std::collections::BTreeMap<&str, Vec<String>> =
+                    Default::default();
                 for u in users {
                     for n in located.get(u).into_iter().flatten() {
                         per_node.entry(n.as_str()).or_default().push(u.to_string());
@@ -396,7 +411,10 @@ async fn publish_batch(c: &Cluster, batch: &[Out]) -> redis::RedisResult<()> {
                 for (node, list) in per_node {
                     pipe.publish(
                         c.channel(node),
-                        format!("U\t{skip_node}\t{skip_session}\t{}\n{frame}", list.join(",")),
+                        format!(
+                            "U\t{skip_node}\t{skip_session}\t{}\n{frame}",
+                            list.join(",")
+                        ),
                     )
                     .ignore();
                     any = true;
@@ -459,12 +477,16 @@ fn inbound(c: &Arc<Cluster>, w: &Wiring, payload: &[u8]) {
         }
         ["S", session] => {
             if let Ok(s) = session.parse::<u64>() {
-                directory.deliver_to_session(SessionId(s), Deliver::frame(ByteString::from(body.to_string())));
+                directory.deliver_to_session(
+                    SessionId(s),
+                    Deliver::frame(ByteString::from(body.to_string())),
+                );
             }
         }
         ["C", node, session, user] => {
             if let (Ok(s), Ok(u)) = (session.parse::<u64>(), user.parse::<u64>()) {
-                let handle = SessionHandle::remote(SessionId(s), UserId(u), Arc::from(*node), c.clone());
+                let handle =
+                    SessionHandle::remote(SessionId(s), UserId(u), Arc::from(*node), c.clone());
                 w.calls.do_send(ForwardedCall {
                     session: handle,
                     frame: body.to_string(),
@@ -490,7 +512,11 @@ fn resync_sessions(shared: &Shared) {
     }
 }
 
-async fn presence_task(c: Arc<Cluster>, mut rx: mpsc::UnboundedReceiver<Transition>, w: Arc<Wiring>) {
+async fn presence_task(
+    c: Arc<Cluster>,
+    mut rx: mpsc::UnboundedReceiver<Transition>,
+    w: Arc<Wiring>,
+) {
     while let Some(t) = rx.recv().await {
         let (user, online) = match &t {
             Transition::Online { user, .. } => (*user, true),
@@ -520,10 +546,15 @@ async fn presence_task(c: Arc<Cluster>, mut rx: mpsc::UnboundedReceiver<Transiti
         }
         match t {
             Transition::Online { user, contacts } => {
-                let d = Deliver::frame(protocol::encode(&ServerEvent::UserOnline { user_id: user }, None));
+                let d = Deliver::frame(protocol::encode(
+                    &ServerEvent::UserOnline { user_id: user },
+                    None,
+                ));
                 w.shared.bus.to_users(&contacts, &d, None);
             }
-            Transition::Offline { user, contacts, at } => announce_offline(&w.shared, user, &contacts, at).await,
+            Transition::Offline { user, contacts, at } => {
+                announce_offline(&w.shared, user, &contacts, at).await
+            }
         }
     }
 }

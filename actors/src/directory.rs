@@ -10,8 +10,8 @@ use bytestring::ByteString;
 use dashmap::DashMap;
 use smallvec::SmallVec;
 
-use crate::ids::{MessageId, SessionId, UserId};
 use crate::cluster::Cluster;
+use crate::ids::{MessageId, SessionId, UserId};
 use crate::session::Session;
 
 /// One encoded frame for a session. `message` is set for `message:received`, so a
@@ -68,7 +68,12 @@ impl SessionHandle {
     }
 
     /// A session of `user` on another node.
-    pub(crate) fn remote(id: SessionId, user: UserId, node: Arc<str>, cluster: Arc<Cluster>) -> SessionHandle {
+    pub(crate) fn remote(
+        id: SessionId,
+        user: UserId,
+        node: Arc<str>,
+        cluster: Arc<Cluster>,
+    ) -> SessionHandle {
         SessionHandle {
             id,
             user,

@@ -374,10 +374,11 @@ impl Session {
                                 ));
                                 session.shared().bus.to_users(&notify, &d, None);
                                 // The reader's other devices learn it too (their unread count).
-                                session
-                                    .shared()
-                                    .bus
-                                    .to_user(session.user, &d, session.handle.as_ref());
+                                session.shared().bus.to_user(
+                                    session.user,
+                                    &d,
+                                    session.handle.as_ref(),
+                                );
                             }
                             if reference.is_some() {
                                 ctx.text(protocol::encode(

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod calls;
 mod chats;
+mod cluster;
 mod encryption;
 mod health;
 mod media;
