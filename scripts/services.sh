@@ -83,6 +83,25 @@ ensure_rust() {
   command -v cc >/dev/null || apt_install build-essential
 }
 
+# What the test suites drive: nginx (deployment tests), Chromium (browser suite),
+# Node.js and npm (browser suite, WebCrypto interop), openssl (TURN check),
+# systemd-analyze (unit check). cargo-nextest is used when present, else cargo test.
+ensure_test_tools() {
+  local missing=()
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
+  command -v mariadb-install-db >/dev/null || missing+=(mariadb-server)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+  # Debian starts nginx on install; the tests run their own instances.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+    as_root systemctl stop nginx || true
+  fi
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   ensure_rust
   ensure_mariadb
