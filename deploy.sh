@@ -380,7 +380,7 @@ build_binary() {
     sudo -u "$SUDO_USER" -H sh -c 'cd "$1" && PATH="$HOME/.cargo/bin:$PATH" cargo build --release --locked --bin parley' sh "$SCRIPT_DIR" \
       || die "the build failed"
   else
-    PATH="$HOME/.cargo/bin:$PATH"
+    PATH="${HOME:-/root}/.cargo/bin:$PATH"
     have cargo || die "cargo not found: install Rust (https://rustup.rs) or pass --binary PATH"
     (cd "$SCRIPT_DIR" && cargo build --release --locked --bin parley) || die "the build failed"
   fi
@@ -441,10 +441,11 @@ SQL
 install_config() {
   if [ ! -f "$ETC/parley.toml" ]; then
     log "writing $ETC/parley.toml (from systemd/parley.toml.example)"
-    # nginx serves the audio bytes: the shipped site has the matching internal location.
-    substitute_paths <"$SCRIPT_DIR/systemd/parley.toml.example" \
-      | sed -e 's|^# x_accel_prefix = "/_parley_audio/" .*|x_accel_prefix = "/_parley_audio/"   # nginx sends the audio bytes (systemd/nginx/parley.conf)|' \
-      >"$ETC/parley.toml.tmp"
+    # With the nginx site (it has the matching internal location), nginx sends the
+    # audio bytes; without nginx, Parley sends them itself.
+    local accel='s|^# x_accel_prefix = "/_parley_audio/" .*|x_accel_prefix = "/_parley_audio/"   # nginx sends the audio bytes (systemd/nginx/parley.conf)|'
+    if [ "$SYSTEM" = 1 ] && ! have nginx; then accel='p;d'; fi
+    substitute_paths <"$SCRIPT_DIR/systemd/parley.toml.example" | sed -e "$accel" >"$ETC/parley.toml.tmp"
     chmod 0644 "$ETC/parley.toml.tmp"
     mv -T "$ETC/parley.toml.tmp" "$ETC/parley.toml"
   else

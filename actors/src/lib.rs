@@ -42,6 +42,7 @@ pub struct Shared {
     pub(crate) in_flight: AtomicUsize,
     /// Every live session, registered or not, so shutdown can reach them all.
     pub(crate) sessions: dashmap::DashMap<SessionId, Addr<Session>>,
+    pub(crate) receipts: writer::Receipts,
 }
 
 impl Shared {
@@ -81,6 +82,7 @@ impl Realtime {
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             sessions: dashmap::DashMap::new(),
+            receipts: writer::Receipts::start(store.clone()),
         });
         let writer = writer::Writer::start(store, shared.settings.writer_lanes);
         let arbiters = (0..shared.settings.room_arbiters)

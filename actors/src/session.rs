@@ -306,7 +306,7 @@ impl Session {
         let user = self.user;
         self.pending += 1;
         ctx.spawn(
-            async move { shared.store.mark_delivered(user, &ids).await }
+            async move { shared.receipts.mark(user, ids).await }
                 .into_actor(self)
                 .map(move |res, session, ctx| {
                     match res {

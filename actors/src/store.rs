@@ -133,12 +133,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a batch in one round trip where possible, in order; one outcome per input.
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError>;
 
-    /// Marks messages delivered to `user` (only those addressed to them); grouped receipts.
+    /// Marks messages delivered, for several readers at once (only messages
+    /// addressed to each); per request, its receipts grouped by chat and sender.
     async fn mark_delivered(
         &self,
-        user: UserId,
-        ids: &[MessageId],
-    ) -> Result<Vec<Receipt>, StoreError>;
+        batch: &[(UserId, Vec<MessageId>)],
+    ) -> Result<Vec<Vec<Receipt>>, StoreError>;
 
     /// Moves `user`'s read (and delivered) watermark in `chat` up to `up_to`.
     async fn mark_read(

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::ids::ChatId;
-use crate::store::{Inserted, NewMessage, Store, StoreError};
+use crate::ids::{ChatId, MessageId, UserId};
+use crate::store::{Inserted, NewMessage, Receipt, Store, StoreError};
 
 /// Most messages in one INSERT.
 pub const MAX_BATCH: usize = 256;
@@ -105,6 +105,68 @@ async fn run_lane<T: Send + 'static>(store: Arc<dyn Store>, mut rx: mpsc::Receiv
         }
         if let Some((reply, items)) = current.take() {
             reply.do_send(Persisted { outcomes: items });
+        }
+    }
+}
+
+/// A delivery receipt request and where its receipts go.
+type ReceiptJob = (
+    UserId,
+    Vec<MessageId>,
+    tokio::sync::oneshot::Sender<Result<Vec<Receipt>, StoreError>>,
+);
+
+/// The receipt write path: `message:delivered` from every session goes through one
+/// lane that marks everything queued meanwhile in one read and one write, so a
+/// receipt per message does not cost a durable commit per message.
+#[derive(Clone)]
+pub struct Receipts {
+    tx: mpsc::Sender<ReceiptJob>,
+}
+
+impl Receipts {
+    pub fn start(store: Arc<dyn Store>) -> Receipts {
+        let (tx, rx) = mpsc::channel(LANE_QUEUE);
+        tokio::spawn(run_receipts(store, rx));
+        Receipts { tx }
+    }
+
+    /// Marks `ids` delivered to `user`; resolves with the receipts to send.
+    pub async fn mark(
+        &self,
+        user: UserId,
+        ids: Vec<MessageId>,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .try_send((user, ids, tx))
+            .map_err(|_| StoreError::Unavailable("too many receipts are waiting".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Other("the receipt writer stopped".into()))?
+    }
+}
+
+async fn run_receipts(store: Arc<dyn Store>, mut rx: mpsc::Receiver<ReceiptJob>) {
+    let mut jobs: Vec<ReceiptJob> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch: Vec<(UserId, Vec<MessageId>)> =
+            jobs.iter().map(|(u, ids, _)| (*u, ids.clone())).collect();
+        match store.mark_delivered(&batch).await {
+            Ok(results) if results.len() == jobs.len() => {
+                for ((_, _, reply), r) in jobs.drain(..).zip(results) {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Ok(_) => {
+                for (_, _, reply) in jobs.drain(..) {
+                    let _ = reply.send(Err(StoreError::Other("receipt count mismatch".into())));
+                }
+            }
+            Err(e) => {
+                for (_, _, reply) in jobs.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
         }
     }
 }

@@ -415,52 +415,97 @@ impl Db {
         self.with_status(msgs).await
     }
 
-    /// Moves `user`'s delivered watermarks over `ids` (only messages to them from
-    /// others, not yet delivered); receipts grouped by chat and sender.
+    /// Moves delivered watermarks for a batch of readers at once: one read and one
+    /// write (one durable commit) however many readers and chats. Only messages to
+    /// each reader from others, past their watermark, count; receipts are grouped by
+    /// chat and sender, one list per request.
     pub async fn mark_delivered(
         &self,
-        user: UserId,
-        ids: &[MessageId],
-    ) -> Result<Vec<Receipt>, DbError> {
+        batch: &[(UserId, Vec<MessageId>)],
+    ) -> Result<Vec<Vec<Receipt>>, DbError> {
+        let mut ids: Vec<u64> = batch
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().map(|i| i.0))
+            .collect();
+        let mut users: Vec<u64> = batch.iter().map(|(u, _)| u.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        users.sort_unstable();
+        users.dedup();
+        if ids.is_empty() {
+            return Ok(vec![Vec::new(); batch.len()]);
+        }
+        let mut params: Vec<Value> = ids.iter().map(|i| Value::from(*i)).collect();
+        params.extend(users.iter().map(|u| Value::from(*u)));
         let mut conn = self.conn().await?;
-        let mut params: Vec<Value> = vec![user.0.into(), user.0.into()];
-        params.extend(ids.iter().map(|i| Value::from(i.0)));
-        let rows: Vec<(u64, u64, u64)> = conn
+        // (reader, chat, sender, id) for every candidate; pairs are matched below.
+        let rows: Vec<(u64, u64, u64, u64)> = conn
             .exec(
                 format!(
-                    "SELECT m.chat_id, m.sender_id, m.id FROM messages m \
-                     JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? \
-                     WHERE m.sender_id <> ? AND m.id > cm.delivered_up_to AND m.id IN ({}) ORDER BY m.id",
-                    placeholders(ids.len())
+                    "SELECT cm.user_id, m.chat_id, m.sender_id, m.id FROM messages m \
+                     JOIN chat_members cm ON cm.chat_id = m.chat_id \
+                     WHERE m.id IN ({}) AND cm.user_id IN ({}) \
+                     AND m.sender_id <> cm.user_id AND m.id > cm.delivered_up_to ORDER BY m.id",
+                    placeholders(ids.len()),
+                    placeholders(users.len())
                 ),
                 Params::Positional(params),
             )
             .await?;
-        let mut top: BTreeMap<u64, u64> = BTreeMap::new();
-        let mut grouped: BTreeMap<(u64, u64), Vec<MessageId>> = BTreeMap::new();
-        for (chat, sender, id) in rows {
-            let t = top.entry(chat).or_default();
+        let wanted: std::collections::HashSet<(u64, u64)> = batch
+            .iter()
+            .flat_map(|(u, ids)| ids.iter().map(move |i| (u.0, i.0)))
+            .collect();
+        let mut top: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+        let mut grouped: HashMap<u64, BTreeMap<(u64, u64), Vec<MessageId>>> = HashMap::new();
+        for (reader, chat, sender, id) in rows {
+            if !wanted.contains(&(reader, id)) {
+                continue;
+            }
+            let t = top.entry((chat, reader)).or_default();
             *t = (*t).max(id);
             grouped
+                .entry(reader)
+                .or_default()
                 .entry((chat, sender))
                 .or_default()
                 .push(MessageId(id));
         }
-        for (chat, up_to) in &top {
+        if !top.is_empty() {
+            // Every (chat, reader) here is an existing membership (it came from the
+            // join above), so this only ever updates.
+            let mut params: Vec<Value> = Vec::with_capacity(top.len() * 3);
+            for ((chat, reader), up_to) in &top {
+                params.push((*chat).into());
+                params.push((*reader).into());
+                params.push((*up_to).into());
+            }
             conn.exec_drop(
-                "UPDATE chat_members SET delivered_up_to = GREATEST(delivered_up_to, ?) WHERE chat_id = ? AND user_id = ?",
-                (up_to, chat, user.0),
+                format!(
+                    "INSERT INTO chat_members (chat_id, user_id, delivered_up_to) VALUES {} \
+                     ON DUPLICATE KEY UPDATE delivered_up_to = GREATEST(delivered_up_to, VALUES(delivered_up_to))",
+                    vec!["(?,?,?)"; top.len()].join(",")
+                ),
+                Params::Positional(params),
             )
             .await?;
         }
-        Ok(grouped
-            .into_iter()
-            .map(|((chat, sender), message_ids)| Receipt {
-                chat_id: ChatId(chat),
-                sender_id: UserId(sender),
-                message_ids,
-            })
-            .collect())
+        // Each reader's receipts go to the first of its requests in the batch.
+        let mut out = Vec::with_capacity(batch.len());
+        for (u, _) in batch {
+            let receipts = grouped
+                .remove(&u.0)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|((chat, sender), message_ids)| Receipt {
+                    chat_id: ChatId(chat),
+                    sender_id: UserId(sender),
+                    message_ids,
+                })
+                .collect();
+            out.push(receipts);
+        }
+        Ok(out)
     }
 
     /// Moves `user`'s read (and delivered) watermark in `chat` up to `up_to`, capped

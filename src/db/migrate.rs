@@ -93,7 +93,10 @@ async fn apply(pool: &Pool) -> Result<usize, MigrateError> {
     let mut pool = pool.clone();
     let report = embedded::migrations::runner()
         .set_abort_divergent(true)
-        .set_abort_missing(true)
+        // A database migrated by a newer release still serves an older one (a
+        // rollback): forward-only migrations keep old code working. An *edited*
+        // migration still refuses (divergent checksum).
+        .set_abort_missing(false)
         .run_async(&mut pool)
         .await?;
     for m in report.applied_migrations() {

@@ -113,10 +113,9 @@ impl Store for MysqlStore {
 
     async fn mark_delivered(
         &self,
-        user: UserId,
-        ids: &[MessageId],
-    ) -> Result<Vec<Receipt>, StoreError> {
-        Ok(self.db.mark_delivered(user, ids).await?)
+        batch: &[(UserId, Vec<MessageId>)],
+    ) -> Result<Vec<Vec<Receipt>>, StoreError> {
+        Ok(self.db.mark_delivered(batch).await?)
     }
 
     async fn mark_read(

@@ -100,7 +100,9 @@ fn the_site_keeps_the_required_directives() {
         assert!(site.contains(needle), "the site lacks {needle:?}");
     }
     // The TLS server is documentation only: no live 443 listener.
-    assert!(!site.lines().any(|l| l.trim_start().starts_with("listen 443")));
+    assert!(!site
+        .lines()
+        .any(|l| l.trim_start().starts_with("listen 443")));
 }
 
 /// Parley behind the shipped site on a real nginx.
@@ -112,6 +114,11 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
+    stack_with(String::new()).await
+}
+
+/// `metrics_listen`: Parley's metrics.listen ("" disables it).
+async fn stack_with(metrics_listen: String) -> Stack {
     let dir = TempDir::new("nginx-live");
     let (opt, var) = (dir.join("opt"), dir.join("var"));
     copy_dir(&repo().join("static"), &opt.join("current/static"));
@@ -124,6 +131,7 @@ async fn stack() -> Stack {
         s.storage.x_accel_prefix = Some("/_parley_audio/".into());
         s.storage.uploads_dir = uploads;
         s.static_files.dir = static_dir;
+        s.metrics.listen = metrics_listen;
     })
     .await;
     let port = free_port();
@@ -151,7 +159,11 @@ impl Stack {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED, "register {name} through nginx");
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "register {name} through nginx"
+        );
         assert_security_headers(&res, "register");
         let body: Value = res.json().await.unwrap();
         TestUser {
@@ -175,7 +187,12 @@ impl Stack {
     }
 
     async fn get(&self, path: &str) -> Response {
-        self.app.http.get(self.nginx.url(path)).send().await.unwrap()
+        self.app
+            .http
+            .get(self.nginx.url(path))
+            .send()
+            .await
+            .unwrap()
     }
 
     fn audio_files(&self) -> Vec<String> {
@@ -191,13 +208,17 @@ impl Stack {
 
 #[actix_web::test]
 async fn the_web_client_is_served_with_fallback_caching_types_and_headers() {
-    let s = stack().await;
+    let metrics_port = free_port();
+    let s = stack_with(format!("127.0.0.1:{metrics_port}")).await;
     let index = std::fs::read_to_string(repo().join("static/index.html")).unwrap();
     for path in ["/", "/chat/5", "/login"] {
         let res = s.get(path).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         assert_security_headers(&res, path);
-        assert!(header(&res, "content-type").starts_with("text/html"), "{path}");
+        assert!(
+            header(&res, "content-type").starts_with("text/html"),
+            "{path}"
+        );
         assert_eq!(header(&res, "cache-control"), "no-cache", "{path}");
         assert_eq!(res.text().await.unwrap(), index, "{path} is index.html");
     }
@@ -260,13 +281,26 @@ async fn the_web_client_is_served_with_fallback_caching_types_and_headers() {
     let res = s.get("/api/ready").await;
     assert_eq!(res.status(), StatusCode::OK);
 
-    // Metrics are never reachable through nginx (not even as the SPA fallback).
+    // Metrics are served on their own listener, never through nginx (not even as
+    // the SPA fallback).
+    let res = s
+        .app
+        .http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("# TYPE"));
     for path in ["/metrics", "/metrics?x=1"] {
         let res = s.get(path).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
         assert_security_headers(&res, path);
         let body = res.text().await.unwrap();
-        assert!(!body.contains("# TYPE") && !body.contains("<html lang"), "{path}: {body}");
+        assert!(
+            !body.contains("# TYPE") && !body.contains("<html lang"),
+            "{path}: {body}"
+        );
     }
 
     // Bodies over 1 MiB are refused by nginx outside the upload route.
@@ -305,7 +339,9 @@ async fn two_users_chat_over_the_websocket_through_nginx() {
     let mut req = s.ws_url(&bob).into_client_request().unwrap();
     req.headers_mut().insert(
         "origin",
-        format!("http://127.0.0.1:{}", s.nginx.port).parse().unwrap(),
+        format!("http://127.0.0.1:{}", s.nginx.port)
+            .parse()
+            .unwrap(),
     );
     let (mut same, _) = tokio_tungstenite::connect_async(req)
         .await
@@ -322,11 +358,9 @@ async fn two_users_chat_over_the_websocket_through_nginx() {
         other => panic!("a foreign origin must get 403, got {:?}", other.map(|_| ())),
     }
     // A bad token is refused before the upgrade.
-    let err = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{}/ws?token=nope",
-        s.nginx.port
-    ))
-    .await;
+    let err =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws?token=nope", s.nginx.port))
+            .await;
     match err {
         Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
             assert_eq!(res.status(), StatusCode::UNAUTHORIZED)
@@ -388,14 +422,24 @@ async fn voice_messages_are_sent_by_nginx_through_x_accel_redirect() {
     let url = s.nginx.url(got["audio"]["url"].as_str().unwrap());
 
     // Parley checks membership and hands the file to nginx.
-    let res = s.app.http.get(&url).bearer_auth(&bob.token).send().await.unwrap();
+    let res = s
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_security_headers(&res, "audio");
     assert_eq!(header(&res, "content-type"), "audio/webm");
     assert_eq!(header(&res, "content-length"), "5000");
     assert_eq!(header(&res, "accept-ranges"), "bytes");
     assert_eq!(header(&res, "cache-control"), "private, max-age=86400");
-    assert!(res.headers().get("x-accel-redirect").is_none(), "internal header leaked");
+    assert!(
+        res.headers().get("x-accel-redirect").is_none(),
+        "internal header leaked"
+    );
     assert_eq!(res.bytes().await.unwrap().to_vec(), bytes);
 
     let res = s
@@ -410,10 +454,20 @@ async fn voice_messages_are_sent_by_nginx_through_x_accel_redirect() {
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header(&res, "content-range"), "bytes 100-199/5000");
     assert_eq!(header(&res, "content-type"), "audio/webm");
-    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[100..200].to_vec());
+    assert_eq!(
+        res.bytes().await.unwrap().to_vec(),
+        bytes[100..200].to_vec()
+    );
 
     // Still members only, and nothing without a token.
-    let res = s.app.http.get(&url).bearer_auth(&eve.token).send().await.unwrap();
+    let res = s
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&eve.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = s.app.http.get(&url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

@@ -9,7 +9,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::helpers::fresh_db_url;
-use crate::support::{free_port, mode_of, output_text, repo, write_executable, TempDir, PARLEY_BIN};
+use crate::support::{
+    free_port, mode_of, output_text, repo, write_executable, TempDir, PARLEY_BIN,
+};
 
 /// One installation under a temporary prefix; stops its server and drops its
 /// database when dropped.
@@ -50,7 +52,11 @@ impl Deployment {
 
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
-        assert!(out.status.success(), "deploy.sh {args:?}: {}", output_text(&out));
+        assert!(
+            out.status.success(),
+            "deploy.sh {args:?}: {}",
+            output_text(&out)
+        );
         out
     }
 
@@ -65,7 +71,11 @@ impl Deployment {
     fn link(&self, name: &str) -> Option<String> {
         let t = std::fs::read_link(self.opt().join(name)).ok()?;
         let t = t.to_string_lossy().into_owned();
-        Some(t.strip_prefix("releases/").expect("relative link").to_string())
+        Some(
+            t.strip_prefix("releases/")
+                .expect("relative link")
+                .to_string(),
+        )
     }
 
     fn releases(&self) -> BTreeSet<String> {
@@ -110,7 +120,10 @@ impl Deployment {
         let r = self.opt().join("releases").join(release);
         assert!(mode_of(&r.join("parley")) & 0o111 != 0, "binary executable");
         let index = std::fs::read(r.join("static/index.html")).unwrap();
-        assert_eq!(index, std::fs::read(repo().join("static/index.html")).unwrap());
+        assert_eq!(
+            index,
+            std::fs::read(repo().join("static/index.html")).unwrap()
+        );
         assert!(r.join("static/js/main.js").is_file());
         let shipped: BTreeSet<_> = std::fs::read_dir(repo().join("migrations"))
             .unwrap()
@@ -123,7 +136,10 @@ impl Deployment {
         assert!(!shipped.is_empty());
         assert_eq!(copied, shipped, "migrations");
         let manifest = std::fs::read_to_string(r.join("RELEASE")).unwrap();
-        assert!(manifest.contains(&format!("release={release}")), "{manifest}");
+        assert!(
+            manifest.contains(&format!("release={release}")),
+            "{manifest}"
+        );
 
         let env = self.etc().join("parley.env");
         assert_eq!(mode_of(&env), 0o640, "parley.env mode");
@@ -141,14 +157,21 @@ impl Deployment {
             "x_accel_prefix = \"/_parley_audio/\"".to_string(),
             "[metrics]".to_string(),
         ] {
-            assert!(toml.lines().any(|l| l.starts_with(&line)), "parley.toml lacks {line}:\n{toml}");
+            assert!(
+                toml.lines().any(|l| l.starts_with(&line)),
+                "parley.toml lacks {line}:\n{toml}"
+            );
         }
-        let unit = std::fs::read_to_string(self.prefix.join("etc/systemd/system/parley.service")).unwrap();
+        let unit =
+            std::fs::read_to_string(self.prefix.join("etc/systemd/system/parley.service")).unwrap();
         assert!(unit.contains(&format!(
             "ExecStart={p}/opt/parley/current/parley --config {p}/etc/parley/parley.toml serve"
         )));
         assert!(unit.contains(&format!("ReadWritePaths={p}/var/lib/parley/uploads")));
-        assert!(self.prefix.join("etc/systemd/system/parley@.service").is_file());
+        assert!(self
+            .prefix
+            .join("etc/systemd/system/parley@.service")
+            .is_file());
         let site = std::fs::read_to_string(self.prefix.join("etc/nginx/sites-enabled/parley.conf"))
             .expect("sites-enabled/parley.conf links to the site");
         assert!(site.contains(&format!("root {p}/opt/parley/current/static;")));
@@ -182,7 +205,11 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
     let bin = ["--binary", PARLEY_BIN];
     let run = ["--no-systemd", "--run", "--timeout", "30"];
     let args = |extra: &[&str]| -> Vec<String> {
-        bin.iter().chain(run.iter()).chain(extra.iter()).map(|s| s.to_string()).collect()
+        bin.iter()
+            .chain(run.iter())
+            .chain(extra.iter())
+            .map(|s| s.to_string())
+            .collect()
     };
 
     // upgrade before install is an error that changes nothing.
@@ -191,7 +218,11 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("run install first"));
 
     // install: one release, current, no previous, a fresh secret, ready.
-    let a = [vec!["install".to_string()], args(&["--database-url", &d.db_url])].concat();
+    let a = [
+        vec!["install".to_string()],
+        args(&["--database-url", &d.db_url]),
+    ]
+    .concat();
     d.ok(&refs(&a));
     let r1 = d.link("current").expect("current");
     assert_eq!(d.link("previous"), None);
@@ -220,7 +251,13 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
     assert_eq!(d.running_release(), r2);
 
     // rollback: back to r1, and r2 becomes the previous one.
-    d.ok(&refs(&[vec!["rollback".to_string()], run.iter().map(|s| s.to_string()).collect()].concat()));
+    d.ok(&refs(
+        &[
+            vec!["rollback".to_string()],
+            run.iter().map(|s| s.to_string()).collect(),
+        ]
+        .concat(),
+    ));
     assert_eq!(d.link("current").as_deref(), Some(r1.as_str()));
     assert_eq!(d.link("previous").as_deref(), Some(r2.as_str()));
     assert_eq!(d.ready().await, StatusCode::OK);
@@ -235,9 +272,21 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
 
     let scratch = TempDir::new("broken");
     let unchanged = |label: &str| {
-        assert_eq!(d.link("current").as_deref(), Some(r1.as_str()), "{label}: current");
-        assert_eq!(d.link("previous").as_deref(), Some(r2.as_str()), "{label}: previous");
-        assert_eq!(d.releases(), BTreeSet::from([r1.clone(), r2.clone()]), "{label}: releases");
+        assert_eq!(
+            d.link("current").as_deref(),
+            Some(r1.as_str()),
+            "{label}: current"
+        );
+        assert_eq!(
+            d.link("previous").as_deref(),
+            Some(r2.as_str()),
+            "{label}: previous"
+        );
+        assert_eq!(
+            d.releases(),
+            BTreeSet::from([r1.clone(), r2.clone()]),
+            "{label}: releases"
+        );
         assert_eq!(d.secret(), secret, "{label}: secret");
     };
 
@@ -246,10 +295,22 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
     let broken = scratch.join("broken-parley");
     write_executable(&broken, "#!/bin/sh\necho 'broken build' >&2\nexit 1\n");
     let pid_before = std::fs::read_to_string(d.prefix.join("var/lib/parley/parley.pid")).unwrap();
-    let v = [vec!["upgrade".into(), "--binary".into(), broken.display().to_string()], run.iter().map(|s| s.to_string()).collect()].concat();
+    let v = [
+        vec![
+            "upgrade".into(),
+            "--binary".into(),
+            broken.display().to_string(),
+        ],
+        run.iter().map(|s| s.to_string()).collect(),
+    ]
+    .concat();
     let out = d.run(&refs(&v));
     assert!(!out.status.success(), "{}", output_text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("migrations failed"), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("migrations failed"),
+        "{}",
+        output_text(&out)
+    );
     unchanged("broken binary");
     assert_eq!(d.ready().await, StatusCode::OK);
     assert_eq!(
@@ -266,12 +327,23 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
             "#!/bin/sh\nif [ \"$3\" = migrate ]; then exec {PARLEY_BIN} \"$@\"; fi\necho 'cannot serve' >&2\nexit 1\n"
         ),
     );
-    let v = [vec!["upgrade".into(), "--binary".into(), dies.display().to_string()], run.iter().map(|s| s.to_string()).collect()].concat();
+    let v = [
+        vec![
+            "upgrade".into(),
+            "--binary".into(),
+            dies.display().to_string(),
+        ],
+        run.iter().map(|s| s.to_string()).collect(),
+    ]
+    .concat();
     let out = d.run(&refs(&v));
     assert!(!out.status.success(), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ROLLED BACK to"), "{}", output_text(&out));
-    assert!(err.contains("cannot serve"), "the failing log is shown: {err}");
+    assert!(
+        err.contains("cannot serve"),
+        "the failing log is shown: {err}"
+    );
     unchanged("server dies");
     assert_eq!(d.ready().await, StatusCode::OK);
     assert_eq!(d.running_release(), r1);
@@ -285,14 +357,26 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
         ),
     );
     let v = [
-        vec!["upgrade".into(), "--binary".into(), hangs.display().to_string()],
-        vec!["--no-systemd".into(), "--run".into(), "--timeout".into(), "3".into()],
+        vec![
+            "upgrade".into(),
+            "--binary".into(),
+            hangs.display().to_string(),
+        ],
+        vec![
+            "--no-systemd".into(),
+            "--run".into(),
+            "--timeout".into(),
+            "3".into(),
+        ],
     ]
     .concat();
     let out = d.run(&refs(&v));
     assert!(!out.status.success(), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not ready within 3s") && err.contains("ROLLED BACK to"), "{err}");
+    assert!(
+        err.contains("not ready within 3s") && err.contains("ROLLED BACK to"),
+        "{err}"
+    );
     unchanged("never ready");
     assert_eq!(d.ready().await, StatusCode::OK);
     assert_eq!(d.running_release(), r1);
@@ -343,14 +427,26 @@ fn a_real_install_needs_root_and_bad_usage_is_refused() {
     assert!(err.contains("run it as root"), "{err}");
     assert!(!Path::new(&dir.join("opt")).exists());
 
-    for (args, code) in [(vec![], 2), (vec!["deploy"], 2), (vec!["status", "--bogus"], 1)] {
+    for (args, code) in [
+        (vec![], 2),
+        (vec!["deploy"], 2),
+        (vec!["status", "--bogus"], 1),
+    ] {
         let out = Command::new("bash")
             .arg(repo().join("deploy.sh"))
             .args(&args)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", output_text(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("deploy.sh") || code == 1, "{args:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("deploy.sh") || code == 1,
+            "{args:?}"
+        );
     }
     let out = Command::new("bash")
         .arg(repo().join("deploy.sh"))
@@ -358,7 +454,18 @@ fn a_real_install_needs_root_and_bad_usage_is_refused() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    for word in ["install", "upgrade", "rollback", "status", "--prefix", "--binary", "--no-systemd"] {
-        assert!(String::from_utf8_lossy(&out.stdout).contains(word), "{word}");
+    for word in [
+        "install",
+        "upgrade",
+        "rollback",
+        "status",
+        "--prefix",
+        "--binary",
+        "--no-systemd",
+    ] {
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(word),
+            "{word}"
+        );
     }
 }

@@ -222,7 +222,11 @@ impl Nginx {
             if let Ok(Some(status)) = n.child.try_wait() {
                 panic!("nginx exited ({status}): {}", n.error_log());
             }
-            assert!(Instant::now() < deadline, "nginx does not listen: {}", n.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "nginx does not listen: {}",
+                n.error_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         n

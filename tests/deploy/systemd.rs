@@ -46,7 +46,10 @@ const REQUIRED: &[&str] = &[
 ];
 
 fn lines(unit: &str) -> Vec<&str> {
-    unit.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect()
+    unit.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect()
 }
 
 fn assert_required(unit: &str, name: &str) {
@@ -55,9 +58,15 @@ fn assert_required(unit: &str, name: &str) {
         assert!(l.contains(d), "{name} lacks `{d}`");
     }
     // ReadWritePaths: the uploads only, once.
-    let rw: Vec<_> = l.iter().filter(|x| x.starts_with("ReadWritePaths=")).collect();
+    let rw: Vec<_> = l
+        .iter()
+        .filter(|x| x.starts_with("ReadWritePaths="))
+        .collect();
     assert_eq!(rw, [&"ReadWritePaths=/var/lib/parley/uploads"], "{name}");
-    assert!(!l.iter().any(|x| x.starts_with("ExecStartPost=")), "{name}: notify, no ExecStartPost");
+    assert!(
+        !l.iter().any(|x| x.starts_with("ExecStartPost=")),
+        "{name}: notify, no ExecStartPost"
+    );
 }
 
 /// `systemd-analyze verify` on a copy whose ExecStart points at the built binary (it
@@ -104,7 +113,8 @@ fn verify(dir: &Path, file_name: &str, unit: &str) {
 fn the_unit_verifies_with_every_hardening_directive() {
     let unit = std::fs::read_to_string(repo().join("systemd/parley.service")).unwrap();
     assert_required(&unit, "parley.service");
-    assert!(lines(&unit).contains(&"ExecStart=/opt/parley/current/parley --config /etc/parley/parley.toml serve"));
+    assert!(lines(&unit)
+        .contains(&"ExecStart=/opt/parley/current/parley --config /etc/parley/parley.toml serve"));
     let dir = TempDir::new("systemd");
     verify(dir.path(), "parley.service", &unit);
 
@@ -112,14 +122,21 @@ fn the_unit_verifies_with_every_hardening_directive() {
     let broken = unit.replace("ProtectSystem=strict", "ProtectSystm=strict")
         + "\n[Service]\nSystemCallFilter=@no-such-group\n";
     let path = dir.join("broken.service");
-    std::fs::write(&path, broken.replace("/opt/parley/current/parley", PARLEY_BIN)).unwrap();
+    std::fs::write(
+        &path,
+        broken.replace("/opt/parley/current/parley", PARLEY_BIN),
+    )
+    .unwrap();
     let out = Command::new(tool("systemd-analyze", "systemd"))
         .arg("verify")
         .arg(&path)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ProtectSystm") && err.contains("@no-such-group"), "{err}");
+    assert!(
+        err.contains("ProtectSystm") && err.contains("@no-such-group"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -149,7 +166,9 @@ fn the_template_verifies_and_derives_port_and_metrics_from_the_instance() {
         .replace("/opt/parley/current/parley", &fake.display().to_string());
     let run = |metrics: Option<&str>| {
         let mut c = Command::new("/bin/sh");
-        c.arg("-c").arg(&script).env("PARLEY__SERVER__PORT", "30002");
+        c.arg("-c")
+            .arg(&script)
+            .env("PARLEY__SERVER__PORT", "30002");
         match metrics {
             Some(m) => c.env("PARLEY__METRICS__LISTEN", m),
             None => c.env_remove("PARLEY__METRICS__LISTEN"),

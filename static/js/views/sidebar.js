@@ -217,7 +217,6 @@ export function sidebarView(app, navigate) {
       const a = h('a', {
         href: `/chat/${chat.id}`, class: `chat-item${active ? ' active' : ''}${unread ? ' unread' : ''}`,
         'data-link': true, dataset: { chatId: chat.id }, 'aria-current': active ? 'page' : undefined,
-        'aria-label': `${title}${unread ? `, ${unread} unread` : ''}${peer?.online ? ', online' : ''}`,
       },
       chat.kind === 'group' ? avatar(title, chat.id + 1000) : avatar(title, peer?.id, { online: !!peer?.online }),
       h('div', { class: 'chat-main' },
@@ -231,7 +230,8 @@ export function sidebarView(app, navigate) {
             : h('span', { class: 'preview' },
               own ? h('span', { class: `ticks s-${msg.status}`, html: icons[tickIcon(msg.status)] }) : null,
               text),
-          unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null)));
+          unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null,
+          h('span', { class: 'sr-only' }, [unread ? `, ${unread} unread` : '', peer?.online ? ', online' : ''].join('')))));
       list.append(h('li', {}, a));
     }
     if (focusedId) list.querySelector(`[data-chat-id="${focusedId}"]`)?.focus();

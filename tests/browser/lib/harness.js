@@ -145,6 +145,9 @@ export async function launchBrowser() {
       '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--disable-quic',
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      // documents fulfilled by the CSP route below would otherwise count as "public" and be
+      // refused WebSockets to 127.0.0.1 (Chrome's Local Network Access checks)
+      '--disable-features=LocalNetworkAccessChecks',
     ],
   });
 }

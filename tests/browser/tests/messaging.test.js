@@ -132,8 +132,6 @@ test('an encrypted message is read by the peer and the server stores no plaintex
   const ap = alice.page;
   const bp = bob.page;
   const secret = 'The eagle lands at 06:00 🦅';
-  // both browsers have uploaded a key after signing in
-  await ap.waitForFunction(() => true);
   const lock = ap.getByRole('switch', { name: 'End-to-end encryption' });
   await lock.click();
   assert.equal(await lock.getAttribute('aria-checked'), 'true');
@@ -290,6 +288,24 @@ test('history scrolls back with keyset paging', async () => {
   await ap.locator('.history-note', { hasText: 'beginning of the conversation' }).waitFor();
 });
 
+test('a new group with a title and members shows up for its members', async () => {
+  const ap = alice.page;
+  const bp = bob.page;
+  await ap.getByRole('button', { name: 'New group' }).click();
+  const dialog = ap.getByRole('dialog', { name: 'New group' });
+  await dialog.getByLabel('Group name').fill('Book club');
+  await dialog.getByLabel('Add people').fill('bob');
+  await dialog.getByLabel('bob').check();
+  await dialog.getByRole('button', { name: 'Create group' }).click();
+  await ap.waitForURL(/\/chat\/\d+$/);
+  await ap.locator('.chat-title', { hasText: 'Book club' }).waitFor();
+  await send(ap, 'Welcome to the book club 📚');
+  await bp.locator('.chat-item', { hasText: 'Book club' }).waitFor();
+  await bp.locator('.chat-item', { hasText: 'Book club' }).click();
+  await bp.locator('.msg-row.theirs .sender', { hasText: 'alice' }).waitFor();
+  assert.match(await bp.locator('#chat-sub').innerText(), /2 members/);
+});
+
 test('narrow screens show the list and the chat as separate screens', async () => {
   const { context, page } = await person(browser, server, { width: 375, height: 740, name: 'bob-mobile' });
   await page.goto('/login');
@@ -297,10 +313,11 @@ test('narrow screens show the list and the chat as separate screens', async () =
   await page.getByLabel('Password').fill(B.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL((u) => u.pathname === '/');
-  await page.locator('.chat-item', { hasText: 'alice' }).waitFor();
+  const item = page.locator('.chat-item').filter({ has: page.locator('.chat-name', { hasText: /^alice$/ }) });
+  await item.waitFor();
   assert.ok(!(await page.locator('.pane').isVisible()), 'no chat pane on the list screen');
   await shot(page, 'mobile-chat-list');
-  await page.locator('.chat-item', { hasText: 'alice' }).click();
+  await item.click();
   await page.locator('.msg-row').first().waitFor();
   assert.ok(!(await page.locator('.sidebar').isVisible()), 'no list on the chat screen');
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
