@@ -56,6 +56,11 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Seconds to finish in-flight work on SIGTERM. Default `10`.
     pub shutdown_timeout_secs: u64,
+    /// A client must send its request head within this many seconds (slowloris).
+    /// Default `10`.
+    pub request_timeout_secs: u64,
+    /// Idle keep-alive HTTP connections are closed after this long. Default `30`.
+    pub keep_alive_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +157,10 @@ pub struct LimitSettings {
     pub login_per_account_per_min: u32,
     /// Registrations per client IP per minute. Default `10`.
     pub register_per_ip_per_min: u32,
+    /// WebSockets one user may hold open at once (tabs, devices). Default `32`.
+    pub max_sessions_per_user: usize,
+    /// WebSockets this process holds open at most. Default `100000`.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +207,8 @@ impl Default for Settings {
                 trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
                 workers: 0,
                 shutdown_timeout_secs: 10,
+                request_timeout_secs: 10,
+                keep_alive_secs: 30,
             },
             database: DatabaseSettings {
                 url: SecretString::from(DEFAULT_DATABASE_URL),
@@ -239,6 +250,8 @@ impl Default for Settings {
                 login_per_ip_per_min: 30,
                 login_per_account_per_min: 10,
                 register_per_ip_per_min: 10,
+                max_sessions_per_user: 32,
+                max_connections: 100_000,
             },
             presence: PresenceSettings {
                 node_ttl_secs: 30,

@@ -36,6 +36,12 @@ pub enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("{0}")]
     MethodNotAllowed(&'static str),
+    /// The user has as many WebSockets open as allowed.
+    #[error("you have {0} connections open already; close one")]
+    TooManySessions(usize),
+    /// The disk for uploads is full.
+    #[error("the server has no room for this file right now")]
+    StorageFull,
     /// A dependency (MySQL, Redis, the hashing pool) cannot take the request now.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -87,6 +93,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::StorageFull => "storage_full",
+            ApiError::TooManySessions(_) => "too_many_sessions",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -114,6 +122,8 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::TooManySessions(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -43,12 +43,21 @@ pub struct Shared {
     /// Every live session, registered or not, so shutdown can reach them all.
     pub(crate) sessions: dashmap::DashMap<SessionId, Addr<Session>>,
     pub(crate) receipts: writer::Receipts,
+    /// Open sessions per user in this process (registered or not).
+    pub(crate) per_user: dashmap::DashMap<UserId, usize>,
 }
 
 impl Shared {
     pub(crate) fn post_answered(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Why a WebSocket may not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenRefused {
+    TooManySessions,
+    ServerFull,
 }
 
 /// The handle to the running actors (cheap to clone; one per application).
@@ -83,6 +92,7 @@ impl Realtime {
             in_flight: AtomicUsize::new(0),
             sessions: dashmap::DashMap::new(),
             receipts: writer::Receipts::start(store.clone()),
+            per_user: dashmap::DashMap::new(),
         });
         let writer = writer::Writer::start(store, shared.settings.writer_lanes);
         let arbiters = (0..shared.settings.room_arbiters)
@@ -158,6 +168,17 @@ impl Realtime {
         while !self.shared.sessions.is_empty() && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Whether `user` may open one more WebSocket here, given the caps.
+    pub fn may_open(&self, user: UserId, per_user: usize, total: usize) -> Result<(), OpenRefused> {
+        if self.shared.sessions.len() >= total {
+            return Err(OpenRefused::ServerFull);
+        }
+        if self.shared.per_user.get(&user).is_some_and(|n| *n >= per_user) {
+            return Err(OpenRefused::TooManySessions);
+        }
+        Ok(())
     }
 
     /// Accepted `message:send` frames not yet answered.

@@ -496,13 +496,24 @@ impl Actor for Session {
         self.handle = Some(SessionHandle::new(self.id, self.user, ctx.address()));
         self.shared().metrics.session_opened();
         self.shared().sessions.insert(self.id, ctx.address());
+        *self.shared().per_user.entry(self.user).or_insert(0) += 1;
         let every = self.shared().settings.ping_interval;
         ctx.run_interval(every, |s, ctx| s.heartbeat(ctx));
         self.register(ctx);
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        self.shared().sessions.remove(&self.id);
+        if self.shared().sessions.remove(&self.id).is_some() {
+            let user = self.user;
+            let mut emptied = false;
+            if let Some(mut n) = self.shared().per_user.get_mut(&user) {
+                *n = n.saturating_sub(1);
+                emptied = *n == 0;
+            }
+            if emptied {
+                self.shared().per_user.remove_if(&user, |_, n| *n == 0);
+            }
+        }
         if std::mem::take(&mut self.registered) {
             self.realtime.presence.do_send(SessionClosed {
                 user: self.user,

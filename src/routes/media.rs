@@ -119,9 +119,7 @@ async fn upload(
     let mut multipart = Multipart::with_constraints(stream, boundary, constraints);
 
     let dir = audio::audio_dir(&settings.storage.uploads_dir);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(ApiError::internal)?;
+    tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
     let mut chat: Option<ChatId> = None;
     let mut member_checked = false;
     let mut duration_ms: Option<u32> = None;
@@ -172,10 +170,10 @@ async fn upload(
                     };
                     if let Some((_, f, _)) = &mut partial {
                         if written == 0 {
-                            f.write_all(&head).await.map_err(ApiError::internal)?;
+                            f.write_all(&head).await.map_err(io_error)?;
                             written = head.len() as u64;
                         }
-                        f.write_all(rest).await.map_err(ApiError::internal)?;
+                        f.write_all(rest).await.map_err(io_error)?;
                         written += rest.len() as u64;
                     }
                 }
@@ -184,14 +182,14 @@ async fn upload(
                     // A file shorter than the sniffing window.
                     None if !head.is_empty() => {
                         let mut p = open_for(&dir, &head).await?;
-                        p.1.write_all(&head).await.map_err(ApiError::internal)?;
+                        p.1.write_all(&head).await.map_err(io_error)?;
                         written = head.len() as u64;
                         p
                     }
                     None => return Err(ApiError::bad_request("empty_file", "the file is empty")),
                 };
-                f.flush().await.map_err(ApiError::internal)?;
-                f.sync_all().await.map_err(ApiError::internal)?;
+                f.flush().await.map_err(io_error)?;
+                f.sync_all().await.map_err(io_error)?;
                 file = Some((partial, kind, written));
             }
             _ => {}
@@ -207,7 +205,7 @@ async fn upload(
     let name = audio::storage_name(kind);
     tokio::fs::rename(partial.path(), dir.join(&name))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(io_error)?;
     partial.keep();
     let id = match db
         .insert_audio(&NewAudio {
@@ -235,6 +233,19 @@ async fn upload(
     }))
 }
 
+/// A full disk (or quota) is the operator's problem to hear about and the client's
+/// to be told clearly; anything else is internal.
+fn io_error(e: std::io::Error) -> ApiError {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    if e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT)) {
+        tracing::error!(error = %e, "the uploads directory is full");
+        ApiError::StorageFull
+    } else {
+        ApiError::internal(e)
+    }
+}
+
 /// Opens a temporary file for an upload whose first bytes are `head`, or 415.
 async fn open_for(
     dir: &std::path::Path,
@@ -248,7 +259,7 @@ async fn open_for(
     let path = dir.join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
     let f = tokio::fs::File::create(&path)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(io_error)?;
     Ok((PartialFile::new(path), f, kind))
 }
 

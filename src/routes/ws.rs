@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
-use parley_actors::Realtime;
+use parley_actors::{OpenRefused, Realtime};
 use serde::Deserialize;
 
 use crate::auth::extractor::{authenticate, bearer_token};
@@ -58,6 +58,18 @@ async fn upgrade(
         return Err(ApiError::Forbidden(
             "this origin may not open a WebSocket here",
         ));
+    }
+    let limits = &settings.limits;
+    match realtime.may_open(user.0, limits.max_sessions_per_user, limits.max_connections) {
+        Ok(()) => {}
+        Err(OpenRefused::TooManySessions) => {
+            return Err(ApiError::TooManySessions(limits.max_sessions_per_user))
+        }
+        Err(OpenRefused::ServerFull) => {
+            return Err(ApiError::Unavailable(
+                "this server holds as many connections as it may; retry shortly",
+            ))
+        }
     }
     let frame_size = HARD_FRAME_LIMIT.max(settings.limits.ws_frame_bytes * 4);
     ws::WsResponseBuilder::new(realtime.session(user.0), &req, stream)
