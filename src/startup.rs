@@ -152,7 +152,9 @@ impl Application {
         })
         .workers(settings.server.workers)
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        .client_request_timeout(Duration::from_secs(settings.server.request_timeout_secs.max(1)))
+        .client_request_timeout(Duration::from_secs(
+            settings.server.request_timeout_secs.max(1),
+        ))
         .keep_alive(Duration::from_secs(settings.server.keep_alive_secs.max(1)))
         // SIGTERM is ours: the realtime side drains before the server stops.
         .disable_signals()

@@ -175,7 +175,12 @@ impl Realtime {
         if self.shared.sessions.len() >= total {
             return Err(OpenRefused::ServerFull);
         }
-        if self.shared.per_user.get(&user).is_some_and(|n| *n >= per_user) {
+        if self
+            .shared
+            .per_user
+            .get(&user)
+            .is_some_and(|n| *n >= per_user)
+        {
             return Err(OpenRefused::TooManySessions);
         }
         Ok(())

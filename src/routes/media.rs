@@ -238,7 +238,9 @@ async fn upload(
 fn io_error(e: std::io::Error) -> ApiError {
     const ENOSPC: i32 = 28;
     const EDQUOT: i32 = 122;
-    if e.kind() == std::io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT)) {
+    if e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+    {
         tracing::error!(error = %e, "the uploads directory is full");
         ApiError::StorageFull
     } else {
@@ -257,9 +259,7 @@ async fn open_for(
         )
     })?;
     let path = dir.join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
-    let f = tokio::fs::File::create(&path)
-        .await
-        .map_err(io_error)?;
+    let f = tokio::fs::File::create(&path).await.map_err(io_error)?;
     Ok((PartialFile::new(path), f, kind))
 }
 

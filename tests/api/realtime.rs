@@ -623,3 +623,26 @@ async fn a_client_that_stops_reading_is_closed_and_loses_nothing() {
     }
     assert_eq!(synced.len(), total, "every message, by its client id");
 }
+
+#[actix_web::test]
+async fn a_user_over_the_session_cap_is_refused_with_a_clear_error() {
+    let app = spawn_app_with(|s| s.limits.max_sessions_per_user = 2).await;
+    let ann = app.register("ann").await;
+    let a1 = app.ws(&ann).await;
+    let _a2 = app.ws(&ann).await;
+    let res = app
+        .http
+        .get(format!("{}/ws?token={}", app.address, ann.token))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "too_many_sessions").await;
+    // Closing one makes room again.
+    a1.close();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.ws(&ann).await;
+}
