@@ -87,6 +87,9 @@ impl Application {
             None => None,
         };
 
+        // Bind before any actor starts: a taken port is a clean start-up error.
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let port = listener.local_addr()?.port();
         let store = MysqlStore::new(db.clone()).await;
         let cluster = settings.redis.url.as_ref().map(|url| ClusterSettings {
             url: url.clone(),
@@ -102,8 +105,6 @@ impl Application {
             Duration::from_secs(settings.storage.unattached_audio_ttl_secs),
         ));
 
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
-        let port = listener.local_addr()?.port();
 
         let jwt = web::Data::new(JwtKeys::new(
             settings.jwt_secret(),

@@ -109,6 +109,9 @@ async fn run_lane<T: Send + 'static>(store: Arc<dyn Store>, mut rx: mpsc::Receiv
     }
 }
 
+/// Most receipt requests marked in one round trip.
+const MAX_RECEIPT_BATCH: usize = 1024;
+
 /// A delivery receipt request and where its receipts go.
 type ReceiptJob = (
     UserId,
@@ -138,17 +141,19 @@ impl Receipts {
         ids: Vec<MessageId>,
     ) -> Result<Vec<Receipt>, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // Waiting for room in the queue slows receipts down instead of refusing them.
         self.tx
-            .try_send((user, ids, tx))
-            .map_err(|_| StoreError::Unavailable("too many receipts are waiting".into()))?;
+            .send((user, ids, tx))
+            .await
+            .map_err(|_| StoreError::Other("the receipt writer stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Other("the receipt writer stopped".into()))?
     }
 }
 
 async fn run_receipts(store: Arc<dyn Store>, mut rx: mpsc::Receiver<ReceiptJob>) {
-    let mut jobs: Vec<ReceiptJob> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    let mut jobs: Vec<ReceiptJob> = Vec::with_capacity(MAX_RECEIPT_BATCH);
+    while rx.recv_many(&mut jobs, MAX_RECEIPT_BATCH).await > 0 {
         let batch: Vec<(UserId, Vec<MessageId>)> =
             jobs.iter().map(|(u, ids, _)| (*u, ids.clone())).collect();
         match store.mark_delivered(&batch).await {
