@@ -13,6 +13,8 @@ pub struct AckBook {
     pub sent: u64,
     /// `error` replies to a send.
     pub errors: u64,
+    /// Sequence numbers refused with an `error` (not stored, so not expected anywhere).
+    refused: std::collections::HashSet<u64>,
     /// Acks for a sequence number never sent.
     pub unknown: u64,
 }
@@ -32,12 +34,27 @@ impl AckBook {
         }
     }
 
+    pub fn on_error(&mut self, seq: u64) {
+        self.errors += 1;
+        self.refused.insert(seq);
+    }
+
     pub fn acked(&self) -> u64 {
         self.acks.iter().filter(|&&n| n > 0).count() as u64
     }
 
+    /// Sent, and answered neither with an ack nor with an error.
     pub fn outstanding(&self) -> u64 {
-        self.acks.iter().filter(|&&n| n == 0).count() as u64
+        self.acks
+            .iter()
+            .enumerate()
+            .filter(|&(i, &n)| n == 0 && !self.refused.contains(&(i as u64)))
+            .count() as u64
+    }
+
+    /// Whether message `seq` was acknowledged (stored); only those must be delivered.
+    pub fn is_acked(&self, seq: u64) -> bool {
+        self.acks.get(seq as usize).is_some_and(|&n| n > 0)
     }
 
     pub fn duplicates(&self) -> u64 {
@@ -73,20 +90,19 @@ impl Stream {
         }
     }
 
-    /// Messages 0..expected that never arrived.
-    pub fn lost(&self, expected: u64) -> u64 {
-        (0..expected as usize)
-            .filter(|&i| self.counts.get(i).copied().unwrap_or(0) == 0)
+    /// Acknowledged messages that never arrived.
+    pub fn lost(&self, book: &AckBook) -> u64 {
+        (0..book.sent)
+            .filter(|&i| book.is_acked(i) && self.counts.get(i as usize).copied().unwrap_or(0) == 0)
             .count() as u64
     }
 
-    /// Arrivals with a sequence number the sender never sent.
-    pub fn unexpected(&self, expected: u64) -> u64 {
+    /// Arrivals of messages the sender never had acknowledged (never sent, or refused).
+    pub fn unexpected(&self, book: &AckBook) -> u64 {
         self.counts
             .iter()
             .enumerate()
-            .skip(expected as usize)
-            .filter(|(_, &n)| n > 0)
+            .filter(|&(i, &n)| n > 0 && !book.is_acked(i as u64))
             .count() as u64
     }
 }
@@ -149,13 +165,14 @@ impl Verdict {
         for inbox in inboxes {
             v.unexpected += inbox.strangers;
             for (sender, s) in &inbox.streams {
-                let expected = books.get(sender).map(|b| b.sent).unwrap_or(0);
-                v.expected_deliveries += expected;
+                let empty = AckBook::default();
+                let book = books.get(sender).unwrap_or(&empty);
+                v.expected_deliveries += book.acked();
                 v.delivered += s.received;
-                v.lost += s.lost(expected);
+                v.lost += s.lost(book);
                 v.duplicates += s.duplicates;
                 v.reordered += s.reordered;
-                v.unexpected += s.unexpected(expected);
+                v.unexpected += s.unexpected(book);
             }
         }
         v
@@ -267,6 +284,28 @@ mod tests {
         assert_eq!(v.lost, 0);
         assert_eq!(v.duplicates, 0);
         assert!(!v.problems().is_empty());
+    }
+
+    #[test]
+    fn a_refused_send_is_not_expected_but_its_delivery_is_flagged() {
+        let mut book = AckBook::default();
+        for _ in 0..3 {
+            book.on_send();
+        }
+        book.on_ack(0);
+        book.on_error(1);
+        book.on_ack(2);
+        let mut inbox = Inbox::default();
+        inbox.expect(7);
+        inbox.on_receive(7, 0);
+        inbox.on_receive(7, 2);
+        let books = HashMap::from([(7u64, book.clone())]);
+        let v = Verdict::compute(&books, &[inbox.clone()]);
+        assert_eq!((v.lost, v.unexpected, v.expected_deliveries), (0, 0, 2));
+        assert_eq!(v.problems(), vec!["1 sends answered with an error".to_string()]);
+        inbox.on_receive(7, 1);
+        let v = Verdict::compute(&books, &[inbox]);
+        assert_eq!(v.unexpected, 1);
     }
 
     #[test]

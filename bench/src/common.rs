@@ -18,15 +18,10 @@ pub struct Common {
     #[arg(long, global = true, default_value = "http://127.0.0.1:30000")]
     pub url: String,
     /// The database the server uses (users and chats are inserted there).
-    #[arg(
-        long,
-        global = true,
-        env = "PARLEY_BENCH_DATABASE_URL",
-        default_value = "mysql://root@127.0.0.1:3306/parley"
-    )]
+    #[arg(long, global = true, default_value = "mysql://root@127.0.0.1:3306/parley")]
     pub database_url: String,
-    /// The server's auth.jwt_secret (tokens are minted with it).
-    #[arg(long, global = true, env = "PARLEY_BENCH_JWT_SECRET", default_value = "")]
+    /// The server's auth.jwt_secret (tokens are minted with it); or PARLEY_BENCH_JWT_SECRET.
+    #[arg(long, global = true, default_value = "")]
     pub jwt_secret: String,
     /// The server's process id (for RSS and CPU); found from the listening port if unset.
     #[arg(long, global = true)]
@@ -51,7 +46,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub async fn new(common: Common) -> Result<Ctx> {
+    pub async fn new(mut common: Common) -> Result<Ctx> {
+        if common.jwt_secret.is_empty() {
+            common.jwt_secret = std::env::var("PARLEY_BENCH_JWT_SECRET").unwrap_or_default();
+        }
         if common.jwt_secret.is_empty() {
             bail!("--jwt-secret (or PARLEY_BENCH_JWT_SECRET) is required");
         }
