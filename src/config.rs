@@ -73,6 +73,9 @@ pub struct DatabaseSettings {
     pub pool_max: usize,
     /// Create the database when it does not exist. Default `true`.
     pub create_if_missing: bool,
+    /// Parallel message writers (each a multi-row INSERT at a time; a chat always
+    /// uses the same one). More lanes, less waiting behind a commit. Default `8`.
+    pub writer_lanes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,9 +98,11 @@ pub struct AuthSettings {
     pub token_ttl_secs: u64,
     /// PBKDF2-HMAC-SHA256 iterations for new hashes. Default `600000` (OWASP); minimum 1000.
     pub pbkdf2_iterations: u32,
-    /// Password hashes computed at once (each takes a core). Default 0 = one per core.
+    /// Password hashes computed at once (each takes a core). Default 0 = half the
+    /// cores (at least one), so a login storm never takes every core from messaging.
     pub hash_concurrency: usize,
-    /// Hash requests allowed to wait for a free hasher before new ones get 503. Default `64`.
+    /// Hash requests allowed to wait for a free hasher before new ones get 503 at once.
+    /// Default `8` (with one hasher at ~150 ms a hash, no login waits much over a second).
     pub hash_queue: usize,
 }
 
@@ -214,6 +219,7 @@ impl Default for Settings {
                 url: SecretString::from(DEFAULT_DATABASE_URL),
                 pool_max: 32,
                 create_if_missing: true,
+                writer_lanes: 8,
             },
             redis: RedisSettings {
                 url: None,
@@ -224,7 +230,7 @@ impl Default for Settings {
                 token_ttl_secs: 7 * 24 * 3600,
                 pbkdf2_iterations: 600_000,
                 hash_concurrency: 0,
-                hash_queue: 64,
+                hash_queue: 8,
             },
             storage: StorageSettings {
                 uploads_dir: "uploads".into(),
@@ -352,7 +358,7 @@ impl Settings {
             ));
         }
         if self.auth.hash_concurrency == 0 {
-            self.auth.hash_concurrency = available_cores();
+            self.auth.hash_concurrency = (available_cores() / 2).max(1);
         }
         if self.server.workers == 0 {
             self.server.workers = available_cores();

@@ -33,6 +33,7 @@ fn realtime_settings(s: &Settings) -> RealtimeSettings {
         client_timeout: Duration::from_secs(s.presence.client_timeout_secs.max(1)),
         ring_timeout: Duration::from_secs(s.calls.ring_timeout_secs.max(1)),
         room_arbiters: s.server.workers.clamp(1, 4),
+        writer_lanes: s.database.writer_lanes.clamp(1, 64),
         ..RealtimeSettings::default()
     }
 }
@@ -104,7 +105,6 @@ impl Application {
             settings.storage.uploads_dir.clone(),
             Duration::from_secs(settings.storage.unattached_audio_ttl_secs),
         ));
-
 
         let jwt = web::Data::new(JwtKeys::new(
             settings.jwt_secret(),

@@ -302,43 +302,47 @@ impl Session {
             );
             return Self::send_error(ctx, &err, reference.as_deref());
         }
+        // Detached from this actor: the receipts are stored and their senders told
+        // even if this client closes right after sending them. Counted in flight so a
+        // graceful shutdown waits for it.
         let shared = self.shared().clone();
-        let user = self.user;
-        self.pending += 1;
-        ctx.spawn(
-            async move { shared.receipts.mark(user, ids).await }
-                .into_actor(self)
-                .map(move |res, session, ctx| {
-                    match res {
-                        Ok(receipts) => {
-                            let at = crate::Timestamp::now();
-                            let mut count = 0;
-                            for r in &receipts {
-                                count += r.message_ids.len();
-                                let d = Deliver::frame(protocol::encode(
-                                    &ServerEvent::MessageDelivered {
-                                        chat_id: r.chat_id,
-                                        message_ids: &r.message_ids,
-                                        user_id: session.user,
-                                        at,
-                                    },
-                                    None,
-                                ));
-                                session.shared().bus.to_user(r.sender_id, &d, None);
-                            }
-                            session.shared().metrics.receipts(count);
-                            if reference.is_some() {
-                                ctx.text(protocol::encode(
-                                    &ServerEvent::Ack(Ack::Delivered { count }),
-                                    reference.as_deref(),
-                                ));
-                            }
-                        }
-                        Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+        let me = self.my_handle(ctx);
+        shared
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        actix::spawn(async move {
+            match shared.receipts.mark(me.user, ids).await {
+                Ok(receipts) => {
+                    let at = crate::Timestamp::now();
+                    let mut count = 0;
+                    for r in &receipts {
+                        count += r.message_ids.len();
+                        let d = Deliver::frame(protocol::encode(
+                            &ServerEvent::MessageDelivered {
+                                chat_id: r.chat_id,
+                                message_ids: &r.message_ids,
+                                user_id: me.user,
+                                at,
+                            },
+                            None,
+                        ));
+                        shared.bus.to_user(r.sender_id, &d, None);
                     }
-                    session.answered(ctx);
-                }),
-        );
+                    shared.metrics.receipts(count);
+                    if reference.is_some() {
+                        me.deliver(Deliver::frame(protocol::encode(
+                            &ServerEvent::Ack(Ack::Delivered { count }),
+                            reference.as_deref(),
+                        )));
+                    }
+                }
+                Err(e) => me.deliver(Deliver::frame(protocol::encode_error(
+                    &store_error(&e),
+                    reference.as_deref(),
+                ))),
+            }
+            shared.post_answered();
+        });
     }
 
     fn read(
@@ -348,50 +352,50 @@ impl Session {
         reference: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        // Detached, like receipts: a read mark sent just before closing still lands.
         let shared = self.shared().clone();
-        let user = self.user;
-        self.pending += 1;
-        ctx.spawn(
-            async move { shared.store.mark_read(user, chat, up_to).await }
-                .into_actor(self)
-                .map(move |res, session, ctx| {
-                    match res {
-                        Ok(ReadOutcome::NotMember) => {
-                            let err =
-                                WireError::new("forbidden", "you are not a member of this chat");
-                            Self::send_error(ctx, &err, reference.as_deref());
-                        }
-                        Ok(outcome) => {
-                            if let ReadOutcome::Advanced { up_to, notify } = outcome {
-                                let d = Deliver::frame(protocol::encode(
-                                    &ServerEvent::MessageRead {
-                                        chat_id: chat,
-                                        message_id: up_to,
-                                        user_id: session.user,
-                                        at: crate::Timestamp::now(),
-                                    },
-                                    None,
-                                ));
-                                session.shared().bus.to_users(&notify, &d, None);
-                                // The reader's other devices learn it too (their unread count).
-                                session.shared().bus.to_user(
-                                    session.user,
-                                    &d,
-                                    session.handle.as_ref(),
-                                );
-                            }
-                            if reference.is_some() {
-                                ctx.text(protocol::encode(
-                                    &ServerEvent::Ack(Ack::Empty {}),
-                                    reference.as_deref(),
-                                ));
-                            }
-                        }
-                        Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+        let me = self.my_handle(ctx);
+        shared
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        actix::spawn(async move {
+            let result = match shared.store.mark_read(me.user, chat, up_to).await {
+                Ok(ReadOutcome::NotMember) => Err(WireError::new(
+                    "forbidden",
+                    "you are not a member of this chat",
+                )),
+                Ok(outcome) => {
+                    if let ReadOutcome::Advanced { up_to, notify } = outcome {
+                        let d = Deliver::frame(protocol::encode(
+                            &ServerEvent::MessageRead {
+                                chat_id: chat,
+                                message_id: up_to,
+                                user_id: me.user,
+                                at: crate::Timestamp::now(),
+                            },
+                            None,
+                        ));
+                        shared.bus.to_users(&notify, &d, None);
+                        // The reader's other devices learn it too (their unread count).
+                        shared.bus.to_user(me.user, &d, Some(&me));
                     }
-                    session.answered(ctx);
-                }),
-        );
+                    Ok(())
+                }
+                Err(e) => Err(store_error(&e)),
+            };
+            match result {
+                Ok(()) if reference.is_none() => {}
+                Ok(()) => me.deliver(Deliver::frame(protocol::encode(
+                    &ServerEvent::Ack(Ack::Empty {}),
+                    reference.as_deref(),
+                ))),
+                Err(e) => me.deliver(Deliver::frame(protocol::encode_error(
+                    &e,
+                    reference.as_deref(),
+                ))),
+            }
+            shared.post_answered();
+        });
     }
 
     fn sync(

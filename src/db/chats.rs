@@ -24,6 +24,9 @@ pub struct ChatSummary {
     pub unread_count: u64,
 }
 
+/// Unread counts stop here (a client shows "999+").
+pub const UNREAD_CAP: u64 = 999;
+
 /// id, kind, title, created_at, newest message id.
 type ChatRow = (u64, String, Option<String>, NaiveDateTime, Option<u64>);
 /// chat id, user columns (as `UserRow`), delivered and read watermarks.
@@ -272,20 +275,26 @@ impl Db {
             }
         }
 
-        let mut unread_params: Vec<Value> = vec![viewer.0.into(), viewer.0.into()];
-        unread_params.extend(chat_ids);
-        let unread: Vec<(u64, u64)> = conn
-            .exec(
-                format!(
-                    "SELECT m.chat_id, COUNT(*) FROM chat_members cm \
-                     JOIN messages m ON m.chat_id = cm.chat_id AND m.id > cm.read_up_to \
-                     WHERE cm.user_id = ? AND m.sender_id <> ? AND cm.chat_id IN ({list}) \
-                     GROUP BY m.chat_id"
-                ),
-                Params::Positional(unread_params),
-            )
-            .await?;
-        let unread: HashMap<u64, u64> = unread.into_iter().collect();
+        // Unread counts, capped: counting stops at UNREAD_CAP, so a chat with a
+        // million unread messages costs no more than one with a thousand. Only chats
+        // whose newest message is past the viewer's read mark are counted at all.
+        let mut unread: HashMap<u64, u64> = HashMap::new();
+        for (id, _, _, _, last) in &rows {
+            let read = marks
+                .get(&ChatId(*id))
+                .and_then(|v| v.iter().find(|(u, _, _)| *u == viewer))
+                .map_or(0, |(_, _, r)| *r);
+            if last.is_some_and(|l| l > read) {
+                let n: Option<u64> = conn
+                    .exec_first(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM messages \
+                         WHERE chat_id = ? AND id > ? AND sender_id <> ? LIMIT ?) t",
+                        (id, read, viewer.0, UNREAD_CAP),
+                    )
+                    .await?;
+                unread.insert(*id, n.unwrap_or(0));
+            }
+        }
 
         let mut out: Vec<ChatSummary> = rows
             .into_iter()

@@ -5,7 +5,6 @@ use parley_actors::store::Message;
 use parley_actors::{ChatId, MessageId};
 use serde::{Deserialize, Serialize};
 
-use super::chats::chat_for_member;
 use super::resource;
 use crate::auth::AuthUser;
 use crate::db::Db;
@@ -48,7 +47,11 @@ async fn page(
             "limit must be 1 to 100",
         ));
     }
-    chat_for_member(&db, user.0, chat).await?;
+    match db.is_member(chat, user.0).await? {
+        None => return Err(ApiError::NotFound("chat")),
+        Some(false) => return Err(ApiError::Forbidden("you are not a member of this chat")),
+        Some(true) => {}
+    }
     let (messages, more) = db
         .messages_page(chat, q.before.map(MessageId), limit)
         .await?;
