@@ -347,7 +347,10 @@ impl Db {
         let rows: Vec<Row> = conn
             .exec(
                 format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} \
+                    // The (chat_id, id) index makes every page one short range scan,
+                    // the oldest as cheap as the newest; without the hint the
+                    // optimizer may walk the primary key backwards for old pages.
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m FORCE INDEX (ix_messages_chat_id) {AUDIO_JOIN} \
                      WHERE m.chat_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?"
                 ),
                 (chat.0, before.map_or(u64::MAX, |b| b.0), limit + 1),
