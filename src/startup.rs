@@ -153,6 +153,8 @@ impl Application {
         })
         .workers(settings.server.workers)
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // Chat frames are small and latency matters: no Nagle delay on our writes.
+        .tcp_nodelay(true)
         .client_request_timeout(Duration::from_secs(
             settings.server.request_timeout_secs.max(1),
         ))
