@@ -13,7 +13,6 @@ use std::sync::Arc;
 use pbkdf2::password_hash::phc::PasswordHash;
 use pbkdf2::password_hash::{CustomizedPasswordHasher, PasswordVerifier};
 use pbkdf2::{Params, Pbkdf2};
-use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -35,10 +34,24 @@ pub enum Verified {
 #[derive(Clone)]
 pub struct Hasher {
     iterations: u32,
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
     in_flight: Arc<AtomicUsize>,
     /// Most checks running or waiting at once: `concurrency + queue`.
     limit: usize,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A place in the hashing queue, taken before any other work is done for a
+/// request, so a request that would be refused costs nothing (no database query).
+pub struct Admission {
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A hash of a password nobody has, so an unknown account costs the same time as a
@@ -46,16 +59,53 @@ pub struct Hasher {
 const DUMMY_PASSWORD: &str = "parley-dummy-password-for-timing";
 
 impl Hasher {
+    /// Starts `concurrency` hashing threads at the lowest CPU priority (nice 19): they
+    /// use whatever the messaging path leaves, so a login storm cannot slow chats down.
     pub fn new(iterations: u32, concurrency: usize, queue: usize) -> Hasher {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..concurrency.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("parley-hash-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a hashing thread");
+            }
+        }
         Hasher {
             iterations,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            jobs: tx,
             in_flight: Arc::new(AtomicUsize::new(0)),
             limit: concurrency.max(1) + queue,
         }
     }
 
-    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+    /// Takes a place in the queue, or `Busy` at once when it is full.
+    pub fn admit(&self) -> Result<Admission, HashError> {
+        let ahead = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let admission = Admission {
+            in_flight: self.in_flight.clone(),
+        };
+        if ahead >= self.limit {
+            return Err(HashError::Busy);
+        }
+        Ok(admission)
+    }
+
+    pub async fn hash(&self, _: &Admission, password: String) -> Result<String, HashError> {
         let iterations = self.iterations;
         self.run(move || hash_with(iterations, &password)).await?
     }
@@ -64,6 +114,7 @@ impl Hasher {
     /// always answers `No`, taking as long as a real check.
     pub async fn verify(
         &self,
+        _: &Admission,
         password: String,
         stored: Option<String>,
     ) -> Result<Verified, HashError> {
@@ -101,27 +152,26 @@ impl Hasher {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let ahead = self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let _in_flight = InFlightGuard(&self.in_flight);
-        if ahead >= self.limit {
-            return Err(HashError::Busy);
-        }
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError::Failed(e.to_string()))?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| HashError::Failed(e.to_string()))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| HashError::Failed("the hashing threads stopped".into()))?;
+        rx.await
+            .map_err(|_| HashError::Failed("a hashing thread dropped its job".into()))
     }
 }
 
-struct InFlightGuard<'a>(&'a AtomicUsize);
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+/// Nice 19 for the calling thread (Linux nice values are per thread).
+fn lower_priority() {
+    // SAFETY: setpriority only reads its integer arguments; gettid has none.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19)
+    };
+    if rc != 0 {
+        tracing::debug!("could not lower the hashing thread's priority");
     }
 }
 
@@ -141,28 +191,30 @@ mod tests {
     #[tokio::test]
     async fn hashes_verify_and_carry_their_iterations() {
         let h = Hasher::new(1000, 2, 8);
-        let stored = h.hash("correct horse".into()).await.unwrap();
+        let a = h.admit().unwrap();
+        let stored = h.hash(&a, "correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$pbkdf2-sha256$i=1000"), "{stored}");
         assert!(matches!(
-            h.verify("correct horse".into(), Some(stored.clone()))
+            h.verify(&a, "correct horse".into(), Some(stored.clone()))
                 .await
                 .unwrap(),
             Verified::Yes { rehash: None }
         ));
         assert!(matches!(
-            h.verify("wrong horse".into(), Some(stored.clone()))
+            h.verify(&a, "wrong horse".into(), Some(stored.clone()))
                 .await
                 .unwrap(),
             Verified::No
         ));
         assert!(matches!(
-            h.verify("correct horse".into(), None).await.unwrap(),
+            h.verify(&a, "correct horse".into(), None).await.unwrap(),
             Verified::No
         ));
         // Raising the count rehashes on the next successful check.
         let stronger = Hasher::new(2000, 2, 8);
+        let b = stronger.admit().unwrap();
         match stronger
-            .verify("correct horse".into(), Some(stored))
+            .verify(&b, "correct horse".into(), Some(stored))
             .await
             .unwrap()
         {
@@ -173,11 +225,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_full_queue_refuses_at_once_and_frees_on_drop() {
+        let h = Hasher::new(1000, 1, 1);
+        let first = h.admit().unwrap();
+        let second = h.admit().unwrap();
+        assert!(matches!(h.admit(), Err(HashError::Busy)));
+        drop(first);
+        let third = h.admit().unwrap();
+        drop((second, third));
+    }
+
     #[tokio::test]
     async fn salts_differ() {
         let h = Hasher::new(1000, 2, 8);
-        let a = h.hash("same password".into()).await.unwrap();
-        let b = h.hash("same password".into()).await.unwrap();
+        let adm = h.admit().unwrap();
+        let a = h.hash(&adm, "same password".into()).await.unwrap();
+        let b = h.hash(&adm, "same password".into()).await.unwrap();
         assert_ne!(a, b);
     }
 }

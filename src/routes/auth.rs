@@ -63,7 +63,11 @@ async fn register(
     throttle
         .check_register(throttle.client_ip(&req))
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let hash = hasher.hash(password.expose().to_owned()).await?;
+    let admission = hasher.admit()?;
+    let hash = hasher
+        .hash(&admission, password.expose().to_owned())
+        .await?;
+    drop(admission);
     let id = match db.insert_user(&email, &username, &hash).await? {
         InsertOutcome::Created(id) => id,
         InsertOutcome::Taken(TakenField::Email) => {
@@ -108,12 +112,17 @@ async fn login(
     throttle
         .check_login(throttle.client_ip(&req), &login)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    // A place with the hashers first: a login that would be refused costs no query.
+    let admission = hasher.admit()?;
     let creds = db.credentials_by_login(&login).await?;
     let (id, stored) = match creds {
         Some(c) => (Some(c.id), Some(c.password_hash)),
         None => (None, None),
     };
-    let verdict = hasher.verify(body.password.clone(), stored).await?;
+    let verdict = hasher
+        .verify(&admission, body.password.clone(), stored)
+        .await?;
+    drop(admission);
     let (Some(id), Verified::Yes { rehash }) = (id, verdict) else {
         return Err(ApiError::InvalidCredentials);
     };
