@@ -5,3 +5,19 @@
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+
+#[allow(dead_code)]
+mod peer;
+#[allow(dead_code)]
+mod reconcile;
+#[allow(dead_code)]
+mod scenario;
+#[allow(dead_code)]
+mod support;
+
+mod authz;
+mod crash;
+mod fuzz;
+mod outages;
+mod pressure;
+mod soak;
