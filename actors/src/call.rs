@@ -233,7 +233,10 @@ impl Handler<FromSession> for CallDirectory {
                                 None => reply(
                                     &session,
                                     reference.as_deref(),
-                                    Err(WireError::new("not_found", "no such call")),
+                                    Err(WireError::new(
+                                        "forbidden",
+                                        "you are not a party to this call",
+                                    )),
                                 ),
                             }
                         }
@@ -241,7 +244,7 @@ impl Handler<FromSession> for CallDirectory {
                     );
                 }
                 (None, _) => {
-                    let e = WireError::new("not_found", "no such call");
+                    let e = WireError::new("forbidden", "you are not a party to this call");
                     reply(&session, reference.as_deref(), Err(e));
                 }
             },
@@ -266,7 +269,7 @@ async fn resolve_target(
     match (chat, to) {
         (Some(chat), _) => {
             let members = store.chat_members(chat).await.map_err(unavailable)?;
-            let members = members.ok_or_else(|| WireError::new("not_found", "no such chat"))?;
+            let members = members.ok_or_else(forbidden)?;
             if !members.members.contains(&caller) {
                 return Err(forbidden());
             }
@@ -566,7 +569,10 @@ impl Handler<FromSession> for Call {
             return reply(
                 &s,
                 r,
-                Err(WireError::new("not_found", "the call has ended")),
+                Err(WireError::new(
+                    "forbidden",
+                    "you are not a party to this call",
+                )),
             );
         }
         let result = match event {

@@ -87,6 +87,9 @@ pub enum Transition {
         contacts: Vec<UserId>,
         at: Timestamp,
     },
+    /// After re-registering: every local session catches up, so what was stored
+    /// while this node's users were unknown to Redis (and so not routed) arrives.
+    Resync,
 }
 
 pub struct Cluster {
@@ -521,6 +524,10 @@ async fn presence_task(
         let (user, online) = match &t {
             Transition::Online { user, .. } => (*user, true),
             Transition::Offline { user, .. } => (*user, false),
+            Transition::Resync => {
+                resync_sessions(&w.shared);
+                continue;
+            }
         };
         let res: redis::RedisResult<i64> = async {
             let mut conn = c.conn().await?;
@@ -555,6 +562,7 @@ async fn presence_task(
             Transition::Offline { user, contacts, at } => {
                 announce_offline(&w.shared, user, &contacts, at).await
             }
+            Transition::Resync => {}
         }
     }
 }
@@ -585,9 +593,9 @@ async fn heartbeat(c: Arc<Cluster>, w: Arc<Wiring>) {
                 }
                 if registered_once && (newly_added || was_down) {
                     // We were reaped or cut off: list our users again, announce them,
-                    // and let every session catch up on what could not travel.
+                    // then (in that order) let every session catch up on what could
+                    // not travel meanwhile.
                     w.presence.do_send(Reannounce);
-                    resync_sessions(&w.shared);
                 }
                 registered_once = true;
             }

@@ -108,6 +108,7 @@ impl Handler<Reannounce> for PresenceRegistry {
                     contacts: contacts.clone(),
                 });
             }
+            c.presence(Transition::Resync);
         }
     }
 }

@@ -137,7 +137,11 @@ impl Room {
                 "forbidden",
                 "you are not a member of this chat",
             )),
-            Members::NoSuchChat => Err(WireError::new("not_found", "no such chat")),
+            // The same answer as for someone else's chat: outsiders cannot probe ids.
+            Members::NoSuchChat => Err(WireError::new(
+                "forbidden",
+                "you are not a member of this chat",
+            )),
             Members::Loading | Members::Failed => Err(WireError::new(
                 "unavailable",
                 "the chat could not be loaded; retry shortly",
@@ -155,18 +159,29 @@ impl Actor for Room {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
+        self.load_members(ctx);
+    }
+}
+
+impl Room {
+    /// Loads the members. `wait` holds the mailbox until they are known, so no
+    /// request is judged early; after a failure (MySQL down) it tries again every
+    /// second, answering `unavailable` meanwhile, so the chat recovers by itself.
+    fn load_members(&mut self, ctx: &mut Context<Self>) {
         let store = self.shared.store.clone();
         let chat = self.chat;
-        // `wait` holds the mailbox until the members are known: no request is judged early.
         ctx.wait(
             async move { store.chat_members(chat).await }
                 .into_actor(self)
-                .map(|res, room, _| {
+                .map(|res, room, ctx| {
                     room.members = match res {
                         Ok(Some(m)) => Members::Known(m),
                         Ok(None) => Members::NoSuchChat,
                         Err(e) => {
                             tracing::warn!(chat = %room.chat, error = %e, "loading chat members");
+                            ctx.run_later(Duration::from_secs(1), |room, ctx| {
+                                room.load_members(ctx)
+                            });
                             Members::Failed
                         }
                     };

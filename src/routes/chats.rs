@@ -74,15 +74,11 @@ async fn list(
 
 /// Loads one chat for a member: 404 when it does not exist, 403 when not theirs.
 pub async fn chat_for_member(db: &Db, user: UserId, chat: ChatId) -> Result<ChatSummary, ApiError> {
-    match db.is_member(chat, user).await? {
-        None => Err(ApiError::NotFound("chat")),
-        Some(false) => Err(ApiError::Forbidden("you are not a member of this chat")),
-        Some(true) => db
-            .chat_summaries(user, Some(chat))
-            .await?
-            .pop()
-            .ok_or(ApiError::NotFound("chat")),
-    }
+    super::require_member(db, chat, user).await?;
+    db.chat_summaries(user, Some(chat))
+        .await?
+        .pop()
+        .ok_or(ApiError::Forbidden("you are not a member of this chat"))
 }
 
 /// GET /api/chats/{id}

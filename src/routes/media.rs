@@ -58,11 +58,7 @@ fn multer_error(e: multer::Error, max: u64) -> ApiError {
 }
 
 async fn check_member(db: &Db, chat: ChatId, user: UserId) -> Result<(), ApiError> {
-    match db.is_member(chat, user).await? {
-        None => Err(ApiError::NotFound("chat")),
-        Some(false) => Err(ApiError::Forbidden("you are not a member of this chat")),
-        Some(true) => Ok(()),
-    }
+    super::require_member(db, chat, user).await
 }
 
 /// POST /api/messages/upload-audio: multipart `file` + `chatId` (+ `durationMs`).
@@ -274,7 +270,8 @@ async fn download(
     let audio = db
         .audio(AudioId(path.into_inner()))
         .await?
-        .ok_or(ApiError::NotFound("audio"))?;
+        // Unknown ids look like someone else's: no probing which exist.
+        .ok_or(ApiError::Forbidden("this audio is not in a chat of yours"))?;
     check_member(&db, audio.chat, user.0).await?;
     let mime: actix_web::mime::Mime = audio.mime.parse().map_err(ApiError::internal)?;
     if let Some(prefix) = &settings.storage.x_accel_prefix {

@@ -47,11 +47,7 @@ async fn page(
             "limit must be 1 to 100",
         ));
     }
-    match db.is_member(chat, user.0).await? {
-        None => return Err(ApiError::NotFound("chat")),
-        Some(false) => return Err(ApiError::Forbidden("you are not a member of this chat")),
-        Some(true) => {}
-    }
+    super::require_member(&db, chat, user.0).await?;
     let (messages, more) = db
         .messages_page(chat, q.before.map(MessageId), limit)
         .await?;

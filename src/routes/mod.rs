@@ -40,6 +40,19 @@ pub fn resource(path: &str) -> actix_web::Resource {
     }))
 }
 
+/// Only members may see or touch a chat. A chat that does not exist gets the same
+/// 403 as someone else's, so an outsider cannot learn which ids exist.
+pub async fn require_member(
+    db: &crate::db::Db,
+    chat: parley_actors::ChatId,
+    user: UserId,
+) -> Result<(), ApiError> {
+    match db.is_member(chat, user).await? {
+        Some(true) => Ok(()),
+        None | Some(false) => Err(ApiError::Forbidden("you are not a member of this chat")),
+    }
+}
+
 /// JSON 404 for unknown `/api` paths.
 pub async fn api_not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("route"))

@@ -107,7 +107,7 @@ async fn a_whole_call_initiate_answer_ice_both_ways_end() {
     assert_eq!(call_message(&mut b).await["outcome"], "ended");
     // The call is over: a late event for it is refused.
     b.send(json!({"event": "call:ice-candidate", "ref": "late", "data": {"callId": "call-1", "candidate": candidate(9)}}));
-    assert_eq!(b.reply_to("late").await["data"]["code"], "not_found");
+    assert_eq!(b.reply_to("late").await["data"]["code"], "forbidden");
 }
 
 #[actix_web::test]

@@ -114,8 +114,9 @@ async fn a_chat_is_visible_to_members_only() {
         .get_auth(&format!("/api/messages?chatId={chat}"), &eve.token)
         .await;
     assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
+    // A chat that does not exist looks exactly like someone else's.
     let res = app.get_auth("/api/chats/987654", &ann.token).await;
-    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
     let res = app.get_auth("/api/chats/abc", &ann.token).await;
     assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
     let list: Vec<Value> = app

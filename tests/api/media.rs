@@ -156,7 +156,7 @@ async fn outsiders_and_anonymous_callers_cannot_download() {
         .send()
         .await
         .unwrap();
-    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
 }
 
 #[actix_web::test]

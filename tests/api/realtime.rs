@@ -272,7 +272,7 @@ async fn malformed_frames_get_an_error_and_the_connection_keeps_working() {
         (WsMessage::Text(json!({"event":"message:send","data":{"chatId":chat,"clientId":"c","kind":"text","content":"  "}}).to_string().into()), "invalid_data", "blank content"),
         (WsMessage::Text(json!({"event":"message:send","data":{"chatId":chat,"clientId":"has space","kind":"text","content":"x"}}).to_string().into()), "invalid_data", "bad client id"),
         (WsMessage::Text(json!({"event":"message:send","data":{"chatId":chat,"clientId":"c","kind":"text","content":"x".repeat(10_001)}}).to_string().into()), "too_large", "content too long"),
-        (WsMessage::Text(json!({"event":"message:send","data":{"chatId":987654,"clientId":"c","kind":"text","content":"x"}}).to_string().into()), "not_found", "no such chat"),
+        (WsMessage::Text(json!({"event":"message:send","data":{"chatId":987654,"clientId":"c","kind":"text","content":"x"}}).to_string().into()), "forbidden", "no such chat (same answer as someone else's)"),
         (WsMessage::Text(format!(r#"{{"event":"ping","data":{{"pad":"{}"}}}}"#, "x".repeat(1 << 20)).into()), "too_large", "1 MiB frame"),
         (WsMessage::Binary(vec![1, 2, 3].into()), "binary_not_supported", "binary frame"),
         (WsMessage::Text(json!({"event":"message:delivered","data":{"messageIds":[]}}).to_string().into()), "invalid_data", "no ids"),
