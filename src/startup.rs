@@ -161,6 +161,12 @@ impl Application {
         .keep_alive(Duration::from_secs(settings.server.keep_alive_secs.max(1)))
         // SIGTERM is ours: the realtime side drains before the server stops.
         .disable_signals()
+        .on_connect(|conn, ext| {
+            use std::os::fd::AsRawFd;
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                ext.insert(crate::routes::ws::ConnFd(tcp.as_raw_fd()));
+            }
+        })
         .listen(listener)?
         .run();
 

@@ -576,25 +576,34 @@ async fn a_client_that_stops_reading_is_closed_and_loses_nothing() {
             a.reply_to(&format!("{n}")).await;
         }
     }
-    // Now Bob reads: some messages, then a close asking him to come back and sync.
+    // Now Bob reads: what was already in flight, then the end. The server cut the
+    // socket off while he was not reading (it could not even run his session), so
+    // the end is a dropped connection, or a 1013 close when the session ran first.
     let mut got = 0usize;
-    let mut close_code = None;
-    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(20), stalled.next()).await
-    {
+    let mut ended = None;
+    loop {
+        let frame = match tokio::time::timeout(Duration::from_secs(20), stalled.next()).await {
+            Err(_) => panic!("still connected 20 s later, after {got} frames"),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+        };
         match frame {
             Ok(WsMessage::Text(_)) => got += 1,
             Ok(WsMessage::Close(c)) => {
-                close_code = c.map(|c| u16::from(c.code));
+                ended = Some(format!("close {:?}", c.map(|c| u16::from(c.code))));
                 break;
             }
             Ok(_) => {}
-            Err(_) => break,
+            Err(e) => {
+                ended = Some(format!("dropped: {e}"));
+                break;
+            }
         }
     }
-    assert_eq!(
-        close_code,
-        Some(1013),
-        "closed with 1013 (try again) after {got} frames"
+    let ended = ended.unwrap_or_else(|| "stream ended".into());
+    assert!(
+        ended == "close Some(1013)" || ended.starts_with("dropped") || ended == "stream ended",
+        "cut off after {got} frames: {ended}"
     );
     assert!(got < total, "the server did not buffer everything: {got}");
     // Reconnecting and syncing from the start brings back every message.
