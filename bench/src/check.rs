@@ -302,7 +302,10 @@ mod tests {
         let books = HashMap::from([(7u64, book.clone())]);
         let v = Verdict::compute(&books, &[inbox.clone()]);
         assert_eq!((v.lost, v.unexpected, v.expected_deliveries), (0, 0, 2));
-        assert_eq!(v.problems(), vec!["1 sends answered with an error".to_string()]);
+        assert_eq!(
+            v.problems(),
+            vec!["1 sends answered with an error".to_string()]
+        );
         inbox.on_receive(7, 1);
         let v = Verdict::compute(&books, &[inbox]);
         assert_eq!(v.unexpected, 1);

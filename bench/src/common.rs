@@ -18,7 +18,11 @@ pub struct Common {
     #[arg(long, global = true, default_value = "http://127.0.0.1:30000")]
     pub url: String,
     /// The database the server uses (users and chats are inserted there).
-    #[arg(long, global = true, default_value = "mysql://root@127.0.0.1:3306/parley")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "mysql://root@127.0.0.1:3306/parley"
+    )]
     pub database_url: String,
     /// The server's auth.jwt_secret (tokens are minted with it); or PARLEY_BENCH_JWT_SECRET.
     #[arg(long, global = true, default_value = "")]
@@ -63,12 +67,11 @@ impl Ctx {
         let ws_scheme = if url.scheme() == "https" { "wss" } else { "ws" };
         let ws_base = format!("{ws_scheme}://{host}:{port}/ws");
         let opts = mysql_async::Opts::from_url(&common.database_url).context("--database-url")?;
-        let pool = mysql_async::Pool::new(
-            mysql_async::OptsBuilder::from_opts(opts)
-                .pool_opts(mysql_async::PoolOpts::default().with_constraints(
-                    mysql_async::PoolConstraints::new(0, 8).expect("pool constraints"),
-                )),
-        );
+        let pool = mysql_async::Pool::new(mysql_async::OptsBuilder::from_opts(opts).pool_opts(
+            mysql_async::PoolOpts::default().with_constraints(
+                mysql_async::PoolConstraints::new(0, 8).expect("pool constraints"),
+            ),
+        ));
         let run_id = format!("{:08x}", rand::random::<u32>());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -195,7 +198,10 @@ pub async fn insert_direct_chats(ctx: &Ctx, pairs: &[(u64, u64)]) -> Result<Vec<
             sql.push_str(&format!("('direct','{}',{a})", key(a, b)));
         }
         conn.query_drop(sql).await.context("insert chats")?;
-        let keys: Vec<String> = chunk.iter().map(|&(a, b)| format!("'{}'", key(a, b))).collect();
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|&(a, b)| format!("'{}'", key(a, b)))
+            .collect();
         let rows: Vec<(u64, String)> = conn
             .query(format!(
                 "SELECT id, direct_key FROM chats WHERE direct_key IN ({})",
@@ -264,7 +270,12 @@ pub async fn count_messages(ctx: &Ctx, chats: &[u64]) -> Result<u64> {
 pub type Ws = WebSocketStream<tokio::net::TcpStream>;
 
 /// Opens a WebSocket for `token`, from `source` when given (a local address to bind).
-pub async fn ws_connect(ctx_server: SocketAddr, ws_base: &str, token: &str, source: Option<IpAddr>) -> Result<Ws> {
+pub async fn ws_connect(
+    ctx_server: SocketAddr,
+    ws_base: &str,
+    token: &str,
+    source: Option<IpAddr>,
+) -> Result<Ws> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
@@ -305,7 +316,10 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
             if cols.len() < 10 || cols[3] != "0A" {
                 continue;
             }
-            let p = cols[1].rsplit(':').next().and_then(|h| u16::from_str_radix(h, 16).ok());
+            let p = cols[1]
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
             if p == Some(port) {
                 inodes.push(format!("socket:[{}]", cols[9]));
             }
@@ -315,7 +329,11 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
         return None;
     }
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -506,7 +524,13 @@ impl Report {
             if self.passed { "PASSED" } else { "FAILED" }
         );
         println!("settings: {}", self.settings);
-        let w = self.figures.iter().map(|f| f.0.len()).max().unwrap_or(6).max(6);
+        let w = self
+            .figures
+            .iter()
+            .map(|f| f.0.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
         println!("  {:<w$}  {:>14}  unit", "figure", "value");
         for (k, v, u) in &self.figures {
             println!("  {:<w$}  {:>14}  {u}", k, fmt_num(*v));

@@ -539,7 +539,12 @@ async fn member_loop(
             && (!expected_receipts_needed || out.receipts >= book.acked())
             && shared.senders_done.load(Ordering::SeqCst) == shared.senders_total
             && out.inbox.streams.iter().all(|(s, st)| {
-                st.received >= shared.final_sent.get(s).map(|a| a.load(Ordering::SeqCst)).unwrap_or(0)
+                st.received
+                    >= shared
+                        .final_sent
+                        .get(s)
+                        .map(|a| a.load(Ordering::SeqCst))
+                        .unwrap_or(0)
             })
         {
             shared.finished.fetch_add(1, Ordering::SeqCst);

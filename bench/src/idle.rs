@@ -17,7 +17,9 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{cpu_secs, dummy_hash, insert_users, mint_token, rss_bytes, ws_connect, Ctx, Report};
+use crate::common::{
+    cpu_secs, dummy_hash, insert_users, mint_token, rss_bytes, ws_connect, Ctx, Report,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct IdleArgs {
@@ -110,7 +112,11 @@ pub async fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Report> {
     }
     let pb = indicatif::ProgressBar::new_spinner();
     pb.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    pb.set_message(format!("opening {} connections in {} workers", a.connections, workers.len()));
+    pb.set_message(format!(
+        "opening {} connections in {} workers",
+        a.connections,
+        workers.len()
+    ));
     let mut connected = 0;
     let mut failed = 0;
     let mut first_error = None;
@@ -138,7 +144,9 @@ pub async fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Report> {
     for (mut child, mut stdin, mut lines) in workers {
         let _ = stdin.write_all(b"exit\n").await;
         drop(stdin);
-        if let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await {
+        if let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await
+        {
             if let Ok(rep) = serde_json::from_str::<WorkerReport>(&line) {
                 dropped += rep.dropped;
             }
@@ -156,12 +164,26 @@ pub async fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Report> {
         r.fig("server RSS before", a0 as f64 / 1048576.0, "MiB");
         r.fig("server RSS after", a1 as f64 / 1048576.0, "MiB");
         r.fig("server RSS per connection", per / 1024.0, "KiB");
-        r.target(&format!("idle {} conns RSS per conn (KiB)", a.connections), per / 1024.0, "<=", 8.0);
+        r.target(
+            &format!("idle {} conns RSS per conn (KiB)", a.connections),
+            per / 1024.0,
+            "<=",
+            8.0,
+        );
     }
     if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
-        r.fig("server CPU per connection set-up", (c1 - c0) * 1000.0 / n, "ms");
+        r.fig(
+            "server CPU per connection set-up",
+            (c1 - c0) * 1000.0 / n,
+            "ms",
+        );
     }
-    r.target("idle set-up rate (conns/s)", connected as f64 / setup_secs, ">=", 5000.0);
+    r.target(
+        "idle set-up rate (conns/s)",
+        connected as f64 / setup_secs,
+        ">=",
+        5000.0,
+    );
     r.fig("closed by server while idle", dropped as f64, "conns");
     if failed > 0 {
         r.problem(format!(
@@ -171,7 +193,9 @@ pub async fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Report> {
         ));
     }
     if dropped > 0 {
-        r.problem(format!("{dropped} idle connections were closed by the server"));
+        r.problem(format!(
+            "{dropped} idle connections were closed by the server"
+        ));
     }
     Ok(r)
 }
@@ -181,7 +205,10 @@ pub async fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Report> {
 pub async fn worker() -> Result<()> {
     crate::common::raise_nofile();
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let line = stdin.next_line().await?.ok_or_else(|| anyhow!("no config on stdin"))?;
+    let line = stdin
+        .next_line()
+        .await?
+        .ok_or_else(|| anyhow!("no config on stdin"))?;
     let cfg: WorkerConfig = serde_json::from_str(&line)?;
     let t = Instant::now();
     let dropped = Arc::new(AtomicU64::new(0));

@@ -18,7 +18,11 @@ use clap::{Parser, Subcommand};
 use common::{Common, Ctx, Report};
 
 #[derive(Parser, Debug)]
-#[command(name = "parley-bench", version, about = "Load generator and correctness checker for Parley")]
+#[command(
+    name = "parley-bench",
+    version,
+    about = "Load generator and correctness checker for Parley"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -54,7 +58,10 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     common::raise_nofile();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("parley-bench: {e}");
@@ -124,21 +131,68 @@ async fn smoke(ctx: &Ctx) -> Result<bool> {
     let mut failed = 0;
     let mut tally = |ok: bool| if ok { passed += 1 } else { failed += 1 };
 
-    let lat = LatencyArgs { rate: 200.0, pairs: 10, duration: 3.0, warmup: 1.0, drain: 10.0, pad: 16 };
-    let t = ThroughputArgs { pairs: 5, window: 4, delivered: false, duration: 3.0, warmup: 1.0, drain: 10.0, pad: 16 };
+    let lat = LatencyArgs {
+        rate: 200.0,
+        pairs: 10,
+        duration: 3.0,
+        warmup: 1.0,
+        drain: 10.0,
+        pad: 16,
+    };
+    let t = ThroughputArgs {
+        pairs: 5,
+        window: 4,
+        delivered: false,
+        duration: 3.0,
+        warmup: 1.0,
+        drain: 10.0,
+        pad: 16,
+    };
     // One tally per scenario: throughput counts as passed when both variants are clean.
     let plain = one(ctx, throughput(ctx, &t).await, "throughput")?;
-    let td = ThroughputArgs { delivered: true, ..t };
+    let td = ThroughputArgs {
+        delivered: true,
+        ..t
+    };
     let with_receipts = one(ctx, throughput(ctx, &td).await, "throughput")?;
     tally(plain && with_receipts);
     tally(one(ctx, latency(ctx, &lat).await, "latency")?);
-    let f = FanoutArgs { groups: 2, size: 5, senders: 2, rate: 100.0, duration: 3.0, warmup: 1.0, drain: 10.0, pad: 16 };
+    let f = FanoutArgs {
+        groups: 2,
+        size: 5,
+        senders: 2,
+        rate: 100.0,
+        duration: 3.0,
+        warmup: 1.0,
+        drain: 10.0,
+        pad: 16,
+    };
     tally(one(ctx, fanout(ctx, &f).await, "fanout")?);
-    let i = idle::IdleArgs { connections: 200, per_worker: 100, per_address: 100, concurrency: 50, hold: 1.0 };
+    let i = idle::IdleArgs {
+        connections: 200,
+        per_worker: 100,
+        per_address: 100,
+        concurrency: 50,
+        hold: 1.0,
+    };
     tally(one(ctx, idle::idle(ctx, &i).await, "idle")?);
-    let ls = LoginStormArgs { in_flight: 20, users: 20, login_timeout: 10.0, latency: LatencyArgs { duration: 3.0, ..lat } };
+    let ls = LoginStormArgs {
+        in_flight: 20,
+        users: 20,
+        login_timeout: 10.0,
+        latency: LatencyArgs {
+            duration: 3.0,
+            ..lat
+        },
+    };
     tally(one(ctx, login_storm(ctx, &ls).await, "login-storm")?);
-    let h = HistoryArgs { messages: 20_000, batch: 5000, requests: 30, chats: 100, list_requests: 10 };
+    let h = HistoryArgs {
+        messages: 20_000,
+        batch: 5000,
+        requests: 30,
+        chats: 100,
+        list_requests: 10,
+    };
     tally(one(ctx, history(ctx, &h).await, "history")?);
 
     println!("bench smoke: {passed} passed, {failed} failed");
@@ -155,7 +209,8 @@ async fn drop_db(url: &str) -> Result<()> {
         anyhow::bail!("refusing to drop database {name:?}");
     }
     let mut conn = mysql_async::Conn::from_url(format!("{server}/")).await?;
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .await?;
     conn.disconnect().await?;
     Ok(())
 }

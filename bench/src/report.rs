@@ -25,19 +25,84 @@ pub struct ReportArgs {
 /// The README's targets: scenario, what is measured, the goal, and the prefix of
 /// the target name the scenario reports it under.
 const TARGETS: &[(&str, &str, &str, &str)] = &[
-    ("throughput", "P=100 W=10, msg/s stored+acked+received", "≥ 17,000 msg/s", "throughput P=100 W=10 (msg/s)"),
-    ("throughput", "P=100 W=10 --delivered, msg/s (+ receipts)", "≥ 10,000 msg/s", "throughput P=100 W=10 --delivered"),
-    ("throughput", "server RSS during throughput", "≤ 150 MiB", "server RSS during throughput"),
-    ("latency", "5,000 msg/s open loop, p99", "≤ 15 ms", "latency at 5000/s p99 (ms)"),
-    ("latency", "5,000 msg/s open loop, p99.9", "≤ 50 ms", "latency at 5000/s p99.9"),
-    ("fanout", "groups of 100, deliveries/s", "≥ 100,000 /s", "fanout groups of 100"),
-    ("idle", "19,000 connections, server RSS per connection", "≤ 8 KiB", "idle 19000 conns RSS per conn"),
-    ("idle", "connection set-up rate", "≥ 5,000 /s", "idle set-up rate"),
-    ("login-storm", "messaging p99 during the storm / without", "≤ 2×", "login-storm messaging p99"),
-    ("login-storm", "logins timed out (excess answered 429/503 fast)", "0", "login-storm timeouts"),
-    ("history", "oldest page p99 (1,000,000 messages)", "≤ 10 ms, ≤ 1.5× newest", "history oldest page p99"),
-    ("history", "newest page p99", "≤ 10 ms", "history newest page p99"),
-    ("history", "oldest p99 / newest p99", "≤ 1.5", "history oldest p99 / newest p99"),
+    (
+        "throughput",
+        "P=100 W=10, msg/s stored+acked+received",
+        "≥ 17,000 msg/s",
+        "throughput P=100 W=10 (msg/s)",
+    ),
+    (
+        "throughput",
+        "P=100 W=10 --delivered, msg/s (+ receipts)",
+        "≥ 10,000 msg/s",
+        "throughput P=100 W=10 --delivered",
+    ),
+    (
+        "throughput",
+        "server RSS during throughput",
+        "≤ 150 MiB",
+        "server RSS during throughput",
+    ),
+    (
+        "latency",
+        "5,000 msg/s open loop, p99",
+        "≤ 15 ms",
+        "latency at 5000/s p99 (ms)",
+    ),
+    (
+        "latency",
+        "5,000 msg/s open loop, p99.9",
+        "≤ 50 ms",
+        "latency at 5000/s p99.9",
+    ),
+    (
+        "fanout",
+        "groups of 100, deliveries/s",
+        "≥ 100,000 /s",
+        "fanout groups of 100",
+    ),
+    (
+        "idle",
+        "19,000 connections, server RSS per connection",
+        "≤ 8 KiB",
+        "idle 19000 conns RSS per conn",
+    ),
+    (
+        "idle",
+        "connection set-up rate",
+        "≥ 5,000 /s",
+        "idle set-up rate",
+    ),
+    (
+        "login-storm",
+        "messaging p99 during the storm / without",
+        "≤ 2×",
+        "login-storm messaging p99",
+    ),
+    (
+        "login-storm",
+        "logins timed out (excess answered 429/503 fast)",
+        "0",
+        "login-storm timeouts",
+    ),
+    (
+        "history",
+        "oldest page p99 (1,000,000 messages)",
+        "≤ 10 ms, ≤ 1.5× newest",
+        "history oldest page p99",
+    ),
+    (
+        "history",
+        "newest page p99",
+        "≤ 10 ms",
+        "history newest page p99",
+    ),
+    (
+        "history",
+        "oldest p99 / newest p99",
+        "≤ 1.5",
+        "history oldest p99 / newest p99",
+    ),
 ];
 
 pub fn write(a: &ReportArgs) -> Result<()> {
@@ -64,7 +129,11 @@ pub fn write(a: &ReportArgs) -> Result<()> {
             s.push_str(&format!(
                 "| {} | {} | `{}` |\n",
                 l["scenario"].as_str().unwrap_or("?"),
-                if l["passed"] == true { "passed" } else { "FAILED" },
+                if l["passed"] == true {
+                    "passed"
+                } else {
+                    "FAILED"
+                },
                 l["settings"]
             ));
         }
@@ -74,7 +143,10 @@ pub fn write(a: &ReportArgs) -> Result<()> {
             if let Some(figs) = l["figures"].as_object() {
                 for (k, v) in figs {
                     let unit = l["units"][k].as_str().unwrap_or("");
-                    s.push_str(&format!("| {sc} | {k} | {} | {unit} |\n", fmt_num(v.as_f64().unwrap_or(0.0))));
+                    s.push_str(&format!(
+                        "| {sc} | {k} | {} | {unit} |\n",
+                        fmt_num(v.as_f64().unwrap_or(0.0))
+                    ));
                 }
             }
         }
@@ -138,7 +210,11 @@ pub fn write(a: &ReportArgs) -> Result<()> {
                     "{}{}{}",
                     fmt_num(t["value"].as_f64().unwrap_or(0.0)),
                     if t["met"] == true { "" } else { " (not met)" },
-                    if passed { "" } else { ", run FAILED its checks" }
+                    if passed {
+                        ""
+                    } else {
+                        ", run FAILED its checks"
+                    }
                 ),
                 None => "not measured".into(),
             };

@@ -39,7 +39,13 @@ async fn prepare_pairs(ctx: &Ctx, tag: &str, pairs: usize) -> Result<(Vec<Member
 }
 
 /// Correctness of one engine run, plus the MySQL row count, into `report`.
-async fn check_outcome(ctx: &Ctx, report: &mut Report, out: &Outcome, chats: &[u64], label: &str) -> Result<()> {
+async fn check_outcome(
+    ctx: &Ctx,
+    report: &mut Report,
+    out: &Outcome,
+    chats: &[u64],
+    label: &str,
+) -> Result<()> {
     for p in out.verdict.problems() {
         report.problem(format!("{label}{p}"));
     }
@@ -47,7 +53,10 @@ async fn check_outcome(ctx: &Ctx, report: &mut Report, out: &Outcome, chats: &[u
         report.problem(format!("{label}{e}"));
     }
     if out.errors.len() > 5 {
-        report.problem(format!("{label}{} more errors (connections or error frames)", out.errors.len() - 5));
+        report.problem(format!(
+            "{label}{} more errors (connections or error frames)",
+            out.errors.len() - 5
+        ));
     }
     let rows = count_messages(ctx, chats).await?;
     report.fig(&format!("{label}rows in MySQL"), rows as f64, "rows");
@@ -72,7 +81,11 @@ async fn check_outcome(ctx: &Ctx, report: &mut Report, out: &Outcome, chats: &[u
 fn counts(report: &mut Report, out: &Outcome, label: &str) {
     report.fig(&format!("{label}sent"), out.verdict.sent as f64, "msgs");
     report.fig(&format!("{label}acked"), out.verdict.acked as f64, "msgs");
-    report.fig(&format!("{label}deliveries"), out.verdict.delivered as f64, "msgs");
+    report.fig(
+        &format!("{label}deliveries"),
+        out.verdict.delivered as f64,
+        "msgs",
+    );
 }
 
 // ------------------------------------------------------------------ throughput
@@ -123,23 +136,41 @@ pub async fn throughput(ctx: &Ctx, a: &ThroughputArgs) -> Result<Report> {
     .await?;
     let rate = out.received_in_window as f64 / out.window_secs;
     r.fig("messages/s (stored+acked+received)", rate, "msg/s");
-    r.fig("acks/s", out.acked_in_window as f64 / out.window_secs, "msg/s");
+    r.fig(
+        "acks/s",
+        out.acked_in_window as f64 / out.window_secs,
+        "msg/s",
+    );
     r.fig("send→received p50", ms(&out.latency, 0.5), "ms");
     r.fig("send→received p99", ms(&out.latency, 0.99), "ms");
     r.fig("send→ack p50", ms(&out.ack_latency, 0.5), "ms");
     r.fig("send→ack p99", ms(&out.ack_latency, 0.99), "ms");
     if a.delivered {
-        r.fig("receipts/s", out.receipts as f64 / (a.warmup + a.duration), "receipts/s");
+        r.fig(
+            "receipts/s",
+            out.receipts as f64 / (a.warmup + a.duration),
+            "receipts/s",
+        );
         r.fig("receipts", out.receipts as f64, "receipts");
     }
     counts(&mut r, &out, "");
     if let Some(rss) = out.server_rss_max {
         r.fig("server RSS max", rss as f64 / MIB, "MiB");
-        r.target("server RSS during throughput (MiB)", rss as f64 / MIB, "<=", 150.0);
+        r.target(
+            "server RSS during throughput (MiB)",
+            rss as f64 / MIB,
+            "<=",
+            150.0,
+        );
     }
     let goal = if a.delivered { 10_000.0 } else { 17_000.0 };
     r.target(
-        &format!("throughput P={} W={}{} (msg/s)", a.pairs, a.window, if a.delivered { " --delivered" } else { "" }),
+        &format!(
+            "throughput P={} W={}{} (msg/s)",
+            a.pairs,
+            a.window,
+            if a.delivered { " --delivered" } else { "" }
+        ),
         rate,
         ">=",
         goal,
@@ -188,7 +219,11 @@ async fn latency_run(ctx: &Ctx, a: &LatencyArgs, tag: &str) -> Result<(Outcome, 
 
 fn latency_figures(r: &mut Report, out: &Outcome, label: &str) {
     let h = &out.latency;
-    r.fig(&format!("{label}offered→received msgs/s"), out.received_in_window as f64 / out.window_secs, "msg/s");
+    r.fig(
+        &format!("{label}offered→received msgs/s"),
+        out.received_in_window as f64 / out.window_secs,
+        "msg/s",
+    );
     r.fig(&format!("{label}latency p50"), ms(h, 0.5), "ms");
     r.fig(&format!("{label}latency p90"), ms(h, 0.9), "ms");
     r.fig(&format!("{label}latency p99"), ms(h, 0.99), "ms");
@@ -204,8 +239,18 @@ pub async fn latency(ctx: &Ctx, a: &LatencyArgs) -> Result<Report> {
     let (out, chats) = latency_run(ctx, a, "l").await?;
     latency_figures(&mut r, &out, "");
     counts(&mut r, &out, "");
-    r.target(&format!("latency at {}/s p99 (ms)", a.rate), ms(&out.latency, 0.99), "<=", 15.0);
-    r.target(&format!("latency at {}/s p99.9 (ms)", a.rate), ms(&out.latency, 0.999), "<=", 50.0);
+    r.target(
+        &format!("latency at {}/s p99 (ms)", a.rate),
+        ms(&out.latency, 0.99),
+        "<=",
+        15.0,
+    );
+    r.target(
+        &format!("latency at {}/s p99.9 (ms)", a.rate),
+        ms(&out.latency, 0.999),
+        "<=",
+        50.0,
+    );
     check_outcome(ctx, &mut r, &out, &chats, "").await?;
     Ok(r)
 }
@@ -276,12 +321,21 @@ pub async fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Report> {
     .await?;
     let dps = out.received_in_window as f64 / out.window_secs;
     r.fig("deliveries/s", dps, "deliveries/s");
-    r.fig("messages/s sent", out.sent_in_window as f64 / out.window_secs, "msg/s");
+    r.fig(
+        "messages/s sent",
+        out.sent_in_window as f64 / out.window_secs,
+        "msg/s",
+    );
     r.fig("delivery latency p50", ms(&out.latency, 0.5), "ms");
     r.fig("delivery latency p99", ms(&out.latency, 0.99), "ms");
     r.fig("delivery latency max", max_ms(&out.latency), "ms");
     counts(&mut r, &out, "");
-    r.target(&format!("fanout groups of {} (deliveries/s)", a.size), dps, ">=", 100_000.0);
+    r.target(
+        &format!("fanout groups of {} (deliveries/s)", a.size),
+        dps,
+        ">=",
+        100_000.0,
+    );
     check_outcome(ctx, &mut r, &out, &chats, "").await?;
     Ok(r)
 }
@@ -334,13 +388,20 @@ pub async fn login_storm(ctx: &Ctx, a: &LoginStormArgs) -> Result<Report> {
         .send()
         .await?;
     if res.status() != 200 {
-        bail!("login as a bench user answered {}: {}", res.status(), res.text().await.unwrap_or_default());
+        bail!(
+            "login as a bench user answered {}: {}",
+            res.status(),
+            res.text().await.unwrap_or_default()
+        );
     }
 
     eprintln!("login-storm: baseline messaging without the storm");
     let (base, base_chats) = latency_run(ctx, &a.latency, "sa").await?;
 
-    eprintln!("login-storm: messaging with {} logins in flight", a.in_flight);
+    eprintln!(
+        "login-storm: messaging with {} logins in flight",
+        a.in_flight
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.in_flight)
         .timeout(Duration::from_secs_f64(a.login_timeout))
@@ -393,11 +454,13 @@ pub async fn login_storm(ctx: &Ctx, a: &LoginStormArgs) -> Result<Report> {
                             }
                             _ => {
                                 c.other.fetch_add(1, Ordering::Relaxed);
-                                let mut ex = other_example.lock().unwrap_or_else(|e| e.into_inner());
+                                let mut ex =
+                                    other_example.lock().unwrap_or_else(|e| e.into_inner());
                                 if ex.is_none() {
                                     *ex = Some(format!(
                                         "{status} {}",
-                                        body.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+                                        body.map(|b| String::from_utf8_lossy(&b).into_owned())
+                                            .unwrap_or_default()
                                     ));
                                 }
                             }
@@ -448,7 +511,11 @@ pub async fn login_storm(ctx: &Ctx, a: &LoginStormArgs) -> Result<Report> {
     r.fig("logins other status", l(&c.other) as f64, "logins");
     r.fig("login timeouts", l(&c.timeouts) as f64, "logins");
     r.fig("login connection errors", l(&c.errors) as f64, "logins");
-    r.fig("logins 200 per second", l(&c.ok) as f64 / storm_secs, "logins/s");
+    r.fig(
+        "logins 200 per second",
+        l(&c.ok) as f64 / storm_secs,
+        "logins/s",
+    );
     r.fig("login 200 p50", ms(&ok_lat, 0.5), "ms");
     r.fig("login 200 p99", ms(&ok_lat, 0.99), "ms");
     r.fig("login 429/503 p50", ms(&fast, 0.5), "ms");
@@ -458,14 +525,28 @@ pub async fn login_storm(ctx: &Ctx, a: &LoginStormArgs) -> Result<Report> {
     r.target("login-storm messaging p99 / baseline p99", ratio, "<=", 2.0);
     r.target("login-storm timeouts", l(&c.timeouts) as f64, "==", 0.0);
     if l(&c.timeouts) > 0 {
-        r.problem(format!("{} logins timed out (> {} s)", l(&c.timeouts), a.login_timeout));
+        r.problem(format!(
+            "{} logins timed out (> {} s)",
+            l(&c.timeouts),
+            a.login_timeout
+        ));
     }
     if l(&c.other) > 0 {
-        let ex = other_example.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        r.problem(format!("{} logins answered neither 200, 429 nor 503, e.g. {}", l(&c.other), ex.unwrap_or_default()));
+        let ex = other_example
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        r.problem(format!(
+            "{} logins answered neither 200, 429 nor 503, e.g. {}",
+            l(&c.other),
+            ex.unwrap_or_default()
+        ));
     }
     if l(&c.errors) > 0 {
-        r.problem(format!("{} logins failed at the connection level", l(&c.errors)));
+        r.problem(format!(
+            "{} logins failed at the connection level",
+            l(&c.errors)
+        ));
     }
     if l(&c.ok) == 0 {
         r.problem("no login succeeded during the storm");
@@ -498,7 +579,12 @@ pub struct HistoryArgs {
 
 async fn timed_get(ctx: &Ctx, token: &str, path: &str) -> Result<(u64, Value)> {
     let t = Instant::now();
-    let res = ctx.http.get(ctx.api(path)).bearer_auth(token).send().await?;
+    let res = ctx
+        .http
+        .get(ctx.api(path))
+        .bearer_auth(token)
+        .send()
+        .await?;
     let status = res.status();
     let body = res.bytes().await?;
     let us = (t.elapsed().as_micros() as u64).max(1);
@@ -533,16 +619,26 @@ pub async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<Report> {
                 sql.push(',');
             }
             let sender = ids[i % 2];
-            sql.push_str(&format!("({chat},{sender},'h{}-{i}','text','history message {i}')", ctx.run_id));
+            sql.push_str(&format!(
+                "({chat},{sender},'h{}-{i}','text','history message {i}')",
+                ctx.run_id
+            ));
         }
         conn.query_drop(sql).await.context("insert history")?;
         pb.set_position(end as u64);
     }
     pb.finish_and_clear();
     let insert_secs = t.elapsed().as_secs_f64();
-    r.fig("bulk insert rate", a.messages as f64 / insert_secs, "rows/s");
+    r.fig(
+        "bulk insert rate",
+        a.messages as f64 / insert_secs,
+        "rows/s",
+    );
     let (min_id, max_id, count): (u64, u64, u64) = conn
-        .exec_first("SELECT MIN(id), MAX(id), COUNT(*) FROM messages WHERE chat_id = ?", (chat,))
+        .exec_first(
+            "SELECT MIN(id), MAX(id), COUNT(*) FROM messages WHERE chat_id = ?",
+            (chat,),
+        )
         .await?
         .ok_or_else(|| anyhow!("no history rows"))?;
     if count != a.messages as u64 {
@@ -596,7 +692,11 @@ pub async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<Report> {
     r.target("history oldest page p99 (ms)", p99s[2], "<=", 10.0);
     r.target(
         "history oldest p99 / newest p99",
-        if p99s[0] > 0.0 { p99s[2] / p99s[0] } else { 0.0 },
+        if p99s[0] > 0.0 {
+            p99s[2] / p99s[0]
+        } else {
+            0.0
+        },
         "<=",
         1.5,
     );
@@ -613,7 +713,11 @@ pub async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<Report> {
             .enumerate()
             .map(|(j, c)| {
                 let i = ci * 2000 + j;
-                format!("({c},{},'c{}-{i}','text','hello {i}')", users[1 + i], ctx.run_id)
+                format!(
+                    "({c},{},'c{}-{i}','text','hello {i}')",
+                    users[1 + i],
+                    ctx.run_id
+                )
             })
             .collect();
         conn.query_drop(format!(
@@ -637,12 +741,27 @@ pub async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<Report> {
             h.saturating_record(us);
         }
     }
-    r.fig(&format!("chat list ({} chats) p50", a.chats), ms(&h, 0.5), "ms");
-    r.fig(&format!("chat list ({} chats) p99", a.chats), ms(&h, 0.99), "ms");
+    r.fig(
+        &format!("chat list ({} chats) p50", a.chats),
+        ms(&h, 0.5),
+        "ms",
+    );
+    r.fig(
+        &format!("chat list ({} chats) p99", a.chats),
+        ms(&h, 0.99),
+        "ms",
+    );
     Ok(r)
 }
 
-fn check_page(r: &mut Report, name: &str, body: &Value, before: Option<u64>, min_id: u64, max_id: u64) {
+fn check_page(
+    r: &mut Report,
+    name: &str,
+    body: &Value,
+    before: Option<u64>,
+    min_id: u64,
+    max_id: u64,
+) {
     let Some(msgs) = body["messages"].as_array() else {
         r.problem(format!("{name} page: no messages array: {body}"));
         return;
@@ -659,10 +778,16 @@ fn check_page(r: &mut Report, name: &str, body: &Value, before: Option<u64>, min
             r.problem(format!("{name} page: ids not below before={b}"));
         }
     } else if ids.first() != Some(&max_id) {
-        r.problem(format!("{name} page: first id {:?}, newest is {max_id}", ids.first()));
+        r.problem(format!(
+            "{name} page: first id {:?}, newest is {max_id}",
+            ids.first()
+        ));
     }
     if name == "oldest" && ids.last() != Some(&min_id) {
-        r.problem(format!("oldest page: last id {:?}, oldest is {min_id}", ids.last()));
+        r.problem(format!(
+            "oldest page: last id {:?}, oldest is {min_id}",
+            ids.last()
+        ));
     }
 }
 
