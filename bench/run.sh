@@ -143,7 +143,7 @@ run throughput --pairs 100 --window 10 --delivered
 run latency --rate 5000
 run fanout --groups 5 --size 100
 run idle --connections 19000
-run login-storm --in-flight 200 --rate 5000
+run login-storm --in-flight 200 --rate 2000
 run history --messages 1000000 --chats 1000
 "$BENCH" report --jsonl "$JSONL" --md "$MD" --readme bench/README-section.md
 echo "results: $MD $JSONL"
