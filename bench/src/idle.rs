@@ -215,6 +215,7 @@ pub async fn worker() -> Result<()> {
     let cfg = Arc::new(cfg);
     let results = crate::common::bounded(cfg.user_ids.len(), cfg.concurrency, |i| {
         let cfg = cfg.clone();
+        let dropped = dropped.clone();
         async move {
             let token = mint_token(&cfg.secret, cfg.user_ids[i])?;
             let src = source_for(cfg.first_index + i, cfg.per_address);
@@ -235,7 +236,22 @@ pub async fn worker() -> Result<()> {
                     Err(_) => bail!("no ready within 60 s"),
                 }
             }
-            Ok::<_, anyhow::Error>(ws)
+            // Read from now on (answering the server's pings), however long the rest
+            // of the set-up takes; count server closes.
+            let dropped = dropped.clone();
+            let reader = tokio::spawn(async move {
+                let mut ws = ws;
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+            Ok::<_, anyhow::Error>(reader)
         }
     })
     .await;
@@ -246,21 +262,9 @@ pub async fn worker() -> Result<()> {
     let mut tasks = Vec::new();
     for res in results {
         match res {
-            Ok(mut ws) => {
+            Ok(reader) => {
                 rep.connected += 1;
-                let dropped = dropped.clone();
-                tasks.push(tokio::spawn(async move {
-                    // Read (answering pings) until told to stop; count server closes.
-                    loop {
-                        match ws.next().await {
-                            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                                dropped.fetch_add(1, Ordering::Relaxed);
-                                return;
-                            }
-                            _ => {}
-                        }
-                    }
-                }));
+                tasks.push(reader);
             }
             Err(e) => {
                 rep.failed += 1;
