@@ -28,8 +28,24 @@ enum Command {
     Migrate,
 }
 
+/// Every WebSocket is a file descriptor: lift the soft limit to the hard one.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    raise_open_file_limit();
     // Migrations need no JWT secret: load as --dev so `parley migrate` works with
     // only a database URL, but never let a generated secret reach `serve`.
     let dev = cli.dev || matches!(cli.command, Some(Command::Migrate));
