@@ -125,6 +125,7 @@ impl Application {
         let settings_data = web::Data::new(settings.clone());
         let realtime_data = web::Data::new(realtime.clone());
         let json_limit = settings.limits.json_body_bytes;
+        let user_timeout = Duration::from_secs(settings.presence.client_timeout_secs.max(1));
         let (rt, dbd, rd) = (realtime_data.clone(), db_data.clone(), readiness.clone());
         let static_dir = settings.static_files.dir.clone();
 
@@ -161,10 +162,10 @@ impl Application {
         .keep_alive(Duration::from_secs(settings.server.keep_alive_secs.max(1)))
         // SIGTERM is ours: the realtime side drains before the server stops.
         .disable_signals()
-        .on_connect(|conn, ext| {
+        .on_connect(move |conn, _| {
             use std::os::fd::AsRawFd;
             if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                ext.insert(crate::routes::ws::ConnFd(tcp.as_raw_fd()));
+                abort_when_unacknowledged(tcp.as_raw_fd(), user_timeout);
             }
         })
         .listen(listener)?
@@ -251,6 +252,29 @@ impl Application {
         self.db.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// TCP_USER_TIMEOUT: the kernel drops a connection whose sent data stays
+/// unacknowledged — including a peer that stopped reading and keeps advertising a
+/// zero window — for longer than `timeout`. That cuts off a stalled WebSocket client
+/// even though its session can no longer run (its connection waits on the socket),
+/// at no cost per connection.
+fn abort_when_unacknowledged(fd: std::os::fd::RawFd, timeout: Duration) {
+    let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    // SAFETY: `fd` is the accepted socket, open while on_connect runs; the option
+    // value is a u32 that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("could not set TCP_USER_TIMEOUT");
     }
 }
 

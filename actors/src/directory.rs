@@ -41,30 +41,9 @@ pub struct SessionHandle {
     route: Route,
 }
 
-/// A second descriptor of a client's TCP socket, so a session that cannot be run
-/// (its client stopped reading, so the connection never polls it) can still be cut
-/// off: `shutdown(2)` on it ends the connection from outside. Closed on drop.
-pub struct Socket(std::os::fd::OwnedFd);
-
-impl Socket {
-    /// Duplicates `fd` (the connection keeps its own).
-    pub fn dup(fd: std::os::fd::BorrowedFd<'_>) -> Option<Socket> {
-        fd.try_clone_to_owned().ok().map(Socket)
-    }
-
-    pub(crate) fn shutdown(&self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is ours and open for as long as `self` lives.
-        unsafe {
-            libc::shutdown(self.0.as_raw_fd(), libc::SHUT_RDWR);
-        }
-    }
-}
-
 #[derive(Clone)]
 enum Route {
     Local {
-        socket: Option<Arc<Socket>>,
         addr: Addr<Session>,
         /// Set when a frame could not be queued: the session closes itself (the
         /// client reconnects and `sync`s) instead of being buffered without bound.
@@ -77,17 +56,11 @@ enum Route {
 }
 
 impl SessionHandle {
-    pub(crate) fn new(
-        id: SessionId,
-        user: UserId,
-        addr: Addr<Session>,
-        socket: Option<Arc<Socket>>,
-    ) -> SessionHandle {
+    pub(crate) fn new(id: SessionId, user: UserId, addr: Addr<Session>) -> SessionHandle {
         SessionHandle {
             id,
             user,
             route: Route::Local {
-                socket,
                 addr,
                 overflow: Arc::new(AtomicBool::new(false)),
             },
@@ -111,20 +84,11 @@ impl SessionHandle {
     /// Queues a frame without waiting; a full mailbox marks the session for closing.
     pub fn deliver(&self, d: Deliver) {
         match &self.route {
-            Route::Local {
-                addr,
-                overflow,
-                socket,
-            } => match addr.try_send(d) {
+            Route::Local { addr, overflow } => match addr.try_send(d) {
                 Ok(()) => {}
                 Err(SendError::Full(_)) => {
                     if !overflow.swap(true, Ordering::AcqRel) {
-                        tracing::warn!(session = %self.id, user = %self.user, "session mailbox full; cutting it off");
-                        // The session itself may never run again (its connection waits
-                        // for a client that does not read): end the socket from here.
-                        if let Some(s) = socket {
-                            s.shutdown();
-                        }
+                        tracing::warn!(session = %self.id, user = %self.user, "session mailbox full; closing it");
                     }
                 }
                 Err(SendError::Closed(_)) => {}

@@ -125,11 +125,10 @@ impl Realtime {
         self.shared.bus.cluster().is_none_or(|c| c.is_up())
     }
 
-    /// A new session actor for `user`, to be started by the WebSocket upgrade;
-    /// `socket` (a duplicate of the connection's descriptor) lets it be cut off.
-    pub fn session(&self, user: UserId, socket: Option<directory::Socket>) -> Session {
+    /// A new session actor for `user`, to be started by the WebSocket upgrade.
+    pub fn session(&self, user: UserId) -> Session {
         let id = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
-        Session::new(id, user, self.clone(), socket.map(Arc::new))
+        Session::new(id, user, self.clone())
     }
 
     pub fn is_online(&self, user: UserId) -> bool {

@@ -19,7 +19,7 @@ use actix_web_actors::ws;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::call::CallEvent;
-use crate::directory::{Deliver, SessionHandle, Socket};
+use crate::directory::{Deliver, SessionHandle};
 use crate::ids::{ChatId, MessageId, SessionId, UserId};
 use crate::presence::{SessionClosed, SessionOpened};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
@@ -56,17 +56,10 @@ pub struct Session {
     closing: Option<Close>,
     /// The current catch-up is a resync: no second `ready`.
     resyncing: bool,
-    /// This client's socket, to cut it off when the connection cannot run us.
-    socket: Option<Arc<Socket>>,
 }
 
 impl Session {
-    pub(crate) fn new(
-        id: SessionId,
-        user: UserId,
-        realtime: Realtime,
-        socket: Option<Arc<Socket>>,
-    ) -> Session {
+    pub(crate) fn new(id: SessionId, user: UserId, realtime: Realtime) -> Session {
         let s = &realtime.shared.settings;
         let per_sec = NonZeroU32::new(s.events_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(s.events_burst).unwrap_or(per_sec);
@@ -87,7 +80,6 @@ impl Session {
             pending: 0,
             closing: None,
             resyncing: false,
-            socket,
         }
     }
 
@@ -96,9 +88,9 @@ impl Session {
     }
 
     fn my_handle(&self, ctx: &mut ws::WebsocketContext<Self>) -> SessionHandle {
-        self.handle.clone().unwrap_or_else(|| {
-            SessionHandle::new(self.id, self.user, ctx.address(), self.socket.clone())
-        })
+        self.handle
+            .clone()
+            .unwrap_or_else(|| SessionHandle::new(self.id, self.user, ctx.address()))
     }
 
     fn send_error(ctx: &mut ws::WebsocketContext<Self>, err: &WireError, reference: Option<&str>) {
@@ -109,10 +101,6 @@ impl Session {
         let s = &self.shared().settings;
         if self.last_heard.elapsed() > s.client_timeout {
             tracing::debug!(session = %self.id, "heartbeat timed out");
-            // A client that stopped reading would also stall the close handshake.
-            if let Some(socket) = &self.socket {
-                socket.shutdown();
-            }
             ctx.stop();
             return;
         }
@@ -509,12 +497,7 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(SESSION_MAILBOX);
-        self.handle = Some(SessionHandle::new(
-            self.id,
-            self.user,
-            ctx.address(),
-            self.socket.clone(),
-        ));
+        self.handle = Some(SessionHandle::new(self.id, self.user, ctx.address()));
         self.shared().metrics.session_opened();
         self.shared().sessions.insert(self.id, ctx.address());
         *self.shared().per_user.entry(self.user).or_insert(0) += 1;

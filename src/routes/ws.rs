@@ -3,7 +3,6 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
-use parley_actors::directory::Socket;
 use parley_actors::{OpenRefused, Realtime};
 use serde::Deserialize;
 
@@ -18,10 +17,6 @@ const HARD_FRAME_LIMIT: usize = 4 * 1024 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/ws").route(web::get().to(upgrade)));
 }
-
-/// The connection's socket descriptor, recorded when it was accepted.
-#[derive(Clone, Copy)]
-pub struct ConnFd(pub std::os::fd::RawFd);
 
 #[derive(Deserialize)]
 struct WsQuery {
@@ -77,12 +72,7 @@ async fn upgrade(
         }
     }
     let frame_size = HARD_FRAME_LIMIT.max(settings.limits.ws_frame_bytes * 4);
-    // SAFETY: the descriptor belongs to this request's connection, which is open
-    // while the request is handled; it is duplicated at once.
-    let socket = req
-        .conn_data::<ConnFd>()
-        .and_then(|fd| Socket::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd.0) }));
-    ws::WsResponseBuilder::new(realtime.session(user.0, socket), &req, stream)
+    ws::WsResponseBuilder::new(realtime.session(user.0), &req, stream)
         .frame_size(frame_size)
         .start()
         .map_err(|e| {
