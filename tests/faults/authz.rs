@@ -447,6 +447,12 @@ async fn every_route_and_event_refuses_outsiders_and_reveals_nothing() {
             ("existence_leaks", findings.len().to_string()),
         ],
     );
+    // The server answers `forbidden` whether or not the target exists: every probe,
+    // not only the historical list below, must be indistinguishable.
+    assert!(
+        findings.is_empty(),
+        "an outsider can tell which ids exist: {findings:#?}"
+    );
     for label in INDISTINGUISHABLE_NOW {
         let (e, m) = &probes[label];
         assert_eq!(
