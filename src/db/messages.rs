@@ -302,18 +302,8 @@ impl Db {
     }
 
     pub async fn message_by_id(&self, id: MessageId) -> Result<Option<Message>, DbError> {
-        let mut conn = self.conn().await?;
-        let row: Option<Row> = conn
-            .exec_first(
-                format!("SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE m.id = ?"),
-                (id.0,),
-            )
-            .await?;
-        drop(conn);
-        match row {
-            Some(r) => Ok(self.with_status(vec![message_from_row(r)?]).await?.pop()),
-            None => Ok(None),
-        }
+        self.one_message("m.id = ?", Params::Positional(vec![id.0.into()]))
+            .await
     }
 
     async fn message_by_client_id(
@@ -321,11 +311,20 @@ impl Db {
         sender: UserId,
         client_id: &str,
     ) -> Result<Option<Message>, DbError> {
+        self.one_message(
+            "m.sender_id = ? AND m.client_id = ?",
+            Params::Positional(vec![sender.0.into(), client_id.into()]),
+        )
+        .await
+    }
+
+    /// The message matching `filter` (bound `params`), with its status.
+    async fn one_message(&self, filter: &str, params: Params) -> Result<Option<Message>, DbError> {
         let mut conn = self.conn().await?;
         let row: Option<Row> = conn
             .exec_first(
-                format!("SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE m.sender_id = ? AND m.client_id = ?"),
-                (sender.0, client_id),
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE {filter}"),
+                params,
             )
             .await?;
         drop(conn);
