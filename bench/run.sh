@@ -6,6 +6,10 @@
 #                           regenerates bench/README-section.md
 #   bench/run.sh --smoke    every scenario at small scale with the correctness
 #                           checks on; ends with "bench smoke: N passed, M failed"
+#   bench/run.sh -- SCENARIO [ARGS…]
+#                           one scenario against a fresh server (release build),
+#                           e.g. `bench/run.sh -- idle --connections 5000`; prints
+#                           its table and JSON line, writes no results file
 #
 # Environment:
 #   PARLEY_BIN         server binary to run (smoke: skips the release build;
@@ -14,16 +18,21 @@
 #   PARLEY_TEST_MYSQL  MySQL server URL without a database (default mysql://root@127.0.0.1:3306)
 #   PARLEY_BENCH_PBKDF2  server and bench PBKDF2 iterations (default 600000)
 #   BENCH_ARGS         extra arguments for every scenario (full run)
+#   PARLEY_SERVER_ENV  extra NAME=VALUE words for the server's environment, e.g.
+#                      "PARLEY__DATABASE__WRITER_LANES=16" (to measure a setting)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 SMOKE=0
-for a in "$@"; do
-  case "$a" in
+ONE=()
+while [ $# -gt 0 ]; do
+  case "$1" in
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $a" >&2; exit 2 ;;
+    --) shift; ONE=("$@"); break ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
+  shift
 done
 
 SCENARIOS=6
@@ -97,6 +106,7 @@ env -i PATH="$PATH" HOME="${HOME:-/root}" \
   PARLEY__LIMITS__REGISTER_PER_IP_PER_MIN=10000000 \
   PARLEY__LOG__FORMAT=json \
   PARLEY__LOG__LEVEL=warn \
+  ${PARLEY_SERVER_ENV:-} \
   "$BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
@@ -125,6 +135,11 @@ if [ "$SMOKE" = 1 ]; then
   if [ -z "$SUMMARY" ]; then SUMMARY="bench smoke: 0 passed, $SCENARIOS failed"; RC=1; fi
   echo "$SUMMARY"
   exit "$RC"
+fi
+
+if [ ${#ONE[@]} -gt 0 ]; then
+  "$BENCH" "${COMMON[@]}" "${ONE[@]}"
+  exit $?
 fi
 
 # Full run: each scenario in its own process, so one failure does not stop the rest.

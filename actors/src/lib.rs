@@ -1,6 +1,7 @@
 //! The realtime half of Parley: session, room, presence and call actors. It knows
 //! nothing of MySQL: persistence comes in through the `Store` trait.
 
+pub mod arrivals;
 pub mod bus;
 pub mod call;
 pub mod cluster;
@@ -43,8 +44,13 @@ pub struct Shared {
     /// Every live session, registered or not, so shutdown can reach them all.
     pub(crate) sessions: dashmap::DashMap<SessionId, Addr<Session>>,
     pub(crate) receipts: writer::Receipts,
+    /// Contacts and "anything waiting?" for sessions coming online, in batches.
+    pub(crate) arrivals: arrivals::Arrivals,
     /// Open sessions per user in this process (registered or not).
     pub(crate) per_user: dashmap::DashMap<UserId, usize>,
+    /// One clock for every session's rate limiter: making a clock reads CPUID, which
+    /// traps to the hypervisor on a VM (tens of µs per connection); cloning one is free.
+    pub(crate) clock: governor::clock::DefaultClock,
 }
 
 impl Shared {
@@ -92,7 +98,9 @@ impl Realtime {
             in_flight: AtomicUsize::new(0),
             sessions: dashmap::DashMap::new(),
             receipts: writer::Receipts::start(store.clone()),
+            arrivals: arrivals::Arrivals::start(store.clone()),
             per_user: dashmap::DashMap::new(),
+            clock: governor::clock::DefaultClock::default(),
         });
         let writer = writer::Writer::start(store, shared.settings.writer_lanes);
         let arbiters = (0..shared.settings.room_arbiters)

@@ -66,7 +66,10 @@ impl Session {
         Session {
             id,
             user,
-            limiter: RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst)),
+            limiter: RateLimiter::direct_with_clock(
+                Quota::per_second(per_sec).allow_burst(burst),
+                realtime.shared.clock.clone(),
+            ),
             realtime,
             handle: None,
             registered: false,
@@ -111,10 +114,10 @@ impl Session {
 
     /// Loads contacts, registers (now reachable), then runs the catch-up.
     fn register(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let store = self.shared().store.clone();
+        let shared = self.shared().clone();
         let user = self.user;
         ctx.spawn(
-            async move { store.contacts(user).await }
+            async move { shared.arrivals.contacts(user).await }
                 .into_actor(self)
                 .map(|contacts, session, ctx| {
                     let contacts = contacts.unwrap_or_else(|e| {
@@ -127,7 +130,26 @@ impl Session {
                         .presence
                         .do_send(SessionOpened { handle, contacts });
                     session.registered = true;
-                    session.catch_up_page(MessageId(0), ctx);
+                    session.catch_up_if_waiting(ctx);
+                }),
+        );
+    }
+
+    /// Asked only once registered, so a message stored meanwhile is either found
+    /// here or pushed live. Most connects have nothing waiting and page through
+    /// nothing; on an error the catch-up runs anyway (and reports its own).
+    fn catch_up_if_waiting(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let shared = self.shared().clone();
+        let user = self.user;
+        ctx.spawn(
+            async move { shared.arrivals.has_undelivered(user).await }
+                .into_actor(self)
+                .map(|waiting, session, ctx| {
+                    if matches!(waiting, Ok(false)) {
+                        session.finish_catch_up(ctx);
+                    } else {
+                        session.catch_up_page(MessageId(0), ctx);
+                    }
                 }),
         );
     }

@@ -170,6 +170,13 @@ pub trait Store: Send + Sync + 'static {
     /// Users who share at least one chat with `user`.
     async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 
+    /// The contacts of each of `users`, one list per input, in order (a batch of
+    /// sessions coming online).
+    async fn contacts_of(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError>;
+
+    /// Which of `users` have messages from others not yet delivered to them.
+    async fn with_undelivered(&self, users: &[UserId]) -> Result<Vec<UserId>, StoreError>;
+
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<(), StoreError>;
 
     /// Writes the call log row and the call's message in its chat.

@@ -200,6 +200,34 @@ impl Db {
         Ok(ids.into_iter().map(UserId).collect())
     }
 
+    /// The contacts of each of `users` (one list per input, in order): one query for
+    /// a whole batch of sessions coming online.
+    pub async fn contacts_of(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, DbError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (list, params) = super::id_list(users.iter().map(|u| u.0));
+        let mut conn = self.conn().await?;
+        let pairs: Vec<(u64, u64)> = conn
+            .exec(
+                format!(
+                    "SELECT DISTINCT mine.user_id, other.user_id FROM chat_members mine \
+                     JOIN chat_members other ON other.chat_id = mine.chat_id \
+                     WHERE mine.user_id IN ({list}) AND other.user_id <> mine.user_id"
+                ),
+                params,
+            )
+            .await?;
+        let mut by_user: HashMap<u64, Vec<UserId>> = HashMap::new();
+        for (user, contact) in pairs {
+            by_user.entry(user).or_default().push(UserId(contact));
+        }
+        Ok(users
+            .iter()
+            .map(|u| by_user.get(&u.0).cloned().unwrap_or_default())
+            .collect())
+    }
+
     /// The viewer's chats (all, or just `only`), newest activity first. A fixed number
     /// of queries whatever the number of chats: chats, members, last messages, unread.
     pub async fn chat_summaries(

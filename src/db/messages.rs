@@ -391,6 +391,29 @@ impl Db {
         self.with_status(msgs).await
     }
 
+    /// Which of `users` have messages from others not yet delivered to them: one
+    /// query for a batch of sessions coming online, so the many with nothing waiting
+    /// cost no query of their own.
+    pub async fn with_undelivered(&self, users: &[UserId]) -> Result<Vec<UserId>, DbError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (list, params) = super::id_list(users.iter().map(|u| u.0));
+        let mut conn = self.conn().await?;
+        let ids: Vec<u64> = conn
+            .exec(
+                format!(
+                    "SELECT DISTINCT cm.user_id FROM chat_members cm \
+                     WHERE cm.user_id IN ({list}) AND EXISTS (SELECT 1 FROM messages m \
+                     WHERE m.chat_id = cm.chat_id AND m.id > cm.delivered_up_to \
+                     AND m.sender_id <> cm.user_id)"
+                ),
+                params,
+            )
+            .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
     /// Every message in `user`'s chats with id > `after`, oldest first.
     pub async fn messages_after(
         &self,

@@ -73,6 +73,9 @@ pub async fn drop_database(url: &str) -> Result<(), MigrateError> {
 /// Applies every pending migration; returns how many were applied by this call.
 pub async fn run(db: &Db) -> Result<usize, MigrateError> {
     let mut lock_conn = db.conn().await?;
+    // If this future is dropped while holding the lock, the reset on return to the
+    // pool releases it (the pool does not reset connections otherwise).
+    lock_conn.reset_connection(true);
     let got: Option<i64> = lock_conn
         .exec_first("SELECT GET_LOCK(?, ?)", (LOCK_NAME, LOCK_TIMEOUT_SECS))
         .await

@@ -57,6 +57,24 @@ impl From<mysql_async::Error> for DbError {
     }
 }
 
+/// Most ids in one `IN (…)` list of a batch query.
+pub const MAX_ID_LIST: usize = 512;
+
+/// `?,?,…` and its parameters for an `IN` list of ids, padded (with the last id) to
+/// one of a few lengths, so batch queries of any size reuse a handful of prepared
+/// statements instead of filling the statement cache with one per length.
+pub(crate) fn id_list(ids: impl IntoIterator<Item = u64>) -> (String, Vec<mysql_async::Value>) {
+    let mut params: Vec<mysql_async::Value> = ids.into_iter().map(Into::into).collect();
+    let len = [1, 8, 64, MAX_ID_LIST]
+        .into_iter()
+        .find(|&b| b >= params.len())
+        .unwrap_or(params.len());
+    if let Some(last) = params.last().cloned() {
+        params.resize(len, last);
+    }
+    (vec!["?"; params.len()].join(","), params)
+}
+
 /// The connection pool. `Pool::new` never fails or connects: readiness is `ping`.
 #[derive(Clone)]
 pub struct Db {
@@ -69,7 +87,16 @@ impl Db {
         let constraints = PoolConstraints::new(0, pool_max.max(1))
             .ok_or_else(|| DbError::Url("database.pool_max must be at least 1".into()))?;
         let opts = OptsBuilder::from_opts(opts)
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // No COM_RESET_CONNECTION when a connection goes back to the pool: it
+            // would drop the prepared-statement cache (every query prepared again)
+            // and cost a round trip plus the init statement each time. Nothing here
+            // leaves session state behind (transactions end or roll back on drop;
+            // the migration lock's connection opts back in to the reset).
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false),
+            )
             // Times are stored and read as UTC; utf8mb4 end to end.
             .init(vec!["SET time_zone = '+00:00', NAMES utf8mb4"]);
         Ok(Db {

@@ -153,6 +153,14 @@ impl Store for MysqlStore {
         Ok(self.db.contacts(user).await?)
     }
 
+    async fn contacts_of(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+        Ok(self.db.contacts_of(users).await?)
+    }
+
+    async fn with_undelivered(&self, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        Ok(self.db.with_undelivered(users).await?)
+    }
+
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<(), StoreError> {
         Ok(self.db.set_last_seen(user, at).await?)
     }
