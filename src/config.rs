@@ -61,6 +61,10 @@ pub struct ServerSettings {
     pub request_timeout_secs: u64,
     /// Idle keep-alive HTTP connections are closed after this long. Default `30`.
     pub keep_alive_secs: u64,
+    /// Connections the kernel may hold waiting to be accepted (capped by
+    /// `net.core.somaxconn`). Default `4096`: a wave of reconnects after a restart
+    /// must not overflow it (a dropped SYN costs the client a 1 s retransmit).
+    pub listen_backlog: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +218,7 @@ impl Default for Settings {
                 shutdown_timeout_secs: 10,
                 request_timeout_secs: 10,
                 keep_alive_secs: 30,
+                listen_backlog: 4096,
             },
             database: DatabaseSettings {
                 url: SecretString::from(DEFAULT_DATABASE_URL),

@@ -89,7 +89,11 @@ impl Application {
         };
 
         // Bind before any actor starts: a taken port is a clean start-up error.
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let listener = bind(
+            &settings.server.host,
+            settings.server.port,
+            settings.server.listen_backlog,
+        )?;
         let port = listener.local_addr()?.port();
         let store = MysqlStore::new(db.clone()).await;
         let cluster = settings.redis.url.as_ref().map(|url| ClusterSettings {
@@ -253,6 +257,24 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// A listening socket with our backlog (std's `TcpListener::bind` uses 128, which a
+/// few hundred simultaneous connects overflow) and, like std, `SO_REUSEADDR`.
+fn bind(host: &str, port: u16, backlog: u32) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
 }
 
 /// TCP_USER_TIMEOUT: the kernel drops a connection whose sent data stays
