@@ -10,5 +10,6 @@ pub mod redis;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod transport;
 
 pub use parley_actors::{AudioId, CallId, ChatId, MessageId, SessionId, Timestamp, UserId};

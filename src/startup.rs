@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_http::HttpService;
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
@@ -133,7 +135,13 @@ impl Application {
         let (rt, dbd, rd) = (realtime_data.clone(), db_data.clone(), readiness.clone());
         let static_dir = settings.static_files.dir.clone();
 
-        let server = HttpServer::new(move || {
+        let gate = routes::ws::Gate {
+            jwt: jwt.clone(),
+            settings: settings_data.clone(),
+            realtime: realtime.clone(),
+        };
+        let gate_data = web::Data::new(gate.clone());
+        let app = move || {
             App::new()
                 .app_data(extractors::json_config(json_limit))
                 .app_data(extractors::query_config())
@@ -146,6 +154,7 @@ impl Application {
                 .app_data(readiness.clone())
                 .app_data(settings_data.clone())
                 .app_data(realtime_data.clone())
+                .app_data(gate_data.clone())
                 .configure(routes::ws::configure)
                 .service(
                     web::scope("/api")
@@ -155,25 +164,44 @@ impl Application {
                 .service(routes::spa::service(static_dir.clone()))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .wrap(TracingLogger::<RequestSpan>::new())
-        })
-        .workers(settings.server.workers)
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
-        // Chat frames are small and latency matters: no Nagle delay on our writes.
-        .tcp_nodelay(true)
-        .client_request_timeout(Duration::from_secs(
-            settings.server.request_timeout_secs.max(1),
-        ))
-        .keep_alive(Duration::from_secs(settings.server.keep_alive_secs.max(1)))
-        // SIGTERM is ours: the realtime side drains before the server stops.
-        .disable_signals()
-        .on_connect(move |conn, _| {
-            use std::os::fd::AsRawFd;
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                abort_when_unacknowledged(tcp.as_raw_fd(), user_timeout);
-            }
-        })
-        .listen(listener)?
-        .run();
+        };
+        // actix-web's `HttpServer`, assembled by hand for one thing it cannot do: hand
+        // WebSocket upgrades to our own service (see `routes::ws`).
+        let request_timeout = Duration::from_secs(settings.server.request_timeout_secs.max(1));
+        let keep_alive = Duration::from_secs(settings.server.keep_alive_secs.max(1));
+        let local_addr = listener.local_addr()?;
+        let builder = actix_server::Server::build();
+        let shutdown_signal = builder.graceful_shutdown_signal();
+        let server = builder
+            .workers(settings.server.workers)
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            // SIGTERM is ours: the realtime side drains before the server stops.
+            .disable_signals()
+            .listen("parley", listener, move || {
+                let signal = shutdown_signal.clone();
+                HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let signal = signal.clone();
+                        async move { signal.notified().await }
+                    })
+                    // Chat frames are small and latency matters: no Nagle delay.
+                    .tcp_nodelay(true)
+                    .client_request_timeout(request_timeout)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .keep_alive(keep_alive)
+                    .local_addr(local_addr)
+                    .on_connect_ext(move |io: &actix_web::rt::net::TcpStream, _| {
+                        use std::os::fd::AsRawFd;
+                        abort_when_unacknowledged(io.as_raw_fd(), user_timeout);
+                    })
+                    .upgrade(routes::ws::upgrade_service(gate.clone()))
+                    .finish(map_config(
+                        app().into_factory().map_err(|e| e.error_response()),
+                        move |_| AppConfig::default(),
+                    ))
+                    .tcp()
+            })?
+            .run();
 
         let (metrics_server, metrics_port) = if settings.metrics.listen.is_empty() {
             (None, None)

@@ -278,6 +278,7 @@ pub async fn ws_connect(
 ) -> Result<Ws> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     if let Some(ip) = source {
+        bind_address_no_port(&socket);
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let stream = socket.connect(ctx_server).await?;
@@ -285,6 +286,25 @@ pub async fn ws_connect(
     let req = format!("{ws_base}?token={token}").into_client_request()?;
     let (ws, _) = tokio_tungstenite::client_async(req, stream).await?;
     Ok(ws)
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT`: binding a source address then picks the port at
+/// `connect`, per destination. Without it every `bind` searches the whole port
+/// space of that address for a free port — across sockets still in TIME_WAIT from
+/// an earlier run too — which cost the load generator most of a core.
+fn bind_address_no_port(socket: &tokio::net::TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 // ------------------------------------------------------------------ processes and machine

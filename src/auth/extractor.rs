@@ -2,6 +2,7 @@
 
 use std::future::{ready, Ready};
 
+use actix_web::http::header::HeaderMap;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use parley_actors::UserId;
 
@@ -22,7 +23,12 @@ impl FromRequest for AuthUser {
 
 /// The token of `Authorization: Bearer <token>`, if any.
 pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    req.headers()
+    bearer_token_of(req.headers())
+}
+
+/// The token of `Authorization: Bearer <token>` among `headers`, if any.
+pub fn bearer_token_of(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(actix_web::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
@@ -35,6 +41,11 @@ pub fn authenticate(req: &HttpRequest, token: Option<&str>) -> Result<AuthUser, 
     let keys = req
         .app_data::<web::Data<JwtKeys>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("JwtKeys not registered")))?;
+    verify_token(keys, token)
+}
+
+/// Verifies `token` with `keys`: the user, or the error a client is told.
+pub fn verify_token(keys: &JwtKeys, token: Option<&str>) -> Result<AuthUser, ApiError> {
     let token = token.ok_or(ApiError::Unauthorized("missing_token"))?;
     match keys.verify(token) {
         Ok(id) => Ok(AuthUser(id)),

@@ -1,12 +1,29 @@
 //! GET /ws: authenticate (token in `?token=` or the Authorization header), check the
-//! Origin, then upgrade into a session actor. Refusals are JSON, before the upgrade.
+//! Origin and the connection caps, then upgrade into a session actor. Refusals are
+//! JSON, before the upgrade.
+//!
+//! A request with `Upgrade: websocket` never reaches the `App`: the HTTP/1 dispatcher
+//! hands it, with its socket, to [`upgrade_service`], which admits it and then runs
+//! the connection in [`crate::transport`] instead of the dispatcher (whose 8 KiB
+//! read and write buffers would otherwise stay allocated for the life of every
+//! socket — most of an idle connection's memory). The `App` route below only sees
+//! a GET /ws *without* the upgrade headers, and refuses it the same way.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
-use parley_actors::{OpenRefused, Realtime};
+use std::rc::Rc;
+
+use actix_codec::{Framed, FramedParts};
+use actix_http::body::BodySize;
+use actix_http::{h1, Request, RequestHead};
+use actix_web::dev::{fn_service, ServiceFactory};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::SinkExt;
+use parley_actors::{OpenRefused, Realtime, UserId};
 use serde::Deserialize;
+use tokio::net::TcpStream;
 
-use crate::auth::extractor::{authenticate, bearer_token};
+use crate::auth::extractor::{bearer_token_of, verify_token};
+use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::error::ApiError;
 
@@ -15,7 +32,15 @@ use crate::error::ApiError;
 const HARD_FRAME_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/ws").route(web::get().to(upgrade)));
+    cfg.service(web::resource("/ws").route(web::get().to(not_upgraded)));
+}
+
+/// What deciding on an upgrade needs; one per HTTP worker.
+#[derive(Clone)]
+pub struct Gate {
+    pub jwt: web::Data<JwtKeys>,
+    pub settings: web::Data<Settings>,
+    pub realtime: Realtime,
 }
 
 #[derive(Deserialize)]
@@ -23,62 +48,154 @@ struct WsQuery {
     token: Option<String>,
 }
 
-/// Whether a browser page from `origin` may open a socket here.
-fn origin_allowed(req: &HttpRequest, settings: &Settings) -> bool {
-    let Some(origin) = req.headers().get("origin") else {
-        // Not a browser (websocat, scripts): cross-site hijacking needs a browser.
-        return true;
-    };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    let allowed = &settings.server.allowed_origins;
-    if !allowed.is_empty() {
-        return allowed.iter().any(|a| a.trim_end_matches('/') == origin);
+impl Gate {
+    /// The user this request may open a session for, or why not.
+    fn admit(&self, head: &RequestHead) -> Result<UserId, ApiError> {
+        let query = web::Query::<WsQuery>::from_query(head.uri.query().unwrap_or(""))
+            .map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?;
+        let token = query
+            .token
+            .as_deref()
+            .or_else(|| bearer_token_of(&head.headers));
+        let user = verify_token(&self.jwt, token)?.0;
+        if !self.origin_allowed(head) {
+            return Err(ApiError::Forbidden(
+                "this origin may not open a WebSocket here",
+            ));
+        }
+        let limits = &self.settings.limits;
+        match self
+            .realtime
+            .may_open(user, limits.max_sessions_per_user, limits.max_connections)
+        {
+            Ok(()) => Ok(user),
+            Err(OpenRefused::TooManySessions) => {
+                Err(ApiError::TooManySessions(limits.max_sessions_per_user))
+            }
+            Err(OpenRefused::ServerFull) => Err(ApiError::Unavailable(
+                "this server holds as many connections as it may; retry shortly",
+            )),
+        }
     }
-    let host = req.connection_info().host().to_owned();
-    let authority = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
+
+    /// Whether a browser page from the request's `Origin` may open a socket here.
+    fn origin_allowed(&self, head: &RequestHead) -> bool {
+        let Some(origin) = head.headers.get(header::ORIGIN) else {
+            // Not a browser (websocat, scripts): cross-site hijacking needs a browser.
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let allowed = &self.settings.server.allowed_origins;
+        if !allowed.is_empty() {
+            return allowed.iter().any(|a| a.trim_end_matches('/') == origin);
+        }
+        // The server's own origin: the host the client asked for (through nginx,
+        // the one it forwarded).
+        let host = [
+            header::HeaderName::from_static("x-forwarded-host"),
+            header::HOST,
+        ]
+        .iter()
+        .find_map(|h| head.headers.get(h)?.to_str().ok())
+        .and_then(|h| h.split(',').next())
+        .map(str::trim)
         .unwrap_or("");
-    authority == host
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .unwrap_or("");
+        !host.is_empty() && authority == host
+    }
+
+    async fn upgrade(&self, req: Request, mut framed: Framed<TcpStream, h1::Codec>) {
+        let head = req.head();
+        if head.uri.path() != "/ws" {
+            return refuse(framed, ApiError::NotFound("WebSocket endpoint")).await;
+        }
+        let user = match self.admit(head) {
+            Ok(user) => user,
+            Err(e) => return refuse(framed, e).await,
+        };
+        let accept = match actix_http::ws::handshake(head) {
+            Ok(mut res) => res.finish().drop_body(),
+            Err(e) => {
+                let e = ApiError::bad_request(
+                    "not_a_websocket",
+                    format!("WebSocket handshake failed: {e}"),
+                );
+                return refuse(framed, e).await;
+            }
+        };
+        if let Err(e) = framed
+            .send(h1::Message::Item((accept, BodySize::None)))
+            .await
+        {
+            tracing::debug!(error = %e, "writing the WebSocket handshake");
+            return;
+        }
+        // From here on the connection is ours. The request (its header map alone is
+        // kilobytes) and the dispatcher's buffers are dropped; frames the client sent
+        // right behind its request are already read, and are handed on. The session
+        // runs in a task of its own, so the dispatcher's (larger) task ends too.
+        let FramedParts { io, read_buf, .. } = framed.into_parts();
+        let early = bytes::Bytes::copy_from_slice(&read_buf);
+        drop(read_buf);
+        drop(req);
+        let frame_size = HARD_FRAME_LIMIT.max(self.settings.limits.ws_frame_bytes * 4);
+        let session = self.realtime.session(user);
+        actix_web::rt::spawn(crate::transport::serve(io, early, session, frame_size));
+    }
 }
 
-/// GET /ws?token=…: a WebSocket speaking the JSON frames of PROTOCOL.md.
-async fn upgrade(
-    req: HttpRequest,
-    stream: web::Payload,
-    query: web::Query<WsQuery>,
-    realtime: web::Data<Realtime>,
-    settings: web::Data<Settings>,
-) -> Result<HttpResponse, ApiError> {
-    let token = query.token.as_deref().or_else(|| bearer_token(&req));
-    let user = authenticate(&req, token)?;
-    if !origin_allowed(&req, &settings) {
-        return Err(ApiError::Forbidden(
-            "this origin may not open a WebSocket here",
-        ));
+/// Answers with the JSON error body and ends the connection.
+async fn refuse(framed: Framed<TcpStream, h1::Codec>, e: ApiError) {
+    let (mut head, body) = e.error_response().into_parts();
+    let body = actix_web::body::to_bytes(body).await.unwrap_or_default();
+    let headers = head.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    let res: actix_http::Response<bytes::Bytes> = head.set_body(body).into();
+    if let Err(e) = h1::SendResponse::new(framed, res).await {
+        tracing::debug!(error = %e, "writing a WebSocket refusal");
     }
-    let limits = &settings.limits;
-    match realtime.may_open(user.0, limits.max_sessions_per_user, limits.max_connections) {
-        Ok(()) => {}
-        Err(OpenRefused::TooManySessions) => {
-            return Err(ApiError::TooManySessions(limits.max_sessions_per_user))
-        }
-        Err(OpenRefused::ServerFull) => {
-            return Err(ApiError::Unavailable(
-                "this server holds as many connections as it may; retry shortly",
-            ))
-        }
-    }
-    let frame_size = HARD_FRAME_LIMIT.max(settings.limits.ws_frame_bytes * 4);
-    ws::WsResponseBuilder::new(realtime.session(user.0), &req, stream)
-        .frame_size(frame_size)
-        .start()
-        .map_err(|e| {
-            ApiError::bad_request(
-                "not_a_websocket",
-                format!("WebSocket handshake failed: {e}"),
-            )
-        })
+}
+
+/// The HTTP/1 upgrade service: every request with `Upgrade: websocket` (and
+/// `CONNECT`, which nothing here serves) arrives here with its socket.
+pub fn upgrade_service(
+    gate: Gate,
+) -> impl ServiceFactory<
+    (Request, Framed<TcpStream, h1::Codec>),
+    Config = (),
+    Response = (),
+    Error = actix_web::Error,
+    InitError = (),
+> {
+    let gate = Rc::new(gate);
+    fn_service(
+        move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+            let gate = gate.clone();
+            async move {
+                gate.upgrade(req, framed).await;
+                Ok(())
+            }
+        },
+    )
+}
+
+/// GET /ws without `Upgrade: websocket`: the same checks, then a clear refusal.
+async fn not_upgraded(req: HttpRequest, gate: web::Data<Gate>) -> Result<HttpResponse, ApiError> {
+    gate.admit(req.head())?;
+    Err(ApiError::bad_request(
+        "not_a_websocket",
+        "GET /ws needs the WebSocket upgrade headers",
+    ))
 }
