@@ -9,10 +9,10 @@
 //! channel per user: subscriptions never churn when people connect and disconnect
 //! (one SUBSCRIBE per process lifetime), the per-user node sets are needed for
 //! cluster-wide presence anyway, and a message to a group costs one PUBLISH per
-//! node that hosts members instead of one per member. Cost per event: 0 Redis
-//! commands when no other node is alive (checked every heartbeat), else one SMEMBERS
-//! per recipient (pipelined with the rest of the batch) plus one PUBLISH per remote
-//! node that hosts a recipient.
+//! node that hosts members instead of one per member. Cost per batch of events:
+//! one SMEMBERS per recipient (pipelined with the rest of the batch) plus one
+//! PUBLISH per remote node that hosts a recipient — looked up even when no other
+//! node seemed alive at the last heartbeat, since one may have joined since.
 //!
 //! Presence: a user is online while any node lists them. The first node to add a
 //! user to the empty set announces `user:online`; the node that removes the last
@@ -33,7 +33,7 @@
 //! back it re-registers its users and every local session re-runs its catch-up, so
 //! messages that could not travel meanwhile (they are all in MySQL) arrive.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,7 +45,7 @@ use tokio::sync::mpsc;
 
 use crate::call::{CallDirectory, ForwardedCall, SessionGone};
 use crate::directory::{Deliver, SessionHandle};
-use crate::ids::{CallId, SessionId, UserId};
+use crate::ids::{CallId, MessageId, SessionId, UserId};
 use crate::presence::{PresenceRegistry, Reannounce};
 use crate::protocol::{self, ServerEvent};
 use crate::time::Timestamp;
@@ -68,6 +68,9 @@ enum Out {
     Users {
         users: Vec<UserId>,
         frame: ByteString,
+        /// The message the frame carries, if any: the receiving node's sessions hold
+        /// such frames during a catch-up (order, and no second copy).
+        message: Option<MessageId>,
         skip: Option<(Arc<str>, SessionId)>,
     },
     Node {
@@ -87,9 +90,10 @@ pub enum Transition {
         contacts: Vec<UserId>,
         at: Timestamp,
     },
-    /// After re-registering: every local session catches up, so what was stored
-    /// while this node's users were unknown to Redis (and so not routed) arrives.
-    Resync,
+    /// After re-registering: every local session is sent again what was stored
+    /// after `after` (see `Cluster::replay_floor`), so what was stored while this
+    /// node's users were unknown to Redis (and so not routed here) arrives.
+    Resync { after: MessageId },
 }
 
 pub struct Cluster {
@@ -99,7 +103,12 @@ pub struct Cluster {
     client: redis::Client,
     ttl: Duration,
     up: AtomicBool,
-    peers: AtomicUsize,
+    /// The newest message id at the last heartbeat that found this node properly
+    /// registered. Anything another node could have routed past us (Redis
+    /// restarted empty, or we were reaped) was stored after it; when we register
+    /// again, sessions are sent everything newer. Delivered watermarks cannot serve
+    /// here: a live receipt for a later message moves them past the missed one.
+    replay_floor: AtomicU64,
     out: mpsc::Sender<Out>,
     presence: mpsc::UnboundedSender<Transition>,
 }
@@ -170,7 +179,7 @@ impl Cluster {
                 client,
                 ttl: settings.node_ttl.max(Duration::from_secs(1)),
                 up: AtomicBool::new(true),
-                peers: AtomicUsize::new(1),
+                replay_floor: AtomicU64::new(0),
                 out: out_tx,
                 presence: p_tx,
             }),
@@ -205,11 +214,6 @@ impl Cluster {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Other live nodes exist (as of the last heartbeat).
-    fn has_peers(&self) -> bool {
-        self.peers.load(Ordering::Acquire) > 1
-    }
-
     fn enqueue(&self, item: Out) {
         if self.out.try_send(item).is_err() {
             // Nothing durable is lost: messages are in MySQL and reach their
@@ -220,12 +224,16 @@ impl Cluster {
 
     /// Hands `frame` to the other nodes for `users` (skipping one remote session).
     pub(crate) fn to_users(&self, users: &[UserId], d: &Deliver, skip: Option<&SessionHandle>) {
-        if !self.has_peers() || users.is_empty() {
+        // Always looked up, even when the last heartbeat saw no other node: a node
+        // that joined since then would miss what we skipped (until its sessions
+        // asked MySQL), and one pipelined round trip per batch is cheap.
+        if users.is_empty() {
             return;
         }
         self.enqueue(Out::Users {
             users: users.to_vec(),
             frame: d.frame.clone(),
+            message: d.message,
             skip: skip.and_then(|s| s.node().map(|n| (n.clone(), s.id))),
         });
     }
@@ -265,6 +273,10 @@ impl Cluster {
         self.pool.get().await.map_err(|e| {
             redis::RedisError::from((redis::ErrorKind::IoError, "pool", e.to_string()))
         })
+    }
+
+    fn floor(&self) -> MessageId {
+        MessageId(self.replay_floor.load(Ordering::Acquire))
     }
 
     fn mark_down(&self, e: &dyn std::fmt::Display) {
@@ -399,7 +411,12 @@ async fn publish_batch(c: &Cluster, batch: &[Out]) -> redis::RedisResult<()> {
     let mut any = false;
     for o in batch {
         match o {
-            Out::Users { users, frame, skip } => {
+            Out::Users {
+                users,
+                frame,
+                message,
+                skip,
+            } => {
                 let mut per_node: std::collections::BTreeMap<&str, Vec<String>> =
                     Default::default();
                 for u in users {
@@ -411,11 +428,12 @@ async fn publish_batch(c: &Cluster, batch: &[Out]) -> redis::RedisResult<()> {
                     Some((n, s)) => (n.to_string(), s.0),
                     None => ("-".to_string(), 0),
                 };
+                let message = message.map_or_else(|| "-".to_string(), |m| m.0.to_string());
                 for (node, list) in per_node {
                     pipe.publish(
                         c.channel(node),
                         format!(
-                            "U\t{skip_node}\t{skip_session}\t{}\n{frame}",
+                            "U\t{skip_node}\t{skip_session}\t{}\t{message}\n{frame}",
                             list.join(",")
                         ),
                     )
@@ -436,30 +454,53 @@ async fn publish_batch(c: &Cluster, batch: &[Out]) -> redis::RedisResult<()> {
 }
 
 async fn subscriber(c: Arc<Cluster>, w: Arc<Wiring>) {
+    // Set while not listening: the replay floor as it was when we stopped (sampled
+    // at a healthy beat before that), so a later beat cannot move it past frames
+    // published to us meanwhile.
+    let mut lost_since: Option<MessageId> = None;
     let mut first = true;
     loop {
         match c.client.get_async_pubsub().await {
-            Ok(mut ps) => match ps.subscribe(c.channel(&c.node)).await {
+            Ok(mut ps) => match {
+                if let Some(after) = lost_since {
+                    // Held from before we listen again, so nothing newer is shown
+                    // ahead of what the replay brings.
+                    hold_sessions(&w.shared, after);
+                }
+                ps.subscribe(c.channel(&c.node)).await
+            } {
                 Ok(()) => {
-                    if !first {
+                    if let Some(after) = lost_since.take() {
                         // Frames published while we were not listening are lost:
-                        // every session catches up from MySQL.
-                        resync_sessions(&w.shared);
+                        // every session is sent again what was stored since.
+                        resync_sessions(&w.shared, after);
                     }
                     first = false;
                     let mut stream = ps.into_on_message();
                     while let Some(msg) = stream.next().await {
                         inbound(&c, &w, msg.get_payload_bytes());
                     }
+                    lost_since = Some(c.floor());
                     c.mark_down(&"subscription ended");
                 }
-                Err(e) => c.mark_down(&e),
+                Err(e) => {
+                    if !first {
+                        lost_since.get_or_insert_with(|| c.floor());
+                    }
+                    c.mark_down(&e);
+                }
             },
-            Err(e) => c.mark_down(&e),
+            Err(e) => {
+                if !first {
+                    lost_since.get_or_insert_with(|| c.floor());
+                }
+                c.mark_down(&e);
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
 
 fn inbound(c: &Arc<Cluster>, w: &Wiring, payload: &[u8]) {
     let Ok(text) = std::str::from_utf8(payload) else {
@@ -469,8 +510,15 @@ fn inbound(c: &Arc<Cluster>, w: &Wiring, payload: &[u8]) {
     let fields: Vec<&str> = head.split('\t').collect();
     let directory = w.shared.bus.directory();
     match fields.as_slice() {
-        ["U", skip_node, skip_session, users] => {
-            let d = Deliver::frame(ByteString::from(body.to_string()));
+        ["U", skip_node, skip_session, users, rest @ ..] => {
+            // (A node of the previous release sends no message id.)
+            let d = Deliver {
+                frame: ByteString::from(body.to_string()),
+                message: rest
+                    .first()
+                    .and_then(|m| m.parse::<u64>().ok())
+                    .map(MessageId),
+            };
             let skip = (*skip_node == &*c.node)
                 .then(|| skip_session.parse::<u64>().ok().map(SessionId))
                 .flatten();
@@ -509,9 +557,16 @@ fn inbound(c: &Arc<Cluster>, w: &Wiring, payload: &[u8]) {
     }
 }
 
-fn resync_sessions(shared: &Shared) {
+/// Every local session holds live messages until its `Resync` (see `session::Hold`).
+pub(crate) fn hold_sessions(shared: &Shared, after: MessageId) {
     for s in shared.sessions.iter() {
-        s.value().do_send(crate::session::Resync);
+        s.value().do_send(crate::session::Hold { after });
+    }
+}
+
+fn resync_sessions(shared: &Shared, after: MessageId) {
+    for s in shared.sessions.iter() {
+        s.value().do_send(crate::session::Resync { after });
     }
 }
 
@@ -524,8 +579,8 @@ async fn presence_task(
         let (user, online) = match &t {
             Transition::Online { user, .. } => (*user, true),
             Transition::Offline { user, .. } => (*user, false),
-            Transition::Resync => {
-                resync_sessions(&w.shared);
+            Transition::Resync { after } => {
+                resync_sessions(&w.shared, *after);
                 continue;
             }
         };
@@ -562,7 +617,7 @@ async fn presence_task(
             Transition::Offline { user, contacts, at } => {
                 announce_offline(&w.shared, user, &contacts, at).await
             }
-            Transition::Resync => {}
+            Transition::Resync { .. } => {}
         }
     }
 }
@@ -593,9 +648,18 @@ async fn heartbeat(c: Arc<Cluster>, w: Arc<Wiring>) {
                 }
                 if registered_once && (newly_added || was_down) {
                     // We were reaped or cut off: list our users again, announce them,
-                    // then (in that order) let every session catch up on what could
-                    // not travel meanwhile.
-                    w.presence.do_send(Reannounce);
+                    // then (in that order) send every session what could not travel
+                    // meanwhile. The floor stays as it was until a healthy beat.
+                    w.presence.do_send(Reannounce {
+                        replay_after: c.floor(),
+                    });
+                } else if let Ok(Ok(newest)) =
+                    tokio::time::timeout(every / 2, w.shared.store.newest_message_id()).await
+                {
+                    // Healthy and listed: everything stored so far was routed with our
+                    // users known. (Without MySQL the older floor stays: safe. Bounded,
+                    // so a slow database never delays the heartbeat itself.)
+                    c.replay_floor.fetch_max(newest.0, Ordering::AcqRel);
                 }
                 registered_once = true;
             }
@@ -637,9 +701,5 @@ async fn beat(c: &Cluster, w: &Wiring) -> redis::RedisResult<bool> {
         }
         let _: i64 = conn.del(c.node_users(&node)).await?;
     }
-    let alive: usize = conn
-        .zcount(c.nodes(), now.saturating_sub(ttl_ms), "+inf")
-        .await?;
-    c.peers.store(alive.max(1), Ordering::Release);
     Ok(added == 1)
 }

@@ -95,20 +95,27 @@ impl Handler<SessionOpened> for PresenceRegistry {
 /// user again, announcing those who are online nowhere else.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Reannounce;
+pub struct Reannounce {
+    /// Sessions are then sent every message newer than this.
+    pub replay_after: crate::ids::MessageId,
+}
 
 impl Handler<Reannounce> for PresenceRegistry {
     type Result = ();
 
-    fn handle(&mut self, _: Reannounce, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Reannounce, _: &mut Context<Self>) {
         if let Some(c) = self.shared.bus.cluster() {
+            // Sessions hold live messages from before their users are listed again.
+            crate::cluster::hold_sessions(&self.shared, msg.replay_after);
             for (user, contacts) in &self.contacts {
                 c.presence(Transition::Online {
                     user: *user,
                     contacts: contacts.clone(),
                 });
             }
-            c.presence(Transition::Resync);
+            c.presence(Transition::Resync {
+                after: msg.replay_after,
+            });
         }
     }
 }

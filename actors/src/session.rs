@@ -38,7 +38,30 @@ struct CatchUp {
     held: Vec<Deliver>,
     sent: HashSet<MessageId>,
     pushed: usize,
+    /// A replay after a cluster outage: every message, not only the undelivered.
+    everything: bool,
+    /// A page query is out (else: only holding live messages, waiting for `Resync`).
+    running: bool,
+    /// A replay asked for while one ran: run it before releasing what is held.
+    again: Option<MessageId>,
 }
+
+impl CatchUp {
+    fn new(everything: bool, running: bool) -> CatchUp {
+        CatchUp {
+            held: Vec::new(),
+            sent: HashSet::new(),
+            pushed: 0,
+            everything,
+            running,
+            again: None,
+        }
+    }
+}
+
+/// How long a session holds live messages for a replay that was announced
+/// (`Hold`) before running it anyway.
+const HOLD_MAX: Duration = Duration::from_secs(5);
 
 pub struct Session {
     id: SessionId,
@@ -75,11 +98,7 @@ impl Session {
             registered: false,
             last_heard: Instant::now(),
             rooms: HashMap::new(),
-            catch_up: Some(CatchUp {
-                held: Vec::new(),
-                sent: HashSet::new(),
-                pushed: 0,
-            }),
+            catch_up: Some(CatchUp::new(false, true)),
             pending: 0,
             closing: None,
             resyncing: false,
@@ -157,8 +176,15 @@ impl Session {
     fn catch_up_page(&mut self, after: MessageId, ctx: &mut ws::WebsocketContext<Self>) {
         let store = self.shared().store.clone();
         let user = self.user;
+        let everything = self.catch_up.as_ref().is_some_and(|c| c.everything);
         ctx.spawn(
-            async move { store.undelivered(user, after, PAGE).await }
+            async move {
+                if everything {
+                    store.messages_after(user, after, PAGE).await
+                } else {
+                    store.undelivered(user, after, PAGE).await
+                }
+            }
                 .into_actor(self)
                 .map(move |page, session, ctx| {
                     let page = match page {
@@ -195,6 +221,13 @@ impl Session {
     }
 
     fn finish_catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(c) = self.catch_up.as_mut() {
+            if let Some(after) = c.again.take() {
+                // Still holding: the replay asked for meanwhile goes first.
+                c.everything = true;
+                return self.catch_up_page(after, ctx);
+            }
+        }
         if let Some(c) = self.catch_up.take() {
             for d in c.held {
                 if !d.message.is_some_and(|id| c.sent.contains(&id)) {
@@ -578,24 +611,72 @@ impl Handler<Deliver> for Session {
     }
 }
 
-/// Catch up again on everything undelivered (after a cluster outage: frames from
-/// other nodes may have been lost on the way; MySQL has them all).
+/// Hold live messages: a `Resync` follows once this node is listed in the cluster
+/// again. Holding from *before* re-registering means nothing routed to us afterwards
+/// is shown before what the replay brings, so per-sender order survives the outage.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Resync;
+pub struct Hold {
+    pub after: MessageId,
+}
+
+/// Send again every message of this user's chats newer than `after` (after a cluster
+/// outage: frames from other nodes may have been lost on the way; MySQL has them
+/// all), then release what was held. Messages the client already has may come
+/// twice; clients keep one per id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resync {
+    pub after: MessageId,
+}
+
+impl Handler<Hold> for Session {
+    type Result = ();
+
+    fn handle(&mut self, h: Hold, ctx: &mut Self::Context) {
+        if !self.registered {
+            return; // its own catch-up, still to come, covers it
+        }
+        match self.catch_up.as_mut() {
+            Some(c) if c.running => {
+                c.again = Some(c.again.map_or(h.after, |a| a.min(h.after)));
+            }
+            Some(_) => {}
+            None => {
+                self.catch_up = Some(CatchUp::new(true, false));
+                self.resyncing = true;
+                // Never hold for ever: if the Resync does not come, replay anyway.
+                ctx.run_later(HOLD_MAX, move |s, ctx| {
+                    if s.catch_up.as_ref().is_some_and(|c| !c.running) {
+                        <Session as Handler<Resync>>::handle(s, Resync { after: h.after }, ctx);
+                    }
+                });
+            }
+        }
+    }
+}
 
 impl Handler<Resync> for Session {
     type Result = ();
 
-    fn handle(&mut self, _: Resync, ctx: &mut Self::Context) {
-        if self.catch_up.is_none() && self.registered {
-            self.catch_up = Some(CatchUp {
-                held: Vec::new(),
-                sent: HashSet::new(),
-                pushed: 0,
-            });
-            self.resyncing = true;
-            self.catch_up_page(MessageId(0), ctx);
+    fn handle(&mut self, r: Resync, ctx: &mut Self::Context) {
+        if !self.registered {
+            return;
+        }
+        match self.catch_up.as_mut() {
+            Some(c) if c.running => {
+                c.again = Some(c.again.map_or(r.after, |a| a.min(r.after)));
+            }
+            Some(c) => {
+                c.running = true;
+                c.everything = true;
+                self.catch_up_page(r.after, ctx);
+            }
+            None => {
+                self.catch_up = Some(CatchUp::new(true, true));
+                self.resyncing = true;
+                self.catch_up_page(r.after, ctx);
+            }
         }
     }
 }

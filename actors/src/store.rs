@@ -179,6 +179,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<(), StoreError>;
 
+    /// The id of the newest stored message (0 when there is none).
+    async fn newest_message_id(&self) -> Result<MessageId, StoreError>;
+
     /// Writes the call log row and the call's message in its chat.
     async fn record_call(&self, call: &CallRecord) -> Result<Option<Message>, StoreError>;
 }

@@ -391,6 +391,15 @@ impl Db {
         self.with_status(msgs).await
     }
 
+    /// The id of the newest stored message (0 when there is none).
+    pub async fn newest_message_id(&self) -> Result<MessageId, DbError> {
+        let mut conn = self.conn().await?;
+        let id: Option<u64> = conn
+            .query_first("SELECT COALESCE(MAX(id), 0) FROM messages")
+            .await?;
+        Ok(MessageId(id.unwrap_or(0)))
+    }
+
     /// Which of `users` have messages from others not yet delivered to them: one
     /// query for a batch of sessions coming online, so the many with nothing waiting
     /// cost no query of their own.

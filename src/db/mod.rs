@@ -131,3 +131,20 @@ impl Db {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_lists_are_padded_to_a_few_lengths_with_the_last_id() {
+        for (n, len) in [(1, 1), (2, 8), (8, 8), (9, 64), (65, 512), (512, 512)] {
+            let (sql, params) = id_list(1..=n as u64);
+            assert_eq!(params.len(), len, "{n} ids");
+            assert_eq!(sql.matches('?').count(), len, "{n} ids");
+            assert_eq!(params.last(), Some(&mysql_async::Value::from(n as u64)));
+        }
+        let (sql, params) = id_list([]);
+        assert!(sql.is_empty() && params.is_empty());
+    }
+}

@@ -161,6 +161,10 @@ impl Store for MysqlStore {
         Ok(self.db.with_undelivered(users).await?)
     }
 
+    async fn newest_message_id(&self) -> Result<MessageId, StoreError> {
+        Ok(self.db.newest_message_id().await?)
+    }
+
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<(), StoreError> {
         Ok(self.db.set_last_seen(user, at).await?)
     }

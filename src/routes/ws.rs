@@ -162,7 +162,10 @@ async fn refuse(framed: Framed<TcpStream, h1::Codec>, e: ApiError) {
         header::CONNECTION,
         header::HeaderValue::from_static("close"),
     );
-    let res: actix_http::Response<bytes::Bytes> = head.set_body(body).into();
+    let mut res: actix_http::Response<bytes::Bytes> = head.set_body(body).into();
+    // The encoder writes `Connection` from the head's type, not from the headers.
+    res.head_mut()
+        .set_connection_type(actix_http::ConnectionType::Close);
     if let Err(e) = h1::SendResponse::new(framed, res).await {
         tracing::debug!(error = %e, "writing a WebSocket refusal");
     }
