@@ -18,6 +18,7 @@
 #   PARLEY_TEST_MYSQL  MySQL server URL without a database (default mysql://root@127.0.0.1:3306)
 #   PARLEY_BENCH_PBKDF2  server and bench PBKDF2 iterations (default 600000)
 #   BENCH_ARGS         extra arguments for every scenario (full run)
+#   BENCH_RUNS         runs of each scenario in a full run (default 3; medians reported)
 #   PARLEY_SERVER_ENV  extra NAME=VALUE words for the server's environment, e.g.
 #                      "PARLEY__DATABASE__WRITER_LANES=16" (to measure a setting)
 set -uo pipefail
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
     --) shift; ONE=("$@"); break ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -153,13 +154,16 @@ run() {
   echo "### parley-bench $*" >&2
   "$BENCH" "${COMMON[@]}" --json-out "$JSONL" "$@" ${BENCH_ARGS:-} || FAILED=$((FAILED + 1))
 }
-run throughput --pairs 100 --window 10
-run throughput --pairs 100 --window 10 --delivered
-run latency --rate 5000
-run fanout --groups 5 --size 100
-run idle --connections 19000
-run login-storm --in-flight 200 --rate 2000
-run history --messages 1000000 --chats 1000
+# Each scenario BENCH_RUNS times (default 3): the README shows the medians.
+for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
+  run throughput --pairs 100 --window 10
+  run throughput --pairs 100 --window 10 --delivered
+  run latency --rate 5000
+  run fanout --groups 5 --size 100
+  run idle --connections 19000
+  run login-storm --in-flight 200 --rate 2000
+  run history --messages 1000000 --chats 1000
+done
 "$BENCH" report --jsonl "$JSONL" --md "$MD" --readme bench/README-section.md
 echo "results: $MD $JSONL"
 echo "bench run: $FAILED scenario runs failed"

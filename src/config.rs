@@ -78,7 +78,10 @@ pub struct DatabaseSettings {
     /// Create the database when it does not exist. Default `true`.
     pub create_if_missing: bool,
     /// Parallel message writers (each a multi-row INSERT at a time; a chat always
-    /// uses the same one). More lanes, less waiting behind a commit. Default `8`.
+    /// uses the same one). Default `2`: measured on 2 cores, fewer lanes make larger
+    /// batches and fewer durable commits competing for the log (8 lanes: 34k msg/s,
+    /// p99 31 ms at 5,000/s; 2 lanes: 56k msg/s, p99 11 ms). More cores or a faster
+    /// disk may want more.
     pub writer_lanes: usize,
 }
 
@@ -224,7 +227,7 @@ impl Default for Settings {
                 url: SecretString::from(DEFAULT_DATABASE_URL),
                 pool_max: 32,
                 create_if_missing: true,
-                writer_lanes: 8,
+                writer_lanes: 2,
             },
             redis: RedisSettings {
                 url: None,

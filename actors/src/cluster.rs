@@ -93,7 +93,9 @@ pub enum Transition {
     /// After re-registering: every local session is sent again what was stored
     /// after `after` (see `Cluster::replay_floor`), so what was stored while this
     /// node's users were unknown to Redis (and so not routed here) arrives.
-    Resync { after: MessageId },
+    Resync {
+        after: MessageId,
+    },
 }
 
 pub struct Cluster {
@@ -500,7 +502,6 @@ async fn subscriber(c: Arc<Cluster>, w: Arc<Wiring>) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
-
 
 fn inbound(c: &Arc<Cluster>, w: &Wiring, payload: &[u8]) {
     let Ok(text) = std::str::from_utf8(payload) else {

@@ -185,38 +185,38 @@ impl Session {
                     store.undelivered(user, after, PAGE).await
                 }
             }
-                .into_actor(self)
-                .map(move |page, session, ctx| {
-                    let page = match page {
-                        Ok(p) => p,
-                        Err(e) => {
-                            // The client still has `sync`; say so rather than stay silent.
-                            tracing::warn!(user = %session.user, error = %e, "catch-up failed");
-                            let err = WireError::new(
-                                "unavailable",
-                                "could not load undelivered messages; send sync to retry",
-                            );
-                            Self::send_error(ctx, &err, None);
-                            session.finish_catch_up(ctx);
-                            return;
-                        }
-                    };
-                    let full = page.len() as u32 == PAGE;
-                    let mut last = after;
-                    for m in &page {
-                        ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
-                        if let Some(c) = session.catch_up.as_mut() {
-                            c.sent.insert(m.id);
-                            c.pushed += 1;
-                        }
-                        last = m.id;
-                    }
-                    if full {
-                        session.catch_up_page(last, ctx);
-                    } else {
+            .into_actor(self)
+            .map(move |page, session, ctx| {
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // The client still has `sync`; say so rather than stay silent.
+                        tracing::warn!(user = %session.user, error = %e, "catch-up failed");
+                        let err = WireError::new(
+                            "unavailable",
+                            "could not load undelivered messages; send sync to retry",
+                        );
+                        Self::send_error(ctx, &err, None);
                         session.finish_catch_up(ctx);
+                        return;
                     }
-                }),
+                };
+                let full = page.len() as u32 == PAGE;
+                let mut last = after;
+                for m in &page {
+                    ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
+                    if let Some(c) = session.catch_up.as_mut() {
+                        c.sent.insert(m.id);
+                        c.pushed += 1;
+                    }
+                    last = m.id;
+                }
+                if full {
+                    session.catch_up_page(last, ctx);
+                } else {
+                    session.finish_catch_up(ctx);
+                }
+            }),
         );
     }
 

@@ -105,6 +105,18 @@ const TARGETS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// The run with the median value of a target (the lower middle of an even count),
+/// and whether every run passed its correctness checks.
+fn median_of(runs: &[(Value, bool)]) -> Option<(Value, bool)> {
+    let mut sorted: Vec<&(Value, bool)> = runs.iter().collect();
+    sorted.sort_by(|a, b| {
+        let v = |x: &(Value, bool)| x.0["value"].as_f64().unwrap_or(0.0);
+        v(a).total_cmp(&v(b))
+    });
+    let mid = sorted.get(sorted.len().checked_sub(1)? / 2)?;
+    Some((mid.0.clone(), runs.iter().all(|(_, p)| *p)))
+}
+
 pub fn write(a: &ReportArgs) -> Result<()> {
     let text = std::fs::read_to_string(&a.jsonl).with_context(|| a.jsonl.display().to_string())?;
     let lines: Vec<Value> = text
@@ -197,25 +209,39 @@ pub fn write(a: &ReportArgs) -> Result<()> {
         ));
         s.push_str("| scenario | figure | target | reference |\n|---|---|---|---|\n");
         for (sc, fig, goal, prefix) in TARGETS {
-            let found = lines.iter().find_map(|l| {
-                l["targets"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|t| t["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
-                    .map(|t| (t.clone(), l["passed"] == true))
-            });
-            let reference = match found {
-                Some((t, passed)) => format!(
-                    "{}{}{}",
-                    fmt_num(t["value"].as_f64().unwrap_or(0.0)),
-                    if t["met"] == true { "" } else { " (not met)" },
-                    if passed {
-                        ""
-                    } else {
-                        ", run FAILED its checks"
-                    }
-                ),
+            let runs: Vec<(Value, bool)> = lines
+                .iter()
+                .filter_map(|l| {
+                    l["targets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|t| t["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+                        .map(|t| (t.clone(), l["passed"] == true))
+                })
+                .collect();
+            let reference = match median_of(&runs) {
+                Some((t, all_passed)) => {
+                    let values: Vec<String> = runs
+                        .iter()
+                        .map(|(t, _)| fmt_num(t["value"].as_f64().unwrap_or(0.0)))
+                        .collect();
+                    format!(
+                        "{}{}{}{}",
+                        fmt_num(t["value"].as_f64().unwrap_or(0.0)),
+                        if t["met"] == true { "" } else { " (not met)" },
+                        if runs.len() > 1 {
+                            format!(" (median of {}: {})", runs.len(), values.join(", "))
+                        } else {
+                            String::new()
+                        },
+                        if all_passed {
+                            ""
+                        } else {
+                            ", a run FAILED its checks"
+                        }
+                    )
+                }
                 None => "not measured".into(),
             };
             s.push_str(&format!("| {sc} | {fig} | {goal} | {reference} |\n"));
@@ -223,4 +249,22 @@ pub fn write(a: &ReportArgs) -> Result<()> {
         std::fs::write(readme, s)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_median_run_is_reported_and_a_failed_run_is_remembered() {
+        let run = |v: f64, passed: bool| (json!({"value": v, "met": v >= 2.0}), passed);
+        let (t, all) = median_of(&[run(3.0, true), run(1.0, true), run(2.0, false)]).unwrap();
+        assert_eq!(t["value"], 2.0);
+        assert!(!all);
+        let (t, all) = median_of(&[run(5.0, true), run(4.0, true)]).unwrap();
+        assert_eq!(t["value"], 4.0);
+        assert!(all);
+        assert!(median_of(&[]).is_none());
+    }
 }
