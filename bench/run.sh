@@ -63,8 +63,6 @@ fi
 
 MYSQL_SERVER="${PARLEY_TEST_MYSQL:-mysql://root@127.0.0.1:3306}"
 MYSQL_SERVER="${MYSQL_SERVER%/}"
-DB_NAME="parley_bench_$(date +%s)_$$"
-DB_URL="$MYSQL_SERVER/$DB_NAME"
 SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')"
 PBKDF2="${PARLEY_BENCH_PBKDF2:-600000}"
 WORK="$(mktemp -d /tmp/parley-bench.XXXXXX)"
@@ -77,7 +75,8 @@ done
 [ -n "$PORT" ] || fail_smoke "no free port"
 
 SERVER_PID=""
-cleanup() {
+DB_URL=""
+stop_server() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null
     for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -85,45 +84,58 @@ cleanup() {
     wait "$SERVER_PID" 2>/dev/null
   fi
   SERVER_PID=""
-  "$BENCH" drop-db --database-url "$DB_URL" >/dev/null 2>&1 || echo "bench run: could not drop $DB_NAME" >&2
+  if [ -n "$DB_URL" ]; then
+    "$BENCH" drop-db --database-url "$DB_URL" >/dev/null 2>&1 || echo "bench run: could not drop $DB_NAME" >&2
+  fi
+  DB_URL=""
+}
+cleanup() {
+  stop_server
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-env -i PATH="$PATH" HOME="${HOME:-/root}" \
-  PARLEY__SERVER__HOST=127.0.0.1 \
-  PARLEY__SERVER__PORT="$PORT" \
-  PARLEY__DATABASE__URL="$DB_URL" \
-  PARLEY__DATABASE__CREATE_IF_MISSING=true \
-  PARLEY__AUTH__JWT_SECRET="$SECRET" \
-  PARLEY__AUTH__PBKDF2_ITERATIONS="$PBKDF2" \
-  PARLEY__STORAGE__UPLOADS_DIR="$WORK/uploads" \
-  PARLEY__STATIC__DIR="$PWD/static" \
-  PARLEY__METRICS__LISTEN="" \
-  PARLEY__LIMITS__WS_EVENTS_PER_SEC=100000 \
-  PARLEY__LIMITS__WS_EVENTS_BURST=100000 \
-  PARLEY__LIMITS__LOGIN_PER_IP_PER_MIN=10000000 \
-  PARLEY__LIMITS__LOGIN_PER_ACCOUNT_PER_MIN=10000000 \
-  PARLEY__LIMITS__REGISTER_PER_IP_PER_MIN=10000000 \
-  PARLEY__LOG__FORMAT=json \
-  PARLEY__LOG__LEVEL=warn \
-  ${PARLEY_SERVER_ENV:-} \
-  "$BIN" serve >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
+# A fresh Parley on a fresh database (each full-run repetition gets its own, so
+# no run inherits another's data or memory).
+start_server() {
+  DB_NAME="parley_bench_$(date +%s)_$$"
+  DB_URL="$MYSQL_SERVER/$DB_NAME"
+  env -i PATH="$PATH" HOME="${HOME:-/root}" \
+    PARLEY__SERVER__HOST=127.0.0.1 \
+    PARLEY__SERVER__PORT="$PORT" \
+    PARLEY__DATABASE__URL="$DB_URL" \
+    PARLEY__DATABASE__CREATE_IF_MISSING=true \
+    PARLEY__AUTH__JWT_SECRET="$SECRET" \
+    PARLEY__AUTH__PBKDF2_ITERATIONS="$PBKDF2" \
+    PARLEY__STORAGE__UPLOADS_DIR="$WORK/uploads" \
+    PARLEY__STATIC__DIR="$PWD/static" \
+    PARLEY__METRICS__LISTEN="" \
+    PARLEY__LIMITS__WS_EVENTS_PER_SEC=100000 \
+    PARLEY__LIMITS__WS_EVENTS_BURST=100000 \
+    PARLEY__LIMITS__LOGIN_PER_IP_PER_MIN=10000000 \
+    PARLEY__LIMITS__LOGIN_PER_ACCOUNT_PER_MIN=10000000 \
+    PARLEY__LIMITS__REGISTER_PER_IP_PER_MIN=10000000 \
+    PARLEY__LOG__FORMAT=json \
+    PARLEY__LOG__LEVEL=warn \
+    ${PARLEY_SERVER_ENV:-} \
+    "$BIN" serve >"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
 
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 300); do
-  if curl -fsS "$URL/api/ready" >/dev/null 2>&1; then break; fi
-  kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$WORK/server.log" >&2; fail_smoke "server exited"; }
-  sleep 0.1
-done
-curl -fsS "$URL/api/ready" >/dev/null 2>&1 || { tail -20 "$WORK/server.log" >&2; fail_smoke "server not ready"; }
+  URL="http://127.0.0.1:$PORT"
+  for _ in $(seq 1 300); do
+    if curl -fsS "$URL/api/ready" >/dev/null 2>&1; then break; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$WORK/server.log" >&2; fail_smoke "server exited"; }
+    sleep 0.1
+  done
+  curl -fsS "$URL/api/ready" >/dev/null 2>&1 || { tail -20 "$WORK/server.log" >&2; fail_smoke "server not ready"; }
 
-COMMON=(--url "$URL" --database-url "$DB_URL" --jwt-secret "$SECRET"
-        --server-pid "$SERVER_PID" --pbkdf2-iterations "$PBKDF2")
+  COMMON=(--url "$URL" --database-url "$DB_URL" --jwt-secret "$SECRET"
+          --server-pid "$SERVER_PID" --pbkdf2-iterations "$PBKDF2")
+}
 export PARLEY_BENCH_COMMIT="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 
 if [ "$SMOKE" = 1 ]; then
+  start_server
   "$BENCH" "${COMMON[@]}" --json-out "$WORK/smoke.jsonl" smoke >"$WORK/smoke.out"
   RC=$?
   grep -v '^bench smoke:' "$WORK/smoke.out"
@@ -139,6 +151,7 @@ if [ "$SMOKE" = 1 ]; then
 fi
 
 if [ ${#ONE[@]} -gt 0 ]; then
+  start_server
   "$BENCH" "${COMMON[@]}" "${ONE[@]}"
   exit $?
 fi
@@ -154,8 +167,10 @@ run() {
   echo "### parley-bench $*" >&2
   "$BENCH" "${COMMON[@]}" --json-out "$JSONL" "$@" ${BENCH_ARGS:-} || FAILED=$((FAILED + 1))
 }
-# Each scenario BENCH_RUNS times (default 3): the README shows the medians.
+# Each scenario BENCH_RUNS times (default 3), each repetition on a fresh server and
+# database: the README shows the medians.
 for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
+  start_server
   run throughput --pairs 100 --window 10
   run throughput --pairs 100 --window 10 --delivered
   run latency --rate 5000
@@ -163,6 +178,7 @@ for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
   run idle --connections 19000
   run login-storm --in-flight 200 --rate 2000
   run history --messages 1000000 --chats 1000
+  stop_server
 done
 "$BENCH" report --jsonl "$JSONL" --md "$MD" --readme bench/README-section.md
 echo "results: $MD $JSONL"
