@@ -116,11 +116,15 @@ impl Application {
             settings.jwt_secret(),
             Duration::from_secs(settings.auth.token_ttl_secs),
         ));
-        let hasher = web::Data::new(Hasher::new(
-            settings.auth.pbkdf2_iterations,
-            settings.auth.hash_concurrency,
-            settings.auth.hash_queue,
-        ));
+        let hasher = web::Data::new(
+            Hasher::with_duty(
+                settings.auth.pbkdf2_iterations,
+                settings.auth.hash_concurrency,
+                settings.auth.hash_queue,
+                settings.auth.hash_duty_percent,
+            )
+            .with_busy_delay(Duration::from_millis(settings.auth.busy_delay_ms)),
+        );
         let throttle = web::Data::new(LoginThrottle::new(&settings));
         let readiness = web::Data::new(Readiness {
             db: db.clone(),

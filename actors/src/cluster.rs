@@ -647,10 +647,14 @@ async fn heartbeat(c: Arc<Cluster>, w: Arc<Wiring>) {
                 if was_down {
                     tracing::info!("redis is back: cross-node delivery resumes");
                 }
-                if registered_once && (newly_added || was_down) {
+                // Also on the first registration if sessions opened before it (Redis
+                // was down at start): their users could not be listed then.
+                let listed_late = !registered_once && !w.shared.sessions.is_empty();
+                if (registered_once || listed_late) && (newly_added || was_down) {
                     // We were reaped or cut off: list our users again, announce them,
                     // then (in that order) send every session what could not travel
-                    // meanwhile. The floor stays as it was until a healthy beat.
+                    // meanwhile. The floor stays as it was until a healthy beat (0,
+                    // never sampled: sessions catch up on what is undelivered).
                     w.presence.do_send(Reannounce {
                         replay_after: c.floor(),
                     });

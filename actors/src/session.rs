@@ -224,7 +224,7 @@ impl Session {
         if let Some(c) = self.catch_up.as_mut() {
             if let Some(after) = c.again.take() {
                 // Still holding: the replay asked for meanwhile goes first.
-                c.everything = true;
+                c.everything = after.0 > 0;
                 return self.catch_up_page(after, ctx);
             }
         }
@@ -627,6 +627,7 @@ pub struct Hold {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Resync {
+    /// 0: no floor is known; then what is undelivered is sent, as on connect.
     pub after: MessageId,
 }
 
@@ -669,11 +670,12 @@ impl Handler<Resync> for Session {
             }
             Some(c) => {
                 c.running = true;
-                c.everything = true;
+                c.everything = r.after.0 > 0;
                 self.catch_up_page(r.after, ctx);
             }
             None => {
-                self.catch_up = Some(CatchUp::new(true, true));
+                // No floor known (0): what is undelivered, as on connect.
+                self.catch_up = Some(CatchUp::new(r.after.0 > 0, true));
                 self.resyncing = true;
                 self.catch_up_page(r.after, ctx);
             }

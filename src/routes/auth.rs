@@ -63,7 +63,7 @@ async fn register(
     throttle
         .check_register(throttle.client_ip(&req))
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let admission = hasher.admit()?;
+    let admission = hasher.admit_paced().await?;
     let hash = hasher
         .hash(&admission, password.expose().to_owned())
         .await?;
@@ -113,7 +113,7 @@ async fn login(
         .check_login(throttle.client_ip(&req), &login)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     // A place with the hashers first: a login that would be refused costs no query.
-    let admission = hasher.admit()?;
+    let admission = hasher.admit_paced().await?;
     let creds = db.credentials_by_login(&login).await?;
     let (id, stored) = match creds {
         Some(c) => (Some(c.id), Some(c.password_hash)),
