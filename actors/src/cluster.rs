@@ -30,8 +30,10 @@
 //!
 //! Outage: if Redis stops answering, the node keeps serving its own users, logs
 //! the outage once, reports 503 on `/api/ready`, and keeps retrying. When Redis is
-//! back it re-registers its users and every local session re-runs its catch-up, so
-//! messages that could not travel meanwhile (they are all in MySQL) arrive.
+//! back its sessions hold live messages, it re-registers its users, and every local
+//! session is sent every message of its chats after the node's *replay floor* (the
+//! newest id at its last healthy heartbeat), then what it held: messages that could
+//! not travel meanwhile (they are all in MySQL) arrive as pushes, in order.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
