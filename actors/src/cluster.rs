@@ -465,35 +465,36 @@ async fn subscriber(c: Arc<Cluster>, w: Arc<Wiring>) {
     let mut first = true;
     loop {
         match c.client.get_async_pubsub().await {
-            Ok(mut ps) => match {
+            Ok(mut ps) => {
                 if let Some(after) = lost_since {
                     // Held from before we listen again, so nothing newer is shown
                     // ahead of what the replay brings.
                     hold_sessions(&w.shared, after);
                 }
-                ps.subscribe(c.channel(&c.node)).await
-            } {
-                Ok(()) => {
-                    if let Some(after) = lost_since.take() {
-                        // Frames published while we were not listening are lost:
-                        // every session is sent again what was stored since.
-                        resync_sessions(&w.shared, after);
+                let subscribed = ps.subscribe(c.channel(&c.node)).await;
+                match subscribed {
+                    Ok(()) => {
+                        if let Some(after) = lost_since.take() {
+                            // Frames published while we were not listening are lost:
+                            // every session is sent again what was stored since.
+                            resync_sessions(&w.shared, after);
+                        }
+                        first = false;
+                        let mut stream = ps.into_on_message();
+                        while let Some(msg) = stream.next().await {
+                            inbound(&c, &w, msg.get_payload_bytes());
+                        }
+                        lost_since = Some(c.floor());
+                        c.mark_down(&"subscription ended");
                     }
-                    first = false;
-                    let mut stream = ps.into_on_message();
-                    while let Some(msg) = stream.next().await {
-                        inbound(&c, &w, msg.get_payload_bytes());
+                    Err(e) => {
+                        if !first {
+                            lost_since.get_or_insert_with(|| c.floor());
+                        }
+                        c.mark_down(&e);
                     }
-                    lost_since = Some(c.floor());
-                    c.mark_down(&"subscription ended");
                 }
-                Err(e) => {
-                    if !first {
-                        lost_since.get_or_insert_with(|| c.floor());
-                    }
-                    c.mark_down(&e);
-                }
-            },
+            }
             Err(e) => {
                 if !first {
                     lost_since.get_or_insert_with(|| c.floor());
