@@ -188,16 +188,7 @@ impl Db {
 
     /// Users who share at least one chat with `user`.
     pub async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, DbError> {
-        let mut conn = self.conn().await?;
-        let ids: Vec<u64> = conn
-            .exec(
-                "SELECT DISTINCT other.user_id FROM chat_members mine \
-                 JOIN chat_members other ON other.chat_id = mine.chat_id \
-                 WHERE mine.user_id = ? AND other.user_id <> ?",
-                (user.0, user.0),
-            )
-            .await?;
-        Ok(ids.into_iter().map(UserId).collect())
+        Ok(self.contacts_of(&[user]).await?.pop().unwrap_or_default())
     }
 
     /// The contacts of each of `users` (one list per input, in order): one query for
