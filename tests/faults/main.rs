@@ -18,6 +18,7 @@ mod support;
 mod authz;
 mod crash;
 mod fuzz;
+mod hostile;
 mod outages;
 mod pressure;
 mod soak;

@@ -1,0 +1,1 @@
+//! Hostile users: see mod.rs.
