@@ -83,6 +83,12 @@ pub struct DatabaseSettings {
     /// p99 31 ms at 5,000/s; 2 lanes: 56k msg/s, p99 11 ms). More cores or a faster
     /// disk may want more.
     pub writer_lanes: usize,
+    /// Longest wait for a pooled connection (a free one, or one of the user's share)
+    /// before the request is answered `unavailable` (503): never a hang. Default `3000`.
+    pub acquire_timeout_ms: u64,
+    /// Most pooled connections one user's requests and WebSocket sessions hold at
+    /// once, so no single account can take the pool from everyone else. Default `4`.
+    pub per_user_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +171,9 @@ pub struct LimitSettings {
     pub json_body_bytes: usize,
     /// Largest inbound WebSocket frame. Default `65536`.
     pub ws_frame_bytes: usize,
+    /// Bytes queued for one WebSocket client that is not reading before it is closed
+    /// with 1013 (it reconnects and `sync`s; nothing is lost). Default `4194304` (4 MiB).
+    pub ws_outbound_bytes: usize,
     /// Largest voice message upload. Default `10485760` (10 MiB).
     pub audio_max_bytes: u64,
     /// Sustained WebSocket events per second per connection. Default `50`.
@@ -236,6 +245,8 @@ impl Default for Settings {
                 pool_max: 32,
                 create_if_missing: true,
                 writer_lanes: 2,
+                acquire_timeout_ms: 3000,
+                per_user_connections: 4,
             },
             redis: RedisSettings {
                 url: None,
@@ -268,6 +279,7 @@ impl Default for Settings {
             limits: LimitSettings {
                 json_body_bytes: 64 * 1024,
                 ws_frame_bytes: 64 * 1024,
+                ws_outbound_bytes: 4 * 1024 * 1024,
                 audio_max_bytes: 10 * 1024 * 1024,
                 ws_events_per_sec: 50,
                 ws_events_burst: 200,

@@ -75,7 +75,10 @@ fn main() -> anyhow::Result<()> {
                 let db = Db::connect(
                     settings.database.url.expose_secret(),
                     settings.database.pool_max,
-                )?;
+                )?
+                .with_acquire_timeout(std::time::Duration::from_millis(
+                    settings.database.acquire_timeout_ms.max(1),
+                ));
                 let result = prepare_database(&settings, &db).await;
                 db.close().await;
                 result?;

@@ -69,7 +69,11 @@ impl Application {
         let db = Db::connect(
             settings.database.url.expose_secret(),
             settings.database.pool_max,
-        )?;
+        )?
+        .with_acquire_timeout(Duration::from_millis(
+            settings.database.acquire_timeout_ms.max(1),
+        ))
+        .with_per_user_connections(settings.database.per_user_connections);
         let migrated = Arc::new(AtomicBool::new(false));
         match prepare_database(&settings, &db).await {
             Ok(()) => migrated.store(true, Ordering::Release),
@@ -163,7 +167,10 @@ impl Application {
                 .service(
                     web::scope("/api")
                         .configure(routes::configure)
-                        .default_service(web::to(routes::api_not_found)),
+                        .default_service(web::to(routes::api_not_found))
+                        .wrap(actix_web::middleware::from_fn(
+                            crate::auth::extractor::act_as_caller,
+                        )),
                 )
                 .service(routes::spa::service(static_dir.clone()))
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))

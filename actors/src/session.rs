@@ -8,14 +8,25 @@
 //! to the user, oldest first; live messages that arrive during that catch-up are
 //! held and sent after it, minus any the catch-up already sent, so each message
 //! arrives once. It unregisters exactly once, in `stopping`.
+//!
+//! A session never awaits database work on its own: every store call runs in a task
+//! of its own that takes a pooled connection, reads its rows and gives the connection
+//! back whether or not this session is still being polled (a client that stops
+//! reading stalls its session, never the pool). Answers that page through the history
+//! (`sync`, the catch-up) run one at a time per session and stream: a few hundred KiB
+//! at most per query, and the next query only once the session's outbound queue (see
+//! [`Outbound`]) has drained below a low mark.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws;
+use futures_util::Stream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::call::CallEvent;
@@ -24,15 +35,82 @@ use crate::ids::{ChatId, MessageId, SessionId, UserId};
 use crate::presence::{SessionClosed, SessionOpened};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
 use crate::room::{Post, Room, RoomRequest, Route, TypingSignal};
-use crate::store::{ReadOutcome, StoreError};
+use crate::store::{Message, ReadOutcome, StoreError};
 use crate::{Realtime, Shared};
 
 /// Frames a session may have queued before it counts as not reading.
 const SESSION_MAILBOX: usize = 1024;
-/// Messages per page of the catch-up on connect and of one `sync`.
+/// Most messages one `sync` answers (the client asks again from `lastId`).
 const PAGE: u32 = 500;
+/// Messages asked of the store per query while streaming a `sync` or the catch-up.
+const STEP: u32 = 100;
+/// Encoded bytes sent per query while streaming; the rest of that query's rows is
+/// asked for again next time (a step of large messages stays small in memory).
+const STEP_BYTES: usize = 256 * 1024;
+/// The next step is asked for only while the outbound queue holds at most this much.
+pub const OUTBOUND_LOW: usize = 256 * 1024;
+/// How often a stream waiting for the outbound queue to drain looks again.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+/// `sync` requests queued behind a running one; more are answered `busy`.
+const MAX_QUEUED_SYNCS: usize = 2;
 /// Most ids in one `message:delivered`.
-const MAX_RECEIPT_IDS: usize = 1000;
+pub const MAX_RECEIPT_IDS: usize = 1000;
+/// Rooms (chats) whose address one session keeps; the least recently used goes.
+const MAX_ROOMS: usize = 256;
+/// Chats this session was found not to be a member of, remembered for a while so a
+/// frame naming one is refused without asking the database again.
+const MAX_NOT_MEMBER: usize = 256;
+const NOT_MEMBER_TTL: Duration = Duration::from_secs(60);
+
+/// Bytes encoded for this session and not yet written to its socket. The transport
+/// keeps it; the session reads it to pace what it streams. The transport closes a
+/// connection whose queue passes its bound (the client is not reading).
+#[derive(Clone, Default)]
+pub struct Outbound(Arc<AtomicUsize>);
+
+impl Outbound {
+    pub fn set(&self, bytes: usize) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What the transport reads off the socket for the session.
+pub enum Inbound {
+    /// One whole frame.
+    Frame(ws::Message),
+    /// A frame declared longer than `limits.ws_frame_bytes` but within the hard
+    /// limit: its payload was skipped as it arrived, never buffered.
+    TooLarge { declared: u64 },
+    /// The input cannot go on (a frame declared beyond the hard limit, a protocol
+    /// violation): the session says why and closes.
+    Fatal(ws::ProtocolError),
+}
+
+/// The frames of one WebSocket, as the transport decodes them.
+pub type InboundStream = Pin<Box<dyn Stream<Item = Inbound>>>;
+
+/// A `sync` waiting for the one running before it.
+struct QueuedSync {
+    after: MessageId,
+    reference: Option<String>,
+}
+
+/// A `sync` being streamed.
+struct SyncRun {
+    reference: Option<String>,
+    count: usize,
+    last: MessageId,
+}
+
+/// What this session knows of its membership of a chat it has not routed to yet.
+enum Membership {
+    Member,
+    NotMember(Instant),
+}
 
 struct CatchUp {
     held: Vec<Deliver>,
@@ -72,7 +150,15 @@ pub struct Session {
     last_heard: Instant,
     limiter: DefaultDirectRateLimiter,
     rooms: HashMap<ChatId, (Addr<Room>, Instant)>,
+    /// Membership answers for chats first named by this client (see `route`).
+    membership: HashMap<ChatId, Membership>,
     catch_up: Option<CatchUp>,
+    /// The `sync` being streamed, if any, and those waiting behind it.
+    sync_run: Option<SyncRun>,
+    sync_queue: VecDeque<QueuedSync>,
+    outbound: Outbound,
+    /// The frames read off the socket, handed over by the transport.
+    input: Option<InboundStream>,
     /// Store calls started for this client and not yet answered.
     pending: usize,
     /// A close asked for while `pending` > 0: done when the last answer is out.
@@ -98,15 +184,48 @@ impl Session {
             registered: false,
             last_heard: Instant::now(),
             rooms: HashMap::new(),
+            membership: HashMap::new(),
             catch_up: Some(CatchUp::new(false, true)),
+            sync_run: None,
+            sync_queue: VecDeque::new(),
+            outbound: Outbound::default(),
+            input: None,
             pending: 0,
             closing: None,
             resyncing: false,
         }
     }
 
+    /// Reads its frames from `input` (the transport's decoder) instead of the
+    /// context's own byte stream.
+    pub fn with_input(mut self, input: InboundStream) -> Session {
+        self.input = Some(input);
+        self
+    }
+
+    /// The outbound queue's meter, for the transport to keep.
+    pub fn outbound(&self) -> Outbound {
+        self.outbound.clone()
+    }
+
     fn shared(&self) -> &Arc<Shared> {
         &self.realtime.shared
+    }
+
+    /// Runs `then` once the outbound queue, plus `just_wrote` bytes encoded in this
+    /// turn and not yet handed to the transport, is at most [`OUTBOUND_LOW`]. A client
+    /// that stops reading stalls here, holding no connection and no rows.
+    fn when_drained(
+        &mut self,
+        just_wrote: usize,
+        ctx: &mut ws::WebsocketContext<Self>,
+        then: impl FnOnce(&mut Session, &mut ws::WebsocketContext<Session>) + 'static,
+    ) {
+        if self.outbound.get() + just_wrote <= OUTBOUND_LOW {
+            then(self, ctx);
+        } else {
+            ctx.run_later(DRAIN_POLL, move |s, ctx| s.when_drained(0, ctx, then));
+        }
     }
 
     fn my_handle(&self, ctx: &mut ws::WebsocketContext<Self>) -> SessionHandle {
@@ -177,47 +296,40 @@ impl Session {
         let store = self.shared().store.clone();
         let user = self.user;
         let everything = self.catch_up.as_ref().is_some_and(|c| c.everything);
-        ctx.spawn(
-            async move {
-                if everything {
-                    store.messages_after(user, after, PAGE).await
-                } else {
-                    store.undelivered(user, after, PAGE).await
-                }
+        let rows = detached(async move {
+            if everything {
+                store.messages_after(user, after, STEP).await
+            } else {
+                store.undelivered(user, after, STEP).await
             }
-            .into_actor(self)
-            .map(move |page, session, ctx| {
-                let page = match page {
-                    Ok(p) => p,
-                    Err(e) => {
-                        // The client still has `sync`; say so rather than stay silent.
-                        tracing::warn!(user = %session.user, error = %e, "catch-up failed");
-                        let err = WireError::new(
-                            "unavailable",
-                            "could not load undelivered messages; send sync to retry",
-                        );
-                        Self::send_error(ctx, &err, None);
-                        session.finish_catch_up(ctx);
-                        return;
-                    }
-                };
-                let full = page.len() as u32 == PAGE;
-                let mut last = after;
-                for m in &page {
-                    ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
-                    if let Some(c) = session.catch_up.as_mut() {
-                        c.sent.insert(m.id);
-                        c.pushed += 1;
-                    }
-                    last = m.id;
-                }
-                if full {
-                    session.catch_up_page(last, ctx);
-                } else {
+        });
+        ctx.spawn(rows.into_actor(self).map(move |page, session, ctx| {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    // The client still has `sync`; say so rather than stay silent.
+                    tracing::warn!(user = %session.user, error = %e, "catch-up failed");
+                    let err = WireError::new(
+                        "unavailable",
+                        "could not load undelivered messages; send sync to retry",
+                    );
+                    Self::send_error(ctx, &err, None);
                     session.finish_catch_up(ctx);
+                    return;
                 }
-            }),
-        );
+            };
+            let step = Step::write(&page, STEP, ctx);
+            if let Some(c) = session.catch_up.as_mut() {
+                c.sent.extend(page[..step.sent].iter().map(|m| m.id));
+                c.pushed += step.sent;
+            }
+            if step.more {
+                let last = step.last.unwrap_or(after);
+                session.when_drained(step.bytes, ctx, move |s, ctx| s.catch_up_page(last, ctx));
+            } else {
+                session.finish_catch_up(ctx);
+            }
+        }));
     }
 
     fn finish_catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -244,6 +356,7 @@ impl Session {
                 ));
             }
         }
+        self.next_sync(ctx);
     }
 
     /// Hands `request` to the chat's room. A full room mailbox pauses this session
@@ -273,18 +386,101 @@ impl Session {
                 }
             }
         }
-        // First use of this chat: resolve the room, and read nothing else meanwhile so
-        // the order of this session's requests is kept.
+        match self.membership.get(&chat) {
+            Some(Membership::Member) => self.open_room(chat, request, ctx),
+            Some(Membership::NotMember(at)) if at.elapsed() < NOT_MEMBER_TTL => {
+                self.refuse(request, not_a_member(), ctx)
+            }
+            _ => {
+                // First time this session names the chat: ask the database (one
+                // primary-key probe, in a task of its own) before any room is started,
+                // so ids of chats that do not exist, or are someone else's, start
+                // nothing and are remembered. Nothing else is read meanwhile, so the
+                // order of this session's requests is kept.
+                let store = self.shared().store.clone();
+                let user = self.user;
+                let probe = detached(async move { store.is_member(user, chat).await });
+                ctx.wait(
+                    probe
+                        .into_actor(self)
+                        .map(move |res, session, ctx| match res {
+                            Ok(true) => {
+                                session.membership.insert(chat, Membership::Member);
+                                session.open_room(chat, request, ctx);
+                            }
+                            Ok(false) => {
+                                session.remember_not_member(chat);
+                                session.refuse(request, not_a_member(), ctx);
+                            }
+                            Err(e) => session.refuse(request, store_error(&e), ctx),
+                        }),
+                );
+            }
+        }
+    }
+
+    /// Resolves the room of a chat this user belongs to (starting it if needed) and
+    /// hands it `request`; nothing else is read meanwhile.
+    fn open_room(
+        &mut self,
+        chat: ChatId,
+        request: RoomRequest,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         let rooms = self.realtime.rooms.clone();
         ctx.wait(
             async move { rooms.send(Route { chat, request }).await }
                 .into_actor(self)
                 .map(move |addr, session, _| {
                     if let Ok(Some(addr)) = addr {
-                        session.rooms.insert(chat, (addr, Instant::now()));
+                        session.keep_room(chat, addr);
                     }
                 }),
         );
+    }
+
+    /// Remembers a room's address, forgetting the least recently used beyond
+    /// [`MAX_ROOMS`] (it is asked for again if needed).
+    fn keep_room(&mut self, chat: ChatId, addr: Addr<Room>) {
+        if self.rooms.len() >= MAX_ROOMS && !self.rooms.contains_key(&chat) {
+            let oldest = self
+                .rooms
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(c, _)| *c);
+            if let Some(c) = oldest {
+                self.rooms.remove(&c);
+                self.membership.remove(&c);
+            }
+        }
+        self.rooms.insert(chat, (addr, Instant::now()));
+    }
+
+    fn remember_not_member(&mut self, chat: ChatId) {
+        let refused = self
+            .membership
+            .values()
+            .filter(|m| matches!(m, Membership::NotMember(_)))
+            .count();
+        if refused >= MAX_NOT_MEMBER {
+            self.membership
+                .retain(|_, m| matches!(m, Membership::Member));
+        }
+        self.membership
+            .insert(chat, Membership::NotMember(Instant::now()));
+    }
+
+    /// Answers a request that never reached a room.
+    fn refuse(
+        &mut self,
+        request: RoomRequest,
+        err: WireError,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        Self::send_error(ctx, &err, request.reference());
+        if matches!(request, RoomRequest::Post(_)) {
+            self.shared().post_answered();
+        }
     }
 
     fn dispatch(
@@ -453,38 +649,91 @@ impl Session {
         });
     }
 
+    /// `sync`: one streams at a time per session; a few more wait their turn, and
+    /// beyond that the client is told `busy` (it retries later).
     fn sync(
         &mut self,
         after: MessageId,
         reference: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let shared = self.shared().clone();
-        let user = self.user;
+        let busy = self.sync_run.is_some() || self.catch_up.as_ref().is_some_and(|c| c.running);
+        if !busy {
+            return self.start_sync(after, reference, ctx);
+        }
+        if self.sync_queue.len() >= MAX_QUEUED_SYNCS {
+            let err = WireError::new(
+                "busy",
+                "a sync is already running for this connection; wait for its ack",
+            );
+            return Self::send_error(ctx, &err, reference.as_deref());
+        }
         self.pending += 1;
-        ctx.spawn(
-            async move { shared.store.messages_after(user, after, PAGE).await }
-                .into_actor(self)
-                .map(move |res, session, ctx| {
-                    match res {
-                        Ok(page) => {
-                            for m in &page {
-                                ctx.text(protocol::encode(&ServerEvent::MessageReceived(m), None));
-                            }
-                            ctx.text(protocol::encode(
-                                &ServerEvent::Ack(Ack::Sync {
-                                    count: page.len(),
-                                    last_id: page.last().map(|m| m.id),
-                                    has_more: page.len() as u32 == PAGE,
-                                }),
-                                reference.as_deref(),
-                            ));
-                        }
-                        Err(e) => Self::send_error(ctx, &store_error(&e), reference.as_deref()),
+        self.sync_queue.push_back(QueuedSync { after, reference });
+    }
+
+    fn start_sync(
+        &mut self,
+        after: MessageId,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        self.pending += 1;
+        self.sync_run = Some(SyncRun {
+            reference,
+            count: 0,
+            last: after,
+        });
+        self.sync_step(ctx);
+    }
+
+    /// Starts the next queued `sync`, if nothing else streams.
+    fn next_sync(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.sync_run.is_some() || self.catch_up.as_ref().is_some_and(|c| c.running) {
+            return;
+        }
+        if let Some(q) = self.sync_queue.pop_front() {
+            self.pending = self.pending.saturating_sub(1);
+            self.start_sync(q.after, q.reference, ctx);
+        }
+    }
+
+    fn sync_step(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(run) = self.sync_run.as_ref() else {
+            return;
+        };
+        let store = self.shared().store.clone();
+        let user = self.user;
+        let after = run.last;
+        let limit = STEP.min(PAGE - run.count as u32);
+        let rows = detached(async move { store.messages_after(user, after, limit).await });
+        ctx.spawn(rows.into_actor(self).map(move |res, session, ctx| {
+            let Some(mut run) = session.sync_run.take() else {
+                return;
+            };
+            match res {
+                Ok(page) => {
+                    let step = Step::write(&page, limit, ctx);
+                    run.count += step.sent;
+                    run.last = step.last.unwrap_or(run.last);
+                    if step.more && run.count < PAGE as usize {
+                        session.sync_run = Some(run);
+                        return session.when_drained(step.bytes, ctx, |s, ctx| s.sync_step(ctx));
                     }
-                    session.answered(ctx);
-                }),
-        );
+                    ctx.text(protocol::encode(
+                        &ServerEvent::Ack(Ack::Sync {
+                            count: run.count,
+                            last_id: (run.count > 0).then_some(run.last),
+                            has_more: step.more,
+                        }),
+                        run.reference.as_deref(),
+                    ));
+                }
+                Err(e) => Self::send_error(ctx, &store_error(&e), run.reference.as_deref()),
+            }
+            session.answered(ctx);
+            session.next_sync(ctx);
+        }));
     }
 
     /// A store call's answer went out; finish a close that was waiting for it.
@@ -552,6 +801,9 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(SESSION_MAILBOX);
+        if let Some(input) = self.input.take() {
+            ctx.add_stream(input);
+        }
         self.handle = Some(SessionHandle::new(self.id, self.user, ctx.address()));
         self.shared().metrics.session_opened();
         self.shared().sessions.insert(self.id, ctx.address());
@@ -704,22 +956,8 @@ impl Handler<Close> for Session {
     }
 }
 
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
-    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        let msg = match item {
-            Ok(m) => m,
-            Err(e) => {
-                // The codec cannot resynchronise after a bad frame: say why, then close.
-                let (code, close) = match e {
-                    ws::ProtocolError::Overflow => ("too_large", ws::CloseCode::Size),
-                    _ => ("bad_frame", ws::CloseCode::Protocol),
-                };
-                Self::send_error(ctx, &WireError::new(code, e.to_string()), None);
-                ctx.close(Some(close.into()));
-                ctx.stop();
-                return;
-            }
-        };
+impl Session {
+    fn on_frame(&mut self, msg: ws::Message, ctx: &mut ws::WebsocketContext<Self>) {
         self.last_heard = Instant::now();
         match msg {
             ws::Message::Text(text) => self.on_text(&text, ctx),
@@ -741,6 +979,100 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             }
         }
     }
+
+    /// The codec cannot resynchronise after a bad frame: say why, then close.
+    fn on_fatal(&mut self, e: ws::ProtocolError, ctx: &mut ws::WebsocketContext<Self>) {
+        let (code, close) = match e {
+            ws::ProtocolError::Overflow => ("too_large", ws::CloseCode::Size),
+            _ => ("bad_frame", ws::CloseCode::Protocol),
+        };
+        Self::send_error(ctx, &WireError::new(code, e.to_string()), None);
+        ctx.close(Some(close.into()));
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<Inbound> for Session {
+    fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
+        match item {
+            Inbound::Frame(msg) => self.on_frame(msg, ctx),
+            Inbound::TooLarge { declared } => {
+                self.last_heard = Instant::now();
+                let limit = self.shared().settings.ws_frame_bytes;
+                let err = WireError::new(
+                    "too_large",
+                    format!("frames are limited to {limit} bytes; this one declared {declared}"),
+                );
+                Self::send_error(ctx, &err, None);
+            }
+            Inbound::Fatal(e) => self.on_fatal(e, ctx),
+        }
+    }
+}
+
+/// The context's own byte stream (unused when the transport hands over an
+/// [`InboundStream`], which is what `parley` does).
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        match item {
+            Ok(msg) => self.on_frame(msg, ctx),
+            Err(e) => self.on_fatal(e, ctx),
+        }
+    }
+}
+
+/// One step of a stream of messages written to the client.
+struct Step {
+    /// Messages written (a prefix of the rows).
+    sent: usize,
+    bytes: usize,
+    last: Option<MessageId>,
+    /// Whether more may follow: the query was full, or the byte budget cut it.
+    more: bool,
+}
+
+impl Step {
+    /// Writes `rows` (at most [`STEP_BYTES`] of frames, at least one) as
+    /// `message:received`; `asked` is how many rows the query asked for.
+    fn write(rows: &[Message], asked: u32, ctx: &mut ws::WebsocketContext<Session>) -> Step {
+        let mut step = Step {
+            sent: 0,
+            bytes: 0,
+            last: None,
+            more: rows.len() as u32 >= asked,
+        };
+        for m in rows {
+            if step.bytes >= STEP_BYTES {
+                step.more = true;
+                break;
+            }
+            let frame = protocol::encode(&ServerEvent::MessageReceived(m), None);
+            step.bytes += frame.len();
+            ctx.text(frame);
+            step.sent += 1;
+            step.last = Some(m.id);
+        }
+        step
+    }
+}
+
+/// Runs store work in a task of its own: it takes its connection, reads its rows and
+/// returns the connection whatever happens to the session that asked (which only
+/// awaits the answer). A session that is not polled — its client stopped reading —
+/// so never holds a pooled connection.
+fn detached<T: 'static>(
+    work: impl std::future::Future<Output = Result<T, StoreError>> + 'static,
+) -> impl std::future::Future<Output = Result<T, StoreError>> {
+    let task = actix::spawn(work);
+    async move {
+        task.await
+            .unwrap_or_else(|e| Err(StoreError::Other(format!("store task failed: {e}"))))
+    }
+}
+
+fn not_a_member() -> WireError {
+    // The same answer whether the chat exists or not: outsiders cannot probe ids.
+    WireError::new("forbidden", "you are not a member of this chat")
 }
 
 /// Settings the realtime actors need, in their own units.

@@ -164,6 +164,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
 
+    /// Whether `user` is a member of `chat` (false when there is no such chat).
+    async fn is_member(&self, user: UserId, chat: ChatId) -> Result<bool, StoreError>;
+
     /// The direct chat between two users, if they have one.
     async fn direct_chat(&self, a: UserId, b: UserId) -> Result<Option<ChatId>, StoreError>;
 

@@ -2,8 +2,11 @@
 
 use std::future::{ready, Ready};
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpRequest};
 use parley_actors::UserId;
 
 use super::jwt::{JwtKeys, TokenError};
@@ -51,5 +54,23 @@ pub fn verify_token(keys: &JwtKeys, token: Option<&str>) -> Result<AuthUser, Api
         Ok(id) => Ok(AuthUser(id)),
         Err(TokenError::Expired) => Err(ApiError::Unauthorized("token_expired")),
         Err(TokenError::Invalid) => Err(ApiError::Unauthorized("invalid_token")),
+    }
+}
+
+/// Middleware for `/api`: a request with a valid bearer token runs as its user, so
+/// every pooled connection it takes counts against that user's share of the pool
+/// (`database.per_user_connections`). The handler's `AuthUser` still does the
+/// checking and the refusing; this only attributes the work.
+pub async fn act_as_caller(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let user = req
+        .app_data::<web::Data<JwtKeys>>()
+        .zip(bearer_token_of(req.headers()))
+        .and_then(|(keys, token)| keys.verify(token).ok());
+    match user {
+        Some(user) => crate::db::acting_for(user, next.call(req)).await,
+        None => next.call(req).await,
     }
 }

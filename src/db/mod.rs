@@ -9,9 +9,15 @@ pub mod migrate;
 pub mod store;
 pub mod users;
 
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
-use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use dashmap::DashMap;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use parley_actors::UserId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A MySQL error of the kinds callers act on; everything else is `Other`.
 #[derive(Debug, thiserror::Error)]
@@ -75,11 +81,95 @@ pub(crate) fn id_list(ids: impl IntoIterator<Item = u64>) -> (String, Vec<mysql_
     (vec!["?"; params.len()].join(","), params)
 }
 
+tokio::task_local! {
+    /// The signed-in user the current task works for: their share of the pool applies
+    /// to every connection it takes (set for each authenticated `/api` request and for
+    /// each store call made for a WebSocket session, see [`acting_for`]).
+    static ACTING_FOR: UserId;
+}
+
+/// Runs `work` on behalf of `user`: while it runs, the connections it takes count
+/// against `user`'s share of the pool (`database.per_user_connections`), so one
+/// account can never hold more than a few of them whatever it sends.
+pub async fn acting_for<F: Future>(user: UserId, work: F) -> F::Output {
+    ACTING_FOR.scope(user, work).await
+}
+
+/// Each user's share of the pool: at most `per_user` connections held at once.
+struct Shares {
+    per_user: usize,
+    slots: DashMap<UserId, Arc<Semaphore>>,
+}
+
+/// One of a user's slots, held with the connection it admitted.
+struct Slot {
+    user: UserId,
+    shares: Arc<Shares>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Shares {
+    async fn take(self: &Arc<Self>, user: UserId) -> Slot {
+        // Cloned under the map's shard lock, so `Slot::drop` cannot remove an entry
+        // someone is about to wait on.
+        let sem = self
+            .slots
+            .entry(user)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_user)))
+            .clone();
+        // The semaphore is never closed.
+        let permit = sem.acquire_owned().await.ok();
+        Slot {
+            user,
+            shares: self.clone(),
+            permit,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        // Forget users with nothing held or awaited: the map stays as small as the
+        // set of users with a query running.
+        self.shares
+            .slots
+            .remove_if(&self.user, |_, s| Arc::strong_count(s) == 1);
+    }
+}
+
+/// A pooled connection, with the user's slot it took (returned with it).
+pub(crate) struct DbConn {
+    // Field order: the connection goes back to the pool before the slot is freed.
+    conn: Conn,
+    _slot: Option<Slot>,
+}
+
+impl Deref for DbConn {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
 /// The connection pool. `Pool::new` never fails or connects: readiness is `ping`.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    acquire_timeout: Duration,
+    shares: Arc<Shares>,
 }
+
+/// Default of `database.acquire_timeout_ms`.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default of `database.per_user_connections`.
+pub const DEFAULT_PER_USER_CONNECTIONS: usize = 4;
 
 impl Db {
     pub fn connect(url: &str, pool_max: usize) -> Result<Db, DbError> {
@@ -101,15 +191,65 @@ impl Db {
             .init(vec!["SET time_zone = '+00:00', NAMES utf8mb4"]);
         Ok(Db {
             pool: Pool::new(opts),
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            shares: Arc::new(Shares {
+                per_user: DEFAULT_PER_USER_CONNECTIONS,
+                slots: DashMap::new(),
+            }),
         })
+    }
+
+    /// How long taking a connection may wait (for a free one, or for the user's
+    /// share) before the caller is answered `unavailable`.
+    pub fn with_acquire_timeout(mut self, timeout: Duration) -> Db {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Most connections one user's requests and sessions hold at once.
+    pub fn with_per_user_connections(mut self, n: usize) -> Db {
+        self.shares = Arc::new(Shares {
+            per_user: n.max(1),
+            slots: DashMap::new(),
+        });
+        self
     }
 
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
-    pub(crate) async fn conn(&self) -> Result<mysql_async::Conn, DbError> {
-        Ok(self.pool.get_conn().await?)
+    /// A pooled connection, within the acting user's share (if any), or
+    /// `Unavailable` once `acquire_timeout` has passed: never an unbounded wait.
+    pub(crate) async fn conn(&self) -> Result<DbConn, DbError> {
+        let user = ACTING_FOR.try_with(|u| *u).ok();
+        let take = async {
+            let slot = match user {
+                Some(u) => Some(self.shares.take(u).await),
+                None => None,
+            };
+            let conn = self.pool.get_conn().await?;
+            Ok::<_, DbError>(DbConn { conn, _slot: slot })
+        };
+        tokio::time::timeout(self.acquire_timeout, take)
+            .await
+            .map_err(|_| {
+                DbError::Unavailable(match user {
+                    Some(_) => {
+                        "no database connection free in time (pool or this user's share busy)"
+                            .into()
+                    }
+                    None => "no database connection free in time".into(),
+                })
+            })?
+    }
+
+    /// Connections one user holds now (tests and metrics).
+    pub fn held_by(&self, user: UserId) -> usize {
+        self.shares
+            .slots
+            .get(&user)
+            .map_or(0, |s| self.shares.per_user - s.available_permits())
     }
 
     /// A real round trip, bounded so a dead server cannot hang the caller.

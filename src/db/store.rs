@@ -124,7 +124,7 @@ impl Store for MysqlStore {
         chat: ChatId,
         up_to: MessageId,
     ) -> Result<ReadOutcome, StoreError> {
-        Ok(self.db.mark_read(user, chat, up_to).await?)
+        Ok(super::acting_for(user, self.db.mark_read(user, chat, up_to)).await?)
     }
 
     async fn undelivered(
@@ -133,7 +133,8 @@ impl Store for MysqlStore {
         after: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        Ok(self.db.undelivered(user, after, limit).await?)
+        // A session's catch-up runs within its user's share of the pool.
+        Ok(super::acting_for(user, self.db.undelivered(user, after, limit)).await?)
     }
 
     async fn messages_after(
@@ -142,7 +143,11 @@ impl Store for MysqlStore {
         after: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        Ok(self.db.messages_after(user, after, limit).await?)
+        Ok(super::acting_for(user, self.db.messages_after(user, after, limit)).await?)
+    }
+
+    async fn is_member(&self, user: UserId, chat: ChatId) -> Result<bool, StoreError> {
+        Ok(super::acting_for(user, self.db.is_member_of(chat, user)).await?)
     }
 
     async fn direct_chat(&self, a: UserId, b: UserId) -> Result<Option<ChatId>, StoreError> {

@@ -27,8 +27,9 @@ use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::error::ApiError;
 
-/// The codec's hard ceiling: frames up to this size are read whole and refused with
-/// `too_large` while the connection stays usable; beyond it the socket is closed.
+/// Frames declared up to this size (or 4 × `limits.ws_frame_bytes`) are skipped and
+/// refused with `too_large` while the connection stays usable; a header declaring
+/// more closes the socket (1009) before any of its payload is read.
 const HARD_FRAME_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -143,9 +144,14 @@ impl Gate {
         let early = bytes::Bytes::copy_from_slice(&read_buf);
         drop(read_buf);
         drop(req);
-        let frame_size = HARD_FRAME_LIMIT.max(self.settings.limits.ws_frame_bytes * 4);
+        let limits = &self.settings.limits;
+        let limits = crate::transport::Limits {
+            frame: limits.ws_frame_bytes,
+            hard: HARD_FRAME_LIMIT.max(limits.ws_frame_bytes * 4) as u64,
+            outbound: limits.ws_outbound_bytes,
+        };
         let session = self.realtime.session(user);
-        actix_web::rt::spawn(crate::transport::serve(io, early, session, frame_size));
+        actix_web::rt::spawn(crate::transport::serve(io, early, session, limits));
     }
 }
 
