@@ -49,6 +49,12 @@ pub async fn render(rt: &Realtime, db: &Db, readiness: &Readiness) -> String {
         "Users with at least one session on this node",
         rt.bus().directory().online_users() as i64,
     );
+    gauge(
+        &mut r,
+        "rooms",
+        "Chat room actors alive on this node",
+        m.rooms_open(),
+    );
     counter(
         &mut r,
         "messages_stored",

@@ -43,6 +43,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// After our close frame, how long the peer has to take what is queued and close
 /// its side.
 const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read (and discarded) while waiting for the peer's close.
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// The limits one connection runs under.
 #[derive(Debug, Clone, Copy)]
@@ -179,9 +181,11 @@ fn close_frame(code: CloseCode, description: &str) -> Bytes {
     buf.freeze()
 }
 
-/// Reads and discards until the peer closes (or errs). The buffer lives only inside
-/// each poll, not in the connection's future.
+/// Reads and discards until the peer closes (or errs), at most [`LINGER_BYTES`]: a
+/// peer still streaming after our close (say, the payload of a frame refused at its
+/// header) is cut off, not read. The buffer lives only inside each poll.
 async fn discard_until_closed(io: &TcpStream) {
+    let mut budget = LINGER_BYTES;
     std::future::poll_fn(|cx| loop {
         if ready!(io.poll_read_ready(cx)).is_err() {
             return Poll::Ready(());
@@ -189,7 +193,8 @@ async fn discard_until_closed(io: &TcpStream) {
         let mut buf = [0u8; 512];
         match io.try_read(&mut buf) {
             Ok(0) => return Poll::Ready(()),
-            Ok(_) => {}
+            Ok(n) if n >= budget => return Poll::Ready(()),
+            Ok(n) => budget -= n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Poll::Ready(()),
         }

@@ -11,6 +11,7 @@ pub struct Metrics {
     sessions_total: AtomicU64,
     messages_stored: AtomicU64,
     receipts: AtomicU64,
+    rooms_open: AtomicI64,
     /// Seconds from a `message:send` frame's arrival to its `ack` (stored first).
     send_to_ack: Histogram,
 }
@@ -22,6 +23,7 @@ impl Default for Metrics {
             sessions_total: AtomicU64::new(0),
             messages_stored: AtomicU64::new(0),
             receipts: AtomicU64::new(0),
+            rooms_open: AtomicI64::new(0),
             // 0.25 ms .. ~4 s
             send_to_ack: Histogram::new(exponential_buckets(0.00025, 2.0, 15)),
         }
@@ -41,6 +43,16 @@ impl Metrics {
     }
     pub fn receipts(&self, n: usize) {
         self.receipts.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn room_started(&self) {
+        self.rooms_open.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn room_stopped(&self) {
+        self.rooms_open.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// Room actors alive (one per chat in use on this node).
+    pub fn rooms_open(&self) -> i64 {
+        self.rooms_open.load(Ordering::Relaxed)
     }
     pub fn sessions_open(&self) -> i64 {
         self.sessions_open.load(Ordering::Relaxed)

@@ -159,7 +159,12 @@ impl Actor for Room {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
+        self.shared.metrics.room_started();
         self.load_members(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.metrics.room_stopped();
     }
 }
 

@@ -115,6 +115,8 @@ async fn a_client_that_never_reads_its_syncs_cannot_starve_the_pool() {
         &db.url,
         &[
             ("PARLEY__DATABASE__POOL_MAX", "32".into()),
+            // Twenty logins at once queue for the hasher instead of being refused.
+            ("PARLEY__AUTH__HASH_QUEUE", "64".into()),
             ("PARLEY__PRESENCE__PING_INTERVAL_SECS", "1".into()),
             ("PARLEY__PRESENCE__CLIENT_TIMEOUT_SECS", "6".into()),
         ],
