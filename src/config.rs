@@ -359,6 +359,18 @@ impl Settings {
 
     /// Checks what types cannot, and fills in what depends on the machine.
     fn finish(&mut self, dev: bool) -> Result<(), ConfigError> {
+        // A `sync` step (256 KiB) must fit beside the queue's low mark (256 KiB) and
+        // a frame, or an honest client catching up would be closed as "not reading".
+        if self.limits.ws_outbound_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.ws_outbound_bytes must be at least 1048576 (1 MiB)".into(),
+            ));
+        }
+        if self.database.per_user_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "database.per_user_connections must be at least 1".into(),
+            ));
+        }
         match &self.auth.jwt_secret {
             Some(s) if s.expose_secret().len() < 32 => {
                 return Err(ConfigError::Invalid(

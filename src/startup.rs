@@ -361,7 +361,15 @@ async fn wait_for_signal() {
 /// Creates the database when allowed and missing, then applies migrations.
 pub async fn prepare_database(settings: &Settings, db: &Db) -> Result<(), MigrateError> {
     if settings.database.create_if_missing {
-        migrate::create_database_if_missing(settings.database.url.expose_secret()).await?;
+        // A server that accepts connections but never answers must not hang the start.
+        let limit =
+            Duration::from_millis(settings.database.acquire_timeout_ms).max(Duration::from_secs(5));
+        tokio::time::timeout(
+            limit,
+            migrate::create_database_if_missing(settings.database.url.expose_secret()),
+        )
+        .await
+        .map_err(|_| DbError::Unavailable("the database server did not answer".into()))??;
     }
     migrate::run(db).await?;
     Ok(())

@@ -276,6 +276,49 @@ impl Db {
 mod tests {
     use super::*;
 
+    /// The MariaDB the tests use (see tests/api/helpers.rs).
+    fn server() -> String {
+        std::env::var("PARLEY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+    }
+
+    #[tokio::test]
+    async fn one_user_holds_at_most_their_share_and_others_are_not_kept_waiting() {
+        let db = Db::connect(&server(), 8)
+            .expect("url")
+            .with_per_user_connections(2)
+            .with_acquire_timeout(Duration::from_millis(300));
+        let (greedy, other) = (UserId(1), UserId(2));
+        let a = acting_for(greedy, db.conn()).await.expect("first");
+        let b = acting_for(greedy, db.conn()).await.expect("second");
+        assert_eq!(db.held_by(greedy), 2);
+        // A third waits for the user's own share, then gives up: `unavailable`.
+        let started = std::time::Instant::now();
+        let third = acting_for(greedy, db.conn()).await;
+        assert!(
+            matches!(third, Err(DbError::Unavailable(_))),
+            "a third connection"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // Someone else is served at once, and so is work for no user (the writer).
+        let started = std::time::Instant::now();
+        let c = acting_for(other, db.conn()).await.expect("another user");
+        let d = db.conn().await.expect("no user");
+        assert!(started.elapsed() < Duration::from_millis(300));
+        assert_eq!(db.held_by(other), 1);
+        // A connection given back frees a slot; an idle user is forgotten.
+        drop(a);
+        let e = acting_for(greedy, db.conn())
+            .await
+            .expect("after one came back");
+        drop((b, c, d, e));
+        assert_eq!(db.held_by(greedy), 0);
+        assert!(
+            db.shares.slots.is_empty(),
+            "users with nothing held are forgotten"
+        );
+        db.close().await;
+    }
+
     #[test]
     fn id_lists_are_padded_to_a_few_lengths_with_the_last_id() {
         for (n, len) in [(1, 1), (2, 8), (8, 8), (9, 64), (65, 512), (512, 512)] {

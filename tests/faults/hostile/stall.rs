@@ -340,3 +340,64 @@ async fn syncs_run_one_at_a_time_per_connection_and_extra_ones_are_busy() {
     assert_eq!(total, 1200, "every message once");
     p.assert_logs_clean(&secrets);
 }
+
+/// A database that accepts connections and never answers (or a pool that is all
+/// taken) costs a request `database.acquire_timeout_ms`, then `unavailable`: no
+/// request hangs on the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_cannot_be_had_is_unavailable_in_time_not_a_hang() {
+    // A "database" that accepts and then says nothing.
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = blackhole.local_addr().unwrap().port();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let acceptor = tokio::spawn(async move {
+        while let Ok((s, _)) = blackhole.accept().await {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let url = format!("mysql://root@127.0.0.1:{port}/parley_blackhole");
+    let p = Parley::start(
+        &url,
+        &[
+            ("PARLEY__DATABASE__ACQUIRE_TIMEOUT_MS", "400".into()),
+            ("PARLEY__DATABASE__CREATE_IF_MISSING", "false".into()),
+        ],
+    )
+    .await;
+    let token = crate::support::sign_token(
+        crate::helpers::JWT_SECRET.as_bytes(),
+        1,
+        crate::support::unix_now(),
+        crate::support::unix_now() + 600,
+    );
+    let mut slowest = Duration::ZERO;
+    for path in ["/api/users/me", "/api/chats", "/api/messages?chatId=1"] {
+        let t = Instant::now();
+        let res = p
+            .http
+            .get(p.url(path))
+            .bearer_auth(&token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path} hung: {e}"));
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(res.status(), 503, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable", "{path}: {body}");
+    }
+    assert_eq!(p.status("/api/ready").await, 503);
+    reliability(
+        "pool_acquire_timeout",
+        &[
+            ("acquire_timeout", "400ms".into()),
+            ("slowest_answer", ms(slowest)),
+        ],
+    );
+    assert!(
+        slowest < Duration::from_secs(3),
+        "answered after {slowest:?}"
+    );
+    acceptor.abort();
+}
