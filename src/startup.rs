@@ -29,6 +29,7 @@ use parley_actors::{Realtime, RealtimeSettings};
 fn realtime_settings(s: &Settings) -> RealtimeSettings {
     RealtimeSettings {
         ws_frame_bytes: s.limits.ws_frame_bytes,
+        outbound_bytes: s.limits.ws_outbound_bytes,
         events_per_sec: s.limits.ws_events_per_sec,
         events_burst: s.limits.ws_events_burst,
         ping_interval: Duration::from_secs(s.presence.ping_interval_secs.max(1)),

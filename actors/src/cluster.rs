@@ -86,6 +86,13 @@ pub enum Transition {
     Online {
         user: UserId,
         contacts: Vec<UserId>,
+        /// Told once Redis lists the user here (or the attempt failed).
+        listed: Option<tokio::sync::oneshot::Sender<()>>,
+    },
+    /// Told once every transition queued before it has been applied: a session
+    /// whose user is already listed (or being listed) here waits on it.
+    Barrier {
+        listed: tokio::sync::oneshot::Sender<()>,
     },
     Offline {
         user: UserId,
@@ -95,9 +102,7 @@ pub enum Transition {
     /// After re-registering: every local session is sent again what was stored
     /// after `after` (see `Cluster::replay_floor`), so what was stored while this
     /// node's users were unknown to Redis (and so not routed here) arrives.
-    Resync {
-        after: MessageId,
-    },
+    Resync { after: MessageId },
 }
 
 pub struct Cluster {
@@ -587,6 +592,12 @@ async fn presence_task(
                 resync_sessions(&w.shared, *after);
                 continue;
             }
+            Transition::Barrier { .. } => {
+                if let Transition::Barrier { listed } = t {
+                    let _ = listed.send(());
+                }
+                continue;
+            }
         };
         let res: redis::RedisResult<i64> = async {
             let mut conn = c.conn().await?;
@@ -611,7 +622,14 @@ async fn presence_task(
             continue;
         }
         match t {
-            Transition::Online { user, contacts } => {
+            Transition::Online {
+                user,
+                contacts,
+                listed,
+            } => {
+                if let Some(listed) = listed {
+                    let _ = listed.send(());
+                }
                 let d = Deliver::frame(protocol::encode(
                     &ServerEvent::UserOnline { user_id: user },
                     None,
@@ -621,7 +639,7 @@ async fn presence_task(
             Transition::Offline { user, contacts, at } => {
                 announce_offline(&w.shared, user, &contacts, at).await
             }
-            Transition::Resync { .. } => {}
+            Transition::Resync { .. } | Transition::Barrier { .. } => {}
         }
     }
 }

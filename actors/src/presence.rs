@@ -23,6 +23,10 @@ use crate::Shared;
 pub struct SessionOpened {
     pub handle: SessionHandle,
     pub contacts: Vec<UserId>,
+    /// Told once the whole cluster routes this user's messages here (at once
+    /// without Redis): a catch-up that ran earlier could miss a message another
+    /// node stored and did not route here.
+    pub listed: tokio::sync::oneshot::Sender<()>,
 }
 
 /// A session has ended; idempotent.
@@ -71,12 +75,14 @@ impl Handler<SessionOpened> for PresenceRegistry {
     fn handle(&mut self, msg: SessionOpened, _: &mut Context<Self>) {
         let user = msg.handle.user;
         let first = self.shared.bus.directory().insert(msg.handle);
+        let mut listed = Some(msg.listed);
         if first {
             match self.shared.bus.cluster() {
                 // Online for the whole cluster only if no other node has them.
                 Some(c) => c.presence(Transition::Online {
                     user,
                     contacts: msg.contacts.clone(),
+                    listed: listed.take(),
                 }),
                 None => {
                     let d = Deliver::frame(protocol::encode(
@@ -87,6 +93,15 @@ impl Handler<SessionOpened> for PresenceRegistry {
                 }
             }
             self.contacts.insert(user, msg.contacts);
+        }
+        if let Some(listed) = listed {
+            match self.shared.bus.cluster() {
+                // The user's first session's listing may still be on its way.
+                Some(c) => c.presence(Transition::Barrier { listed }),
+                None => {
+                    let _ = listed.send(());
+                }
+            }
         }
     }
 }
@@ -111,6 +126,7 @@ impl Handler<Reannounce> for PresenceRegistry {
                 c.presence(Transition::Online {
                     user: *user,
                     contacts: contacts.clone(),
+                    listed: None,
                 });
             }
             c.presence(Transition::Resync {

@@ -99,11 +99,29 @@ struct QueuedSync {
     reference: Option<String>,
 }
 
-/// A `sync` being streamed.
+/// A `sync` being streamed. Its frames form one block ending with its ack (clients
+/// may rely on that): live messages arriving meanwhile are held and pushed after the
+/// ack — all of them, those the sync also brought included, since a push is how a
+/// client learns of a message as it happens (clients keep one copy per id).
 struct SyncRun {
     reference: Option<String>,
     count: usize,
     last: MessageId,
+    held: Held,
+}
+
+/// Live messages held back while a catch-up or a `sync` streams, and their size.
+#[derive(Default)]
+struct Held {
+    frames: Vec<Deliver>,
+    bytes: usize,
+}
+
+impl Held {
+    fn push(&mut self, d: Deliver) {
+        self.bytes += d.frame.len();
+        self.frames.push(d);
+    }
 }
 
 /// What this session knows of its membership of a chat it has not routed to yet.
@@ -113,7 +131,7 @@ enum Membership {
 }
 
 struct CatchUp {
-    held: Vec<Deliver>,
+    held: Held,
     sent: HashSet<MessageId>,
     pushed: usize,
     /// A replay after a cluster outage: every message, not only the undelivered.
@@ -127,7 +145,7 @@ struct CatchUp {
 impl CatchUp {
     fn new(everything: bool, running: bool) -> CatchUp {
         CatchUp {
-            held: Vec::new(),
+            held: Held::default(),
             sent: HashSet::new(),
             pushed: 0,
             everything,
@@ -136,6 +154,9 @@ impl CatchUp {
         }
     }
 }
+
+/// Longest wait for the cluster to list a new session's user before its catch-up.
+const LISTING_MAX: Duration = Duration::from_secs(2);
 
 /// How long a session holds live messages for a replay that was announced
 /// (`Hold`) before running it anyway.
@@ -250,7 +271,8 @@ impl Session {
         self.rooms.retain(|_, (_, used)| used.elapsed() < idle);
     }
 
-    /// Loads contacts, registers (now reachable), then runs the catch-up.
+    /// Loads contacts, registers (now reachable), then — once the whole cluster
+    /// routes this user's messages here — runs the catch-up.
     fn register(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         let shared = self.shared().clone();
         let user = self.user;
@@ -263,12 +285,19 @@ impl Session {
                         Vec::new()
                     });
                     let handle = session.my_handle(ctx);
-                    session
-                        .realtime
-                        .presence
-                        .do_send(SessionOpened { handle, contacts });
+                    let (listed, on_listed) = tokio::sync::oneshot::channel();
+                    session.realtime.presence.do_send(SessionOpened {
+                        handle,
+                        contacts,
+                        listed,
+                    });
                     session.registered = true;
-                    session.catch_up_if_waiting(ctx);
+                    // Never wait for ever on a bus that is down: catch up anyway.
+                    let wait = tokio::time::timeout(LISTING_MAX, on_listed);
+                    ctx.spawn(
+                        wait.into_actor(session)
+                            .map(|_, session, ctx| session.catch_up_if_waiting(ctx)),
+                    );
                 }),
         );
     }
@@ -341,7 +370,7 @@ impl Session {
             }
         }
         if let Some(c) = self.catch_up.take() {
-            for d in c.held {
+            for d in c.held.frames {
                 if !d.message.is_some_and(|id| c.sent.contains(&id)) {
                     ctx.text(d.frame);
                 }
@@ -683,6 +712,7 @@ impl Session {
             reference,
             count: 0,
             last: after,
+            held: Held::default(),
         });
         self.sync_step(ctx);
     }
@@ -730,6 +760,9 @@ impl Session {
                     ));
                 }
                 Err(e) => Self::send_error(ctx, &store_error(&e), run.reference.as_deref()),
+            }
+            for d in run.held.frames {
+                ctx.text(d.frame);
             }
             session.answered(ctx);
             session.next_sync(ctx);
@@ -856,9 +889,25 @@ impl Handler<Deliver> for Session {
             ctx.stop();
             return;
         }
-        match self.catch_up.as_mut() {
-            Some(c) if d.message.is_some() => c.held.push(d),
-            _ => ctx.text(d.frame),
+        if d.message.is_none() {
+            return ctx.text(d.frame);
+        }
+        let held = match (self.catch_up.as_mut(), self.sync_run.as_mut()) {
+            (Some(c), _) => &mut c.held,
+            (None, Some(run)) => &mut run.held,
+            (None, None) => return ctx.text(d.frame),
+        };
+        held.push(d);
+        if held.bytes > self.shared().settings.outbound_bytes {
+            // A stream that cannot finish (its client is not reading) would hold
+            // live messages without end: close instead; the client syncs.
+            Self::close_now(
+                Close {
+                    code: 1013,
+                    reason: "too far behind; reconnect and sync".into(),
+                },
+                ctx,
+            );
         }
     }
 }
@@ -1079,6 +1128,9 @@ fn not_a_member() -> WireError {
 #[derive(Debug, Clone)]
 pub struct RealtimeSettings {
     pub ws_frame_bytes: usize,
+    /// Bytes a client that is not reading may have waiting for it (queued for its
+    /// socket, or held behind a catch-up or a `sync`) before it is closed with 1013.
+    pub outbound_bytes: usize,
     pub events_per_sec: u32,
     pub events_burst: u32,
     pub ping_interval: Duration,
@@ -1094,6 +1146,7 @@ impl Default for RealtimeSettings {
     fn default() -> Self {
         RealtimeSettings {
             ws_frame_bytes: 64 * 1024,
+            outbound_bytes: 4 * 1024 * 1024,
             events_per_sec: 50,
             events_burst: 200,
             ping_interval: Duration::from_secs(10),
