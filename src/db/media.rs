@@ -45,7 +45,10 @@ pub enum Reservation {
     /// Too many uploads lately; the next is allowed after this long.
     RateLimited(Duration),
     /// Stored plus in-flight bytes leave no room for this upload.
-    OverQuota { used: u64, quota: u64 },
+    OverQuota {
+        used: u64,
+        quota: u64,
+    },
 }
 
 /// One GCRA step: with `tat` the stored theoretical arrival time and `now` (unix ms),

@@ -501,7 +501,12 @@ fn run_without_a_prefix_refuses_to_start_parley_as_root() {
     // (Not rollback here: on a machine with a real install, a regression would act.)
     for command in ["install", "upgrade"] {
         let out = deploy(&[command, "--no-systemd", "--run"]);
-        assert_eq!(out.status.code(), Some(1), "{command}: {}", output_text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{command}: {}",
+            output_text(&out)
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("--run would start parley as root: refusing"),
@@ -530,5 +535,9 @@ fn run_without_a_prefix_refuses_to_start_parley_as_root() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("as root"), "{}", output_text(&out));
-    assert!(err.contains("is not an executable file"), "{}", output_text(&out));
+    assert!(
+        err.contains("is not an executable file"),
+        "{}",
+        output_text(&out)
+    );
 }
