@@ -79,7 +79,7 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     // f_bavail, not f_bfree: the blocks reserved for root are not ours to count on.
-    Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// A file being written: removed on drop unless `keep` was called.

@@ -479,7 +479,7 @@ async fn uploads_stop_at_the_free_space_floor_before_and_while_streaming() {
             ("after_freeing", after.to_string()),
         ],
     );
-    assert!(accepted >= 5 && accepted <= 8, "accepted {accepted}");
+    assert!((5..=8).contains(&accepted), "accepted {accepted}");
     assert_eq!(status, 507, "{body}");
     assert_eq!(code(&body), "storage_full");
     assert!(
