@@ -498,3 +498,52 @@ async fn uploads_stop_at_the_free_space_floor_before_and_while_streaming() {
     assert_eq!(after, 201, "{after_body}");
     p.assert_logs_clean(&secrets);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swept_unsent_uploads_give_their_quota_back() {
+    let _one_at_a_time = exclusive().await;
+    let db = TestDb::fresh();
+    let secrets = Secrets::default();
+    let quota = 2 * MIB as u64 + 64 * 1024;
+    let p = Parley::start(
+        &db.url,
+        &[
+            ("PARLEY__LIMITS__USER_STORAGE_BYTES", quota.to_string()),
+            ("PARLEY__STORAGE__MIN_FREE_BYTES", "0".into()),
+            ("PARLEY__STORAGE__UNATTACHED_AUDIO_TTL_SECS", "1".into()),
+        ],
+    )
+    .await;
+    let a = p.register("swepta", &secrets).await;
+    let b = p.register("sweptb", &secrets).await;
+    let chat = p.direct_chat(&a, &b).await;
+    let (first, _, _, _) = upload(&p, &a, chat, MIB).await;
+    let (second, _, _, _) = upload(&p, &a, chat, MIB).await;
+    let (full, full_body, _, _) = upload(&p, &a, chat, MIB).await;
+    let used_full = usage(&p, &a).await["storageUsedBytes"].as_u64();
+    // Never sent: the sweep deletes them, and their bytes leave the user's total.
+    let swept = crate::support::wait_until(Duration::from_secs(15), "swept", || {
+        let url = db.url.clone();
+        async move { count(&url, "SELECT COUNT(*) FROM audio_files").await == 0 }
+    })
+    .await;
+    let used_after = usage(&p, &a).await["storageUsedBytes"].as_u64();
+    let (again, again_body, _, _) = upload(&p, &a, chat, MIB).await;
+    reliability(
+        "hostile-upload-swept-quota",
+        &[
+            ("quota_bytes", quota.to_string()),
+            ("third_upload", format!("{full}:{}", code(&full_body))),
+            ("swept_after", ms(swept)),
+            ("used_before_sweep", format!("{used_full:?}")),
+            ("used_after_sweep", format!("{used_after:?}")),
+            ("upload_after_sweep", again.to_string()),
+        ],
+    );
+    assert_eq!((first, second), (201, 201));
+    assert_eq!(full, 413, "{full_body}");
+    assert_eq!(used_full, Some(2 * MIB as u64));
+    assert_eq!(used_after, Some(0));
+    assert_eq!(again, 201, "{again_body}");
+    p.assert_logs_clean(&secrets);
+}
