@@ -92,13 +92,29 @@ impl Drop for Held {
 
 /// 507 when writing `more` bytes would leave less than `min_free` on the uploads disk.
 fn check_free_space(dir: &std::path::Path, more: u64, min_free: u64) -> Result<(), ApiError> {
+    // The operator hears of it at most once a minute, however many clients retry.
+    static LAST_WARNED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let free = audio::free_bytes(dir).map_err(io_error)?;
     if free < min_free.saturating_add(more) {
-        tracing::warn!(
-            free_bytes = free,
-            min_free_bytes = min_free,
-            "uploads refused: the uploads file system is at its free-space floor"
-        );
+        let now = unix_ms();
+        let last = LAST_WARNED_MS.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000
+            && LAST_WARNED_MS
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            tracing::warn!(
+                free_bytes = free,
+                min_free_bytes = min_free,
+                "uploads refused: the uploads file system is at its free-space floor \
+                 (storage.min_free_bytes)"
+            );
+        }
         return Err(ApiError::StorageFull);
     }
     Ok(())
