@@ -33,6 +33,9 @@ const REQUIRED: &[&str] = &[
     "AmbientCapabilities=",
     "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
     "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@privileged @resources",
+    // The hashing threads' SCHED_IDLE / nice 19 (see the filter tests below).
+    "SystemCallFilter=sched_setscheduler setpriority",
     "SystemCallArchitectures=native",
     "ProtectKernelTunables=yes",
     "ProtectKernelModules=yes",
