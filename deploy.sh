@@ -45,7 +45,8 @@ Options:
   --no-systemd       no systemctl/useradd/chown/nginx reload: only the file layout
                      (automatic with --prefix)
   --run              without systemd: start `parley serve` directly (pid and log in
-                     the state directory), stop the previous one, wait for readiness
+                     the state directory), stop the previous one, wait for readiness;
+                     as the user running deploy.sh, so never as root without --prefix
   --database-url URL written to parley.env on first install (also PARLEY_DATABASE_URL=);
                      without it a real install creates a local MariaDB account
   --server-name NAME server_name of a newly installed nginx site (e.g. chat.example.org)
@@ -139,6 +140,17 @@ RUNLOG=$VAR/parley.log
 SYSTEM=1
 if [ -n "$ROOT" ] || [ "$NO_SYSTEMD" = 1 ] || [ "$RUN" = 1 ]; then SYSTEM=0; fi
 if [ "$RUN" = 1 ] && [ -n "$INSTANCES" ]; then die "--run starts one process; --instances needs systemd"; fi
+# --run starts Parley as whoever runs this script. On a real install that is root (it
+# must be, to write /opt, /etc and /var/lib), and a server open to the public must
+# never run as root: one bug would own the machine. The systemd unit runs it as the
+# unprivileged user parley, sandboxed. (As anyone else, the real paths are out of
+# reach: --run is for trials under --prefix.)
+if [ "$RUN" = 1 ] && [ -z "$ROOT" ] && [ "$(id -u)" -eq 0 ]; then
+  case "$COMMAND" in
+    install|upgrade|rollback)
+      die "--run would start parley as root: refusing. On a real install drop --no-systemd --run and let systemd run it as the user parley (parley.service); to try Parley out, run deploy.sh as an ordinary user with --prefix DIR --run" ;;
+  esac
+fi
 
 case "$COMMAND" in
   install|upgrade|rollback|stop)

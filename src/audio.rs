@@ -1,6 +1,7 @@
 //! Voice message files: what a file is (decided by its first bytes, never by its
 //! name or the client's Content-Type), where it lives (`uploads_dir/audio/<random>`),
-//! and the sweep that removes uploads never attached to a message.
+//! how much room its file system has left, and the sweep that removes uploads never
+//! attached to a message.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,6 +64,24 @@ pub fn storage_name(kind: AudioType) -> String {
     format!("{}.{}", uuid::Uuid::new_v4().simple(), kind.extension())
 }
 
+/// Bytes an unprivileged process may still write on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: statvfs writes only into the zeroed struct we own; the path is a valid
+    // NUL-terminated string that outlives the call.
+    let (rc, st) = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c_path.as_ptr(), &mut st), st)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // f_bavail, not f_bfree: the blocks reserved for root are not ours to count on.
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// A file being written: removed on drop unless `keep` was called.
 pub struct PartialFile {
     path: Option<PathBuf>,
@@ -90,12 +109,18 @@ impl Drop for PartialFile {
     }
 }
 
-/// Removes unattached uploads older than `ttl`, every `ttl / 2` (at most every minute).
+/// Removes unattached uploads older than `ttl`, every `ttl / 2` (at most every minute),
+/// and the reservations of uploads a crashed process never finished.
 pub async fn sweep_unattached(db: Db, uploads: PathBuf, ttl: Duration) {
     let every = (ttl / 2).clamp(Duration::from_millis(500), Duration::from_secs(60));
     let dir = audio_dir(&uploads);
     loop {
         tokio::time::sleep(every).await;
+        match db.delete_stale_reservations(ttl.as_secs()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reservations = n, "released abandoned upload reservations"),
+            Err(e) => tracing::debug!(error = %e, "reservation sweep skipped"),
+        }
         let stale = match db.stale_audio(ttl.as_secs()).await {
             Ok(s) => s,
             Err(e) => {

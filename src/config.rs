@@ -137,6 +137,10 @@ pub struct StorageSettings {
     pub x_accel_prefix: Option<String>,
     /// Uploads never attached to a message are deleted after this long. Default `3600`.
     pub unattached_audio_ttl_secs: u64,
+    /// Uploads are refused (507 `storage_full`) when they would leave the uploads file
+    /// system with less than this free, so uploads never fill a disk the database may
+    /// share. Default `1073741824` (1 GiB); 0 = only a really full disk refuses.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +194,12 @@ pub struct LimitSettings {
     pub max_sessions_per_user: usize,
     /// WebSockets this process holds open at most. Default `100000`.
     pub max_connections: usize,
+    /// Bytes of voice messages one user may keep stored (sent or not yet sent);
+    /// past it an upload gets 413 `quota_exceeded`. Default `1073741824` (1 GiB).
+    pub user_storage_bytes: u64,
+    /// Voice-message uploads one user may start per minute (a burst of this many,
+    /// then one every `60 / n` seconds); past it 429 `rate_limited`. Default `10`.
+    pub uploads_per_min: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -265,6 +275,7 @@ impl Default for Settings {
                 uploads_dir: "uploads".into(),
                 x_accel_prefix: None,
                 unattached_audio_ttl_secs: 3600,
+                min_free_bytes: 1024 * 1024 * 1024,
             },
             static_files: StaticSettings {
                 dir: "static".into(),
@@ -288,6 +299,8 @@ impl Default for Settings {
                 register_per_ip_per_min: 10,
                 max_sessions_per_user: 32,
                 max_connections: 100_000,
+                user_storage_bytes: 1024 * 1024 * 1024,
+                uploads_per_min: 10,
             },
             presence: PresenceSettings {
                 node_ttl_secs: 30,
@@ -420,6 +433,7 @@ impl Settings {
             ),
             ("limits.ws_events_per_sec", self.limits.ws_events_per_sec),
             ("limits.ws_events_burst", self.limits.ws_events_burst),
+            ("limits.uploads_per_min", self.limits.uploads_per_min),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));

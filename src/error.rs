@@ -30,6 +30,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     TooLarge(String),
+    /// The user's stored uploads leave no room for this one.
+    #[error("storage quota exceeded: your voice messages use {used} of your {quota} bytes; this upload does not fit")]
+    QuotaExceeded { used: u64, quota: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("too many requests; retry in {}s", .retry_after.as_secs().max(1))]
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::QuotaExceeded { .. } => "quota_exceeded",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -118,6 +122,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,

@@ -32,6 +32,18 @@ pub enum Verified {
     No,
 }
 
+/// The CPU priority a hashing thread ended up with, read back from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// `SCHED_IDLE`: runs only on a core nothing else wants (what the login-storm
+    /// figures were measured with).
+    Idle,
+    /// `SCHED_IDLE` was refused, nice 19 was not.
+    Nice19,
+    /// Both were refused (a syscall filter): hashing competes with messaging.
+    Normal,
+}
+
 #[derive(Clone)]
 pub struct Hasher {
     iterations: u32,
@@ -40,6 +52,7 @@ pub struct Hasher {
     /// Most checks running or waiting at once: `concurrency + queue`.
     limit: usize,
     busy_delay: Duration,
+    priority: Priority,
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -82,12 +95,15 @@ impl Hasher {
         let duty_percent = duty_percent.clamp(1, 100);
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
+        let (report, reports) = std::sync::mpsc::channel::<Priority>();
         for n in 0..concurrency.max(1) {
             let rx = rx.clone();
+            let report = report.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("parley-hash-{n}"))
                 .spawn(move || {
-                    lower_priority();
+                    let _ = report.send(lower_priority());
+                    drop(report);
                     loop {
                         let job = match rx.lock() {
                             Ok(guard) => guard.recv(),
@@ -110,13 +126,40 @@ impl Hasher {
                 tracing::error!(error = %e, "could not start a hashing thread");
             }
         }
+        drop(report);
+        // Read back at start, once: a sandbox that refuses the calls (a syscall filter
+        // such as systemd's @resources) would otherwise leave hashing at normal
+        // priority without a word, and the login-storm figures would not hold. Every
+        // thread asks the same kernel the same thing, so the worst answer of all
+        // threads is logged, one line. (Microseconds: the threads only make two calls.)
+        let mut priority = Priority::Idle;
+        for got in reports.iter().take(concurrency.max(1)) {
+            if got != Priority::Idle && priority != Priority::Normal {
+                priority = got;
+            }
+        }
+        match priority {
+            Priority::Idle => tracing::debug!("hashing threads run at SCHED_IDLE"),
+            lowered => tracing::warn!(
+                priority = ?lowered,
+                "the hashing threads could not take SCHED_IDLE: a login storm will slow \
+                 messaging. Under systemd, allow sched_setscheduler and setpriority in \
+                 SystemCallFilter (the shipped parley.service does)"
+            ),
+        }
         Hasher {
             iterations,
             jobs: tx,
             in_flight: Arc::new(AtomicUsize::new(0)),
             limit: concurrency.max(1) + queue,
             busy_delay: Duration::ZERO,
+            priority,
         }
+    }
+
+    /// The priority the hashing threads got at start (the worst of them).
+    pub fn priority(&self) -> Priority {
+        self.priority
     }
 
     /// How long a refused request waits before it is told `Busy` (see `admit_paced`).
@@ -212,21 +255,28 @@ impl Hasher {
 /// only on a core nothing else wants, and yields the moment a messaging thread
 /// wakes. Nice 19 was not enough on two cores: messaging p99 tripled during a login
 /// storm, as a woken worker still waited for the hashing thread's time slice.
-/// Falls back to nice 19 where `SCHED_IDLE` is refused.
-fn lower_priority() {
-    // SAFETY: sched_setscheduler reads a local param struct; setpriority only its
-    // integer arguments; gettid has none.
-    let rc = unsafe {
+/// Falls back to nice 19 where `SCHED_IDLE` is refused. Returns what the kernel says
+/// the thread has now (read back, not assumed from the return codes).
+fn lower_priority() -> Priority {
+    // SAFETY: sched_setscheduler reads a local param struct; sched_getscheduler,
+    // setpriority and getpriority only their integer arguments; gettid has none;
+    // errno is this thread's own.
+    unsafe {
         let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 {
-            0
-        } else {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 19)
+        let _ = libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        if libc::sched_getscheduler(0) == libc::SCHED_IDLE {
+            return Priority::Idle;
         }
-    };
-    if rc != 0 {
-        tracing::debug!("could not lower the hashing thread's priority");
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        // getpriority's -1 is also a valid nice value: errno tells them apart.
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if nice >= 19 && *libc::__errno_location() == 0 {
+            Priority::Nice19
+        } else {
+            Priority::Normal
+        }
     }
 }
 
@@ -311,6 +361,12 @@ mod tests {
             "an admission is not delayed"
         );
         drop(again);
+    }
+
+    #[test]
+    fn hashing_threads_read_back_the_lowest_priority() {
+        // Unprivileged threads may always move to SCHED_IDLE (no filter in unit tests).
+        assert_eq!(Hasher::new(1000, 2, 0).priority(), Priority::Idle);
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! Voice messages: upload (multipart, streamed to disk) and download (members only,
-//! with Range support, or handed to nginx with `X-Accel-Redirect`).
+//! Voice messages: upload (multipart, streamed to disk, within the user's upload rate
+//! and storage quota and the disk's free-space floor), download (members only, with
+//! Range support, or handed to nginx with `X-Accel-Redirect`) and the user's usage.
+
+use std::time::Duration;
 
 use actix_files::NamedFile;
 use actix_web::http::header;
@@ -15,7 +18,7 @@ use super::resource;
 use crate::audio::{self, AudioType, PartialFile, SNIFF_BYTES};
 use crate::auth::AuthUser;
 use crate::config::Settings;
-use crate::db::media::NewAudio;
+use crate::db::media::{NewAudio, Reservation, ReservationId, UploadLimits};
 use crate::db::messages::audio_url;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -23,9 +26,105 @@ use crate::error::ApiError;
 /// Room for the multipart framing and the small fields around the file.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
+/// While streaming, the free space is checked again after every this many bytes
+/// (a statvfs is a microsecond; a chunk is at most a few KiB).
+const FREE_SPACE_CHECK_EVERY: u64 = 256 * 1024;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/messages/upload-audio").route(web::post().to(upload)))
-        .service(resource("/media/audio/{audioId}").route(web::get().to(download)));
+        .service(resource("/media/audio/{audioId}").route(web::get().to(download)))
+        .service(resource("/media/usage").route(web::get().to(usage)));
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Usage {
+    storage_used_bytes: u64,
+    storage_quota_bytes: u64,
+    uploads_per_min: u32,
+}
+
+/// GET /api/media/usage: how much of the caller's voice-message quota is used.
+async fn usage(
+    user: AuthUser,
+    db: web::Data<Db>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(Usage {
+        storage_used_bytes: db.storage_used(user.0).await?,
+        storage_quota_bytes: settings.limits.user_storage_bytes,
+        uploads_per_min: settings.limits.uploads_per_min,
+    }))
+}
+
+/// An upload's reservation, given back when the upload does not end stored
+/// (refused, failed, or the client went away and the handler was dropped).
+struct Held {
+    db: Db,
+    id: Option<ReservationId>,
+}
+
+impl Held {
+    fn id(&self) -> ReservationId {
+        self.id.unwrap_or(ReservationId(0))
+    }
+
+    /// The upload is stored: its row ended the reservation in the same transaction.
+    fn stored(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let db = self.db.clone();
+        // Drop cannot wait; outside a runtime (shutdown) the sweep releases it later.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = db.release_upload(id).await {
+                    tracing::debug!(error = %e, "releasing an upload reservation");
+                }
+            });
+        }
+    }
+}
+
+/// 507 when writing `more` bytes would leave less than `min_free` on the uploads disk.
+fn check_free_space(dir: &std::path::Path, more: u64, min_free: u64) -> Result<(), ApiError> {
+    // The operator hears of it at most once a minute, however many clients retry.
+    static LAST_WARNED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let free = audio::free_bytes(dir).map_err(io_error)?;
+    if free < min_free.saturating_add(more) {
+        let now = unix_ms();
+        let last = LAST_WARNED_MS.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000
+            && LAST_WARNED_MS
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            tracing::warn!(
+                free_bytes = free,
+                min_free_bytes = min_free,
+                "uploads refused: the uploads file system is at its free-space floor \
+                 (storage.min_free_bytes)"
+            );
+        }
+        return Err(ApiError::StorageFull);
+    }
+    Ok(())
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 #[derive(Serialize)]
@@ -90,6 +189,33 @@ async fn upload(
         ApiError::UnsupportedMediaType("expected Content-Type: multipart/form-data".into())
     })?;
 
+    // Before a byte of the body is read: the file can be no larger than the body
+    // (without a Content-Length, than the limit), so that much is checked against
+    // the disk's floor and taken from the user's quota and upload rate.
+    let most = declared.map_or(max, |n| n.min(max));
+    let dir = audio::audio_dir(&settings.storage.uploads_dir);
+    tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
+    let min_free = settings.storage.min_free_bytes;
+    check_free_space(&dir, most, min_free)?;
+    let limits = UploadLimits {
+        quota_bytes: settings.limits.user_storage_bytes,
+        uploads_per_min: settings.limits.uploads_per_min,
+    };
+    let held = match db.reserve_upload(user.0, most, limits, unix_ms()).await? {
+        Reservation::Granted(id) => Held {
+            db: db.get_ref().clone(),
+            id: Some(id),
+        },
+        Reservation::RateLimited(wait) => {
+            // Whole seconds, rounded up: a client that waits Retry-After gets in.
+            let retry_after = Duration::from_secs(wait.as_millis().div_ceil(1000) as u64);
+            return Err(ApiError::RateLimited { retry_after });
+        }
+        Reservation::OverQuota { used, quota } => {
+            return Err(ApiError::QuotaExceeded { used, quota })
+        }
+    };
+
     // multer wants a Send stream; actix's payload is not. A bounded channel bridges
     // them chunk by chunk, so the body is never held in memory as a whole.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -114,8 +240,6 @@ async fn upload(
         );
     let mut multipart = Multipart::with_constraints(stream, boundary, constraints);
 
-    let dir = audio::audio_dir(&settings.storage.uploads_dir);
-    tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
     let mut chat: Option<ChatId> = None;
     let mut member_checked = false;
     let mut duration_ms: Option<u32> = None;
@@ -150,8 +274,20 @@ async fn upload(
                 let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
                 let mut partial: Option<(PartialFile, tokio::fs::File, AudioType)> = None;
                 let mut written = 0u64;
+                let mut next_check = FREE_SPACE_CHECK_EVERY;
                 while let Some(chunk) = field.chunk().await.map_err(|e| multer_error(e, max))? {
                     let chunk: &[u8] = &chunk;
+                    // Never more than was reserved (the body cannot carry more than its
+                    // Content-Length; this holds whatever the transport does).
+                    if written + chunk.len() as u64 > most {
+                        return Err(ApiError::TooLarge(format!(
+                            "the file is larger than the {most} bytes announced or allowed"
+                        )));
+                    }
+                    if written >= next_check {
+                        check_free_space(&dir, 0, min_free)?;
+                        next_check = written + FREE_SPACE_CHECK_EVERY;
+                    }
                     let rest = match &mut partial {
                         Some(_) => chunk,
                         None => {
@@ -204,17 +340,23 @@ async fn upload(
         .map_err(io_error)?;
     partial.keep();
     let id = match db
-        .insert_audio(&NewAudio {
-            uploader: user.0,
-            chat,
-            storage_name: &name,
-            mime: kind.mime(),
-            bytes,
-            duration_ms,
-        })
+        .insert_audio(
+            &NewAudio {
+                uploader: user.0,
+                chat,
+                storage_name: &name,
+                mime: kind.mime(),
+                bytes,
+                duration_ms,
+            },
+            held.id(),
+        )
         .await
     {
-        Ok(id) => id,
+        Ok(id) => {
+            held.stored();
+            id
+        }
         Err(e) => {
             let _ = tokio::fs::remove_file(dir.join(&name)).await;
             return Err(e.into());

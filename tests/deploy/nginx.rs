@@ -12,7 +12,27 @@ use crate::support::{
     SiteLayout, TempDir,
 };
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// Where injected script could send data: the CSP's `connect-src` sources, each one
+/// the site itself (`'self'` covers its own ws:/wss: in CSP Level 3) — never a bare
+/// scheme such as `ws:` or `wss:`, which admits every host on the Internet.
+fn assert_connect_src_is_the_site_only(csp: &str) {
+    let sources: Vec<&str> = csp
+        .split(';')
+        .map(str::trim)
+        .find_map(|d| d.strip_prefix("connect-src "))
+        .unwrap_or_else(|| panic!("no connect-src in {csp}"))
+        .split_whitespace()
+        .collect();
+    for s in &sources {
+        assert!(
+            !s.ends_with(':') && *s != "*" && !s.contains("://*"),
+            "connect-src admits any host with {s:?}: {csp}"
+        );
+    }
+    assert_eq!(sources, ["'self'"], "{csp}");
+}
 
 /// The headers every response carries, errors included.
 fn assert_security_headers(res: &Response, what: &str) {
@@ -25,6 +45,7 @@ fn assert_security_headers(res: &Response, what: &str) {
             .to_string()
     };
     assert_eq!(get("content-security-policy"), CSP, "{what}");
+    assert_connect_src_is_the_site_only(&get("content-security-policy"));
     assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
     assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
     assert_eq!(get("x-frame-options"), "DENY", "{what}");

@@ -469,3 +469,75 @@ fn a_real_install_needs_root_and_bad_usage_is_refused() {
         );
     }
 }
+
+#[test]
+fn run_without_a_prefix_refuses_to_start_parley_as_root() {
+    // As root (or as root of a user namespace when the tests run unprivileged), with
+    // a binary that does not exist: were the refusal missing, deploy.sh would stop at
+    // the binary check before touching a file, so this test never installs anything.
+    let is_root = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout)
+        .trim()
+        == "0";
+    let dir = TempDir::new("asroot");
+    let missing = dir.join("no-such-parley");
+    let opt_existed = Path::new("/opt/parley").exists();
+    let deploy = |args: &[&str]| -> Output {
+        let mut c = if is_root {
+            Command::new("bash")
+        } else {
+            let mut c = Command::new("unshare");
+            c.args(["--map-root-user", "bash"]);
+            c
+        };
+        c.arg(repo().join("deploy.sh"))
+            .args(args)
+            .arg("--binary")
+            .arg(&missing)
+            .current_dir(dir.path())
+            .env_remove("DESTDIR")
+            .env_remove("PARLEY_BINARY");
+        c.output().unwrap()
+    };
+    // (Not rollback here: on a machine with a real install, a regression would act.)
+    for command in ["install", "upgrade"] {
+        let out = deploy(&[command, "--no-systemd", "--run"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{command}: {}",
+            output_text(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--run would start parley as root: refusing"),
+            "{command}: {}",
+            output_text(&out)
+        );
+        assert!(
+            err.contains("systemd") && err.contains("--prefix"),
+            "the message says what to do instead: {err}"
+        );
+    }
+    assert_eq!(
+        Path::new("/opt/parley").exists(),
+        opt_existed,
+        "nothing was installed"
+    );
+    // Only --run without a prefix is refused: with a prefix the same command goes on
+    // (to the binary check, here).
+    let prefix = dir.join("prefix");
+    let out = deploy(&[
+        "install",
+        "--no-systemd",
+        "--run",
+        "--prefix",
+        prefix.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("as root"), "{}", output_text(&out));
+    assert!(
+        err.contains("is not an executable file"),
+        "{}",
+        output_text(&out)
+    );
+}

@@ -1,10 +1,11 @@
 //! systemd/parley.service and parley@.service: `systemd-analyze verify` accepts them
-//! with every hardening directive as shipped.
+//! with every hardening directive as shipped, and the server works under its syscall
+//! filter with its hashing threads at idle priority.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{output_text, repo, tool, write_executable, TempDir, PARLEY_BIN};
+use crate::support::{free_port, output_text, repo, tool, write_executable, TempDir, PARLEY_BIN};
 
 /// Directives the unit must carry, exactly as written.
 const REQUIRED: &[&str] = &[
@@ -32,6 +33,9 @@ const REQUIRED: &[&str] = &[
     "AmbientCapabilities=",
     "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
     "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@privileged @resources",
+    // The hashing threads' SCHED_IDLE / nice 19 (see the filter tests below).
+    "SystemCallFilter=sched_setscheduler setpriority",
     "SystemCallArchitectures=native",
     "ProtectKernelTunables=yes",
     "ProtectKernelModules=yes",
@@ -200,4 +204,374 @@ fn the_unit_and_the_template_agree_on_everything_but_the_instance() {
             .collect()
     };
     assert_eq!(strip(&a, false), strip(&b, true));
+}
+
+// ---------------------------------------------------------------- the syscall filter
+//
+// No systemd runs as PID 1 in the test container, so the unit cannot be started for
+// real. What matters for the hashing threads is its seccomp filter: these tests
+// compute the allowed system calls from the unit's SystemCallFilter= lines the way
+// systemd does (the first line decides allow- or deny-list, later lines add or
+// remove in order; an allow-list always includes @default; groups as
+// `systemd-analyze syscall-filter` lists them), install exactly that as a seccomp
+// filter (refused calls fail with EPERM, SystemCallErrorNumber=EPERM) with
+// no_new_privs (NoNewPrivileges=yes), and run the real binary under it.
+
+/// `systemd-analyze syscall-filter`: group name → members (names and @groups).
+fn syscall_groups() -> std::collections::HashMap<String, Vec<String>> {
+    let out = Command::new(tool("systemd-analyze", "systemd"))
+        .args(["syscall-filter", "--no-pager"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let mut groups = std::collections::HashMap::new();
+    let mut current: Option<String> = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if line.starts_with('@') {
+            current = Some(line.trim().to_string());
+            groups.insert(line.trim().to_string(), Vec::new());
+        } else if line.trim().is_empty() || !line.starts_with(' ') {
+            current = None;
+        } else if let Some(g) = &current {
+            let item = line.trim();
+            if !item.starts_with('#') {
+                groups.get_mut(g).unwrap().push(item.to_string());
+            }
+        }
+    }
+    assert!(groups.contains_key("@system-service") && groups.contains_key("@resources"));
+    groups
+}
+
+fn expand(
+    item: &str,
+    groups: &std::collections::HashMap<String, Vec<String>>,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    match groups.get(item) {
+        Some(members) => {
+            for m in members {
+                expand(m, groups, out);
+            }
+        }
+        None => {
+            assert!(!item.starts_with('@'), "unknown group {item}");
+            out.insert(item.to_string());
+        }
+    }
+}
+
+/// The system calls a unit allows, by name.
+fn allowed_syscalls(unit: &str) -> std::collections::BTreeSet<String> {
+    let groups = syscall_groups();
+    let mut allowed = std::collections::BTreeSet::new();
+    let mut allow_list: Option<bool> = None;
+    for line in lines(unit) {
+        let Some(spec) = line.strip_prefix("SystemCallFilter=") else {
+            continue;
+        };
+        let (deny, names) = match spec.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, spec),
+        };
+        let mut set = std::collections::BTreeSet::new();
+        for n in names.split_whitespace() {
+            expand(n, &groups, &mut set);
+        }
+        match allow_list {
+            None => {
+                assert!(!deny, "the unit's filter starts as an allow-list");
+                allow_list = Some(true);
+                expand("@default", &groups, &mut allowed);
+                allowed.extend(set);
+            }
+            Some(_) if deny => allowed.retain(|s| !set.contains(s)),
+            Some(_) => allowed.extend(set),
+        }
+    }
+    allowed
+}
+
+/// Name → number on this machine (x86_64), from the kernel headers.
+fn syscall_numbers() -> std::collections::HashMap<String, u32> {
+    let header = Path::new("/usr/include/x86_64-linux-gnu/asm/unistd_64.h");
+    let text = std::fs::read_to_string(header)
+        .unwrap_or_else(|e| panic!("{}: {e} (apt-get install linux-libc-dev)", header.display()));
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("#define __NR_")?;
+            let mut it = rest.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A classic-BPF seccomp program: native arch only, these numbers allowed, every
+/// other call EPERM.
+fn seccomp_program(allowed: &[u32]) -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JGE_K: u16 = 0x35;
+    const RET_K: u16 = 0x06;
+    const ALLOW: u32 = 0x7fff_0000;
+    const ERRNO_EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const X32_BIT: u32 = 0x4000_0000;
+    let op = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
+    let mut p = vec![
+        op(LD_W_ABS, 4, 0, 0), // seccomp_data.arch
+        op(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        op(RET_K, ERRNO_EPERM, 0, 0),
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JGE_K, X32_BIT, 0, 1),
+        op(RET_K, ERRNO_EPERM, 0, 0),
+    ];
+    for &nr in allowed {
+        p.push(op(JEQ_K, nr, 0, 1));
+        p.push(op(RET_K, ALLOW, 0, 0));
+    }
+    p.push(op(RET_K, ERRNO_EPERM, 0, 0));
+    p
+}
+
+/// The real server under a unit's syscall filter; killed on drop.
+struct Filtered {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    port: u16,
+    db_url: String,
+}
+
+impl Filtered {
+    fn start(unit: &str) -> Filtered {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let numbers = syscall_numbers();
+        let allowed: Vec<u32> = allowed_syscalls(unit)
+            .iter()
+            .filter_map(|n| numbers.get(n).copied())
+            .collect();
+        let program = seccomp_program(&allowed);
+        let port = free_port();
+        let db_url = crate::helpers::fresh_db_url();
+        let mut cmd = Command::new(PARLEY_BIN);
+        cmd.arg("serve")
+            .env_clear()
+            .env("PARLEY__DATABASE__URL", &db_url)
+            .env("PARLEY__AUTH__JWT_SECRET", crate::helpers::JWT_SECRET)
+            .env("PARLEY__AUTH__PBKDF2_ITERATIONS", "1000")
+            .env("PARLEY__AUTH__HASH_CONCURRENCY", "2")
+            .env("PARLEY__AUTH__HASH_QUEUE", "64")
+            .env("PARLEY__LIMITS__LOGIN_PER_IP_PER_MIN", "100000")
+            .env("PARLEY__LIMITS__LOGIN_PER_ACCOUNT_PER_MIN", "100000")
+            .env("PARLEY__SERVER__PORT", port.to_string())
+            .env("PARLEY__SERVER__WORKERS", "2")
+            .env("PARLEY__METRICS__LISTEN", "")
+            .env("PARLEY__LOG__FORMAT", "json")
+            .env("PARLEY__LOG__LEVEL", "info")
+            .env("PARLEY__STORAGE__UPLOADS_DIR", std::env::temp_dir())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        // SAFETY: between fork and exec only prctl is called, on a program built
+        // before the fork (no allocation, no lock).
+        unsafe {
+            cmd.pre_exec(move || {
+                let prog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr() as *mut libc::sock_filter,
+                };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(libc::PR_SET_SECCOMP, 2, &prog as *const libc::sock_fprog) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for l in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    lines.lock().unwrap().push(l);
+                }
+            });
+        }
+        let mut f = Filtered {
+            child,
+            lines,
+            port,
+            db_url,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+        while !f.logged("parley listening") {
+            if let Some(s) = f.child.try_wait().unwrap() {
+                panic!("parley exited under the filter ({s}): {:?}", f.lines());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not listening: {:?}",
+                f.lines()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        f
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn logged(&self, text: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(text))
+    }
+
+    /// (policy, nice) of each hashing thread, from /proc (stat fields 41 and 19).
+    fn hashing_threads(&self) -> Vec<(u32, i32)> {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let mut out = Vec::new();
+        for t in std::fs::read_dir(&tasks).unwrap() {
+            let t = t.unwrap().path();
+            let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+            if !comm.starts_with("parley-hash-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(t.join("stat")).unwrap();
+            let after: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            out.push((after[38].parse().unwrap(), after[16].parse().unwrap()));
+        }
+        out
+    }
+}
+
+impl Drop for Filtered {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let url = self.db_url.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(parley::db::migrate::drop_database(&url))
+        })
+        .join();
+    }
+}
+
+const WARNING: &str = "the hashing threads could not take SCHED_IDLE";
+
+#[test]
+fn the_units_filter_allows_exactly_the_priority_calls_back() {
+    let shipped = std::fs::read_to_string(repo().join("systemd/parley.service")).unwrap();
+    let allowed = allowed_syscalls(&shipped);
+    let old = shipped.replace("SystemCallFilter=sched_setscheduler setpriority\n", "");
+    assert_ne!(old, shipped, "the unit re-allows the two calls on one line");
+    let before = allowed_syscalls(&old);
+    let added: Vec<&String> = allowed.difference(&before).collect();
+    assert_eq!(added, ["sched_setscheduler", "setpriority"]);
+    assert!(before.is_subset(&allowed));
+    // The rest of @privileged and @resources stays refused, and the calls the server
+    // needs for the check and the free-space floor are there.
+    for refused in [
+        "setrlimit",
+        "sched_setattr",
+        "sched_setaffinity",
+        "mbind",
+        "nice",
+    ] {
+        assert!(!allowed.contains(refused), "{refused} must stay refused");
+    }
+    for needed in ["sched_getscheduler", "getpriority", "statfs", "gettid"] {
+        assert!(allowed.contains(needed), "{needed} is needed");
+    }
+}
+
+#[actix_web::test]
+async fn the_hashing_threads_are_idle_under_the_shipped_filter_and_logins_work() {
+    let unit = std::fs::read_to_string(repo().join("systemd/parley.service")).unwrap();
+    let p = Filtered::start(&unit);
+    let threads = p.hashing_threads();
+
+    // A small login storm under the filter: everything hashes, nothing breaks.
+    let base = format!("http://127.0.0.1:{}", p.port);
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&serde_json::json!({"email": "f@example.com", "username": "filtered", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let t = std::time::Instant::now();
+    let statuses = futures_util::future::join_all((0..40).map(|_| {
+        http.post(format!("{base}/api/auth/login"))
+            .json(&serde_json::json!({"email": "filtered", "password": "a long enough password"}))
+            .send()
+    }))
+    .await;
+    let storm = t.elapsed();
+    let ok = statuses
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .map(|r| r.status().as_u16() == 200)
+                .unwrap_or(false)
+        })
+        .count();
+    let threads_after = p.hashing_threads();
+    println!(
+        "RELIABILITY: case=priority-under-unit-filter filter=shipped hash_threads={} policies={:?} logins_ok={ok}/40 storm={}ms warning={}",
+        threads.len(),
+        threads,
+        storm.as_millis(),
+        p.logged(WARNING)
+    );
+    assert_eq!(threads.len(), 2, "{:?}", p.lines());
+    // SCHED_IDLE is policy 5.
+    assert!(
+        threads.iter().all(|&(policy, _)| policy == 5),
+        "{threads:?}"
+    );
+    assert_eq!(threads_after, threads, "they stay idle while hashing");
+    assert!(!p.logged(WARNING), "{:?}", p.lines());
+    assert_eq!(ok, 40, "every login of the storm succeeds under the filter");
+}
+
+#[test]
+fn under_the_old_filter_the_priority_fails_and_the_server_says_so_once() {
+    let shipped = std::fs::read_to_string(repo().join("systemd/parley.service")).unwrap();
+    let old = shipped.replace("SystemCallFilter=sched_setscheduler setpriority\n", "");
+    let p = Filtered::start(&old);
+    let threads = p.hashing_threads();
+    let warnings = p.lines().iter().filter(|l| l.contains(WARNING)).count();
+    println!(
+        "RELIABILITY: case=priority-under-unit-filter filter=old policies={threads:?} warnings={warnings}"
+    );
+    assert_eq!(threads.len(), 2);
+    // SCHED_OTHER (0) at nice 0: hashing competes with messaging.
+    assert!(threads.iter().all(|&t| t == (0, 0)), "{threads:?}");
+    assert_eq!(warnings, 1, "{:?}", p.lines());
+    // Logged before the server said it listens: at start, not at the first login.
+    let lines = p.lines();
+    let warn_at = lines.iter().position(|l| l.contains(WARNING)).unwrap();
+    let listen_at = lines
+        .iter()
+        .position(|l| l.contains("parley listening"))
+        .unwrap();
+    assert!(warn_at < listen_at);
 }

@@ -581,10 +581,15 @@ async fn a_full_uploads_disk_gives_507_and_leaves_no_partial_file_or_row() {
     let secrets = Secrets::default();
     let p = Parley::start(
         &db.url,
-        &[(
-            "PARLEY__STORAGE__UPLOADS_DIR",
-            disk.dir.path().display().to_string(),
-        )],
+        &[
+            (
+                "PARLEY__STORAGE__UPLOADS_DIR",
+                disk.dir.path().display().to_string(),
+            ),
+            // The free-space floor (hostile::uploads) would refuse every upload on a
+            // 1 MiB disk: this case is about the disk really being full.
+            ("PARLEY__STORAGE__MIN_FREE_BYTES", "0".into()),
+        ],
     )
     .await;
     let a = p.register("diska", &secrets).await;
