@@ -35,7 +35,7 @@ pub enum ApiError {
     QuotaExceeded { used: u64, quota: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("too many requests; retry in {}s", .retry_after.as_secs().max(1))]
+    #[error("too many requests; retry in {}s", whole_secs(*.retry_after))]
     RateLimited { retry_after: Duration },
     #[error("{0}")]
     MethodNotAllowed(&'static str),
@@ -50,6 +50,12 @@ pub enum ApiError {
     Unavailable(&'static str),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// Seconds to wait, rounded up (a client retrying after a rounded-down wait would be
+/// refused again), at least 1.
+fn whole_secs(d: Duration) -> u64 {
+    (d.as_millis().div_ceil(1000) as u64).max(1)
 }
 
 fn unauthorized_message(code: &str) -> &'static str {
@@ -140,10 +146,7 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         match self {
             ApiError::RateLimited { retry_after } => {
-                res.insert_header((
-                    header::RETRY_AFTER,
-                    retry_after.as_secs().max(1).to_string(),
-                ));
+                res.insert_header((header::RETRY_AFTER, whole_secs(*retry_after).to_string()));
             }
             ApiError::Unauthorized(_) | ApiError::InvalidCredentials => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -2,8 +2,6 @@
 //! and storage quota and the disk's free-space floor), download (members only, with
 //! Range support, or handed to nginx with `X-Accel-Redirect`) and the user's usage.
 
-use std::time::Duration;
-
 use actix_files::NamedFile;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -206,11 +204,8 @@ async fn upload(
             db: db.get_ref().clone(),
             id: Some(id),
         },
-        Reservation::RateLimited(wait) => {
-            // Whole seconds, rounded up: a client that waits Retry-After gets in.
-            let retry_after = Duration::from_secs(wait.as_millis().div_ceil(1000) as u64);
-            return Err(ApiError::RateLimited { retry_after });
-        }
+        // Retry-After is rounded up: a client that waits it gets in.
+        Reservation::RateLimited(retry_after) => return Err(ApiError::RateLimited { retry_after }),
         Reservation::OverQuota { used, quota } => {
             return Err(ApiError::QuotaExceeded { used, quota })
         }
