@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::{Hasher, JwtKeys, LoginThrottle};
+use crate::auth::{Hasher, JwtKeys, LoginThrottle, WsTickets};
 use crate::config::Settings;
 use crate::db::migrate::{self, MigrateError};
 use crate::db::store::MysqlStore;
@@ -126,6 +126,11 @@ impl Application {
             .with_busy_delay(Duration::from_millis(settings.auth.busy_delay_ms)),
         );
         let throttle = web::Data::new(LoginThrottle::new(&settings));
+        // With Redis, tickets are shared: nginx may send the socket to another node.
+        let tickets = web::Data::new(match &redis {
+            Some(pool) => WsTickets::in_redis(pool.clone(), &settings.redis.prefix),
+            None => WsTickets::in_memory(),
+        });
         let readiness = web::Data::new(Readiness {
             db: db.clone(),
             redis,
@@ -143,6 +148,7 @@ impl Application {
             jwt: jwt.clone(),
             settings: settings_data.clone(),
             realtime: realtime.clone(),
+            tickets: tickets.clone(),
         };
         let gate_data = web::Data::new(gate.clone());
         let app = move || {
@@ -155,6 +161,7 @@ impl Application {
                 .app_data(jwt.clone())
                 .app_data(hasher.clone())
                 .app_data(throttle.clone())
+                .app_data(tickets.clone())
                 .app_data(readiness.clone())
                 .app_data(settings_data.clone())
                 .app_data(realtime_data.clone())
