@@ -298,6 +298,11 @@ impl LoginDelays {
         if a.charged_account {
             if let Some(c) = maps.accounts.get_mut(&a.account) {
                 settle(c);
+                // Nothing to remember (a first sign-in from a new network): do not
+                // keep an entry per account that ever logged in.
+                if c.idle(now) {
+                    maps.accounts.remove(&a.account);
+                }
             }
         }
         if !failed {
@@ -468,6 +473,21 @@ mod tests {
             .succeeded();
         // A new network is slowed like the attacker's, until it succeeds once.
         assert!(d.begin(Some(1), "", ip("203.0.113.5"), t).is_err());
+    }
+
+    #[test]
+    fn a_plain_sign_in_leaves_only_its_known_source() {
+        let d = delays(5, 300);
+        for id in 0..100 {
+            d.begin(Some(id), "", ip("192.0.2.1"), Instant::now())
+                .unwrap()
+                .succeeded();
+        }
+        assert_eq!(
+            d.len(),
+            100,
+            "one known-source entry per account, nothing else"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::domain::Login;
 use parley_actors::UserId;
 
 /// Most entries in each map of the login delays: far more accounts than are ever
-/// attacked at once, and a few MiB at worst.
+/// attacked at once, and about 10 MiB at worst.
 const LOGIN_DELAY_ENTRIES: usize = 100_000;
 
 #[derive(Clone)]
