@@ -32,7 +32,7 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("too many requests; retry in {}s", .retry_after.as_secs().max(1))]
+    #[error("too many requests; retry in {}s", whole_secs(*.retry_after))]
     RateLimited { retry_after: Duration },
     #[error("{0}")]
     MethodNotAllowed(&'static str),
@@ -47,6 +47,12 @@ pub enum ApiError {
     Unavailable(&'static str),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// Seconds for `Retry-After`, rounded up: a client that waits exactly this long is
+/// not refused again for the fraction that rounding down would cut off.
+fn whole_secs(d: Duration) -> u128 {
+    d.as_millis().div_ceil(1000).max(1)
 }
 
 fn unauthorized_message(code: &str) -> &'static str {
@@ -136,10 +142,7 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         match self {
             ApiError::RateLimited { retry_after } => {
-                res.insert_header((
-                    header::RETRY_AFTER,
-                    retry_after.as_secs().max(1).to_string(),
-                ));
+                res.insert_header((header::RETRY_AFTER, whole_secs(*retry_after).to_string()));
             }
             ApiError::Unauthorized(_) | ApiError::InvalidCredentials => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
