@@ -14,6 +14,7 @@ use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::known_sources::KnownSources;
 use crate::auth::{Hasher, JwtKeys, LoginThrottle, WsTickets};
 use crate::config::Settings;
 use crate::db::migrate::{self, MigrateError};
@@ -125,12 +126,19 @@ impl Application {
             )
             .with_busy_delay(Duration::from_millis(settings.auth.busy_delay_ms)),
         );
-        let throttle = web::Data::new(LoginThrottle::new(&settings));
-        // With Redis, tickets are shared: nginx may send the socket to another node.
-        let tickets = web::Data::new(match &redis {
-            Some(pool) => WsTickets::in_redis(pool.clone(), &settings.redis.prefix),
-            None => WsTickets::in_memory(),
-        });
+        // With Redis, tickets and known login sources are shared: nginx may send the
+        // socket, or the owner's next login, to another node.
+        let (throttle, tickets) = match &redis {
+            Some(pool) => (
+                LoginThrottle::with_known_sources(
+                    &settings,
+                    KnownSources::in_redis(pool.clone(), &settings.redis.prefix),
+                ),
+                WsTickets::in_redis(pool.clone(), &settings.redis.prefix),
+            ),
+            None => (LoginThrottle::new(&settings), WsTickets::in_memory()),
+        };
+        let (throttle, tickets) = (web::Data::new(throttle), web::Data::new(tickets));
         let readiness = web::Data::new(Readiness {
             db: db.clone(),
             redis,

@@ -46,6 +46,15 @@ pub enum Source {
     V6([u16; 4]),
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::V4([a, b, c]) => write!(f, "{a}.{b}.{c}.0/24"),
+            Source::V6([a, b, c, d]) => write!(f, "{a:x}:{b:x}:{c:x}:{d:x}::/64"),
+        }
+    }
+}
+
 impl Source {
     pub fn of(ip: IpAddr) -> Source {
         match ip.to_canonical() {
@@ -194,6 +203,19 @@ impl LoginDelays {
         ip: IpAddr,
         now: Instant,
     ) -> Result<Attempt, Duration> {
+        self.begin_known(account, login, ip, now, false)
+    }
+
+    /// `begin`, where `known_elsewhere` says another node saw the account sign in
+    /// from this source (see `known_sources`).
+    pub fn begin_known(
+        self: &Arc<Self>,
+        account: Option<u64>,
+        login: &str,
+        ip: IpAddr,
+        now: Instant,
+        known_elsewhere: bool,
+    ) -> Result<Attempt, Duration> {
         let source = Source::of(ip);
         let key = match account {
             Some(id) => Account::Id(id),
@@ -202,10 +224,13 @@ impl LoginDelays {
         let policy = self.policy;
         let mut maps = self.lock();
         let known = match key {
-            Account::Id(id) => maps
-                .known
-                .get(&id)
-                .is_some_and(|(sources, _)| sources.contains(&source)),
+            Account::Id(id) => {
+                known_elsewhere
+                    || maps
+                        .known
+                        .get(&id)
+                        .is_some_and(|(sources, _)| sources.contains(&source))
+            }
             Account::Unknown(_) => false,
         };
         // Unknown names have no owner and no known source: their account-wide count

@@ -2,6 +2,7 @@
 
 pub mod extractor;
 pub mod jwt;
+pub mod known_sources;
 pub mod login_delay;
 pub mod password;
 pub mod throttle;

@@ -14,6 +14,7 @@ use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::known_sources::KnownSources;
 use super::login_delay::{Attempt, LoginDelays};
 use crate::config::Settings;
 use crate::domain::Login;
@@ -31,6 +32,7 @@ pub struct LoginThrottle {
 struct Inner {
     login_by_ip: DefaultKeyedRateLimiter<IpAddr>,
     login_delays: Arc<LoginDelays>,
+    known_sources: KnownSources,
     register_by_ip: DefaultKeyedRateLimiter<IpAddr>,
     search_by_user: DefaultKeyedRateLimiter<UserId>,
     trusted_proxies: Vec<IpAddr>,
@@ -43,6 +45,12 @@ fn per_minute(n: u32) -> Quota {
 
 impl LoginThrottle {
     pub fn new(settings: &Settings) -> LoginThrottle {
+        LoginThrottle::with_known_sources(settings, KnownSources::default())
+    }
+
+    /// `new`, with the accounts' known sources kept in `known_sources` as well (Redis:
+    /// shared by every node) as in this process.
+    pub fn with_known_sources(settings: &Settings, known_sources: KnownSources) -> LoginThrottle {
         let l = &settings.limits;
         LoginThrottle {
             inner: Arc::new(Inner {
@@ -52,6 +60,7 @@ impl LoginThrottle {
                     Duration::from_secs(l.login_delay_max_secs),
                     LOGIN_DELAY_ENTRIES,
                 )),
+                known_sources,
                 register_by_ip: RateLimiter::keyed(per_minute(l.register_per_ip_per_min)),
                 search_by_user: RateLimiter::keyed(per_minute(l.search_per_min)),
                 trusted_proxies: settings
@@ -73,15 +82,28 @@ impl LoginThrottle {
 
     /// The per-account delay (see `login_delay`): an attempt on `account` (`None`:
     /// no such account, keyed by the login name) from `ip`, or `Err(wait)`.
-    pub fn begin_login(
+    pub async fn begin_login(
         &self,
         account: Option<UserId>,
         login: &Login,
         ip: IpAddr,
     ) -> Result<Attempt, Duration> {
-        self.inner
-            .login_delays
-            .begin(account.map(|id| id.0), login.as_str(), ip, Instant::now())
+        let known_elsewhere = match account {
+            Some(id) => self.inner.known_sources.contains(id, ip).await,
+            None => false,
+        };
+        self.inner.login_delays.begin_known(
+            account.map(|id| id.0),
+            login.as_str(),
+            ip,
+            Instant::now(),
+            known_elsewhere,
+        )
+    }
+
+    /// Records that `user` signed in from `ip` (for every node, with Redis).
+    pub async fn signed_in(&self, user: UserId, ip: IpAddr) {
+        self.inner.known_sources.remember(user, ip).await;
     }
 
     pub fn check_register(&self, ip: IpAddr) -> Result<(), Duration> {

@@ -149,6 +149,7 @@ async fn login(
     // dropped with the error, so the wait holds no hashing place and no connection.
     let attempt = throttle
         .begin_login(id, &login, ip)
+        .await
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let verdict = hasher
         .verify(&admission, body.password.clone(), stored)
@@ -159,6 +160,7 @@ async fn login(
         return Err(ApiError::InvalidCredentials);
     };
     attempt.succeeded();
+    throttle.signed_in(id, ip).await;
     if let Some(new_hash) = rehash {
         // Best effort: the login stands even if the upgrade has to wait for next time.
         if let Err(e) = db.update_password_hash(id, &new_hash).await {

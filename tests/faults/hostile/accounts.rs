@@ -495,3 +495,53 @@ async fn a_ticket_issued_by_one_node_works_once_on_any_node() {
     a.assert_logs_clean(&secrets);
     b.assert_logs_clean(&secrets);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_is_known_on_every_node_while_an_attacker_is_slowed_on_each() {
+    let db = TestDb::fresh();
+    let redis = Redis::start();
+    let secrets = Secrets::default();
+    let cluster = [
+        ("PARLEY__REDIS__URL", redis.url()),
+        ("PARLEY__PRESENCE__NODE_TTL_SECS", "3".to_string()),
+    ];
+    let a = Parley::start(&db.url, &cluster).await;
+    let b = Parley::start(&db.url, &cluster).await;
+    let owner = register_as(&a, "olga", "olga@example.com", &secrets).await;
+    // Olga signs in at home through node A.
+    assert_eq!(
+        login_from(&a, "192.0.2.10", "olga", &owner.password).await,
+        StatusCode::OK
+    );
+    // An attacker with many networks, through node B.
+    let started = Instant::now();
+    let (mut verified, mut limited) = (0u32, 0u32);
+    for i in 0..50u32 {
+        match login_from(&b, &format!("10.9.{i}.1"), "olga", "guess-password").await {
+            StatusCode::UNAUTHORIZED => verified += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            s => panic!("attempt {i} answered {s}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    // Her next login lands on node B, which never saw her: it knows her home all the same.
+    let on_b = login_from(&b, "192.0.2.10", "olga", &owner.password).await;
+    reliability(
+        "login_lockout_two_nodes",
+        &[
+            ("attacker_networks", "50".into()),
+            ("password_checked_on_b", verified.to_string()),
+            ("rate_limited_on_b", limited.to_string()),
+            ("owner_login_on_b", on_b.as_u16().to_string()),
+            ("took", ms(elapsed)),
+        ],
+    );
+    assert!(verified <= most_attempts(5, elapsed));
+    assert_eq!(
+        on_b,
+        StatusCode::OK,
+        "the owner was slowed on the other node"
+    );
+    a.assert_logs_clean(&secrets);
+    b.assert_logs_clean(&secrets);
+}
