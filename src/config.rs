@@ -186,8 +186,19 @@ pub struct LimitSettings {
     pub ws_events_burst: u32,
     /// Login attempts per client IP per minute. Default `30`.
     pub login_per_ip_per_min: u32,
-    /// Login attempts per account per minute. Default `10`.
+    /// No longer used: the per-account login limit is a growing delay
+    /// (`login_free_failures`, `login_delay_max_secs`), not a bucket that locks the
+    /// owner out. Still accepted so existing files load. Default `10`.
     pub login_per_account_per_min: u32,
+    /// Login attempts per account that go through at once — counted per (account,
+    /// source network) and per account across sources it was not last signed in
+    /// from — before each further one must wait 1 s, 2 s, 4 s … Default `5`.
+    pub login_free_failures: u32,
+    /// The longest login delay, in seconds; a count also forgets one failure per
+    /// this long without one. Default `300`.
+    pub login_delay_max_secs: u64,
+    /// User searches per user per minute (beyond: 429 `rate_limited`). Default `30`.
+    pub search_per_min: u32,
     /// Registrations per client IP per minute. Default `10`.
     pub register_per_ip_per_min: u32,
     /// WebSockets one user may hold open at once (tabs, devices). Default `32`.
@@ -296,6 +307,9 @@ impl Default for Settings {
                 ws_events_burst: 200,
                 login_per_ip_per_min: 30,
                 login_per_account_per_min: 10,
+                login_free_failures: 5,
+                login_delay_max_secs: 300,
+                search_per_min: 30,
                 register_per_ip_per_min: 10,
                 max_sessions_per_user: 32,
                 max_connections: 100_000,
@@ -431,6 +445,11 @@ impl Settings {
                 "limits.register_per_ip_per_min",
                 self.limits.register_per_ip_per_min,
             ),
+            (
+                "limits.login_free_failures",
+                self.limits.login_free_failures,
+            ),
+            ("limits.search_per_min", self.limits.search_per_min),
             ("limits.ws_events_per_sec", self.limits.ws_events_per_sec),
             ("limits.ws_events_burst", self.limits.ws_events_burst),
             ("limits.uploads_per_min", self.limits.uploads_per_min),

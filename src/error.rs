@@ -62,6 +62,7 @@ fn unauthorized_message(code: &str) -> &'static str {
     match code {
         "token_expired" => "the token has expired; log in again",
         "invalid_token" => "the token is not valid",
+        "invalid_ticket" => "the ticket is unknown, used or expired; fetch a new one",
         _ => "authentication required: send Authorization: Bearer <token>",
     }
 }

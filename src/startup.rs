@@ -14,7 +14,8 @@ use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::{Hasher, JwtKeys, LoginThrottle};
+use crate::auth::known_sources::KnownSources;
+use crate::auth::{Hasher, JwtKeys, LoginThrottle, WsTickets};
 use crate::config::Settings;
 use crate::db::migrate::{self, MigrateError};
 use crate::db::store::MysqlStore;
@@ -130,7 +131,19 @@ impl Application {
             )
             .with_busy_delay(Duration::from_millis(settings.auth.busy_delay_ms)),
         );
-        let throttle = web::Data::new(LoginThrottle::new(&settings));
+        // With Redis, tickets and known login sources are shared: nginx may send the
+        // socket, or the owner's next login, to another node.
+        let (throttle, tickets) = match &redis {
+            Some(pool) => (
+                LoginThrottle::with_known_sources(
+                    &settings,
+                    KnownSources::in_redis(pool.clone(), &settings.redis.prefix),
+                ),
+                WsTickets::in_redis(pool.clone(), &settings.redis.prefix),
+            ),
+            None => (LoginThrottle::new(&settings), WsTickets::in_memory()),
+        };
+        let (throttle, tickets) = (web::Data::new(throttle), web::Data::new(tickets));
         let readiness = web::Data::new(Readiness {
             db: db.clone(),
             redis,
@@ -148,6 +161,7 @@ impl Application {
             jwt: jwt.clone(),
             settings: settings_data.clone(),
             realtime: realtime.clone(),
+            tickets: tickets.clone(),
         };
         let gate_data = web::Data::new(gate.clone());
         let app = move || {
@@ -160,6 +174,7 @@ impl Application {
                 .app_data(jwt.clone())
                 .app_data(hasher.clone())
                 .app_data(throttle.clone())
+                .app_data(tickets.clone())
                 .app_data(readiness.clone())
                 .app_data(settings_data.clone())
                 .app_data(realtime_data.clone())

@@ -1,11 +1,15 @@
-//! Who is calling: JWTs, password hashes and the login throttle.
+//! Who is calling: JWTs, password hashes, the login throttle and WebSocket tickets.
 
 pub mod extractor;
 pub mod jwt;
+pub mod known_sources;
+pub mod login_delay;
 pub mod password;
 pub mod throttle;
+pub mod ticket;
 
 pub use extractor::AuthUser;
 pub use jwt::JwtKeys;
 pub use password::Hasher;
 pub use throttle::LoginThrottle;
+pub use ticket::WsTickets;

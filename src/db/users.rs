@@ -5,7 +5,7 @@ use mysql_async::prelude::Queryable;
 use parley_actors::{Timestamp, UserId};
 
 use super::{Db, DbError};
-use crate::domain::{Email, Username};
+use crate::domain::{Email, Login, Username};
 
 /// A user as the API shows one (the `user` object of PROTOCOL.md, less `online`).
 #[derive(Debug, Clone)]
@@ -78,15 +78,21 @@ impl Db {
         }
     }
 
-    /// The account whose email or username is `login` (already case-folded).
-    pub async fn credentials_by_login(&self, login: &str) -> Result<Option<Credentials>, DbError> {
+    /// The account `login` names. The comparison is the column's collation
+    /// (`utf8mb4_unicode_ci`: case- and accent-insensitive), the same rule the unique
+    /// keys apply at registration, so login and registration agree on who is who, and
+    /// accounts stored before identifiers were NFKC-folded still match their folded
+    /// spelling.
+    pub async fn credentials_by_login(
+        &self,
+        login: &Login,
+    ) -> Result<Option<Credentials>, DbError> {
+        let sql = match login {
+            Login::Email(_) => "SELECT id, password_hash FROM users WHERE email = ? LIMIT 1",
+            Login::Username(_) => "SELECT id, password_hash FROM users WHERE username = ? LIMIT 1",
+        };
         let mut conn = self.conn().await?;
-        let row: Option<(u64, String)> = conn
-            .exec_first(
-                "SELECT id, password_hash FROM users WHERE email = ? OR username = ? LIMIT 1",
-                (login, login),
-            )
-            .await?;
+        let row: Option<(u64, String)> = conn.exec_first(sql, (login.as_str(),)).await?;
         Ok(row.map(|(id, password_hash)| Credentials {
             id: UserId(id),
             password_hash,
@@ -117,9 +123,11 @@ impl Db {
         Ok(row.map(user_from))
     }
 
-    /// Users whose email or username contains `needle` (case-folded, matched literally:
-    /// `%`, `_` and `\` are escaped), the caller excluded, prefix matches first.
-    pub async fn search_users(
+    /// Users whose username contains `needle` (case-folded, matched literally: `%`,
+    /// `_` and `\` are escaped), the caller excluded, prefix matches first. Emails are
+    /// never matched by substring: a few hundred such queries would spell out anyone's
+    /// address (see `user_by_email`).
+    pub async fn search_usernames(
         &self,
         needle: &str,
         exclude: UserId,
@@ -134,14 +142,35 @@ impl Db {
                 format!(
                     "SELECT {USER_COLUMNS} FROM users u \
                      LEFT JOIN public_keys k ON k.user_id = u.id \
-                     WHERE u.id <> ? AND (u.username LIKE ? ESCAPE '\\\\' OR u.email LIKE ? ESCAPE '\\\\') \
+                     WHERE u.id <> ? AND u.username LIKE ? ESCAPE '\\\\' \
                      ORDER BY (u.username LIKE ? ESCAPE '\\\\') DESC, u.username \
                      LIMIT ?"
                 ),
-                (exclude.0, &contains, &contains, &prefix, limit),
+                (exclude.0, &contains, &prefix, limit),
             )
             .await?;
         Ok(rows.into_iter().map(user_from).collect())
+    }
+
+    /// The user whose whole address is `email` (the column's collation: case- and
+    /// accent-insensitive), unless it is `exclude`.
+    pub async fn user_by_email(
+        &self,
+        email: &Email,
+        exclude: UserId,
+    ) -> Result<Option<UserRow>, DbError> {
+        let mut conn = self.conn().await?;
+        let row: Option<UserTuple> = conn
+            .exec_first(
+                format!(
+                    "SELECT {USER_COLUMNS} FROM users u \
+                     LEFT JOIN public_keys k ON k.user_id = u.id \
+                     WHERE u.email = ? AND u.id <> ? LIMIT 1"
+                ),
+                (email.as_str(), exclude.0),
+            )
+            .await?;
+        Ok(row.map(user_from))
     }
 
     pub async fn set_last_seen(&self, id: UserId, at: Timestamp) -> Result<(), DbError> {

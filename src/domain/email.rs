@@ -1,14 +1,15 @@
 use super::InvalidInput;
 
-/// A case-folded email address of a plausible shape (the only real check is a mail
-/// that arrives, which Parley does not send): `local@domain.tld`, no spaces, ≤ 254.
+/// An email address in its canonical form (NFKC + case folding, see `fold`) of a
+/// plausible shape (the only real check is a mail that arrives, which Parley does not
+/// send): `local@domain.tld`, no spaces, no control or zero-width characters, ≤ 254.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, InvalidInput> {
-        let s = raw.trim().to_lowercase();
         let bad = || InvalidInput::new("invalid_email", "email must look like name@example.com");
+        let s = super::fold::fold(raw).ok_or_else(bad)?;
         if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -40,6 +41,11 @@ mod tests {
             "ann@example.com"
         );
         assert!(Email::parse("a.b+tag@sub.example.org").is_ok());
+        assert_eq!(
+            Email::parse("ＡＮＮ@example.com").unwrap().as_str(),
+            "ann@example.com",
+            "fullwidth letters are NFKC-folded"
+        );
     }
 
     #[test]
@@ -54,6 +60,9 @@ mod tests {
             ("an n@example.com", "space"),
             ("ann@example..com", "empty label"),
             ("ann@-example.com", "label starts with a hyphen"),
+            ("a\u{200b}nn@example.com", "zero-width space"),
+            ("a\u{1}nn@example.com", "control character"),
+            ("ann@exa\u{200d}mple.com", "zero-width joiner in the domain"),
         ] {
             assert!(Email::parse(raw).is_err(), "{why}: {raw:?} was accepted");
         }

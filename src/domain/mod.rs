@@ -2,10 +2,13 @@
 //! unchecked email, username or password.
 
 mod email;
+pub mod fold;
+mod login;
 mod password;
 mod username;
 
 pub use email::Email;
+pub use login::Login;
 pub use password::Password;
 pub use username::Username;
 

@@ -1,12 +1,14 @@
 use super::InvalidInput;
 
-/// 3–32 characters of `[a-z0-9_.]`, case-folded, so `Ann` and `ann` are one name.
+/// 3–32 characters of `[a-z0-9_.]` after NFKC + case folding (see `fold`), so `Ann`,
+/// `ＡＮＮ` and `ann` are one name; anything else (accents, zero-width or control
+/// characters) is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Username, InvalidInput> {
-        let s = raw.trim().to_lowercase();
+        let s = super::fold::fold(raw).unwrap_or_default();
         let ok_chars = s
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
@@ -33,6 +35,7 @@ mod tests {
         assert_eq!(Username::parse("Ann_B.1").unwrap().as_str(), "ann_b.1");
         assert!(Username::parse("abc").is_ok());
         assert!(Username::parse(&"a".repeat(32)).is_ok());
+        assert_eq!(Username::parse("ＶＩＣＴＯＲ").unwrap().as_str(), "victor");
     }
 
     #[test]
@@ -45,6 +48,9 @@ mod tests {
             ("ännа", "non-ASCII"),
             ("ann@x", "at sign"),
             ("a%_b", "percent"),
+            ("vîctor", "accented letter"),
+            ("vi\u{200b}ctor", "zero-width space"),
+            ("v\u{1}ictor", "control character"),
         ] {
             assert!(Username::parse(raw).is_err(), "{why}: {raw:?} was accepted");
         }

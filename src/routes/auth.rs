@@ -1,19 +1,21 @@
-//! Registration and login.
+//! Registration, login and WebSocket tickets.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{resource, UserJson};
 use crate::auth::password::{HashError, Verified};
-use crate::auth::{Hasher, JwtKeys, LoginThrottle};
+use crate::auth::ticket::{TicketError, TICKET_TTL};
+use crate::auth::{AuthUser, Hasher, JwtKeys, LoginThrottle, WsTickets};
 use crate::db::users::{InsertOutcome, TakenField};
 use crate::db::Db;
-use crate::domain::{Email, Password, Username};
+use crate::domain::{Email, Login, Password, Username};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/auth/register").route(web::post().to(register)))
-        .service(resource("/auth/login").route(web::post().to(login)));
+        .service(resource("/auth/login").route(web::post().to(login)))
+        .service(resource("/auth/ws-ticket").route(web::post().to(ws_ticket)));
 }
 
 #[derive(Deserialize)]
@@ -37,6 +39,25 @@ struct LoginBody {
 struct Session {
     token: String,
     user: UserJson,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Ticket {
+    ticket: String,
+    ttl_seconds: u64,
+}
+
+impl From<TicketError> for ApiError {
+    fn from(e: TicketError) -> Self {
+        match e {
+            TicketError::TooMany(retry_after) => ApiError::RateLimited { retry_after },
+            TicketError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "ticket store unavailable");
+                ApiError::Unavailable("cannot issue or check tickets right now; retry shortly")
+            }
+        }
+    }
 }
 
 impl From<HashError> for ApiError {
@@ -97,6 +118,10 @@ async fn register(
 
 /// POST /api/auth/login: `{email, password}` (email also takes the username) → `{token, user}`.
 /// Unknown account and wrong password answer the same 401, after the same work.
+/// The identifier is folded to the form registration stores (and refused with 400
+/// `invalid_login` if it holds invisible or control characters), resolved to the
+/// account, and the account's delay is keyed on its id — so every spelling MySQL's
+/// collation would match shares one limit (see `auth::login_delay`).
 async fn login(
     req: HttpRequest,
     body: web::Json<LoginBody>,
@@ -105,12 +130,13 @@ async fn login(
     keys: web::Data<JwtKeys>,
     throttle: web::Data<LoginThrottle>,
 ) -> Result<HttpResponse, ApiError> {
-    let login = body.email.trim().to_lowercase();
-    if login.is_empty() || login.len() > 254 || body.password.len() > 1024 {
+    let login = Login::parse(&body.email)?;
+    if body.password.len() > 1024 {
         return Err(ApiError::InvalidCredentials);
     }
+    let ip = throttle.client_ip(&req);
     throttle
-        .check_login(throttle.client_ip(&req), &login)
+        .check_login_ip(ip)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     // A place with the hashers first: a login that would be refused costs no query.
     let admission = hasher.admit_paced().await?;
@@ -119,13 +145,22 @@ async fn login(
         Some(c) => (Some(c.id), Some(c.password_hash)),
         None => (None, None),
     };
+    // Too early for this account (from this source): 429 at once. The admission is
+    // dropped with the error, so the wait holds no hashing place and no connection.
+    let attempt = throttle
+        .begin_login(id, &login, ip)
+        .await
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let verdict = hasher
         .verify(&admission, body.password.clone(), stored)
         .await?;
     drop(admission);
     let (Some(id), Verified::Yes { rehash }) = (id, verdict) else {
+        attempt.failed();
         return Err(ApiError::InvalidCredentials);
     };
+    attempt.succeeded();
+    throttle.signed_in(id, ip).await;
     if let Some(new_hash) = rehash {
         // Best effort: the login stands even if the upgrade has to wait for next time.
         if let Err(e) = db.update_password_hash(id, &new_hash).await {
@@ -141,4 +176,20 @@ async fn login(
         token,
         user: UserJson::new(user, id, false),
     }))
+}
+
+/// POST /api/auth/ws-ticket: a single-use ticket for `/ws?ticket=`, bound to the
+/// caller and valid for 30 s → `{ticket, ttlSeconds}`. The web client connects with
+/// one of these so that its long-lived token never appears in a URL (or a log).
+async fn ws_ticket(
+    user: AuthUser,
+    tickets: web::Data<WsTickets>,
+) -> Result<HttpResponse, ApiError> {
+    let ticket = tickets.issue(user.0).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(Ticket {
+            ticket,
+            ttl_seconds: TICKET_TTL.as_secs(),
+        }))
 }

@@ -5,8 +5,9 @@ use parley_actors::Realtime;
 use serde::Deserialize;
 
 use super::{resource, UserJson};
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, LoginThrottle};
 use crate::db::Db;
+use crate::domain::{fold, Email};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,15 +38,32 @@ struct SearchQuery {
     query: Option<String>,
 }
 
-/// GET /api/users/search?query=: users whose email or username contains the text
-/// (≥ 2 characters), the caller excluded, at most 20; other users' emails are not shown.
+/// GET /api/users/search?query=: users whose username contains the text (≥ 2
+/// characters; prefix matches first), or — when the text has an `@` — the one user
+/// whose whole email address it is; the caller excluded, at most 20; other users'
+/// emails are never shown. Part of an address finds nothing, so addresses cannot be
+/// spelled out a fragment at a time; searches are limited per user
+/// (`limits.search_per_min`).
 async fn search(
     user: AuthUser,
     q: web::Query<SearchQuery>,
     db: web::Data<Db>,
     rt: web::Data<Realtime>,
+    throttle: web::Data<LoginThrottle>,
 ) -> Result<HttpResponse, ApiError> {
-    let needle = q.query.as_deref().unwrap_or_default().trim().to_lowercase();
+    throttle
+        .check_search(user.0)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let raw = q.query.as_deref().unwrap_or_default();
+    if raw.len() > 1024 {
+        return Err(ApiError::bad_request("query_too_long", "query is too long"));
+    }
+    let needle = fold::fold(raw).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_query",
+            "query may not contain invisible or control characters",
+        )
+    })?;
     let n = needle.chars().count();
     if n < 2 {
         return Err(ApiError::bad_request(
@@ -56,7 +74,19 @@ async fn search(
     if n > 254 {
         return Err(ApiError::bad_request("query_too_long", "query is too long"));
     }
-    let rows = db.search_users(&needle, user.0, SEARCH_LIMIT).await?;
+    let rows = if needle.contains('@') {
+        match Email::parse(&needle) {
+            Ok(email) => db
+                .user_by_email(&email, user.0)
+                .await?
+                .into_iter()
+                .collect(),
+            // Not a whole address: it names nobody (and no username has an `@`).
+            Err(_) => Vec::new(),
+        }
+    } else {
+        db.search_usernames(&needle, user.0, SEARCH_LIMIT).await?
+    };
     let users: Vec<UserJson> = rows
         .into_iter()
         .map(|r| {

@@ -1,6 +1,7 @@
-//! GET /ws: authenticate (token in `?token=` or the Authorization header), check the
-//! Origin and the connection caps, then upgrade into a session actor. Refusals are
-//! JSON, before the upgrade.
+//! GET /ws: authenticate (a one-use `?ticket=` from POST /api/auth/ws-ticket, or a
+//! token in `?token=` or the Authorization header), check the Origin and the
+//! connection caps, then upgrade into a session actor. Refusals are JSON, before the
+//! upgrade.
 //!
 //! A request with `Upgrade: websocket` never reaches the `App`: the HTTP/1 dispatcher
 //! hands it, with its socket, to [`upgrade_service`], which admits it and then runs
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use crate::auth::extractor::{bearer_token_of, verify_token};
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, WsTickets};
 use crate::config::Settings;
 use crate::error::ApiError;
 
@@ -42,28 +43,46 @@ pub struct Gate {
     pub jwt: web::Data<JwtKeys>,
     pub settings: web::Data<Settings>,
     pub realtime: Realtime,
+    pub tickets: web::Data<WsTickets>,
 }
 
 #[derive(Deserialize)]
 struct WsQuery {
+    /// A long-lived JWT: works (scripts), but lands in every access log on the way.
     token: Option<String>,
+    /// A one-use, 30-second ticket: what the web client sends.
+    ticket: Option<String>,
 }
 
 impl Gate {
     /// The user this request may open a session for, or why not.
-    fn admit(&self, head: &RequestHead) -> Result<UserId, ApiError> {
+    async fn admit(&self, head: &RequestHead) -> Result<UserId, ApiError> {
         let query = web::Query::<WsQuery>::from_query(head.uri.query().unwrap_or(""))
             .map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?;
-        let token = query
-            .token
-            .as_deref()
-            .or_else(|| bearer_token_of(&head.headers));
-        let user = verify_token(&self.jwt, token)?.0;
-        if !self.origin_allowed(head) {
-            return Err(ApiError::Forbidden(
-                "this origin may not open a WebSocket here",
-            ));
-        }
+        let forbidden_origin = || ApiError::Forbidden("this origin may not open a WebSocket here");
+        let user = match query.ticket.as_deref() {
+            Some(ticket) => {
+                // The Origin first: a page that may not connect must not burn the ticket.
+                if !self.origin_allowed(head) {
+                    return Err(forbidden_origin());
+                }
+                self.tickets
+                    .redeem(ticket)
+                    .await?
+                    .ok_or(ApiError::Unauthorized("invalid_ticket"))?
+            }
+            None => {
+                let token = query
+                    .token
+                    .as_deref()
+                    .or_else(|| bearer_token_of(&head.headers));
+                let user = verify_token(&self.jwt, token)?.0;
+                if !self.origin_allowed(head) {
+                    return Err(forbidden_origin());
+                }
+                user
+            }
+        };
         let limits = &self.settings.limits;
         match self
             .realtime
@@ -115,7 +134,7 @@ impl Gate {
         if head.uri.path() != "/ws" {
             return refuse(framed, ApiError::NotFound("WebSocket endpoint")).await;
         }
-        let user = match self.admit(head) {
+        let user = match self.admit(head).await {
             Ok(user) => user,
             Err(e) => return refuse(framed, e).await,
         };
@@ -202,7 +221,7 @@ pub fn upgrade_service(
 
 /// GET /ws without `Upgrade: websocket`: the same checks, then a clear refusal.
 async fn not_upgraded(req: HttpRequest, gate: web::Data<Gate>) -> Result<HttpResponse, ApiError> {
-    gate.admit(req.head())?;
+    gate.admit(req.head()).await?;
     Err(ApiError::bad_request(
         "not_a_websocket",
         "GET /ws needs the WebSocket upgrade headers",

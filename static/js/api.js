@@ -66,3 +66,12 @@ export async function api(method, path, body, { raw = false, signal } = {}) {
 
 export const get = (path, opts) => api('GET', path, undefined, opts);
 export const post = (path, body, opts) => api('POST', path, body, opts);
+
+/**
+ * A single-use, 30-second ticket for `/ws?ticket=`: the long-lived token travels
+ * only in the Authorization header, never in a URL (URLs end up in access logs).
+ */
+export async function wsTicket() {
+  const { ticket } = await post('/api/auth/ws-ticket');
+  return ticket;
+}

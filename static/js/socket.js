@@ -1,7 +1,10 @@
-// The WebSocket link: connects with the token, reconnects with capped exponential
-// backoff and jitter, matches `ref`s to their `ack` / `error`, and dispatches every
-// other frame as an event named after it. `ready` means the server has pushed
-// everything undelivered and registered the session.
+// The WebSocket link: connects with a fresh single-use ticket (the token itself never
+// goes into the URL, where access logs would keep it), reconnects with capped
+// exponential backoff and jitter, matches `ref`s to their `ack` / `error`, and
+// dispatches every other frame as an event named after it. `ready` means the server
+// has pushed everything undelivered and registered the session.
+
+import { wsTicket } from './api.js';
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 10000;
@@ -26,6 +29,7 @@ export class Socket extends EventTarget {
     this.pending = new Map();
     this.retryTimer = null;
     this.stopped = true;
+    this.fetching = false; // a ticket is on its way; the connect follows
     this.onOnline = () => {
       if (!this.stopped && !this.ws) this.connectNow();
     };
@@ -71,14 +75,28 @@ export class Socket extends EventTarget {
     this.connect();
   }
 
-  connect() {
+  async connect() {
+    if (this.stopped || this.ws || this.fetching) return;
+    if (!this.getToken()) return;
+    // A ticket per attempt: each is single use and expires after 30 s.
+    let ticket;
+    this.fetching = true;
+    try {
+      ticket = await wsTicket();
+    } catch (e) {
+      this.fetching = false;
+      if (this.stopped) return;
+      this.setState(this.attempt ? 'reconnecting' : 'connecting');
+      if (e && e.status === 401) this.checkAuth();
+      this.scheduleRetry();
+      return;
+    }
+    this.fetching = false;
     if (this.stopped || this.ws) return;
-    const token = this.getToken();
-    if (!token) return;
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     let ws;
     try {
-      ws = new WebSocket(`${proto}//${location.host}/ws?token=${encodeURIComponent(token)}`);
+      ws = new WebSocket(`${proto}//${location.host}/ws?ticket=${encodeURIComponent(ticket)}`);
     } catch {
       this.scheduleRetry();
       return;

@@ -2,7 +2,7 @@ use mysql_async::prelude::Queryable;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn, spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{assert_error, spawn, spawn_app, spawn_app_with, test_settings, TestApp};
 
 #[actix_web::test]
 async fn register_signs_the_user_in() {
@@ -198,42 +198,147 @@ async fn unknown_account_and_wrong_password_look_the_same() {
     assert_eq!(wrong["error"]["code"], "invalid_credentials");
 }
 
+/// A login as if from `ip` (the test client is loopback, a trusted proxy).
+async fn login_from(app: &TestApp, ip: &str, login: &str, password: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": login, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[actix_web::test]
-async fn logins_are_rate_limited_per_account_with_retry_after() {
-    let app = spawn_app_with(|s| s.limits.login_per_account_per_min = 3).await;
+async fn failed_logins_earn_a_delay_with_retry_after_but_never_lock_out_the_owner() {
+    let app = spawn_app_with(|s| s.limits.login_free_failures = 3).await;
     let ann = app.register("ann").await;
-    for _ in 0..3 {
-        let res = app
-            .post_json(
-                "/api/auth/login",
-                &json!({"email": ann.email, "password": "wrong-password"}),
-            )
-            .await;
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Ann signs in from home: that network becomes a known source.
+    let res = login_from(&app, "192.0.2.10", &ann.email, &ann.password).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Someone else fails from several networks; after three, each must wait 1 s,
+    // then 2 s, then 4 s…
+    for i in 0..5 {
+        if i >= 3 {
+            let early = login_from(&app, "198.51.9.7", &ann.email, "wrong-password").await;
+            assert_error(early, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+            tokio::time::sleep(std::time::Duration::from_millis(1100 << (i - 3))).await;
+        }
+        let res = login_from(&app, &format!("198.51.{i}.7"), &ann.email, "wrong-password").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
     }
-    // Even the right password is refused while the account is throttled.
-    let res = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"email": ann.email, "password": ann.password}),
-        )
-        .await;
+    let res = login_from(&app, "198.51.9.7", &ann.email, "wrong-password").await;
     let retry: u64 = res.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    assert!((3..=4).contains(&retry), "retry-after {retry}");
     assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
-    // Another account from the same IP is not affected by ann's bucket.
+    // Ann at home (same /24) is not slowed by any of it.
+    let res = login_from(&app, "192.0.2.55", &ann.username, &ann.password).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // From a network she never used she waits like everyone else (not locked: slowed).
+    let res = login_from(&app, "203.0.113.1", &ann.email, &ann.password).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another account is not affected by ann's count.
     let bob = app.register("bob").await;
+    let res = login_from(&app, "198.51.9.7", &bob.username, &bob.password).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn spellings_of_one_account_share_its_limit_and_invisible_ones_are_refused() {
+    let app = spawn_app_with(|s| s.limits.login_free_failures = 3).await;
+    let ann = app.register("ann").await;
+    for login in ["ANN", "\u{ff41}\u{ff4e}\u{ff4e}", "Ann@Example.COM"] {
+        let res = login_from(&app, "198.51.100.1", login, "wrong-password").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{login:?}");
+    }
+    let res = login_from(&app, "198.51.100.1", "ann", "wrong-password").await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    for login in [
+        "a\u{200b}nn",
+        "a\u{1}nn",
+        "an\u{200d}n@example.com",
+        "\u{feff}ann",
+        "\u{e2}nn",
+    ] {
+        let res = login_from(&app, "198.51.100.2", login, &ann.password).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "invalid_login").await;
+    }
+    for (email, username, code) in [
+        ("a\u{200b}b@example.com", "abc", "invalid_email"),
+        ("abc@example.com", "a\u{200b}bc", "invalid_username"),
+        ("abc@example.com", "a\u{1}bc", "invalid_username"),
+        ("abc@example.com", "v\u{ee}ctor", "invalid_username"),
+    ] {
+        let res = app
+            .post_json(
+                "/api/auth/register",
+                &json!({"email": email, "username": username, "password": "password1"}),
+            )
+            .await;
+        assert_error(res, StatusCode::BAD_REQUEST, code).await;
+    }
+    // Registration folds as login does, and the unique keys (case- and
+    // accent-insensitive) agree with login: these are all ann again.
+    for (email, username, code) in [
+        ("ANN@example.com", "ann2", "email_taken"),
+        ("\u{e2}nn@example.com", "ann3", "email_taken"),
+        (
+            "ann4@example.com",
+            "\u{ff41}\u{ff4e}\u{ff4e}",
+            "username_taken",
+        ),
+    ] {
+        let res = app
+            .post_json(
+                "/api/auth/register",
+                &json!({"email": email, "username": username, "password": "password1"}),
+            )
+            .await;
+        assert_error(res, StatusCode::CONFLICT, code).await;
+    }
+}
+
+#[actix_web::test]
+async fn ws_tickets_are_issued_to_the_caller_and_work_once() {
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
     let res = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"email": bob.username, "password": bob.password}),
-        )
+        .http
+        .post(app.url("/api/auth/ws-ticket"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::UNAUTHORIZED, "missing_token").await;
+    let res = app
+        .post_auth("/api/auth/ws-ticket", &ann.token, &json!({}))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["ttlSeconds"], 30);
+    let ticket = body["ticket"].as_str().unwrap().to_string();
+    assert!(ticket.len() >= 32 && !ticket.contains(&ann.token));
+    let url = format!("ws://127.0.0.1:{}/ws?ticket={ticket}", app.port);
+    let mut ws = crate::helpers::WsClient::connect(&url).await;
+    assert_eq!(ws.wait_for("ready").await["data"]["userId"], ann.id);
+    // Used once: refused as JSON before the upgrade.
+    for t in [ticket.as_str(), "garbage", ann.token.as_str()] {
+        let res = app
+            .http
+            .get(format!("{}/ws?ticket={t}", app.address))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_ticket").await;
+    }
 }
 
 #[actix_web::test]

@@ -4,7 +4,7 @@ use parley::auth::jwt::{unix_now, Claims, JwtKeys};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_app, JWT_SECRET};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, JWT_SECRET};
 
 fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;
@@ -122,15 +122,49 @@ async fn search_matches_email_or_username_and_hides_other_emails() {
     for u in &found {
         assert!(u.get("email").is_none(), "another user's email shown: {u}");
     }
-    // By email (domain part), case-insensitively.
+    // By email only as the whole address, case-insensitively; a part of one (or a
+    // domain) finds nobody, so addresses cannot be spelled out.
     let found: Vec<Value> = app
-        .get_auth("/api/users/search?query=Bob@Example", &ann.token)
+        .get_auth("/api/users/search?query=Bob@Example.COM", &ann.token)
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["username"], "bob");
+    assert!(found[0].get("email").is_none());
+    for q in [
+        "Bob@Example",
+        "bob@",
+        "@example.com",
+        "example.com",
+        "b@example.com",
+    ] {
+        let found: Vec<Value> = app
+            .get_auth(&format!("/api/users/search?query={q}"), &ann.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "{q}: {found:?}");
+    }
+}
+
+#[actix_web::test]
+async fn searches_are_rate_limited_per_user() {
+    let app = spawn_app_with(|s| s.limits.search_per_min = 3).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    for _ in 0..3 {
+        let res = app.get_auth("/api/users/search?query=bo", &ann.token).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = app.get_auth("/api/users/search?query=bo", &ann.token).await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another user has a bucket of their own.
+    let res = app.get_auth("/api/users/search?query=an", &bob.token).await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 #[actix_web::test]

@@ -76,7 +76,8 @@ fn the_shipped_site_passes_nginx_t_with_its_paths_substituted() {
         var: &dir.join("var"),
         upstream_port: 30000,
         listen_port: free_port(),
-    });
+    })
+    .replace("/var/log/nginx", &dir.path().display().to_string());
     assert!(!site.contains("/opt/parley") && !site.contains("/var/lib/parley"));
     let conf = write_nginx_conf(dir.path(), &site);
     let out = nginx_cmd(dir.path(), &conf).arg("-t").output().unwrap();
@@ -99,6 +100,8 @@ fn the_site_keeps_the_required_directives() {
         "try_files $uri $uri/ /index.html;",
         "location ^~ /api/ {",
         "location = /ws {",
+        "access_log /var/log/nginx/access.log parley_ws;",
+        "\"$request_method $uri $server_protocol\"",
         "proxy_set_header Upgrade $http_upgrade;",
         "proxy_set_header Connection \"upgrade\";",
         "proxy_read_timeout 3600s;",
@@ -164,6 +167,8 @@ async fn stack_with(metrics_listen: String) -> Stack {
     });
     let nginx_dir = dir.join("nginx");
     std::fs::create_dir_all(&nginx_dir).unwrap();
+    // The /ws access log goes to the test's own directory, beside the others.
+    let site = site.replace("/var/log/nginx", &nginx_dir.display().to_string());
     let nginx = Nginx::start(&nginx_dir, &site, port);
     Stack { nginx, app, dir }
 }
@@ -388,6 +393,63 @@ async fn two_users_chat_over_the_websocket_through_nginx() {
         }
         other => panic!("bad token must get 401, got {:?}", other.map(|_| ())),
     }
+}
+
+#[actix_web::test]
+async fn credentials_in_the_ws_url_never_reach_the_access_log() {
+    let s = stack().await;
+    let ann = s.register("ann").await;
+    // The web client's way: a one-use ticket from the API, then /ws?ticket=.
+    let res = s
+        .app
+        .http
+        .post(s.nginx.url("/api/auth/ws-ticket"))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let ticket = res.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut by_ticket = WsClient::connect(&format!(
+        "ws://127.0.0.1:{}/ws?ticket={ticket}",
+        s.nginx.port
+    ))
+    .await;
+    assert_eq!(by_ticket.wait_for("ready").await["data"]["userId"], ann.id);
+    // A script's way: the token itself.
+    let by_token = s.ws(&ann).await;
+    by_ticket.close();
+    by_token.close();
+    drop((by_ticket, by_token));
+    // nginx writes a WebSocket's line when the connection ends.
+    let log = s.nginx.dir.join("access.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.matches("\"GET /ws HTTP/1.1\" 101").count() >= 2 {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no /ws lines in the access log: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let signature = ann.token.rsplit('.').next().unwrap();
+    assert!(!text.contains(signature), "the token was logged: {text}");
+    assert!(!text.contains(&ticket), "the ticket was logged: {text}");
+    assert!(
+        !text.contains("/ws?"),
+        "a /ws query string was logged: {text}"
+    );
+    // Everything else is still logged as before, with its request line.
+    assert!(
+        text.contains("\"POST /api/auth/ws-ticket HTTP/1.1\" 200"),
+        "{text}"
+    );
 }
 
 fn webm(len: usize) -> Vec<u8> {
