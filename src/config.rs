@@ -181,6 +181,10 @@ pub struct LimitSettings {
     pub max_sessions_per_user: usize,
     /// WebSockets this process holds open at most. Default `100000`.
     pub max_connections: usize,
+    /// New chats (direct or group) one user may start per minute. Default `20`.
+    pub chats_per_min: u32,
+    /// Most members of a group, its creator included. Default `256`.
+    pub group_max_members: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -276,6 +280,8 @@ impl Default for Settings {
                 register_per_ip_per_min: 10,
                 max_sessions_per_user: 32,
                 max_connections: 100_000,
+                chats_per_min: 20,
+                group_max_members: 256,
             },
             presence: PresenceSettings {
                 node_ttl_secs: 30,
@@ -396,10 +402,16 @@ impl Settings {
             ),
             ("limits.ws_events_per_sec", self.limits.ws_events_per_sec),
             ("limits.ws_events_burst", self.limits.ws_events_burst),
+            ("limits.chats_per_min", self.limits.chats_per_min),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
+        }
+        if self.limits.group_max_members < 2 {
+            return Err(ConfigError::Invalid(
+                "limits.group_max_members must be at least 2".into(),
+            ));
         }
         if self.redis.url.as_deref() == Some("") {
             self.redis.url = None;

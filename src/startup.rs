@@ -126,6 +126,7 @@ impl Application {
             .with_busy_delay(Duration::from_millis(settings.auth.busy_delay_ms)),
         );
         let throttle = web::Data::new(LoginThrottle::new(&settings));
+        let chat_limit = web::Data::new(routes::chats::ChatRateLimit::new(&settings));
         let readiness = web::Data::new(Readiness {
             db: db.clone(),
             redis,
@@ -155,6 +156,7 @@ impl Application {
                 .app_data(jwt.clone())
                 .app_data(hasher.clone())
                 .app_data(throttle.clone())
+                .app_data(chat_limit.clone())
                 .app_data(readiness.clone())
                 .app_data(settings_data.clone())
                 .app_data(realtime_data.clone())
