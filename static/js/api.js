@@ -66,3 +66,4 @@ export async function api(method, path, body, { raw = false, signal } = {}) {
 
 export const get = (path, opts) => api('GET', path, undefined, opts);
 export const post = (path, body, opts) => api('POST', path, body, opts);
+export const del = (path, opts) => api('DELETE', path, undefined, opts);
