@@ -51,9 +51,19 @@ pub struct Shared {
     /// One clock for every session's rate limiter: making a clock reads CPUID, which
     /// traps to the hypervisor on a VM (tens of µs per connection); cloning one is free.
     pub(crate) clock: governor::clock::DefaultClock,
+    /// Per chat, how many times its members changed (someone left a group) since
+    /// start. A room that loaded its members at an older count must load them again
+    /// before it judges or fans out anything (see `members_version`).
+    pub(crate) member_changes: dashmap::DashMap<ChatId, u64>,
 }
 
 impl Shared {
+    /// The member-change count of `chat` (0 when it never changed): a room keeps the
+    /// count it loaded its members at and reloads them when this differs.
+    pub fn members_version(&self, chat: ChatId) -> u64 {
+        self.member_changes.get(&chat).map_or(0, |n| *n)
+    }
+
     pub(crate) fn post_answered(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -101,6 +111,7 @@ impl Realtime {
             arrivals: arrivals::Arrivals::start(store.clone()),
             per_user: dashmap::DashMap::new(),
             clock: governor::clock::DefaultClock::default(),
+            member_changes: dashmap::DashMap::new(),
         });
         let writer = writer::Writer::start(store, shared.settings.writer_lanes);
         let arbiters = (0..shared.settings.room_arbiters)
@@ -207,6 +218,13 @@ impl Realtime {
                 contacts: members.to_vec(),
             });
         }
+    }
+
+    /// The members of `chat` changed (someone left): a running room must not go on
+    /// with the members it loaded. Bumps the chat's `Shared::members_version`, which
+    /// the room compares with the version it loaded at.
+    pub fn members_changed(&self, chat: ChatId) {
+        *self.shared.member_changes.entry(chat).or_insert(0) += 1;
     }
 
     /// Sends `event` to every session of each of `users`.

@@ -273,6 +273,7 @@ async fn leave(
             message: "a direct chat cannot be left; only groups can".into(),
         }),
         Leave::Left { mut remaining } => {
+            rt.members_changed(chat);
             remaining.push(user.0);
             rt.notify_users(
                 &remaining,
