@@ -154,7 +154,10 @@ impl Db {
     /// when it returns). Ids are `LAST_INSERT_ID()` onwards: InnoDB gives a multi-row
     /// INSERT consecutive ids unless `innodb_autoinc_lock_mode = 2`, which
     /// `consecutive_ids` reports at start-up; then ids are read back by client id.
-    /// A duplicate client id or an audio message takes the one-by-one path.
+    /// A duplicate client id or an audio message takes the one-by-one path. A batch
+    /// of large messages is split into INSERTs of at most `INSERT_MAX_BYTES`, so a
+    /// few users' big (encrypted) messages cannot make one statement exceed MySQL's
+    /// `max_allowed_packet` and fail everyone's messages queued with them.
     pub async fn insert_messages(
         &self,
         batch: &[NewMessage],
@@ -166,6 +169,19 @@ impl Db {
         if batch.iter().any(|m| m.audio_id.is_some()) {
             return self.insert_one_by_one(batch).await;
         }
+        let mut out = Vec::with_capacity(batch.len());
+        for part in insert_parts(batch) {
+            out.extend(self.insert_rows(&batch[part], consecutive_ids).await?);
+        }
+        Ok(out)
+    }
+
+    /// One multi-row INSERT of text messages (autocommit).
+    async fn insert_rows(
+        &self,
+        batch: &[NewMessage],
+        consecutive_ids: bool,
+    ) -> Result<Vec<Inserted>, DbError> {
         let now = Timestamp::now();
         let mut params: Vec<Value> = Vec::with_capacity(batch.len() * 8);
         for m in batch {
@@ -581,6 +597,29 @@ impl Db {
     }
 }
 
+/// Most bytes of message data in one INSERT (MySQL's `max_allowed_packet` is 16 MiB
+/// by default in MariaDB, and a batch of 256 frames of 64 KiB would reach it).
+const INSERT_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The batch cut into runs of at most `INSERT_MAX_BYTES` (a larger message alone).
+fn insert_parts(batch: &[NewMessage]) -> Vec<std::ops::Range<usize>> {
+    let size = |m: &NewMessage| {
+        m.content.len() + m.client_id.len() + m.e2ee.as_ref().map_or(0, |e| e.get().len()) + 64
+    };
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, m) in batch.iter().enumerate() {
+        let n = size(m);
+        if i > start && bytes + n > INSERT_MAX_BYTES {
+            parts.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    parts.push(start..batch.len());
+    parts
+}
+
 /// Watermark rows per receipt write (3 parameters each).
 const RECEIPT_WRITE_ROWS: usize = 256;
 
@@ -648,6 +687,35 @@ async fn raise_delivered(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_batches_are_inserted_in_parts_of_bounded_size() {
+        let msg = |bytes: usize| NewMessage {
+            chat_id: ChatId(1),
+            sender_id: UserId(1),
+            client_id: "c".into(),
+            kind: MessageKind::Text,
+            content: "x".repeat(bytes),
+            audio_id: None,
+            encrypted: false,
+            e2ee: None,
+        };
+        let small: Vec<NewMessage> = (0..256).map(|_| msg(100)).collect();
+        assert_eq!(insert_parts(&small), vec![0..256]);
+        let big: Vec<NewMessage> = (0..256).map(|_| msg(60_000)).collect();
+        let parts = insert_parts(&big);
+        assert_eq!(parts.first().map(|r| r.start), Some(0));
+        assert_eq!(parts.last().map(|r| r.end), Some(256));
+        assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+        assert!(parts.len() >= 4, "{parts:?}");
+        for r in &parts {
+            let bytes: usize = big[r.clone()].iter().map(|m| m.content.len() + 65).sum();
+            assert!(bytes <= INSERT_MAX_BYTES, "{r:?}");
+        }
+        // One message larger than a part goes alone.
+        let huge = vec![msg(100), msg(INSERT_MAX_BYTES), msg(100)];
+        assert_eq!(insert_parts(&huge), vec![0..1, 1..2, 2..3]);
+    }
 
     #[test]
     fn receipt_slices_bound_both_lists_and_keep_every_pair() {
