@@ -211,6 +211,10 @@ pub struct LimitSettings {
     /// Voice-message uploads one user may start per minute (a burst of this many,
     /// then one every `60 / n` seconds); past it 429 `rate_limited`. Default `10`.
     pub uploads_per_min: u32,
+    /// New chats (direct or group) one user may start per minute. Default `20`.
+    pub chats_per_min: u32,
+    /// Most members of a group, its creator included. Default `256`.
+    pub group_max_members: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,6 +319,8 @@ impl Default for Settings {
                 max_connections: 100_000,
                 user_storage_bytes: 1024 * 1024 * 1024,
                 uploads_per_min: 10,
+                chats_per_min: 20,
+                group_max_members: 256,
             },
             presence: PresenceSettings {
                 node_ttl_secs: 30,
@@ -453,10 +459,16 @@ impl Settings {
             ("limits.ws_events_per_sec", self.limits.ws_events_per_sec),
             ("limits.ws_events_burst", self.limits.ws_events_burst),
             ("limits.uploads_per_min", self.limits.uploads_per_min),
+            ("limits.chats_per_min", self.limits.chats_per_min),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
+        }
+        if self.limits.group_max_members < 2 {
+            return Err(ConfigError::Invalid(
+                "limits.group_max_members must be at least 2".into(),
+            ));
         }
         if self.redis.url.as_deref() == Some("") {
             self.redis.url = None;

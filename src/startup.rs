@@ -144,6 +144,7 @@ impl Application {
             None => (LoginThrottle::new(&settings), WsTickets::in_memory()),
         };
         let (throttle, tickets) = (web::Data::new(throttle), web::Data::new(tickets));
+        let chat_limit = web::Data::new(routes::chats::ChatRateLimit::new(&settings));
         let readiness = web::Data::new(Readiness {
             db: db.clone(),
             redis,
@@ -175,6 +176,7 @@ impl Application {
                 .app_data(hasher.clone())
                 .app_data(throttle.clone())
                 .app_data(tickets.clone())
+                .app_data(chat_limit.clone())
                 .app_data(readiness.clone())
                 .app_data(settings_data.clone())
                 .app_data(realtime_data.clone())

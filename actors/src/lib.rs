@@ -209,6 +209,13 @@ impl Realtime {
         }
     }
 
+    /// The members of `chat` changed (someone left): this node's room, if one runs,
+    /// loads them again before it judges or fans out anything else. Rooms on other
+    /// nodes catch up within `MEMBERS_REFRESH` (they reload while in use).
+    pub fn members_changed(&self, chat: ChatId) {
+        self.rooms.do_send(room::MembersChanged { chat });
+    }
+
     /// Sends `event` to every session of each of `users`.
     pub fn notify_users(&self, users: &[UserId], event: &protocol::ServerEvent<'_>) {
         let d = Deliver::frame(protocol::encode(event, None));

@@ -246,6 +246,9 @@ pub enum ServerEvent<'a> {
         user_id: UserId,
         fingerprint: &'a str,
     },
+    /// A member left a group (sent to those who remain and to the leaver's sessions).
+    #[serde(rename = "chat:member-left", rename_all = "camelCase")]
+    ChatMemberLeft { chat_id: ChatId, user_id: UserId },
     #[serde(rename = "typing", rename_all = "camelCase")]
     Typing {
         chat_id: ChatId,

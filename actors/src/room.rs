@@ -27,6 +27,9 @@ pub const MAX_TEXT_CHARS: usize = 10_000;
 /// Longest client id.
 pub const MAX_CLIENT_ID: usize = 64;
 const ROOM_MAILBOX: usize = 4096;
+/// A room in use loads its members again this often, so a change made on another
+/// node (someone left) reaches it without a message of its own.
+pub const MEMBERS_REFRESH: Duration = Duration::from_secs(30);
 
 /// Who asked to store a message, the `ref` to answer with, and when it arrived.
 pub struct PostTag {
@@ -161,6 +164,7 @@ impl Actor for Room {
         ctx.set_mailbox_capacity(ROOM_MAILBOX);
         self.shared.metrics.room_started();
         self.load_members(ctx);
+        ctx.run_interval(MEMBERS_REFRESH, |room, ctx| room.load_members(ctx));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -171,27 +175,53 @@ impl Actor for Room {
 impl Room {
     /// Loads the members. `wait` holds the mailbox until they are known, so no
     /// request is judged early; after a failure (MySQL down) it tries again every
-    /// second, answering `unavailable` meanwhile, so the chat recovers by itself.
+    /// second, answering `unavailable` meanwhile, so the chat recovers by itself. A
+    /// failed *re*load keeps the members known before (the next one retries).
     fn load_members(&mut self, ctx: &mut Context<Self>) {
         let store = self.shared.store.clone();
         let chat = self.chat;
         ctx.wait(
             async move { store.chat_members(chat).await }
                 .into_actor(self)
-                .map(|res, room, ctx| {
-                    room.members = match res {
-                        Ok(Some(m)) => Members::Known(m),
-                        Ok(None) => Members::NoSuchChat,
-                        Err(e) => {
-                            tracing::warn!(chat = %room.chat, error = %e, "loading chat members");
+                .map(|res, room, ctx| match res {
+                    Ok(Some(m)) => room.members = Members::Known(m),
+                    Ok(None) => room.members = Members::NoSuchChat,
+                    Err(e) => {
+                        tracing::warn!(chat = %room.chat, error = %e, "loading chat members");
+                        if !matches!(room.members, Members::Known(_)) {
                             ctx.run_later(Duration::from_secs(1), |room, ctx| {
                                 room.load_members(ctx)
                             });
-                            Members::Failed
+                            room.members = Members::Failed;
                         }
-                    };
+                    }
                 }),
         );
+    }
+}
+
+/// The chat's members changed: load them again before anything else.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MembersChanged {
+    pub chat: ChatId,
+}
+
+impl Handler<MembersChanged> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: MembersChanged, ctx: &mut Context<Self>) {
+        self.load_members(ctx);
+    }
+}
+
+impl Handler<MembersChanged> for RoomDirectory {
+    type Result = ();
+
+    fn handle(&mut self, m: MembersChanged, _: &mut Context<Self>) {
+        if let Some((addr, _)) = self.rooms.get(&m.chat) {
+            addr.do_send(m);
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! Order: a chat always maps to the same lane and a lane runs one batch at a time,
 //! so messages of a chat are stored (and get ids) in the order the room sent them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -109,8 +110,14 @@ async fn run_lane<T: Send + 'static>(store: Arc<dyn Store>, mut rx: mpsc::Receiv
     }
 }
 
-/// Most receipt requests marked in one round trip.
-const MAX_RECEIPT_BATCH: usize = 1024;
+/// Most receipt requests the lane holds to choose from (the rest wait in its queue).
+const MAX_RECEIPT_PENDING: usize = 1024;
+/// Most message ids in one store call. A call is also the unit that fails together.
+const RECEIPT_CALL_IDS: usize = 2048;
+/// Receipt requests one user may have queued or running at once (all sessions);
+/// beyond it they are refused (`unavailable`, retry), so a user flooding receipts
+/// cannot make the server hold an unbounded pile of waiting requests.
+pub const RECEIPTS_PER_USER: usize = 64;
 
 /// A delivery receipt request and where its receipts go.
 type ReceiptJob = (
@@ -120,18 +127,43 @@ type ReceiptJob = (
 );
 
 /// The receipt write path: `message:delivered` from every session goes through one
-/// lane that marks everything queued meanwhile in one read and one write, so a
-/// receipt per message does not cost a durable commit per message.
+/// lane that marks many requests per store call, so a receipt per message does not
+/// cost a durable commit per message.
+///
+/// Isolation: a call holds at most `RECEIPT_CALL_IDS` ids: the oldest request waiting,
+/// then the smallest others, so one reader's floods of large requests neither delay
+/// ordinary ones by more than a call nor share a statement with all of them, and no
+/// request waits forever; a call that fails is retried request by request, so only a
+/// request that fails by itself gets the error.
 #[derive(Clone)]
 pub struct Receipts {
     tx: mpsc::Sender<ReceiptJob>,
+    outstanding: Arc<dashmap::DashMap<UserId, usize>>,
+}
+
+/// One request counted against its user until it is answered (or abandoned).
+struct Outstanding<'a> {
+    map: &'a dashmap::DashMap<UserId, usize>,
+    user: UserId,
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.map.remove_if_mut(&self.user, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
 }
 
 impl Receipts {
     pub fn start(store: Arc<dyn Store>) -> Receipts {
         let (tx, rx) = mpsc::channel(LANE_QUEUE);
         tokio::spawn(run_receipts(store, rx));
-        Receipts { tx }
+        Receipts {
+            tx,
+            outstanding: Arc::new(dashmap::DashMap::new()),
+        }
     }
 
     /// Marks `ids` delivered to `user`; resolves with the receipts to send.
@@ -140,6 +172,19 @@ impl Receipts {
         user: UserId,
         ids: Vec<MessageId>,
     ) -> Result<Vec<Receipt>, StoreError> {
+        {
+            let mut n = self.outstanding.entry(user).or_insert(0);
+            if *n >= RECEIPTS_PER_USER {
+                return Err(StoreError::Unavailable(format!(
+                    "more than {RECEIPTS_PER_USER} receipt requests of one user waiting"
+                )));
+            }
+            *n += 1;
+        }
+        let _counted = Outstanding {
+            map: &self.outstanding,
+            user,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Waiting for room in the queue slows receipts down instead of refusing them.
         self.tx
@@ -152,26 +197,103 @@ impl Receipts {
 }
 
 async fn run_receipts(store: Arc<dyn Store>, mut rx: mpsc::Receiver<ReceiptJob>) {
-    let mut jobs: Vec<ReceiptJob> = Vec::with_capacity(MAX_RECEIPT_BATCH);
-    while rx.recv_many(&mut jobs, MAX_RECEIPT_BATCH).await > 0 {
-        let batch: Vec<(UserId, Vec<MessageId>)> =
-            jobs.iter().map(|(u, ids, _)| (*u, ids.clone())).collect();
-        match store.mark_delivered(&batch).await {
-            Ok(results) if results.len() == jobs.len() => {
-                for ((_, _, reply), r) in jobs.drain(..).zip(results) {
-                    let _ = reply.send(Ok(r));
-                }
+    // Oldest first.
+    let mut pending: VecDeque<ReceiptJob> = VecDeque::with_capacity(MAX_RECEIPT_PENDING);
+    let mut arrived: Vec<ReceiptJob> = Vec::with_capacity(MAX_RECEIPT_PENDING);
+    loop {
+        if pending.is_empty() {
+            if rx.recv_many(&mut arrived, MAX_RECEIPT_PENDING).await == 0 {
+                return;
             }
-            Ok(_) => {
-                for (_, _, reply) in jobs.drain(..) {
-                    let _ = reply.send(Err(StoreError::Other("receipt count mismatch".into())));
-                }
-            }
-            Err(e) => {
-                for (_, _, reply) in jobs.drain(..) {
-                    let _ = reply.send(Err(e.clone()));
+        } else {
+            // What arrived during the last call competes with what still waits.
+            while pending.len() + arrived.len() < MAX_RECEIPT_PENDING {
+                match rx.try_recv() {
+                    Ok(job) => arrived.push(job),
+                    Err(_) => break,
                 }
             }
         }
+        pending.extend(arrived.drain(..));
+        let call = next_call(&mut pending);
+        mark_call(&*store, call).await;
+    }
+}
+
+/// The requests of the next store call: the oldest waiting one, then the smallest
+/// others while the call has room for their ids; the rest keep their order.
+fn next_call(pending: &mut VecDeque<ReceiptJob>) -> Vec<ReceiptJob> {
+    let Some(oldest) = pending.pop_front() else {
+        return Vec::new();
+    };
+    let mut ids = oldest.1.len();
+    let mut by_size: Vec<usize> = (0..pending.len()).collect();
+    by_size.sort_by_key(|&i| pending[i].1.len());
+    let mut chosen = vec![false; pending.len()];
+    for i in by_size {
+        let n = pending[i].1.len();
+        if ids + n > RECEIPT_CALL_IDS {
+            break;
+        }
+        ids += n;
+        chosen[i] = true;
+    }
+    let mut call = vec![oldest];
+    let mut keep = VecDeque::with_capacity(pending.len());
+    for (job, take) in pending.drain(..).zip(chosen) {
+        if take {
+            call.push(job);
+        } else {
+            keep.push_back(job);
+        }
+    }
+    *pending = keep;
+    call
+}
+
+/// One store call for `jobs`, each answered; on failure, each job again on its own.
+async fn mark_call(store: &dyn Store, jobs: Vec<ReceiptJob>) {
+    let batch: Vec<(UserId, Vec<MessageId>)> =
+        jobs.iter().map(|(u, ids, _)| (*u, ids.clone())).collect();
+    let err = match store.mark_delivered(&batch).await {
+        Ok(results) if results.len() == jobs.len() => {
+            for ((_, _, reply), r) in jobs.into_iter().zip(results) {
+                let _ = reply.send(Ok(r));
+            }
+            return;
+        }
+        Ok(results) => StoreError::Other(format!(
+            "{} receipt lists for {} requests",
+            results.len(),
+            jobs.len()
+        )),
+        Err(e) => e,
+    };
+    if jobs.len() == 1 {
+        for (_, _, reply) in jobs {
+            let _ = reply.send(Err(err.clone()));
+        }
+        return;
+    }
+    tracing::warn!(requests = jobs.len(), error = %err, "a receipt batch failed; retrying its requests one by one");
+    let mut down: Option<StoreError> = None;
+    for (user, ids, reply) in jobs {
+        // MySQL is unreachable, not this request at fault: the rest fail at once
+        // instead of each waiting for its own failure.
+        if let Some(e) = &down {
+            let _ = reply.send(Err(e.clone()));
+            continue;
+        }
+        let result = store
+            .mark_delivered(&[(user, ids)])
+            .await
+            .and_then(|mut v| {
+                v.pop()
+                    .ok_or_else(|| StoreError::Other("no receipt list for a request".into()))
+            });
+        if let Err(e @ StoreError::Unavailable(_)) = &result {
+            down = Some(e.clone());
+        }
+        let _ = reply.send(result);
     }
 }

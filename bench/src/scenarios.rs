@@ -737,9 +737,9 @@ pub async fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<Report> {
     let token = ctx.token(lister)?;
     let mut h = hist();
     for i in 0..a.list_requests + 3 {
-        let (us, body) = timed_get(ctx, &token, "/api/chats").await?;
+        let (us, body) = timed_get(ctx, &token, "/api/chats?limit=200").await?;
         if i == 0 {
-            let n = body.as_array().map(|v| v.len()).unwrap_or(0);
+            let n = body["chats"].as_array().map(|v| v.len()).unwrap_or(0);
             if n != a.chats {
                 r.problem(format!("chat list has {n} chats, {} expected", a.chats));
             }

@@ -6,11 +6,11 @@ use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, TxOpts, Value};
 use parley_actors::store::{ChatKind, ChatMembers, Message};
-use parley_actors::{ChatId, MessageId, Timestamp, UserId};
+use parley_actors::{ChatId, Timestamp, UserId};
 
 use super::messages::{message_from_row, status_of, AUDIO_JOIN, MESSAGE_COLUMNS};
 use super::users::UserRow;
-use super::{Db, DbError, ER_DUP_ENTRY};
+use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 
 /// A chat as the chat list shows it, from the viewer's side.
 #[derive(Debug, Clone)]
@@ -27,8 +27,15 @@ pub struct ChatSummary {
 /// Unread counts stop here (a client shows "999+").
 pub const UNREAD_CAP: u64 = 999;
 
-/// id, kind, title, created_at, newest message id.
-type ChatRow = (u64, String, Option<String>, NaiveDateTime, Option<u64>);
+/// id, kind, title, created_at, newest message id, activity (see `summary_rows`).
+type ChatRow = (
+    u64,
+    String,
+    Option<String>,
+    NaiveDateTime,
+    Option<u64>,
+    NaiveDateTime,
+);
 /// chat id, user columns (as `UserRow`), delivered and read watermarks.
 type MemberRow = (
     u64,
@@ -54,27 +61,22 @@ fn direct_key(a: UserId, b: UserId) -> String {
     format!("{lo}:{hi}")
 }
 
-fn in_list(n: usize) -> String {
-    vec!["?"; n].join(",")
-}
-
 impl Db {
-    /// How many of `ids` are existing users.
+    /// How many of `ids` (distinct) are existing users.
     pub async fn count_users(&self, ids: &[UserId]) -> Result<usize, DbError> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
         let mut conn = self.conn().await?;
-        let n: Option<u64> = conn
-            .exec_first(
-                format!(
-                    "SELECT COUNT(*) FROM users WHERE id IN ({})",
-                    in_list(ids.len())
-                ),
-                ids.iter().map(|u| u.0).collect::<Vec<_>>(),
-            )
-            .await?;
-        Ok(n.unwrap_or(0) as usize)
+        let mut found = 0;
+        for chunk in ids.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().map(|u| u.0));
+            let n: Option<u64> = conn
+                .exec_first(
+                    format!("SELECT COUNT(*) FROM users WHERE id IN ({list})"),
+                    params,
+                )
+                .await?;
+            found += n.unwrap_or(0) as usize;
+        }
+        Ok(found)
     }
 
     /// The direct chat of `a` and `b`: `(id, true)` when created now.
@@ -132,19 +134,22 @@ impl Db {
         )
         .await?;
         let id = tx.last_insert_id().unwrap_or_default();
-        let mut params: Vec<Value> = Vec::with_capacity(members.len() * 2);
-        for m in members {
-            params.push(id.into());
-            params.push(m.0.into());
+        // In slices, so no statement's parameters grow with the group's size.
+        for chunk in members.chunks(MEMBER_ROWS) {
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
+            for m in chunk {
+                params.push(id.into());
+                params.push(m.0.into());
+            }
+            tx.exec_drop(
+                format!(
+                    "INSERT INTO chat_members (chat_id, user_id) VALUES {}",
+                    vec!["(?, ?)"; chunk.len()].join(",")
+                ),
+                Params::Positional(params),
+            )
+            .await?;
         }
-        tx.exec_drop(
-            format!(
-                "INSERT INTO chat_members (chat_id, user_id) VALUES {}",
-                vec!["(?, ?)"; members.len()].join(",")
-            ),
-            Params::Positional(params),
-        )
-        .await?;
         tx.commit().await?;
         Ok(ChatId(id))
     }
@@ -197,21 +202,26 @@ impl Db {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let (list, params) = super::id_list(users.iter().map(|u| u.0));
-        let mut conn = self.conn().await?;
-        let pairs: Vec<(u64, u64)> = conn
-            .exec(
-                format!(
-                    "SELECT DISTINCT mine.user_id, other.user_id FROM chat_members mine \
-                     JOIN chat_members other ON other.chat_id = mine.chat_id \
-                     WHERE mine.user_id IN ({list}) AND other.user_id <> mine.user_id"
-                ),
-                params,
-            )
-            .await?;
+        let mut unique: Vec<u64> = users.iter().map(|u| u.0).collect();
+        unique.sort_unstable();
+        unique.dedup();
         let mut by_user: HashMap<u64, Vec<UserId>> = HashMap::new();
-        for (user, contact) in pairs {
-            by_user.entry(user).or_default().push(UserId(contact));
+        let mut conn = self.conn().await?;
+        for chunk in unique.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().copied());
+            let pairs: Vec<(u64, u64)> = conn
+                .exec(
+                    format!(
+                        "SELECT DISTINCT mine.user_id, other.user_id FROM chat_members mine \
+                         JOIN chat_members other ON other.chat_id = mine.chat_id \
+                         WHERE mine.user_id IN ({list}) AND other.user_id <> mine.user_id"
+                    ),
+                    params,
+                )
+                .await?;
+            for (user, contact) in pairs {
+                by_user.entry(user).or_default().push(UserId(contact));
+            }
         }
         Ok(users
             .iter()
@@ -219,72 +229,120 @@ impl Db {
             .collect())
     }
 
-    /// The viewer's chats (all, or just `only`), newest activity first. A fixed number
-    /// of queries whatever the number of chats: chats, members, last messages, unread.
-    pub async fn chat_summaries(
+    /// One page of the viewer's chats, newest activity first: the chats strictly
+    /// after `before` (none: from the newest), at most `limit`, and the cursor of the
+    /// next page when there is one. A fixed number of queries whatever the number of
+    /// chats the viewer is in, and none whose parameters grow with it.
+    pub async fn chat_page(
         &self,
         viewer: UserId,
-        only: Option<ChatId>,
-    ) -> Result<Vec<ChatSummary>, DbError> {
+        before: Option<ChatCursor>,
+        limit: u32,
+    ) -> Result<(Vec<ChatSummary>, Option<ChatCursor>), DbError> {
         let mut conn = self.conn().await?;
-        let filter = if only.is_some() { "AND c.id = ?" } else { "" };
         let mut params: Vec<Value> = vec![viewer.0.into()];
-        params.extend(only.map(|c| Value::from(c.0)));
-        let rows: Vec<ChatRow> = conn
+        let after = match before {
+            Some(c) => {
+                let at = c.activity();
+                params.extend([at.into(), at.into(), c.chat.0.into()]);
+                "WHERE x.activity < ? OR (x.activity = ? AND x.id < ?)"
+            }
+            None => "",
+        };
+        params.push((limit + 1).into());
+        let mut rows: Vec<ChatRow> = conn
             .exec(
                 format!(
-                    "SELECT c.id, c.kind, c.title, c.created_at, \
-                     (SELECT MAX(m.id) FROM messages m WHERE m.chat_id = c.id) \
-                     FROM chat_members cm JOIN chats c ON c.id = cm.chat_id \
-                     WHERE cm.user_id = ? {filter}"
+                    "SELECT x.id, x.kind, x.title, x.created_at, x.last_id, x.activity \
+                     FROM ({}) x {after} ORDER BY x.activity DESC, x.id DESC LIMIT ?",
+                    summary_rows("")
                 ),
                 Params::Positional(params),
             )
             .await?;
+        drop(conn);
+        let next = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| ChatCursor::new(r.5, ChatId(r.0)))
+        } else {
+            None
+        };
+        Ok((self.summaries(viewer, rows).await?, next))
+    }
+
+    /// One chat as the viewer's chat list shows it; `None` when they are not in it.
+    pub async fn chat_summary(
+        &self,
+        viewer: UserId,
+        chat: ChatId,
+    ) -> Result<Option<ChatSummary>, DbError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<ChatRow> = conn
+            .exec(
+                format!(
+                    "SELECT x.id, x.kind, x.title, x.created_at, x.last_id, x.activity FROM ({}) x",
+                    summary_rows("AND cm.chat_id = ?")
+                ),
+                (viewer.0, chat.0),
+            )
+            .await?;
+        drop(conn);
+        Ok(self.summaries(viewer, rows).await?.pop())
+    }
+
+    /// Members, last messages and unread counts of these chats, in the rows' order.
+    /// Every `IN` list is at most `MAX_ID_LIST` long, whatever the caller passes.
+    async fn summaries(
+        &self,
+        viewer: UserId,
+        rows: Vec<ChatRow>,
+    ) -> Result<Vec<ChatSummary>, DbError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let chat_ids: Vec<Value> = rows.iter().map(|r| Value::from(r.0)).collect();
-        let list = in_list(chat_ids.len());
-
-        let member_rows: Vec<MemberRow> = conn
-            .exec(
-                format!(
-                    "SELECT cm.chat_id, u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL), \
-                     cm.delivered_up_to, cm.read_up_to \
-                     FROM chat_members cm JOIN users u ON u.id = cm.user_id \
-                     LEFT JOIN public_keys k ON k.user_id = u.id \
-                     WHERE cm.chat_id IN ({list}) ORDER BY cm.chat_id, u.username"
-                ),
-                Params::Positional(chat_ids.clone()),
-            )
-            .await?;
+        let mut conn = self.conn().await?;
+        let chat_ids: Vec<u64> = rows.iter().map(|r| r.0).collect();
         let mut members: HashMap<u64, Vec<UserRow>> = HashMap::new();
         let mut marks = super::messages::Watermarks::new();
-        for (chat, id, email, username, seen, has_key, d, r) in member_rows {
-            members.entry(chat).or_default().push(UserRow {
-                id: UserId(id),
-                email,
-                username,
-                last_seen_at: seen.map(Timestamp::from),
-                has_public_key: has_key,
-            });
-            marks
-                .entry(ChatId(chat))
-                .or_default()
-                .push((UserId(id), d, r));
+        for chunk in chat_ids.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().copied());
+            let member_rows: Vec<MemberRow> = conn
+                .exec(
+                    format!(
+                        "SELECT cm.chat_id, u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL), \
+                         cm.delivered_up_to, cm.read_up_to \
+                         FROM chat_members cm JOIN users u ON u.id = cm.user_id \
+                         LEFT JOIN public_keys k ON k.user_id = u.id \
+                         WHERE cm.chat_id IN ({list}) ORDER BY cm.chat_id, u.username"
+                    ),
+                    params,
+                )
+                .await?;
+            for (chat, id, email, username, seen, has_key, d, r) in member_rows {
+                members.entry(chat).or_default().push(UserRow {
+                    id: UserId(id),
+                    email,
+                    username,
+                    last_seen_at: seen.map(Timestamp::from),
+                    has_public_key: has_key,
+                });
+                marks
+                    .entry(ChatId(chat))
+                    .or_default()
+                    .push((UserId(id), d, r));
+            }
         }
 
-        let last_ids: Vec<Value> = rows.iter().filter_map(|r| r.4).map(Value::from).collect();
+        let last_ids: Vec<u64> = rows.iter().filter_map(|r| r.4).collect();
         let mut last: HashMap<u64, Message> = HashMap::new();
-        if !last_ids.is_empty() {
+        for chunk in last_ids.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().copied());
             let msg_rows: Vec<Row> = conn
                 .exec(
                     format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE m.id IN ({})",
-                        in_list(last_ids.len())
+                        "SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE m.id IN ({list})"
                     ),
-                    Params::Positional(last_ids),
+                    params,
                 )
                 .await?;
             for r in msg_rows {
@@ -298,7 +356,7 @@ impl Db {
         // million unread messages costs no more than one with a thousand. Only chats
         // whose newest message is past the viewer's read mark are counted at all.
         let mut pending: Vec<(u64, u64)> = Vec::new();
-        for (id, _, _, _, last) in &rows {
+        for (id, _, _, _, last, _) in &rows {
             let read = marks
                 .get(&ChatId(*id))
                 .and_then(|v| v.iter().find(|(u, _, _)| *u == viewer))
@@ -308,17 +366,23 @@ impl Db {
             }
         }
         let mut unread: HashMap<u64, u64> = HashMap::new();
-        // One round trip per 200 chats: a UNION of capped counts.
-        for chunk in pending.chunks(200) {
+        // One round trip per UNREAD_CHUNK chats: a UNION of capped counts, padded
+        // (with the last chat again) to a few lengths so the statements are reused.
+        for chunk in pending.chunks(UNREAD_CHUNK) {
+            let len = [1, 8, UNREAD_CHUNK]
+                .into_iter()
+                .find(|&b| b >= chunk.len())
+                .unwrap_or(chunk.len());
             let part = "SELECT ? AS chat, (SELECT COUNT(*) FROM (SELECT 1 FROM messages \
                         WHERE chat_id = ? AND id > ? AND sender_id <> ? LIMIT ?) t) AS n";
-            let sql = vec![part; chunk.len()].join(" UNION ALL ");
-            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-            for (id, read) in chunk {
+            let sql = vec![part; len].join(" UNION ALL ");
+            let mut params: Vec<Value> = Vec::with_capacity(len * 5);
+            for i in 0..len {
+                let (id, read) = chunk[i.min(chunk.len() - 1)];
                 params.extend([
-                    Value::from(*id),
-                    Value::from(*id),
-                    Value::from(*read),
+                    Value::from(id),
+                    Value::from(id),
+                    Value::from(read),
                     Value::from(viewer.0),
                     Value::from(UNREAD_CAP),
                 ]);
@@ -327,9 +391,9 @@ impl Db {
             unread.extend(counts);
         }
 
-        let mut out: Vec<ChatSummary> = rows
+        Ok(rows
             .into_iter()
-            .map(|(id, kind, title, created, _)| ChatSummary {
+            .map(|(id, kind, title, created, _, _)| ChatSummary {
                 id: ChatId(id),
                 kind: kind_from(&kind),
                 title,
@@ -338,21 +402,153 @@ impl Db {
                 last_message: last.remove(&id),
                 unread_count: unread.get(&id).copied().unwrap_or(0),
             })
-            .collect();
-        // Newest activity first: the last message's time, or the chat's creation.
-        out.sort_by(|a, b| {
-            let at = |c: &ChatSummary| {
-                (
-                    c.last_message
-                        .as_ref()
-                        .map_or(c.created_at, |m| m.created_at),
-                    c.last_message.as_ref().map_or(MessageId(0), |m| m.id),
-                    c.id,
+            .collect())
+    }
+
+    /// Takes `user` out of the group `chat`; the remaining members on success.
+    pub async fn leave_group(&self, chat: ChatId, user: UserId) -> Result<Leave, DbError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        // Locks the leaver's row, so two leaves of the same member cannot both succeed.
+        let kind: Option<String> = tx
+            .exec_first(
+                "SELECT c.kind FROM chats c JOIN chat_members cm ON cm.chat_id = c.id \
+                 WHERE c.id = ? AND cm.user_id = ? FOR UPDATE",
+                (chat.0, user.0),
+            )
+            .await?;
+        let outcome = match kind.as_deref().map(kind_from) {
+            None => Leave::NotMember,
+            Some(ChatKind::Direct) => Leave::Direct,
+            Some(ChatKind::Group) => {
+                tx.exec_drop(
+                    "DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?",
+                    (chat.0, user.0),
                 )
-            };
-            at(b).cmp(&at(a))
-        });
-        Ok(out)
+                .await?;
+                let remaining: Vec<u64> = tx
+                    .exec(
+                        "SELECT user_id FROM chat_members WHERE chat_id = ?",
+                        (chat.0,),
+                    )
+                    .await?;
+                Leave::Left {
+                    remaining: remaining.into_iter().map(UserId).collect(),
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// The chats of one viewer (`?` = the viewer, then what `only` binds) with the
+/// chat-list columns: id, kind, title, created_at, newest message id, activity (the
+/// newest message's time, or the chat's creation). messages(chat_id, id) answers each
+/// MAX(id) from the index.
+fn summary_rows(only: &str) -> String {
+    format!(
+        "SELECT c.id, c.kind, c.title, c.created_at, t.last_id, \
+         COALESCE(lm.created_at, c.created_at) AS activity \
+         FROM (SELECT cm.chat_id, (SELECT MAX(m.id) FROM messages m WHERE m.chat_id = cm.chat_id) AS last_id \
+               FROM chat_members cm WHERE cm.user_id = ? {only}) t \
+         JOIN chats c ON c.id = t.chat_id LEFT JOIN messages lm ON lm.id = t.last_id"
+    )
+}
+
+/// Member rows per INSERT of a new group (2 parameters each).
+const MEMBER_ROWS: usize = 256;
+
+/// Chats per unread-count query (5 parameters each).
+const UNREAD_CHUNK: usize = 64;
+
+/// What leaving a chat came to.
+#[derive(Debug)]
+pub enum Leave {
+    /// Not in this chat (or no such chat): the same answer, so ids cannot be probed.
+    NotMember,
+    /// A direct chat has exactly its two people; it cannot be left.
+    Direct,
+    /// Left; these members remain.
+    Left { remaining: Vec<UserId> },
+}
+
+/// Where a page of the chat list ends: the last chat's activity (millisecond
+/// precision, as stored) and its id, which orders chats of equal activity, so pages
+/// never overlap or skip a chat. On the wire it is an opaque string, `<ms>_<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatCursor {
+    activity_ms: i64,
+    chat: ChatId,
+}
+
+impl ChatCursor {
+    fn new(activity: NaiveDateTime, chat: ChatId) -> ChatCursor {
+        ChatCursor {
+            activity_ms: activity.and_utc().timestamp_millis(),
+            chat,
+        }
+    }
+
+    /// The cursor a client sent back; `None` when it is not one of ours.
+    pub fn parse(s: &str) -> Option<ChatCursor> {
+        let (ms, chat) = s.split_once('_')?;
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(chat) {
+            return None;
+        }
+        let activity_ms: i64 = ms.parse().ok()?;
+        chrono::DateTime::from_timestamp_millis(activity_ms)?;
+        Some(ChatCursor {
+            activity_ms,
+            chat: ChatId(chat.parse().ok()?),
+        })
+    }
+
+    fn activity(&self) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp_millis(self.activity_ms)
+            .unwrap_or_default()
+            .naive_utc()
+    }
+}
+
+impl std::fmt::Display for ChatCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.activity_ms, self.chat.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_strangers_are_refused() {
+        let at = chrono::DateTime::from_timestamp_millis(1_764_662_400_123)
+            .unwrap()
+            .naive_utc();
+        let c = ChatCursor::new(at, ChatId(42));
+        assert_eq!(c.to_string(), "1764662400123_42");
+        assert_eq!(ChatCursor::parse(&c.to_string()), Some(c));
+        assert_eq!(c.activity(), at);
+        for bad in [
+            "",
+            "_",
+            "1_",
+            "_1",
+            "1",
+            "a_1",
+            "1_a",
+            "-1_2",
+            "1_2_3",
+            "1.5_2",
+            " 1_2",
+            "99999999999999999999_1",
+            "1_99999999999999999999",
+        ] {
+            assert_eq!(ChatCursor::parse(bad), None, "{bad:?}");
+        }
     }
 }
 

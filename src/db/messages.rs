@@ -13,7 +13,7 @@ use parley_actors::store::{
 use parley_actors::{AudioId, ChatId, MessageId, Timestamp, UserId};
 use serde_json::value::RawValue;
 
-use super::{Db, DbError, ER_DUP_ENTRY};
+use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 
 /// The columns `message_from_row` reads, in order.
 pub(crate) const MESSAGE_COLUMNS: &str =
@@ -108,10 +108,6 @@ pub(crate) fn status_of(m: &Message, marks: &Watermarks) -> MessageStatus {
     }
 }
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(",")
-}
-
 impl Db {
     pub(crate) async fn watermarks(&self, chats: &[ChatId]) -> Result<Watermarks, DbError> {
         let mut marks = Watermarks::new();
@@ -119,20 +115,22 @@ impl Db {
             return Ok(marks);
         }
         let mut conn = self.conn().await?;
-        let rows: Vec<(u64, u64, u64, u64)> = conn
-            .exec(
-                format!(
-                    "SELECT chat_id, user_id, delivered_up_to, read_up_to FROM chat_members WHERE chat_id IN ({})",
-                    placeholders(chats.len())
-                ),
-                chats.iter().map(|c| c.0).collect::<Vec<_>>(),
-            )
-            .await?;
-        for (chat, user, d, r) in rows {
-            marks
-                .entry(ChatId(chat))
-                .or_default()
-                .push((UserId(user), d, r));
+        for chunk in chats.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().map(|c| c.0));
+            let rows: Vec<(u64, u64, u64, u64)> = conn
+                .exec(
+                    format!(
+                        "SELECT chat_id, user_id, delivered_up_to, read_up_to FROM chat_members WHERE chat_id IN ({list})"
+                    ),
+                    params,
+                )
+                .await?;
+            for (chat, user, d, r) in rows {
+                marks
+                    .entry(ChatId(chat))
+                    .or_default()
+                    .push((UserId(user), d, r));
+            }
         }
         Ok(marks)
     }
@@ -156,7 +154,10 @@ impl Db {
     /// when it returns). Ids are `LAST_INSERT_ID()` onwards: InnoDB gives a multi-row
     /// INSERT consecutive ids unless `innodb_autoinc_lock_mode = 2`, which
     /// `consecutive_ids` reports at start-up; then ids are read back by client id.
-    /// A duplicate client id or an audio message takes the one-by-one path.
+    /// A duplicate client id or an audio message takes the one-by-one path. A batch
+    /// of large messages is split into INSERTs of at most `INSERT_MAX_BYTES`, so a
+    /// few users' big (encrypted) messages cannot make one statement exceed MySQL's
+    /// `max_allowed_packet` and fail everyone's messages queued with them.
     pub async fn insert_messages(
         &self,
         batch: &[NewMessage],
@@ -168,6 +169,19 @@ impl Db {
         if batch.iter().any(|m| m.audio_id.is_some()) {
             return self.insert_one_by_one(batch).await;
         }
+        let mut out = Vec::with_capacity(batch.len());
+        for part in insert_parts(batch) {
+            out.extend(self.insert_rows(&batch[part], consecutive_ids).await?);
+        }
+        Ok(out)
+    }
+
+    /// One multi-row INSERT of text messages (autocommit).
+    async fn insert_rows(
+        &self,
+        batch: &[NewMessage],
+        consecutive_ids: bool,
+    ) -> Result<Vec<Inserted>, DbError> {
         let now = Timestamp::now();
         let mut params: Vec<Value> = Vec::with_capacity(batch.len() * 8);
         for m in batch {
@@ -404,23 +418,27 @@ impl Db {
     /// query for a batch of sessions coming online, so the many with nothing waiting
     /// cost no query of their own.
     pub async fn with_undelivered(&self, users: &[UserId]) -> Result<Vec<UserId>, DbError> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (list, params) = super::id_list(users.iter().map(|u| u.0));
+        let mut unique: Vec<u64> = users.iter().map(|u| u.0).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut found = Vec::new();
         let mut conn = self.conn().await?;
-        let ids: Vec<u64> = conn
-            .exec(
-                format!(
-                    "SELECT DISTINCT cm.user_id FROM chat_members cm \
-                     WHERE cm.user_id IN ({list}) AND EXISTS (SELECT 1 FROM messages m \
-                     WHERE m.chat_id = cm.chat_id AND m.id > cm.delivered_up_to \
-                     AND m.sender_id <> cm.user_id)"
-                ),
-                params,
-            )
-            .await?;
-        Ok(ids.into_iter().map(UserId).collect())
+        for chunk in unique.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().copied());
+            let ids: Vec<u64> = conn
+                .exec(
+                    format!(
+                        "SELECT DISTINCT cm.user_id FROM chat_members cm \
+                         WHERE cm.user_id IN ({list}) AND EXISTS (SELECT 1 FROM messages m \
+                         WHERE m.chat_id = cm.chat_id AND m.id > cm.delivered_up_to \
+                         AND m.sender_id <> cm.user_id)"
+                    ),
+                    params,
+                )
+                .await?;
+            found.extend(ids.into_iter().map(UserId));
+        }
+        Ok(found)
     }
 
     /// Every message in `user`'s chats with id > `after`, oldest first.
@@ -449,97 +467,92 @@ impl Db {
         self.with_status(msgs).await
     }
 
-    /// Moves delivered watermarks for a batch of readers at once: one read and one
-    /// write (one durable commit) however many readers and chats. Only messages to
-    /// each reader from others, past their watermark, count; receipts are grouped by
-    /// chat and sender, one list per request.
+    /// Moves delivered watermarks for a batch of readers at once: a few reads and one
+    /// write however many readers and chats. Only messages to each reader from others,
+    /// past their watermark, count; receipts are grouped by chat and sender, one list
+    /// per request (a message asked for twice by the same reader goes to the first
+    /// request). However large the batch, no statement has more than
+    /// 2 × `MAX_ID_LIST` parameters (reads) or 3 × `RECEIPT_WRITE_ROWS` (writes): one
+    /// reader's thousands of ids cannot push a statement past MySQL's 65,535
+    /// placeholders and fail everyone's receipts with it.
     pub async fn mark_delivered(
         &self,
         batch: &[(UserId, Vec<MessageId>)],
     ) -> Result<Vec<Vec<Receipt>>, DbError> {
-        let mut ids: Vec<u64> = batch
-            .iter()
-            .flat_map(|(_, ids)| ids.iter().map(|i| i.0))
-            .collect();
-        let mut users: Vec<u64> = batch.iter().map(|(u, _)| u.0).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        users.sort_unstable();
-        users.dedup();
-        if ids.is_empty() {
+        // Each (reader, message) is answered once, to the first request that asked.
+        let mut owner: HashMap<(u64, u64), usize> = HashMap::new();
+        for (i, (u, ids)) in batch.iter().enumerate() {
+            for id in ids {
+                owner.entry((u.0, id.0)).or_insert(i);
+            }
+        }
+        let mut grouped: Vec<BTreeMap<(u64, u64), Vec<MessageId>>> =
+            vec![BTreeMap::new(); batch.len()];
+        if owner.is_empty() {
             return Ok(vec![Vec::new(); batch.len()]);
         }
-        let mut params: Vec<Value> = ids.iter().map(|i| Value::from(*i)).collect();
-        params.extend(users.iter().map(|u| Value::from(*u)));
-        let mut conn = self.conn().await?;
-        // (reader, chat, sender, id) for every candidate; pairs are matched below.
-        let rows: Vec<(u64, u64, u64, u64)> = conn
-            .exec(
-                format!(
-                    "SELECT cm.user_id, m.chat_id, m.sender_id, m.id FROM messages m \
-                     JOIN chat_members cm ON cm.chat_id = m.chat_id \
-                     WHERE m.id IN ({}) AND cm.user_id IN ({}) \
-                     AND m.sender_id <> cm.user_id AND m.id > cm.delivered_up_to ORDER BY m.id",
-                    placeholders(ids.len()),
-                    placeholders(users.len())
-                ),
-                Params::Positional(params),
-            )
-            .await?;
-        let wanted: std::collections::HashSet<(u64, u64)> = batch
-            .iter()
-            .flat_map(|(u, ids)| ids.iter().map(move |i| (u.0, i.0)))
-            .collect();
+        let mut pairs: Vec<(u64, u64)> = owner.keys().map(|&(u, id)| (id, u)).collect();
+        pairs.sort_unstable();
         let mut top: BTreeMap<(u64, u64), u64> = BTreeMap::new();
-        let mut grouped: HashMap<u64, BTreeMap<(u64, u64), Vec<MessageId>>> = HashMap::new();
-        for (reader, chat, sender, id) in rows {
-            if !wanted.contains(&(reader, id)) {
-                continue;
+        let mut conn = self.conn().await?;
+        for (ids, users) in receipt_slices(&pairs) {
+            let (id_sql, mut params) = super::id_list(ids);
+            let (user_sql, user_params) = super::id_list(users);
+            params.extend(user_params);
+            // (reader, chat, sender, id) for every candidate; pairs are matched below.
+            let rows: Vec<(u64, u64, u64, u64)> = conn
+                .exec(
+                    format!(
+                        "SELECT cm.user_id, m.chat_id, m.sender_id, m.id FROM messages m \
+                         JOIN chat_members cm ON cm.chat_id = m.chat_id \
+                         WHERE m.id IN ({id_sql}) AND cm.user_id IN ({user_sql}) \
+                         AND m.sender_id <> cm.user_id AND m.id > cm.delivered_up_to ORDER BY m.id"
+                    ),
+                    params,
+                )
+                .await?;
+            for (reader, chat, sender, id) in rows {
+                // Removed once matched: a pair seen again in a later slice is not a
+                // second receipt.
+                let Some(i) = owner.remove(&(reader, id)) else {
+                    continue;
+                };
+                let t = top.entry((chat, reader)).or_default();
+                *t = (*t).max(id);
+                grouped[i]
+                    .entry((chat, sender))
+                    .or_default()
+                    .push(MessageId(id));
             }
-            let t = top.entry((chat, reader)).or_default();
-            *t = (*t).max(id);
-            grouped
-                .entry(reader)
-                .or_default()
-                .entry((chat, sender))
-                .or_default()
-                .push(MessageId(id));
         }
         if !top.is_empty() {
             // Every (chat, reader) here is an existing membership (it came from the
-            // join above), so this only ever updates.
-            let mut params: Vec<Value> = Vec::with_capacity(top.len() * 3);
-            for ((chat, reader), up_to) in &top {
-                params.push((*chat).into());
-                params.push((*reader).into());
-                params.push((*up_to).into());
+            // join above), so this only ever updates. Several statements share one
+            // transaction (one durable commit).
+            let rows: Vec<(u64, u64, u64)> =
+                top.into_iter().map(|((c, r), up)| (c, r, up)).collect();
+            if rows.len() <= RECEIPT_WRITE_ROWS {
+                raise_delivered(&mut *conn, &rows).await?;
+            } else {
+                let mut tx = conn.start_transaction(TxOpts::default()).await?;
+                for chunk in rows.chunks(RECEIPT_WRITE_ROWS) {
+                    raise_delivered(&mut tx, chunk).await?;
+                }
+                tx.commit().await?;
             }
-            conn.exec_drop(
-                format!(
-                    "INSERT INTO chat_members (chat_id, user_id, delivered_up_to) VALUES {} \
-                     ON DUPLICATE KEY UPDATE delivered_up_to = GREATEST(delivered_up_to, VALUES(delivered_up_to))",
-                    vec!["(?,?,?)"; top.len()].join(",")
-                ),
-                Params::Positional(params),
-            )
-            .await?;
         }
-        // Each reader's receipts go to the first of its requests in the batch.
-        let mut out = Vec::with_capacity(batch.len());
-        for (u, _) in batch {
-            let receipts = grouped
-                .remove(&u.0)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|((chat, sender), message_ids)| Receipt {
-                    chat_id: ChatId(chat),
-                    sender_id: UserId(sender),
-                    message_ids,
-                })
-                .collect();
-            out.push(receipts);
-        }
-        Ok(out)
+        Ok(grouped
+            .into_iter()
+            .map(|g| {
+                g.into_iter()
+                    .map(|((chat, sender), message_ids)| Receipt {
+                        chat_id: ChatId(chat),
+                        sender_id: UserId(sender),
+                        message_ids,
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     /// Moves `user`'s read (and delivered) watermark in `chat` up to `up_to`, capped
@@ -581,5 +594,148 @@ impl Db {
             up_to: MessageId(target),
             notify: notify.into_iter().map(UserId).collect(),
         })
+    }
+}
+
+/// Most bytes of message data in one INSERT (MySQL's `max_allowed_packet` is 16 MiB
+/// by default in MariaDB, and a batch of 256 frames of 64 KiB would reach it).
+const INSERT_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The batch cut into runs of at most `INSERT_MAX_BYTES` (a larger message alone).
+fn insert_parts(batch: &[NewMessage]) -> Vec<std::ops::Range<usize>> {
+    let size = |m: &NewMessage| {
+        m.content.len() + m.client_id.len() + m.e2ee.as_ref().map_or(0, |e| e.get().len()) + 64
+    };
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, m) in batch.iter().enumerate() {
+        let n = size(m);
+        if i > start && bytes + n > INSERT_MAX_BYTES {
+            parts.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    parts.push(start..batch.len());
+    parts
+}
+
+/// Watermark rows per receipt write (3 parameters each).
+const RECEIPT_WRITE_ROWS: usize = 256;
+
+/// Splits (message id, reader) pairs, sorted, into slices of at most `MAX_ID_LIST`
+/// distinct ids and `MAX_ID_LIST` distinct readers: the two `IN` lists of one read.
+fn receipt_slices(pairs: &[(u64, u64)]) -> Vec<(Vec<u64>, Vec<u64>)> {
+    let mut out = Vec::new();
+    let mut ids: Vec<u64> = Vec::new();
+    let mut users: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    for &(id, user) in pairs {
+        let new_id = ids.last() != Some(&id);
+        let new_user = !users.contains(&user);
+        if (new_id && ids.len() == MAX_ID_LIST) || (new_user && users.len() == MAX_ID_LIST) {
+            out.push((
+                std::mem::take(&mut ids),
+                std::mem::take(&mut users).into_iter().collect(),
+            ));
+        }
+        if ids.last() != Some(&id) {
+            ids.push(id);
+        }
+        users.insert(user);
+    }
+    if !ids.is_empty() {
+        out.push((ids, users.into_iter().collect()));
+    }
+    out
+}
+
+/// `delivered_up_to = GREATEST(delivered_up_to, up_to)` for each (chat, reader,
+/// up_to), in one statement padded (with the last row again, which changes nothing)
+/// to a few lengths so the statements are reused.
+async fn raise_delivered(
+    conn: &mut impl Queryable,
+    rows: &[(u64, u64, u64)],
+) -> Result<(), DbError> {
+    let Some(last) = rows.last() else {
+        return Ok(());
+    };
+    let len = [1, 8, 64, RECEIPT_WRITE_ROWS]
+        .into_iter()
+        .find(|&b| b >= rows.len())
+        .unwrap_or(rows.len());
+    let mut params: Vec<Value> = Vec::with_capacity(len * 3);
+    for i in 0..len {
+        let (chat, reader, up_to) = rows.get(i).unwrap_or(last);
+        params.extend([
+            Value::from(*chat),
+            Value::from(*reader),
+            Value::from(*up_to),
+        ]);
+    }
+    conn.exec_drop(
+        format!(
+            "INSERT INTO chat_members (chat_id, user_id, delivered_up_to) VALUES {} \
+             ON DUPLICATE KEY UPDATE delivered_up_to = GREATEST(delivered_up_to, VALUES(delivered_up_to))",
+            vec!["(?,?,?)"; len].join(",")
+        ),
+        Params::Positional(params),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_batches_are_inserted_in_parts_of_bounded_size() {
+        let msg = |bytes: usize| NewMessage {
+            chat_id: ChatId(1),
+            sender_id: UserId(1),
+            client_id: "c".into(),
+            kind: MessageKind::Text,
+            content: "x".repeat(bytes),
+            audio_id: None,
+            encrypted: false,
+            e2ee: None,
+        };
+        let small: Vec<NewMessage> = (0..256).map(|_| msg(100)).collect();
+        assert_eq!(insert_parts(&small), vec![0..256]);
+        let big: Vec<NewMessage> = (0..256).map(|_| msg(60_000)).collect();
+        let parts = insert_parts(&big);
+        assert_eq!(parts.first().map(|r| r.start), Some(0));
+        assert_eq!(parts.last().map(|r| r.end), Some(256));
+        assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+        assert!(parts.len() >= 4, "{parts:?}");
+        for r in &parts {
+            let bytes: usize = big[r.clone()].iter().map(|m| m.content.len() + 65).sum();
+            assert!(bytes <= INSERT_MAX_BYTES, "{r:?}");
+        }
+        // One message larger than a part goes alone.
+        let huge = vec![msg(100), msg(INSERT_MAX_BYTES), msg(100)];
+        assert_eq!(insert_parts(&huge), vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn receipt_slices_bound_both_lists_and_keep_every_pair() {
+        // One reader with 3,000 ids, and 1,000 readers of one id.
+        let mut pairs: Vec<(u64, u64)> = (1..=3000).map(|id| (id, 7)).collect();
+        pairs.extend((1..=1000).map(|u| (5000, 100 + u)));
+        pairs.sort_unstable();
+        let slices = receipt_slices(&pairs);
+        for (ids, users) in &slices {
+            assert!(ids.len() <= MAX_ID_LIST && users.len() <= MAX_ID_LIST);
+        }
+        for (id, user) in &pairs {
+            assert!(
+                slices
+                    .iter()
+                    .any(|(ids, users)| ids.binary_search(id).is_ok()
+                        && users.binary_search(user).is_ok()),
+                "({id}, {user}) is in no slice"
+            );
+        }
+        assert!(slices.len() >= 6, "{} slices", slices.len());
     }
 }

@@ -1,19 +1,30 @@
-//! Chats: the list, one chat, and starting a direct or group chat.
+//! Chats: the list (paged), one chat, starting a direct or group chat, and leaving
+//! a group.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parley_actors::protocol::ServerEvent;
 use parley_actors::store::{ChatKind, Message};
 use parley_actors::{ChatId, Realtime, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::{resource, UserJson};
 use crate::auth::AuthUser;
-use crate::db::chats::ChatSummary;
+use crate::config::Settings;
+use crate::db::chats::{ChatCursor, ChatSummary, Leave};
 use crate::db::Db;
 use crate::error::ApiError;
 
-/// Most members of a group, the creator included.
-pub const MAX_GROUP_MEMBERS: usize = 256;
 const MAX_TITLE_CHARS: usize = 100;
+/// Chats per page of the list when the client does not say.
+pub const DEFAULT_CHAT_PAGE: u32 = 50;
+/// Most chats per page of the list.
+pub const MAX_CHAT_PAGE: u32 = 200;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -21,7 +32,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
-    .service(resource("/chats/{id}").route(web::get().to(one)));
+    .service(resource("/chats/{id}").route(web::get().to(one)))
+    .service(resource("/chats/{id}/members/me").route(web::delete().to(leave)));
+}
+
+/// New chats per user per minute (`limits.chats_per_min`): starting chats puts rows
+/// in other people's chat lists, so one account cannot fill everyone's. GCRA buckets
+/// in memory per process, like the login throttle.
+pub struct ChatRateLimit {
+    by_user: DefaultKeyedRateLimiter<u64>,
+    checks: AtomicU64,
+}
+
+impl ChatRateLimit {
+    pub fn new(settings: &Settings) -> ChatRateLimit {
+        let n = NonZeroU32::new(settings.limits.chats_per_min).unwrap_or(NonZeroU32::MIN);
+        ChatRateLimit {
+            by_user: RateLimiter::keyed(Quota::per_minute(n)),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one new chat for `user`; `RateLimited` when they started too many.
+    fn check(&self, user: UserId) -> Result<(), ApiError> {
+        // Buckets that are full again are forgotten now and then: memory stays bounded.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.by_user.retain_recent();
+        }
+        self.by_user.check_key(&user.0).map_err(|not_until| {
+            let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited { retry_after: wait }
+        })
+    }
 }
 
 /// The `chat` object of PROTOCOL.md.
@@ -58,26 +100,58 @@ impl ChatJson {
     }
 }
 
-/// GET /api/chats: the caller's chats, newest activity first.
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    before: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatPage {
+    chats: Vec<ChatJson>,
+    next_before: Option<String>,
+}
+
+/// GET /api/chats?limit=&before=: the caller's chats, newest activity first, a page
+/// at a time (keyset on activity and id); `nextBefore` is the `before` of the next
+/// (older) page, null on the last one.
 async fn list(
     user: AuthUser,
+    q: web::Query<ListQuery>,
     db: web::Data<Db>,
     rt: web::Data<Realtime>,
 ) -> Result<HttpResponse, ApiError> {
-    let chats = db.chat_summaries(user.0, None).await?;
-    let body: Vec<ChatJson> = chats
-        .into_iter()
-        .map(|c| ChatJson::new(c, user.0, &rt))
-        .collect();
-    Ok(HttpResponse::Ok().json(body))
+    let limit = q.limit.unwrap_or(DEFAULT_CHAT_PAGE);
+    if !(1..=MAX_CHAT_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_CHAT_PAGE}"),
+        ));
+    }
+    let before = match q.before.as_deref() {
+        None => None,
+        Some(s) => Some(ChatCursor::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                "before must be a nextBefore the server returned",
+            )
+        })?),
+    };
+    let (chats, next) = db.chat_page(user.0, before, limit).await?;
+    Ok(HttpResponse::Ok().json(ChatPage {
+        chats: chats
+            .into_iter()
+            .map(|c| ChatJson::new(c, user.0, &rt))
+            .collect(),
+        next_before: next.map(|c| c.to_string()),
+    }))
 }
 
-/// Loads one chat for a member: 404 when it does not exist, 403 when not theirs.
+/// Loads one chat for a member: 403 when it is not theirs or does not exist.
 pub async fn chat_for_member(db: &Db, user: UserId, chat: ChatId) -> Result<ChatSummary, ApiError> {
-    super::require_member(db, chat, user).await?;
-    db.chat_summaries(user, Some(chat))
+    db.chat_summary(user, chat)
         .await?
-        .pop()
         .ok_or(ApiError::Forbidden("you are not a member of this chat"))
 }
 
@@ -113,6 +187,8 @@ async fn create(
     body: web::Json<serde_json::Value>,
     db: web::Data<Db>,
     rt: web::Data<Realtime>,
+    limit: web::Data<ChatRateLimit>,
+    settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
     let req: CreateChat = serde_json::from_value(body.into_inner()).map_err(|_| {
         ApiError::bad_request(
@@ -132,7 +208,14 @@ async fn create(
             if db.count_users(&[other]).await? != 1 {
                 return Err(ApiError::NotFound("user"));
             }
-            db.create_direct_chat(user.0, other).await?
+            // Opening the chat two people already have is free; only a new one counts.
+            match db.direct_chat(user.0, other).await? {
+                Some(chat) => (chat, false),
+                None => {
+                    limit.check(user.0)?;
+                    db.create_direct_chat(user.0, other).await?
+                }
+            }
         }
         CreateChat::Group { title, member_ids } => {
             let title = title.trim();
@@ -142,16 +225,18 @@ async fn create(
                     format!("a group title is 1 to {MAX_TITLE_CHARS} characters"),
                 ));
             }
+            let max = settings.limits.group_max_members;
             let mut members: Vec<UserId> = member_ids.into_iter().map(UserId).collect();
             members.push(user.0);
             members.sort();
             members.dedup();
-            if members.len() < 2 || members.len() > MAX_GROUP_MEMBERS {
+            if members.len() < 2 || members.len() > max {
                 return Err(ApiError::bad_request(
                     "invalid_member",
-                    format!("a group has 2 to {MAX_GROUP_MEMBERS} members, you included"),
+                    format!("a group has 2 to {max} members, you included"),
                 ));
             }
+            limit.check(user.0)?;
             if db.count_users(&members).await? != members.len() {
                 return Err(ApiError::NotFound("user"));
             }
@@ -169,4 +254,35 @@ async fn create(
     } else {
         HttpResponse::Ok().json(body)
     })
+}
+
+/// DELETE /api/chats/{id}/members/me: the caller leaves the group (204). The others
+/// and the caller's other sessions get `chat:member-left`; from then on the caller
+/// gets nothing of the group and may not read it (403, as an outsider).
+async fn leave(
+    user: AuthUser,
+    path: web::Path<u64>,
+    db: web::Data<Db>,
+    rt: web::Data<Realtime>,
+) -> Result<HttpResponse, ApiError> {
+    let chat = ChatId(path.into_inner());
+    match db.leave_group(chat, user.0).await? {
+        Leave::NotMember => Err(ApiError::Forbidden("you are not a member of this chat")),
+        Leave::Direct => Err(ApiError::Conflict {
+            code: "not_a_group",
+            message: "a direct chat cannot be left; only groups can".into(),
+        }),
+        Leave::Left { mut remaining } => {
+            rt.members_changed(chat);
+            remaining.push(user.0);
+            rt.notify_users(
+                &remaining,
+                &ServerEvent::ChatMemberLeft {
+                    chat_id: chat,
+                    user_id: user.0,
+                },
+            );
+            Ok(HttpResponse::NoContent().finish())
+        }
+    }
 }

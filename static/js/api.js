@@ -75,3 +75,4 @@ export async function wsTicket() {
   const { ticket } = await post('/api/auth/ws-ticket');
   return ticket;
 }
+export const del = (path, opts) => api('DELETE', path, undefined, opts);

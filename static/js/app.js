@@ -1,7 +1,7 @@
 // Application state and the realtime logic: chats, messages, receipts, presence,
 // typing, the outbox, sync after reconnect. Views listen to the events it emits.
 
-import { api, get, post, setToken, setUnauthorizedHandler, ApiError } from './api.js';
+import { api, get, post, del, setToken, setUnauthorizedHandler, ApiError } from './api.js';
 import { Socket } from './socket.js';
 import * as e2ee from './e2ee.js';
 import { rememberDuration } from './voice.js';
@@ -11,6 +11,7 @@ const TOKEN_KEY = 'parley:token';
 const STATUS_RANK = { failed: -1, pending: 0, sent: 1, delivered: 2, read: 3 };
 const RETRYABLE = new Set(['disconnected', 'timeout', 'stopped', 'rate_limited', 'unavailable', 'internal']);
 const PAGE = 50;
+const CHAT_PAGE = 50; // chats per page of the list (the server allows 1..200)
 
 export const keyOf = (m) => `${m.senderId}|${m.clientId}`;
 
@@ -208,6 +209,8 @@ export class App extends EventTarget {
     this.activeChatId = null;
     this.everReady = false;
     this.chatsLoaded = false;
+    this.chatsNext = null;
+    this.chatsMore = null;
   }
 
   /** A WebSocket that failed before opening may have been refused with 401. */
@@ -222,10 +225,69 @@ export class App extends EventTarget {
 
   // ---------- chats ----------
 
+  /** The first page of the chat list (newest activity first); older pages come with `loadMoreChats`. */
   async loadChats() {
-    const list = await get('/api/chats');
-    this.mergeChats(list, { initial: !this.chatsLoaded });
+    const first = !this.chatsLoaded;
+    const page = await get(`/api/chats?limit=${CHAT_PAGE}`);
+    this.mergeChats(page.chats, { initial: first });
+    // Only the first load sets where scrolling continues: a refresh brings the
+    // newest chats up to date and leaves the older pages already loaded alone.
+    if (first) this.chatsNext = page.nextBefore;
     this.chatsLoaded = true;
+  }
+
+  hasMoreChats() {
+    return !!this.chatsNext;
+  }
+
+  /** Loads the next (older) page of the chat list once; resolves when it is in. */
+  loadMoreChats() {
+    if (!this.chatsNext) return Promise.resolve(false);
+    if (!this.chatsMore) {
+      const before = this.chatsNext;
+      this.chatsMore = get(`/api/chats?limit=${CHAT_PAGE}&before=${encodeURIComponent(before)}`)
+        .then((page) => {
+          if (this.chatsNext === before) this.chatsNext = page.nextBefore;
+          this.mergeChats(page.chats);
+          return true;
+        })
+        .finally(() => {
+          this.chatsMore = null;
+        });
+    }
+    return this.chatsMore;
+  }
+
+  /** Leaves a group: the server tells the others; this device forgets the chat. */
+  async leaveGroup(chatId) {
+    await del(`/api/chats/${chatId}/members/me`);
+    this.forgetChat(chatId);
+  }
+
+  /** Drops a chat this user is no longer in (left here or on another device). */
+  forgetChat(chatId) {
+    if (!this.chats.has(chatId)) return;
+    this.chats.delete(chatId);
+    this.stores.delete(chatId);
+    this.typing.delete(chatId);
+    let dropped = false;
+    for (const [clientId, entry] of this.outbox) {
+      if (entry.chatId === chatId) {
+        this.outbox.delete(clientId);
+        dropped = true;
+      }
+    }
+    if (dropped) this.saveOutbox();
+    this.emit('chats');
+    this.emit('chat-removed', { chatId });
+  }
+
+  onMemberLeft({ chatId, userId }) {
+    if (userId === this.me?.id) return this.forgetChat(chatId);
+    const chat = this.chats.get(chatId);
+    if (!chat) return;
+    chat.members = (chat.members || []).filter((m) => m.id !== userId);
+    this.emit('chats');
   }
 
   mergeChats(list, { initial = false } = {}) {
@@ -632,6 +694,7 @@ export class App extends EventTarget {
     s.addEventListener('message:delivered', (e) => this.onDelivered(e.detail));
     s.addEventListener('message:read', (e) => this.onRead(e.detail));
     s.addEventListener('typing', (e) => this.onTyping(e.detail));
+    s.addEventListener('chat:member-left', (e) => this.onMemberLeft(e.detail));
     s.addEventListener('user:online', (e) => this.onPresence(e.detail.userId, { online: true }));
     s.addEventListener('user:offline', (e) => this.onPresence(e.detail.userId, { online: false, lastSeenAt: e.detail.lastSeenAt }));
     s.addEventListener('user:key-changed', (e) => {
@@ -649,9 +712,9 @@ export class App extends EventTarget {
     const after = this.maxSeenId;
     if (reconnect) {
       try {
-        const list = await get('/api/chats');
+        const page = await get(`/api/chats?limit=${CHAT_PAGE}`);
         // presence and new chats; `lastMessage` updates come from sync below
-        this.mergeChats(list);
+        this.mergeChats(page.chats);
       } catch {
         /* sync still runs */
       }

@@ -89,6 +89,7 @@ pub fn test_settings() -> Settings {
     s.limits.register_per_ip_per_min = 10_000;
     s.limits.ws_events_per_sec = 10_000;
     s.limits.ws_events_burst = 10_000;
+    s.limits.chats_per_min = 10_000;
     s.storage.uploads_dir = std::env::temp_dir().join(format!("parley-uploads-{name}"));
     s.metrics.listen = String::new();
     s.static_files.dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static");

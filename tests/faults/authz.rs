@@ -142,6 +142,11 @@ async fn every_route_and_event_refuses_outsiders_and_reveals_nothing() {
             Some(json!({"userId": b.id})),
         ),
         (Method::GET, format!("/api/chats/{chat}"), None),
+        (
+            Method::DELETE,
+            format!("/api/chats/{chat}/members/me"),
+            None,
+        ),
         (Method::GET, format!("/api/messages?chatId={chat}"), None),
         (Method::GET, format!("/api/media/audio/{audio}"), None),
         (

@@ -203,6 +203,7 @@ impl Parley {
             ("PARLEY__LIMITS__REGISTER_PER_IP_PER_MIN", "100000".into()),
             ("PARLEY__LIMITS__WS_EVENTS_PER_SEC", "100000".into()),
             ("PARLEY__LIMITS__WS_EVENTS_BURST", "100000".into()),
+            ("PARLEY__LIMITS__CHATS_PER_MIN", "100000".into()),
             ("PARLEY__STATIC__DIR", static_dir.display().to_string()),
         ]
         .into_iter()

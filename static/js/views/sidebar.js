@@ -201,8 +201,43 @@ export function sidebarView(app, navigate) {
     return { text, msg: last };
   }
 
+  // ----- older pages: loaded as the end of the list scrolls into view -----
+  const more = h('button', { type: 'button', class: 'btn chat-more-btn' }, 'Show older conversations');
+  const moreItem = h('li', { class: 'chat-more' }, more);
+  const loadMore = () => {
+    if (more.disabled || !app.hasMoreChats()) return;
+    more.disabled = true;
+    more.textContent = 'Loading…';
+    app.loadMoreChats()
+      .catch((e) => toast(`Could not load more conversations: ${e.message}`, 'error'))
+      .finally(() => {
+        more.disabled = false;
+        more.textContent = 'Show older conversations';
+        render();
+      });
+  };
+  more.addEventListener('click', loadMore);
+  const scroller = el.querySelector('.chat-scroll');
+  const watcher = 'IntersectionObserver' in window
+    ? new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) loadMore();
+    }, { root: scroller, rootMargin: '0px 0px 200px 0px' })
+    : null;
+
+  // ----- leaving a group -----
+  async function leave(chat, title) {
+    if (!window.confirm(`Leave “${title}”? You will no longer get its messages or see its history.`)) return;
+    try {
+      await app.leaveGroup(chat.id);
+      toast(`You left “${title}”.`);
+    } catch (e) {
+      toast(`Could not leave the group: ${e.message}`, 'error');
+    }
+  }
+
   function render() {
     const focusedId = document.activeElement?.closest?.('.chat-item')?.dataset.chatId;
+    watcher?.disconnect();
     clear(list);
     const chats = app.sortedChats();
     empty.hidden = chats.length > 0;
@@ -232,7 +267,20 @@ export function sidebarView(app, navigate) {
               text),
           unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null,
           h('span', { class: 'sr-only' }, [unread ? `, ${unread} unread` : '', peer?.online ? ', online' : ''].join('')))));
-      list.append(h('li', {}, a));
+      const li = h('li', { class: chat.kind === 'group' ? 'has-actions' : undefined }, a);
+      if (chat.kind === 'group') {
+        const leaveBtn = h('button', {
+          type: 'button', class: 'icon-btn chat-leave', title: 'Leave group',
+          'aria-label': `Leave group ${title}`, html: icons.logout,
+        });
+        leaveBtn.addEventListener('click', () => leave(chat, title));
+        li.append(leaveBtn);
+      }
+      list.append(li);
+    }
+    if (app.hasMoreChats()) {
+      list.append(moreItem);
+      watcher?.observe(moreItem);
     }
     if (focusedId) list.querySelector(`[data-chat-id="${focusedId}"]`)?.focus();
   }
@@ -245,13 +293,19 @@ export function sidebarView(app, navigate) {
 
   const offs = [
     app.on('chats', render),
+    app.on('chat-removed', ({ chatId }) => {
+      if (app.activeChatId === chatId) navigate('/', { replace: true });
+    }),
     app.on('typing', render),
     app.on('encryption', render),
     app.on('connection', setConn),
   ];
   setConn(app.socket.state);
   render();
-  el.destroy = () => offs.forEach((f) => f());
+  el.destroy = () => {
+    watcher?.disconnect();
+    offs.forEach((f) => f());
+  };
   el.focusSearch = () => search.focus();
   return el;
 }
