@@ -519,6 +519,21 @@ impl std::fmt::Display for ChatCursor {
     }
 }
 
+impl Db {
+    /// Whether `user` is a member of `chat` (false when there is no such chat): one
+    /// primary-key probe, whatever the size of the chat.
+    pub async fn is_member_of(&self, chat: ChatId, user: UserId) -> Result<bool, DbError> {
+        let mut conn = self.conn().await?;
+        let hit: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM chat_members WHERE chat_id = ? AND user_id = ?",
+                (chat.0, user.0),
+            )
+            .await?;
+        Ok(hit.is_some())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,20 +564,5 @@ mod tests {
         ] {
             assert_eq!(ChatCursor::parse(bad), None, "{bad:?}");
         }
-    }
-}
-
-impl Db {
-    /// Whether `user` is a member of `chat` (false when there is no such chat): one
-    /// primary-key probe, whatever the size of the chat.
-    pub async fn is_member_of(&self, chat: ChatId, user: UserId) -> Result<bool, DbError> {
-        let mut conn = self.conn().await?;
-        let hit: Option<u8> = conn
-            .exec_first(
-                "SELECT 1 FROM chat_members WHERE chat_id = ? AND user_id = ?",
-                (chat.0, user.0),
-            )
-            .await?;
-        Ok(hit.is_some())
     }
 }
