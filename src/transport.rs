@@ -307,7 +307,13 @@ impl FrameReader {
             match self.io.try_read(&mut chunk) {
                 Ok(0) => return Poll::Ready(Ok(false)),
                 Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    if self.buf.is_empty() {
+                        // A fresh buffer of exactly what arrived: an idle connection
+                        // keeps no read capacity (the old one goes with its frames).
+                        self.buf = BytesMut::from(&chunk[..n]);
+                    } else {
+                        self.buf.extend_from_slice(&chunk[..n]);
+                    }
                     return Poll::Ready(Ok(true));
                 }
                 // Readiness was stale; `poll_read_ready` registers for the next.
