@@ -377,8 +377,9 @@ mod tests {
     #[test]
     fn headers_declare_their_length_before_any_payload() {
         assert_eq!(header(&[0x81]), None);
+        assert_eq!(header(&[0x81, 0x85]), None, "mask not in yet");
         assert_eq!(
-            header(&[0x81, 0x85]),
+            header(&[0x81, 0x85, 1, 2, 3, 4]),
             Some(Header {
                 len: 6,
                 payload: 5,
@@ -401,6 +402,6 @@ mod tests {
         h.extend_from_slice(&gib);
         h.extend_from_slice(&[1, 2, 3, 4]);
         assert_eq!(header(&h).map(|h| (h.len, h.payload)), Some((14, 1 << 30)));
-        assert!(header(&[0x89, 0x80]).is_some_and(|h| h.control));
+        assert!(header(&[0x89, 0x80, 1, 2, 3, 4]).is_some_and(|h| h.control));
     }
 }

@@ -507,20 +507,24 @@ async fn the_hashing_threads_are_idle_under_the_shipped_filter_and_logins_work()
     let p = Filtered::start(&unit);
     let threads = p.hashing_threads();
 
-    // A small login storm under the filter: everything hashes, nothing breaks.
+    // A small login storm under the filter: everything hashes, nothing breaks. Ten
+    // accounts, four logins each at once (the login delay counts attempts still in
+    // progress against their account, so one account's storm would be slowed).
     let base = format!("http://127.0.0.1:{}", p.port);
     let http = reqwest::Client::new();
-    let res = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&serde_json::json!({"email": "f@example.com", "username": "filtered", "password": "a long enough password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
+    for i in 0..10 {
+        let res = http
+            .post(format!("{base}/api/auth/register"))
+            .json(&serde_json::json!({"email": format!("f{i}@example.com"), "username": format!("filtered{i}"), "password": "a long enough password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+    }
     let t = std::time::Instant::now();
-    let statuses = futures_util::future::join_all((0..40).map(|_| {
+    let statuses = futures_util::future::join_all((0..40).map(|i| {
         http.post(format!("{base}/api/auth/login"))
-            .json(&serde_json::json!({"email": "filtered", "password": "a long enough password"}))
+            .json(&serde_json::json!({"email": format!("filtered{}", i % 10), "password": "a long enough password"}))
             .send()
     }))
     .await;
