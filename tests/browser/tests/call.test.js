@@ -18,7 +18,7 @@ before(async () => {
   dave = await person(browser, server, { name: 'dave' });
   await register(carol.page, { email: 'carol@example.com', username: 'carol', password: 'carol password 1' });
   await register(dave.page, { email: 'dave@example.com', username: 'dave', password: 'dave password 1' });
-  await carol.page.getByLabel('Search people').fill('dave@');
+  await carol.page.getByLabel('Search people').fill('dave');
   await carol.page.locator('.person', { hasText: 'dave' }).click();
   await carol.page.waitForURL(/\/chat\/\d+$/);
   const box = carol.page.getByRole('textbox', { name: 'Message' });
