@@ -184,13 +184,6 @@ impl Db {
         }))
     }
 
-    pub async fn is_member(&self, chat: ChatId, user: UserId) -> Result<Option<bool>, DbError> {
-        Ok(self
-            .chat_members(chat)
-            .await?
-            .map(|c| c.members.contains(&user)))
-    }
-
     /// Users who share at least one chat with `user`.
     pub async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, DbError> {
         Ok(self.contacts_of(&[user]).await?.pop().unwrap_or_default())

@@ -47,9 +47,10 @@ pub async fn require_member(
     chat: parley_actors::ChatId,
     user: UserId,
 ) -> Result<(), ApiError> {
-    match db.is_member(chat, user).await? {
-        Some(true) => Ok(()),
-        None | Some(false) => Err(ApiError::Forbidden("you are not a member of this chat")),
+    if db.is_member_of(chat, user).await? {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("you are not a member of this chat"))
     }
 }
 
