@@ -12,7 +12,6 @@ use smallvec::SmallVec;
 
 use crate::cluster::Cluster;
 use crate::ids::{MessageId, SessionId, UserId};
-use crate::session::Session;
 
 /// One encoded frame for a session. `message` is set for `message:received`, so a
 /// session catching up after connect can drop a live copy it already sent.
@@ -44,7 +43,9 @@ pub struct SessionHandle {
 #[derive(Clone)]
 enum Route {
     Local {
-        addr: Addr<Session>,
+        /// A role, not a type: rooms, calls and tests hand frames to anything that
+        /// takes `Deliver` (a session, or a stand-in in unit tests).
+        addr: Recipient<Deliver>,
         /// Set when a frame could not be queued: the session closes itself (the
         /// client reconnects and `sync`s) instead of being buffered without bound.
         overflow: Arc<AtomicBool>,
@@ -56,7 +57,7 @@ enum Route {
 }
 
 impl SessionHandle {
-    pub(crate) fn new(id: SessionId, user: UserId, addr: Addr<Session>) -> SessionHandle {
+    pub fn new(id: SessionId, user: UserId, addr: Recipient<Deliver>) -> SessionHandle {
         SessionHandle {
             id,
             user,

@@ -252,7 +252,7 @@ impl Session {
     fn my_handle(&self, ctx: &mut ws::WebsocketContext<Self>) -> SessionHandle {
         self.handle
             .clone()
-            .unwrap_or_else(|| SessionHandle::new(self.id, self.user, ctx.address()))
+            .unwrap_or_else(|| SessionHandle::new(self.id, self.user, ctx.address().recipient()))
     }
 
     fn send_error(ctx: &mut ws::WebsocketContext<Self>, err: &WireError, reference: Option<&str>) {
@@ -837,7 +837,7 @@ impl Actor for Session {
         if let Some(input) = self.input.take() {
             ctx.add_stream(input);
         }
-        self.handle = Some(SessionHandle::new(self.id, self.user, ctx.address()));
+        self.handle = Some(SessionHandle::new(self.id, self.user, ctx.address().recipient()));
         self.shared().metrics.session_opened();
         self.shared().sessions.insert(self.id, ctx.address());
         *self.shared().per_user.entry(self.user).or_insert(0) += 1;
