@@ -62,6 +62,7 @@ pub struct Application {
     metrics_server: Option<Server>,
     db: Db,
     realtime: Realtime,
+    sockets: tokio_util::task::TaskTracker,
     migrated: Arc<AtomicBool>,
     shutdown_timeout: Duration,
 }
@@ -158,11 +159,13 @@ impl Application {
         let (rt, dbd, rd) = (realtime_data.clone(), db_data.clone(), readiness.clone());
         let static_dir = settings.static_files.dir.clone();
 
+        let sockets = tokio_util::task::TaskTracker::new();
         let gate = routes::ws::Gate {
             jwt: jwt.clone(),
             settings: settings_data.clone(),
             realtime: realtime.clone(),
             tickets: tickets.clone(),
+            sockets: sockets.clone(),
         };
         let gate_data = web::Data::new(gate.clone());
         let app = move || {
@@ -264,6 +267,7 @@ impl Application {
             metrics_server,
             db,
             realtime,
+            sockets,
             migrated,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
@@ -295,12 +299,26 @@ impl Application {
         let metrics_handle = self.metrics_server.as_ref().map(Server::handle);
         let realtime = self.realtime.clone();
         let timeout = self.shutdown_timeout;
+        let sockets = self.sockets.clone();
         actix_web::rt::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutdown requested");
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+            let until = tokio::time::Instant::now() + timeout;
             handle.pause().await;
             realtime.drain(timeout).await;
+            // Each socket finishes its closing handshake (bounded by its linger)
+            // before the workers, and the tasks they run, are stopped.
+            sockets.close();
+            if tokio::time::timeout_at(until, sockets.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    open = sockets.len(),
+                    "closing handshakes unfinished at the shutdown deadline"
+                );
+            }
             if let Some(m) = metrics_handle {
                 m.stop(true).await;
             }

@@ -837,7 +837,11 @@ impl Actor for Session {
         if let Some(input) = self.input.take() {
             ctx.add_stream(input);
         }
-        self.handle = Some(SessionHandle::new(self.id, self.user, ctx.address().recipient()));
+        self.handle = Some(SessionHandle::new(
+            self.id,
+            self.user,
+            ctx.address().recipient(),
+        ));
         self.shared().metrics.session_opened();
         self.shared().sessions.insert(self.id, ctx.address());
         *self.shared().per_user.entry(self.user).or_insert(0) += 1;

@@ -44,6 +44,9 @@ pub struct Gate {
     pub settings: web::Data<Settings>,
     pub realtime: Realtime,
     pub tickets: web::Data<WsTickets>,
+    /// Every upgraded socket's task: shutdown waits for their closing handshakes
+    /// (they run outside the HTTP server's connection accounting).
+    pub sockets: tokio_util::task::TaskTracker,
 }
 
 #[derive(Deserialize)]
@@ -170,7 +173,10 @@ impl Gate {
             outbound: limits.ws_outbound_bytes,
         };
         let session = self.realtime.session(user);
-        actix_web::rt::spawn(crate::transport::serve(io, early, session, limits));
+        actix_web::rt::spawn(
+            self.sockets
+                .track_future(crate::transport::serve(io, early, session, limits)),
+        );
     }
 }
 
