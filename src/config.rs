@@ -3,8 +3,11 @@
 //! Everything else in the program reads a `Settings`, never the environment.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
+use parley_actors::session::{ROOM_IDLE, SIGNAL_MAX_BYTES};
+use parley_actors::RealtimeSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -474,6 +477,24 @@ impl Settings {
             self.redis.url = None;
         }
         Ok(())
+    }
+
+    /// The realtime actors' settings, in their units: the only way they are made, so
+    /// the actors have no defaults of their own.
+    pub fn realtime(&self) -> RealtimeSettings {
+        RealtimeSettings {
+            ws_frame_bytes: self.limits.ws_frame_bytes,
+            outbound_bytes: self.limits.ws_outbound_bytes,
+            events_per_sec: self.limits.ws_events_per_sec,
+            events_burst: self.limits.ws_events_burst,
+            ping_interval: Duration::from_secs(self.presence.ping_interval_secs.max(1)),
+            client_timeout: Duration::from_secs(self.presence.client_timeout_secs.max(1)),
+            ring_timeout: Duration::from_secs(self.calls.ring_timeout_secs.max(1)),
+            room_arbiters: self.server.workers.clamp(1, 4),
+            writer_lanes: self.database.writer_lanes.clamp(1, 64),
+            room_idle: ROOM_IDLE,
+            signal_max_bytes: SIGNAL_MAX_BYTES,
+        }
     }
 
     /// The JWT secret; `finish` guarantees one is present.

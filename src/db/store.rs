@@ -15,8 +15,8 @@ use super::{Db, DbError};
 impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Unavailable(m) => StoreError::Unavailable(m),
-            other => StoreError::Other(other.to_string()),
+            DbError::Unavailable(_) => StoreError::unavailable_from("MySQL", e),
+            _ => StoreError::other_from("MySQL", e),
         }
     }
 }
