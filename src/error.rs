@@ -222,3 +222,63 @@ pub mod extractors {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn response(e: ApiError) -> (u16, serde_json::Value) {
+        let res = e.error_response();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().try_into_bytes().unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn the_code_decides_the_status_and_the_body_carries_its_string() {
+        for (err, status, code) in [
+            (
+                ApiError::bad_request(ErrorCode::BadMultipart, "send one file"),
+                400,
+                "bad_multipart",
+            ),
+            (
+                ApiError::Unauthorized(ErrorCode::TokenExpired),
+                401,
+                "token_expired",
+            ),
+            (ApiError::InvalidCredentials, 401, "invalid_credentials"),
+            (ApiError::Forbidden("not yours"), 403, "forbidden"),
+            (ApiError::NotFound("chat"), 404, "not_found"),
+            (
+                ApiError::Conflict {
+                    code: ErrorCode::NotAGroup,
+                    message: "direct".into(),
+                },
+                409,
+                "not_a_group",
+            ),
+            (
+                ApiError::QuotaExceeded { used: 2, quota: 1 },
+                413,
+                "quota_exceeded",
+            ),
+            (ApiError::TooManySessions(32), 429, "too_many_sessions"),
+            (ApiError::Unavailable("later"), 503, "unavailable"),
+            (ApiError::StorageFull, 507, "storage_full"),
+            (ApiError::internal(anyhow::anyhow!("boom")), 500, "internal"),
+        ] {
+            let (got, body) = response(err);
+            assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)));
+            assert!(body["error"]["message"].is_string());
+        }
+    }
+
+    #[test]
+    fn internal_causes_are_not_shown() {
+        let (_, body) = response(ApiError::internal(anyhow::anyhow!("SELECT secret")));
+        assert_eq!(body["error"]["message"], "internal error");
+    }
+}
