@@ -4,8 +4,8 @@
 //! message out (encoded once) to every other session of every member.
 //!
 //! Lifetime: the `RoomDirectory` starts a room on first use and forgets it after
-//! `room_idle_secs` without routing; sessions keep the address they were given and
-//! forget it when idle too. A room stops by itself when nobody holds its address,
+//! `session::ROOM_IDLE` (5 minutes) without routing; sessions keep the address
+//! they were given and forget it when idle too. A room stops by itself when nobody holds its address,
 //! which can only happen with an empty mailbox, so no message is ever dropped.
 
 use std::collections::HashMap;
