@@ -24,23 +24,7 @@ use crate::error::extractors;
 use crate::routes;
 use crate::telemetry::RequestSpan;
 use parley_actors::cluster::ClusterSettings;
-use parley_actors::{Realtime, RealtimeSettings};
-
-/// The actors' settings, from the application's.
-fn realtime_settings(s: &Settings) -> RealtimeSettings {
-    RealtimeSettings {
-        ws_frame_bytes: s.limits.ws_frame_bytes,
-        outbound_bytes: s.limits.ws_outbound_bytes,
-        events_per_sec: s.limits.ws_events_per_sec,
-        events_burst: s.limits.ws_events_burst,
-        ping_interval: Duration::from_secs(s.presence.ping_interval_secs.max(1)),
-        client_timeout: Duration::from_secs(s.presence.client_timeout_secs.max(1)),
-        ring_timeout: Duration::from_secs(s.calls.ring_timeout_secs.max(1)),
-        room_arbiters: s.server.workers.clamp(1, 4),
-        writer_lanes: s.database.writer_lanes.clamp(1, 64),
-        ..RealtimeSettings::default()
-    }
-}
+use parley_actors::Realtime;
 
 /// What `/api/ready` checks.
 pub struct Readiness {
@@ -110,7 +94,7 @@ impl Application {
             prefix: settings.redis.prefix.clone(),
             node_ttl: Duration::from_secs(settings.presence.node_ttl_secs),
         });
-        let realtime = Realtime::start(Arc::new(store), realtime_settings(&settings), cluster)
+        let realtime = Realtime::start(Arc::new(store), settings.realtime(), cluster)
             .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
 
         actix_web::rt::spawn(crate::audio::sweep_unattached(
