@@ -5,7 +5,7 @@ use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp, TestUser};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, AnnBob, TestApp, TestUser};
 
 /// A small, valid-looking WebM file: the EBML magic and some payload.
 fn webm(len: usize) -> Vec<u8> {
@@ -60,9 +60,7 @@ async fn audio_rows(app: &TestApp) -> u64 {
 #[actix_web::test]
 async fn a_voice_message_goes_up_out_and_down_with_ranges() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let bytes = webm(5000);
     let res = upload(
         &app,
@@ -129,10 +127,8 @@ async fn a_voice_message_goes_up_out_and_down_with_ranges() {
 #[actix_web::test]
 async fn outsiders_and_anonymous_callers_cannot_download() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let eve = app.register("eve").await;
-    let chat = app.direct_chat(&ann, &bob).await;
     let up: Value = upload(&app, &ann, form(chat, webm(100), "a.webm"))
         .await
         .json()
@@ -162,10 +158,8 @@ async fn outsiders_and_anonymous_callers_cannot_download() {
 #[actix_web::test]
 async fn uploads_are_judged_by_their_bytes_and_bad_ones_leave_nothing() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let eve = app.register("eve").await;
-    let chat = app.direct_chat(&ann, &bob).await;
 
     let res = upload(
         &app,
@@ -268,9 +262,7 @@ async fn uploads_are_judged_by_their_bytes_and_bad_ones_leave_nothing() {
 #[actix_web::test]
 async fn the_clients_file_name_never_becomes_a_path() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let res = upload(&app, &ann, form(chat, webm(300), "../../etc/passwd")).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let names = files_in(&app);
@@ -293,10 +285,8 @@ async fn the_clients_file_name_never_becomes_a_path() {
 #[actix_web::test]
 async fn only_the_uploader_may_send_an_audio_once_into_its_chat() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let cyd = app.register("cyd").await;
-    let chat = app.direct_chat(&ann, &bob).await;
     let other = app.direct_chat(&ann, &cyd).await;
     let up: Value = upload(&app, &ann, form(chat, webm(100), "a.webm"))
         .await
@@ -328,9 +318,7 @@ async fn only_the_uploader_may_send_an_audio_once_into_its_chat() {
 #[actix_web::test]
 async fn unattached_uploads_are_removed_after_their_time() {
     let app = spawn_app_with(|s| s.storage.unattached_audio_ttl_secs = 1).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let kept: Value = upload(&app, &ann, form(chat, webm(100), "k.webm"))
         .await
         .json()
@@ -364,9 +352,7 @@ async fn unattached_uploads_are_removed_after_their_time() {
 #[actix_web::test]
 async fn with_an_accel_prefix_nginx_is_told_to_send_the_bytes() {
     let app = spawn_app_with(|s| s.storage.x_accel_prefix = Some("/_parley_audio/".into())).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let up: Value = upload(&app, &ann, form(chat, webm(100), "a.webm"))
         .await
         .json()

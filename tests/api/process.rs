@@ -1,31 +1,18 @@
 //! The real `parley` binary: its command line, start-up errors and log hygiene.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{fresh_db_url, WsClient, JWT_SECRET};
+use crate::helpers::{fresh_db_url, WsClient};
+use parley_testkit::binary::Parley;
+use parley_testkit::db::TestDb;
 
-const BIN: &str = env!("CARGO_BIN_EXE_parley");
-
+/// `parley` with a clean environment (see the kit's `binary::command`).
 fn parley() -> Command {
-    let mut cmd = Command::new(BIN);
-    // Only what the test sets: no secret or database from the developer's shell.
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PARLEY__LOG__FORMAT", "json")
-        .env("PARLEY__METRICS__LISTEN", "")
-        .env("PARLEY__AUTH__PBKDF2_ITERATIONS", "1000")
-        .stdin(Stdio::null());
-    cmd
-}
-
-async fn drop_db(url: &str) {
-    parley::db::migrate::drop_database(url).await.unwrap();
+    parley_testkit::binary::command()
 }
 
 #[actix_web::test]
@@ -50,7 +37,8 @@ async fn serve_without_a_jwt_secret_stops_with_a_clear_message() {
 
 #[actix_web::test]
 async fn migrate_creates_the_database_and_is_idempotent() {
-    let url = fresh_db_url();
+    let db = TestDb::fresh();
+    let url = db.url.clone();
     for _ in 0..2 {
         let out = parley()
             .arg("migrate")
@@ -71,82 +59,13 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         .unwrap();
     assert!(n.unwrap() >= 6);
     conn.disconnect().await.unwrap();
-    drop_db(&url).await;
-}
-
-struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    port: u16,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `parley serve` on a free port and waits for its "listening" line.
-// `Running`'s Drop kills and waits for the child; clippy cannot see through that.
-#[allow(clippy::zombie_processes)]
-fn serve(db_url: &str) -> Running {
-    serve_with(db_url, &[])
-}
-
-#[allow(clippy::zombie_processes)]
-fn serve_with(db_url: &str, extra: &[(&str, String)]) -> Running {
-    let mut cmd = parley();
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .env("PARLEY__DATABASE__URL", db_url)
-        .env("PARLEY__AUTH__JWT_SECRET", JWT_SECRET)
-        .env("PARLEY__SERVER__PORT", "0")
-        .env("PARLEY__LOG__LEVEL", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let port = lines.lock().unwrap().iter().find_map(|l| {
-            let v: Value = serde_json::from_str(l).ok()?;
-            (v["message"] == "parley listening").then(|| v["port"].as_u64())?
-        });
-        if let Some(port) = port {
-            return Running {
-                child,
-                lines,
-                port: port as u16,
-            };
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no listening line: {:?}",
-            lines.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[actix_web::test]
 async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
-    let url = fresh_db_url();
-    let run = serve(&url);
+    let db = TestDb::fresh();
+    let url = db.url.clone();
+    let run = Parley::start(&url, &[]).await;
     let base = format!("http://127.0.0.1:{}", run.port);
     let http = reqwest::Client::new();
     let password = "very-secret-password-42";
@@ -247,20 +166,14 @@ async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
             assert!(!line.contains(secret), "{secret:?} leaked into: {line}");
         }
     }
-    drop_db(&url).await;
 }
 
 #[actix_web::test]
 async fn metrics_are_served_on_their_own_listener() {
-    let url = fresh_db_url();
-    let metrics_port = crate::helpers::closed_port();
-    let run = serve_with(
-        &url,
-        &[(
-            "PARLEY__METRICS__LISTEN",
-            format!("127.0.0.1:{metrics_port}"),
-        )],
-    );
+    let db = TestDb::fresh();
+    let url = db.url.clone();
+    let run = Parley::start(&url, &[]).await;
+    let metrics_port = run.metrics_port;
     let base = format!("http://127.0.0.1:{}", run.port);
     let http = reqwest::Client::new();
     http.post(format!("{base}/api/auth/register"))
@@ -295,14 +208,14 @@ async fn metrics_are_served_on_their_own_listener() {
         .unwrap()
         .contains("parley_websocket_connections"));
     drop(run);
-    drop_db(&url).await;
 }
 
 #[actix_web::test]
 async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001() {
     use std::collections::HashSet;
-    let url = fresh_db_url();
-    let run = serve(&url);
+    let db = TestDb::fresh();
+    let url = db.url.clone();
+    let run = Parley::start(&url, &[]).await;
     let base = format!("http://127.0.0.1:{}", run.port);
     let http = reqwest::Client::new();
     let hub: Value = http
@@ -374,13 +287,7 @@ async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001(
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let pid = run.child.id();
-    assert!(Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success());
+    run.sigterm();
     let mut acked_all: HashSet<String> = HashSet::new();
     for t in tasks {
         let (acked, _errors, close) = t.await.unwrap();
@@ -390,17 +297,7 @@ async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001(
     assert!(!acked_all.is_empty());
     // The process ends by itself, cleanly.
     let mut run = run;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = run.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "parley did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = run.wait_exit(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status:?}");
     let lines = run.lines.lock().unwrap().clone();
     assert!(
@@ -420,5 +317,4 @@ async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001(
     );
     conn.disconnect().await.unwrap();
     drop(run);
-    drop_db(&url).await;
 }

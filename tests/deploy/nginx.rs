@@ -6,7 +6,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{spawn_app_with, TestApp, TestUser, WsClient};
+use crate::helpers::{client, spawn_app_with, TestApp, TestUser, WsClient};
 use crate::support::{
     copy_dir, free_port, nginx_cmd, output_text, render_site, repo, write_nginx_conf, Nginx,
     SiteLayout, TempDir,
@@ -175,30 +175,16 @@ async fn stack_with(metrics_listen: String) -> Stack {
 
 impl Stack {
     async fn register(&self, name: &str) -> TestUser {
-        let email = format!("{name}@example.com");
-        let password = format!("pw-{name}-secret");
-        let res = self
-            .app
-            .http
-            .post(self.nginx.url("/api/auth/register"))
-            .json(&json!({"email": email, "username": name, "password": password}))
-            .send()
-            .await
-            .unwrap();
+        let (email, password) = (format!("{name}@example.com"), format!("pw-{name}-secret"));
+        let base = self.nginx.url("");
+        let res = client::register_request(&self.app.http, &base, name, &email, &password).await;
         assert_eq!(
             res.status(),
             StatusCode::CREATED,
             "register {name} through nginx"
         );
         assert_security_headers(&res, "register");
-        let body: Value = res.json().await.unwrap();
-        TestUser {
-            id: body["user"]["id"].as_u64().unwrap(),
-            email,
-            username: name.into(),
-            password,
-            token: body["token"].as_str().unwrap().into(),
-        }
+        client::registered(res, name, &email, &password).await
     }
 
     fn ws_url(&self, user: &TestUser) -> String {
@@ -207,9 +193,7 @@ impl Stack {
 
     /// A session through nginx's /ws, after its `ready`.
     async fn ws(&self, user: &TestUser) -> WsClient {
-        let mut c = WsClient::connect(&self.ws_url(user)).await;
-        c.wait_for("ready").await;
-        c
+        WsClient::connect_ready(&self.ws_url(user)).await
     }
 
     async fn get(&self, path: &str) -> Response {

@@ -19,13 +19,13 @@ use crate::support::{
 /// The well-behaved pair: `n` messages at a steady pace; send→ack latencies.
 async fn good_pair(p: &Parley, a: &User, b: &User, chat: u64, n: usize) -> Vec<Duration> {
     let ctl = Ctl::default();
-    let mut ca = PeerCfg::new(&a.name, a.id, &a.token, vec![p.ws_base()]);
+    let mut ca = PeerCfg::new(&a.username, a.id, &a.token, vec![p.ws_base()]);
     ca.chat = Some(chat);
     ca.member_chats = vec![chat];
     ca.total = n;
     ca.pace = Duration::from_millis(20);
     ca.window = 64;
-    let mut cb = PeerCfg::new(&b.name, b.id, &b.token, vec![p.ws_base()]);
+    let mut cb = PeerCfg::new(&b.username, b.id, &b.token, vec![p.ws_base()]);
     cb.member_chats = vec![chat];
     let peers = vec![Peer::spawn(ca, &ctl), Peer::spawn(cb, &ctl)];
     let logs = settle_and_finish(peers, &ctl, Duration::from_secs(60)).await;
@@ -100,7 +100,7 @@ async fn a_slow_consumer_and_a_flooder_do_not_slow_others_and_memory_stays_bound
         .iter()
         .zip(&noisy_chats)
         .map(|(n, chat)| {
-            let mut c = PeerCfg::new(&n.name, n.id, &n.token, vec![p.ws_base()]);
+            let mut c = PeerCfg::new(&n.username, n.id, &n.token, vec![p.ws_base()]);
             c.chat = Some(*chat);
             c.member_chats = vec![*chat];
             c.total = usize::MAX;
@@ -209,7 +209,7 @@ async fn a_slow_consumer_and_a_flooder_do_not_slow_others_and_memory_stays_bound
         }
     };
     // It reconnects and syncs; nothing sent to it is missing.
-    let mut sc = PeerCfg::new(&slow.name, slow.id, &slow.token, vec![p.ws_base()]);
+    let mut sc = PeerCfg::new(&slow.username, slow.id, &slow.token, vec![p.ws_base()]);
     sc.member_chats = noisy_chats.clone();
     let mut all = noisy;
     all.push(Peer::spawn(sc, &ctl));
@@ -436,7 +436,7 @@ async fn idle_sockets_and_slowloris_requests_are_timed_out_while_others_are_serv
 }
 
 async fn refused(url: &str) -> (u16, Value) {
-    match Conn::connect(url).await {
+    match Conn::try_connect(url).await {
         Ok(_) => panic!("connected past the cap"),
         Err(r) => (r.status.unwrap_or(0), r.body.unwrap_or(Value::Null)),
     }
@@ -478,7 +478,7 @@ async fn the_session_and_connection_caps_answer_with_clear_errors() {
     open_a.pop().unwrap().close();
     let t = Instant::now();
     let freed = loop {
-        match Conn::connect(&ws_url(&p.ws_base(), &c.token)).await {
+        match Conn::try_connect(&ws_url(&p.ws_base(), &c.token)).await {
             Ok(_) => break t.elapsed(),
             Err(_) if t.elapsed() < Duration::from_secs(5) => {
                 tokio::time::sleep(Duration::from_millis(50)).await
