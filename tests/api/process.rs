@@ -6,8 +6,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{fresh_db_url, WsClient};
-use parley_testkit::binary::Parley;
+use crate::helpers::{fresh_db_url, AnnBob, WsClient};
+use parley_testkit::binary::{assert_lines_clean, Parley, Secrets};
+use parley_testkit::client::ws_url;
 use parley_testkit::db::TestDb;
 
 /// `parley` with a clean environment (see the kit's `binary::command`).
@@ -64,29 +65,21 @@ async fn migrate_creates_the_database_and_is_idempotent() {
 #[actix_web::test]
 async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
     let db = TestDb::fresh();
-    let url = db.url.clone();
-    let run = Parley::start(&url, &[]).await;
-    let base = format!("http://127.0.0.1:{}", run.port);
+    let run = Parley::start(&db.url, &[]).await;
+    let base = run.base();
     let http = reqwest::Client::new();
-    let password = "very-secret-password-42";
-    let res = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "ann@example.com", "username": "ann", "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let token = res.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Every password and token signature goes to `secrets`, checked against each line.
+    let secrets = Secrets::default();
+    let AnnBob { ann, bob, chat } = run.ann_bob(&secrets).await;
+    let token = ann.token.clone();
     let res = http
         .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": "ann", "password": password}))
+        .json(&json!({"email": "ann", "password": ann.password}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    secrets.add("wrong-password-99");
     http.post(format!("{base}/api/auth/login"))
         .json(&json!({"email": "ann", "password": "wrong-password-99"}))
         .send()
@@ -104,27 +97,6 @@ async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
         .unwrap();
 
     // An encrypted message between two clients, over the real WebSocket.
-    let res = http
-        .post(format!("{base}/api/auth/register"))
-        .json(
-            &json!({"email": "bob@example.com", "username": "bob", "password": "bobs-password-1"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let bob: Value = res.json().await.unwrap();
-    let bob_id = bob["user"]["id"].as_u64().unwrap();
-    let chat: Value = http
-        .post(format!("{base}/api/chats"))
-        .bearer_auth(&token)
-        .json(&json!({"userId": bob_id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let chat = chat["id"].as_u64().unwrap();
     let ka = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
     let kb = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
     let (pa, pb) = (ka.to_public_key(), kb.to_public_key());
@@ -132,40 +104,26 @@ async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
     let env = parley::e2ee::encrypt(
         plaintext,
         parley::ChatId(chat),
-        parley::UserId(1),
+        parley::UserId(ann.id),
         "enc",
-        &[(parley::UserId(1), &pa), (parley::UserId(bob_id), &pb)],
+        &[(parley::UserId(ann.id), &pa), (parley::UserId(bob.id), &pb)],
     )
     .unwrap();
-    let mut ws = WsClient::connect(&format!("ws://127.0.0.1:{}/ws?token={token}", run.port)).await;
+    secrets.add("vault code");
+    secrets.add(env.ciphertext.clone());
+    let mut ws = WsClient::connect(&ws_url(&run.ws_base(), &token)).await;
     ws.send(json!({"event": "message:send", "ref": "e", "data": {"chatId": chat, "clientId": "enc", "kind": "text", "content": "", "encrypted": true, "e2ee": env}}));
     assert_eq!(ws.reply_to("e").await["event"], "ack");
     ws.close();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let lines = run.lines.lock().unwrap().clone();
+    let lines = run.logs();
     drop(run);
     assert!(
         lines.iter().any(|l| l.contains("request done")),
         "request lines logged"
     );
-    let signature = token.rsplit('.').next().unwrap();
-    for line in &lines {
-        assert!(
-            serde_json::from_str::<Value>(line).is_ok(),
-            "not a JSON line: {line}"
-        );
-        for secret in [
-            password,
-            "wrong-password-99",
-            signature,
-            "$pbkdf2",
-            "pbkdf2-sha256",
-            "vault code",
-            &env.ciphertext,
-        ] {
-            assert!(!line.contains(secret), "{secret:?} leaked into: {line}");
-        }
-    }
+    // JSON, no panic, none of the secrets, no PBKDF2 hash.
+    assert_lines_clean(&lines, &secrets);
 }
 
 #[actix_web::test]
