@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::{fresh_db_url, AnnBob, WsClient};
 use parley_testkit::binary::{assert_lines_clean, Parley, Secrets};
@@ -132,13 +132,9 @@ async fn metrics_are_served_on_their_own_listener() {
     let url = db.url.clone();
     let run = Parley::start(&url, &[]).await;
     let metrics_port = run.metrics_port;
-    let base = format!("http://127.0.0.1:{}", run.port);
+    let base = run.base();
     let http = reqwest::Client::new();
-    http.post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "ann@example.com", "username": "ann", "password": "password-123"}))
-        .send()
-        .await
-        .unwrap();
+    run.register("ann", &Secrets::default()).await;
     let body = http
         .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .send()
@@ -174,42 +170,13 @@ async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001(
     let db = TestDb::fresh();
     let url = db.url.clone();
     let run = Parley::start(&url, &[]).await;
-    let base = format!("http://127.0.0.1:{}", run.port);
-    let http = reqwest::Client::new();
-    let hub: Value = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "hub@example.com", "username": "hub", "password": "password-123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let secrets = Secrets::default();
+    let hub = run.register("hub", &secrets).await;
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let u: Value = http
-            .post(format!("{base}/api/auth/register"))
-            .json(&json!({"email": format!("s{i}@example.com"), "username": format!("sender{i}"), "password": "password-123"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = u["token"].as_str().unwrap().to_string();
-        let chat: Value = http
-            .post(format!("{base}/api/chats"))
-            .bearer_auth(&token)
-            .json(&json!({"userId": hub["user"]["id"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let chat = chat["id"].as_u64().unwrap();
-        let mut ws =
-            WsClient::connect(&format!("ws://127.0.0.1:{}/ws?token={token}", run.port)).await;
+        let sender = run.register(&format!("sender{i}"), &secrets).await;
+        let chat = run.direct_chat(&sender, &hub).await;
+        let mut ws = WsClient::connect(&ws_url(&run.ws_base(), &sender.token)).await;
         ws.wait_for("ready").await;
         tasks.push(tokio::spawn(async move {
             // Keep sending until the server goes away; record what it answered.
