@@ -76,6 +76,23 @@ pub async fn registered(res: Response, username: &str, email: &str, password: &s
     }
 }
 
+/// A login as if from `ip`: the server trusts loopback's X-Forwarded-For, as behind
+/// nginx, so a test can be many networks.
+pub async fn login_from(
+    http: &reqwest::Client,
+    base: &str,
+    ip: &str,
+    login: &str,
+    password: &str,
+) -> Response {
+    http.post(format!("{base}/api/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": login, "password": password}))
+        .send()
+        .await
+        .expect("request")
+}
+
 /// A direct chat between two users (created, or the existing one).
 pub async fn direct_chat(http: &reqwest::Client, base: &str, a: &TestUser, b: &TestUser) -> u64 {
     create_chat(http, base, a, &json!({"userId": b.id})).await

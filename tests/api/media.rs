@@ -6,45 +6,21 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with, AnnBob, TestApp, TestUser};
-
-/// A small, valid-looking WebM file: the EBML magic and some payload.
-fn webm(len: usize) -> Vec<u8> {
-    let mut v = vec![
-        0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86, 0x81, 0x01, 0x42, 0xF7, 0x81,
-    ];
-    v.extend((0..len.saturating_sub(12)).map(|i| (i * 7 % 251) as u8));
-    v
-}
-
-fn form(chat: u64, bytes: Vec<u8>, name: &str) -> Form {
-    Form::new().text("chatId", chat.to_string()).part(
-        "file",
-        Part::bytes(bytes)
-            .file_name(name.to_string())
-            .mime_str("audio/webm")
-            .unwrap(),
-    )
-}
+use parley_testkit::media::{self, audio_form as form, upload_audio, webm};
 
 async fn upload(app: &TestApp, user: &TestUser, form: Form) -> reqwest::Response {
-    app.http
-        .post(app.url("/api/messages/upload-audio"))
-        .bearer_auth(&user.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+    upload_audio(
+        &app.http,
+        &app.url("/api/messages/upload-audio"),
+        &user.token,
+        form,
+    )
+    .await
 }
 
+/// The audio files in the app's uploads directory, sorted.
 fn files_in(app: &TestApp) -> Vec<String> {
-    let dir = app.settings.storage.uploads_dir.join("audio");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names = media::files_in(&app.settings.storage.uploads_dir.join("audio"));
     names.sort();
     names
 }

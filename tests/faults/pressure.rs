@@ -9,11 +9,13 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use parley_testkit::media::{audio_form, files_in, upload_audio, webm, SmallDisk};
+
 use crate::peer::{settle_and_finish, ws_url, Conn, Ctl, Event, Peer, PeerCfg};
 use crate::reconcile::reconcile;
 use crate::support::{
     chat_members, count, message_rows, ms, percentile, reliability, Mariadb, Parley, Secrets,
-    TempDir, TestDb, User,
+    TestDb, User,
 };
 
 /// The well-behaved pair: `n` messages at a steady pace; send→ack latencies.
@@ -508,69 +510,11 @@ async fn the_session_and_connection_caps_answer_with_clear_errors() {
     p.assert_logs_clean(&secrets);
 }
 
-/// A small tmpfs mounted for the test, unmounted on drop.
-struct SmallDisk {
-    dir: TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = TempDir::new("disk");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("mount");
-        assert!(
-            out.status.success(),
-            "mounting a {size} tmpfs needs root (CAP_SYS_ADMIN) in this sandbox: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallDisk { dir }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-fn webm(len: usize) -> Vec<u8> {
-    let mut v = vec![0x1A, 0x45, 0xDF, 0xA3];
-    v.extend((0..len - 4).map(|i| (i % 251) as u8));
-    v
-}
-
 async fn upload(p: &Parley, token: &str, chat: u64, bytes: Vec<u8>) -> (u16, Value) {
-    let form = reqwest::multipart::Form::new()
-        .text("chatId", chat.to_string())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name("note.webm"),
-        );
-    let res = p
-        .http
-        .post(p.url("/api/messages/upload-audio"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let form = audio_form(chat, bytes, "note.webm");
+    let res = upload_audio(&p.http, &p.url("/api/messages/upload-audio"), token, form).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
-}
-
-fn files_in(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::helpers::WsClient;
 use crate::support::{ms, reliability, Parley, Redis, Secrets, TestDb, User};
@@ -41,13 +41,8 @@ async fn search_ids(p: &Parley, attacker: &User, query: &str) -> (StatusCode, Ve
 /// A login as if from `ip` (the binary trusts loopback's X-Forwarded-For, as behind
 /// nginx). Returns the status.
 async fn login_from(p: &Parley, ip: &str, login: &str, password: &str) -> StatusCode {
-    p.http
-        .post(p.url("/api/auth/login"))
-        .header("x-forwarded-for", ip)
-        .json(&json!({"email": login, "password": password}))
-        .send()
+    parley_testkit::client::login_from(&p.http, &p.base(), ip, login, password)
         .await
-        .unwrap()
         .status()
 }
 
