@@ -493,3 +493,27 @@ fn ended(e: Event) -> String {
 fn http_name(k: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
     tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("header")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sockets_end_reads_as_the_suites_compare_it() {
+        assert_eq!(ended(Event::Closed(Some(1001))), "closed:1001");
+        assert_eq!(ended(Event::Closed(None)), "closed:1005");
+        assert_eq!(ended(Event::Error("reset".into())), "error: reset");
+    }
+
+    #[test]
+    fn a_forged_token_has_no_signature_and_a_signed_one_verifies() {
+        let none = alg_none_token(7);
+        assert!(none.ends_with('.'), "{none}");
+        assert_eq!(none.split('.').count(), 3);
+        let now = unix_now();
+        let t = sign_token(crate::JWT_SECRET.as_bytes(), 7, now, now + 60);
+        let keys =
+            parley::auth::JwtKeys::new(crate::JWT_SECRET.as_bytes(), Duration::from_secs(60));
+        assert_eq!(keys.verify(&t).map(|u| u.0).ok(), Some(7));
+    }
+}

@@ -63,3 +63,20 @@ pub fn text_frame(payload: &str) -> Vec<u8> {
     f.extend_from_slice(payload.as_bytes());
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_headers_use_the_shortest_length_form_and_a_mask() {
+        assert_eq!(frame_header(0x1, 5), [0x81, 0x85, 0, 0, 0, 0]);
+        assert_eq!(frame_header(0x2, 126), [0x82, 0xFE, 0, 126, 0, 0, 0, 0]);
+        let big = frame_header(0x1, 1 << 30);
+        assert_eq!(big[..2], [0x81, 0xFF]);
+        assert_eq!(big[2..10], (1u64 << 30).to_be_bytes());
+        assert_eq!(big.len(), 14);
+        let f = text_frame("hi");
+        assert_eq!(f, [0x81, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    }
+}

@@ -131,3 +131,34 @@ pub fn percentile(v: &[Duration], p: f64) -> Duration {
     let i = ((p / 100.0) * (s.len() as f64 - 1.0)).round() as usize;
     s[i.min(s.len() - 1)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 50.0), Duration::from_millis(51));
+        assert_eq!(percentile(&v, 100.0), Duration::from_millis(100));
+        assert_eq!(percentile(&v, 0.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 99.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_temp_dir_is_traversable_and_gone_after_drop() {
+        let d = TempDir::new("selftest");
+        let p = d.path().to_path_buf();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755);
+        drop(d);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn a_closed_port_accepts_nothing() {
+        let port = closed_port();
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+}
