@@ -418,10 +418,14 @@ impl WsClient {
 
     /// The next frame; panics on timeout ([`WAIT`]) or close.
     pub async fn next(&mut self) -> Value {
-        match self.recv_within(WAIT).await {
-            Some(Event::Frame(v)) => v,
-            Some(other) => panic!("socket ended: {}", ended(other)),
-            None => panic!(
+        if let Some(v) = self.backlog.pop_front() {
+            return v;
+        }
+        match tokio::time::timeout(WAIT, self.rx.recv()).await {
+            Ok(Some(Event::Frame(v))) => v,
+            Ok(Some(other)) => panic!("socket ended: {}", ended(other)),
+            Ok(None) => panic!("socket ended"),
+            Err(_) => panic!(
                 "no frame within {WAIT:?}; skipped so far: {:?}",
                 self.skipped
             ),
