@@ -109,6 +109,7 @@ pub async fn serve(io: TcpStream, early: Bytes, session: Session, limits: Limits
     let codec = Codec::new().max_size(limits.frame);
     let mut output = Box::pin(ws::WebsocketContext::with_codec(session, unused, codec));
     let mut queue = Queue::default();
+    let mut too_far_behind = false;
     loop {
         if let Err(e) = queue.flush(&io) {
             // The peer is gone; dropping the output stops the session.
@@ -121,13 +122,8 @@ pub async fn serve(io: TcpStream, early: Bytes, session: Session, limits: Limits
                 queued = queue.bytes,
                 "closing a WebSocket whose client stopped reading (1013)"
             );
-            drop(output);
-            queue.push(close_frame(
-                CloseCode::Again,
-                "too far behind; reconnect and sync",
-            ));
-            let _ = tokio::time::timeout(LINGER, queue.drain(&io)).await;
-            return;
+            too_far_behind = true;
+            break;
         }
         tokio::select! {
             biased;
@@ -149,6 +145,12 @@ pub async fn serve(io: TcpStream, early: Bytes, session: Session, limits: Limits
     }
     // Dropping the session drops its reader, which leaves its state in `io`.
     drop(output);
+    if too_far_behind {
+        queue.push(close_frame(
+            CloseCode::Again,
+            "too far behind; reconnect and sync",
+        ));
+    }
     let leftover = io.leftover.take().unwrap_or(Leftover::Lost);
     let _ = tokio::time::timeout(LINGER, close_handshake(&io, &mut queue, leftover)).await;
 }

@@ -175,7 +175,10 @@ async fn sigterm_reaches_a_client_that_never_stops_sending_as_1001() {
     let _one_at_a_time = crate::support::exclusive().await;
     let db = TestDb::fresh();
     let secrets = Secrets::default();
-    let mut p = Parley::start(&db.url, &[]).await;
+    // Room for every answer queued while the clients do not read: this is about
+    // the close, not the outbound limit (1013), which has a test of its own.
+    let outbound = ("PARLEY__LIMITS__WS_OUTBOUND_BYTES", (256 << 20).to_string());
+    let mut p = Parley::start(&db.url, &[outbound]).await;
     const SENDERS: usize = 4;
     let mut users = Vec::new();
     for i in 0..SENDERS * 2 {
@@ -189,10 +192,14 @@ async fn sigterm_reaches_a_client_that_never_stops_sending_as_1001() {
     // The clients read nothing until shortly after SIGTERM: the server's answers
     // (and then its close frame) wait in its send buffer, as for a busy client.
     let (start_reading, reading) = tokio::sync::watch::channel(false);
-    for (i, &chat) in chats.iter().enumerate() {
-        let mut reading = reading.clone();
+    // Everyone connects before anyone floods (a flood slows the others' upgrades).
+    let mut sockets = Vec::new();
+    for i in 0..SENDERS {
         let url = format!("{}/ws?token={}", p.ws_base(), users[2 * i].token);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        sockets.push(tokio_tungstenite::connect_async(url).await.unwrap().0);
+    }
+    for (i, (ws, &chat)) in sockets.into_iter().zip(&chats).enumerate() {
+        let mut reading = reading.clone();
         let (mut sink, mut stream) = ws.split();
         let writer = tokio::spawn(async move {
             let mut n = 0u64;
