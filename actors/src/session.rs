@@ -846,13 +846,15 @@ impl Handler<Deliver> for Session {
         if d.message.is_none() {
             return ctx.text(d.frame);
         }
-        let limit = self.realtime.shared.settings.outbound_bytes;
         let held = match (self.catch_up.held(), self.sync_run.as_mut()) {
             (Some(held), _) => held,
             (None, Some(run)) => &mut run.held,
             (None, None) => return ctx.text(d.frame),
         };
-        if held.push(d, limit).is_err() {
+        if held
+            .push(d, self.realtime.shared.settings.outbound_bytes)
+            .is_err()
+        {
             // A stream that cannot finish (its client is not reading) would hold
             // live messages without end: close instead; the client syncs.
             Self::close_now(

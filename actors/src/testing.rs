@@ -795,3 +795,134 @@ impl Fake {
         self.frames()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANN: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+    const CAT: UserId = UserId(3);
+
+    fn new_message(chat: ChatId, sender: UserId, client_id: &str) -> NewMessage {
+        NewMessage {
+            chat_id: chat,
+            sender_id: sender,
+            client_id: client_id.into(),
+            kind: MessageKind::Text,
+            content: "hi".into(),
+            audio_id: None,
+            encrypted: false,
+            e2ee: None,
+        }
+    }
+
+    fn ids(ms: &[Message]) -> Vec<u64> {
+        ms.iter().map(|m| m.id.0).collect()
+    }
+
+    #[actix::test]
+    async fn the_memory_store_keeps_the_rules_the_actors_rely_on() {
+        let s = MemoryStore::new();
+        s.add_chat(ChatId(1), ChatKind::Direct, &[ANN, BOB]);
+        s.add_chat(ChatId(2), ChatKind::Group, &[ANN, BOB, CAT]);
+        let out = s
+            .insert_messages(&[
+                new_message(ChatId(1), ANN, "a"),
+                new_message(ChatId(2), BOB, "b"),
+                new_message(ChatId(1), ANN, "a"),
+            ])
+            .await
+            .expect("stored");
+        let got: Vec<(u64, bool)> = out
+            .iter()
+            .map(|o| match o {
+                Inserted::Fresh(m) => (m.id.0, true),
+                Inserted::Existing(m) => (m.id.0, false),
+                Inserted::Rejected { .. } => (0, false),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [(1, true), (2, true), (1, false)],
+            "ids grow; clientId is idempotent"
+        );
+        assert_eq!(
+            ids(&s.undelivered(BOB, MessageId(0), 10).await.expect("ok")),
+            [1]
+        );
+        assert_eq!(
+            ids(&s.undelivered(CAT, MessageId(0), 10).await.expect("ok")),
+            [2]
+        );
+        assert_eq!(
+            ids(&s.messages_after(ANN, MessageId(1), 10).await.expect("ok")),
+            [2]
+        );
+        assert_eq!(
+            s.with_undelivered(&[ANN, BOB, CAT]).await.expect("ok"),
+            [ANN, BOB, CAT]
+        );
+        let receipts = s
+            .mark_delivered(&[(BOB, vec![MessageId(1), MessageId(2)])])
+            .await
+            .expect("ok");
+        assert_eq!(receipts[0].len(), 1, "one's own message is no receipt");
+        assert_eq!(receipts[0][0].sender_id, ANN);
+        assert!(s
+            .undelivered(BOB, MessageId(0), 10)
+            .await
+            .expect("ok")
+            .is_empty());
+        assert!(matches!(
+            s.mark_read(CAT, ChatId(1), MessageId(1)).await,
+            Ok(ReadOutcome::NotMember)
+        ));
+        assert!(matches!(
+            s.mark_read(CAT, ChatId(2), MessageId(2)).await,
+            Ok(ReadOutcome::Advanced { notify, .. }) if notify == [ANN, BOB]
+        ));
+        assert!(matches!(
+            s.mark_read(CAT, ChatId(2), MessageId(2)).await,
+            Ok(ReadOutcome::Unchanged)
+        ));
+        assert_eq!(s.direct_chat(BOB, ANN).await.expect("ok"), Some(ChatId(1)));
+        assert_eq!(s.direct_chat(BOB, CAT).await.expect("ok"), None);
+        assert_eq!(s.contacts(CAT).await.expect("ok"), [ANN, BOB]);
+        assert_eq!(s.newest_message_id().await.expect("ok"), MessageId(2));
+        s.foreign_audio(AudioId(5));
+        let mut audio = new_message(ChatId(1), ANN, "v");
+        audio.audio_id = Some(AudioId(5));
+        assert!(matches!(
+            s.insert_messages(&[audio]).await.expect("ok")[0],
+            Inserted::Rejected {
+                code: "forbidden",
+                ..
+            }
+        ));
+    }
+
+    #[actix::test]
+    async fn the_memory_store_fails_and_stalls_when_told() {
+        let s = MemoryStore::new();
+        s.fail(Op::IsMember, Failure::Unavailable, 1);
+        assert!(matches!(
+            s.is_member(ANN, ChatId(1)).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(
+            s.is_member(ANN, ChatId(1)).await.ok(),
+            Some(false),
+            "once only"
+        );
+        let gate = s.stall(Op::Contacts);
+        let s2 = s.clone();
+        let call = actix::spawn(async move { s2.contacts(ANN).await });
+        s.called(Op::Contacts, 1).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!call.is_finished(), "stalled");
+        gate.add_permits(1);
+        assert!(call.await.expect("task").is_ok());
+        assert_eq!(s.log(), [Op::IsMember, Op::IsMember, Op::Contacts]);
+    }
+}

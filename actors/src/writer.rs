@@ -543,4 +543,160 @@ mod tests {
             .expect_err("the lane is full");
         assert_eq!(back.tag, 99_999);
     }
+
+    fn receipt_ids(r: &[Receipt]) -> Vec<(ChatId, UserId, Vec<MessageId>)> {
+        r.iter()
+            .map(|r| (r.chat_id, r.sender_id, r.message_ids.clone()))
+            .collect()
+    }
+
+    /// A store with ann's messages 1 and 2 in a group of ann, bob and cat, and
+    /// bob's message 3.
+    fn receipts_store() -> Arc<MemoryStore> {
+        let store = MemoryStore::new();
+        store.add_chat(
+            ChatId(1),
+            crate::store::ChatKind::Group,
+            &[UserId(1), UserId(2), UserId(3)],
+        );
+        for (sender, text) in [(1, "a"), (1, "b"), (2, "c")] {
+            store.seed(ChatId(1), UserId(sender), text);
+        }
+        store
+    }
+
+    #[actix::test]
+    async fn receipts_of_readers_who_asked_meanwhile_share_one_store_call() {
+        let store = receipts_store();
+        let gate = store.stall(Op::MarkDelivered);
+        let receipts = Receipts::start(store.clone());
+        let first = {
+            let r = receipts.clone();
+            actix::spawn(async move { r.mark(UserId(2), vec![MessageId(1)]).await })
+        };
+        store.called(Op::MarkDelivered, 1).await;
+        let later: Vec<_> = [
+            (UserId(3), vec![MessageId(1), MessageId(2), MessageId(3)]),
+            (UserId(2), vec![MessageId(2), MessageId(3)]),
+        ]
+        .into_iter()
+        .map(|(u, ids)| {
+            let r = receipts.clone();
+            actix::spawn(async move { r.mark(u, ids).await })
+        })
+        .collect();
+        // Let both reach the lane's queue before the first call returns.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        store.unstall(Op::MarkDelivered);
+        drop(gate);
+        let first = first.await.expect("task").expect("marked");
+        assert_eq!(
+            receipt_ids(&first),
+            [(ChatId(1), UserId(1), vec![MessageId(1)])]
+        );
+        let mut answers = Vec::new();
+        for t in later {
+            answers.push(t.await.expect("task").expect("marked"));
+        }
+        assert_eq!(store.calls(Op::MarkDelivered), 2, "one call for both");
+        assert_eq!(
+            receipt_ids(&answers[0]),
+            [
+                (ChatId(1), UserId(1), vec![MessageId(1), MessageId(2)]),
+                (ChatId(1), UserId(2), vec![MessageId(3)]),
+            ]
+        );
+        // Bob's own message 3 is no receipt for him to send.
+        assert_eq!(
+            receipt_ids(&answers[1]),
+            [(ChatId(1), UserId(1), vec![MessageId(2)])]
+        );
+        assert_eq!(
+            store.marks(UserId(2), ChatId(1)).map(|m| m.0),
+            Some(MessageId(2))
+        );
+    }
+
+    /// Two requests that will share one call, the lane held by a first one.
+    async fn two_queued(
+        store: &Arc<MemoryStore>,
+        receipts: &Receipts,
+    ) -> Vec<tokio::task::JoinHandle<Result<Vec<Receipt>, StoreError>>> {
+        let gate = store.stall(Op::MarkDelivered);
+        let r = receipts.clone();
+        let head = actix::spawn(async move { r.mark(UserId(3), vec![MessageId(3)]).await });
+        store.called(Op::MarkDelivered, 1).await;
+        let mut tasks = vec![head];
+        for (u, id) in [(UserId(2), 1), (UserId(3), 2)] {
+            let r = receipts.clone();
+            tasks.push(actix::spawn(
+                async move { r.mark(u, vec![MessageId(id)]).await },
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(gate);
+        tasks
+    }
+
+    #[actix::test]
+    async fn a_failed_receipt_call_is_retried_request_by_request() {
+        let store = receipts_store();
+        let receipts = Receipts::start(store.clone());
+        let tasks = two_queued(&store, &receipts).await;
+        store.fail(Op::MarkDelivered, Failure::Broken, 1);
+        // The head's call already decided it succeeds; the shared one fails.
+        store.unstall(Op::MarkDelivered);
+        for t in tasks {
+            assert!(t.await.expect("task").is_ok(), "each alone succeeds");
+        }
+        assert_eq!(store.calls(Op::MarkDelivered), 1 + 1 + 2);
+    }
+
+    #[actix::test]
+    async fn when_storage_is_down_the_rest_of_a_failed_call_fails_at_once() {
+        let store = receipts_store();
+        let receipts = Receipts::start(store.clone());
+        let tasks = two_queued(&store, &receipts).await;
+        store.fail(Op::MarkDelivered, Failure::Unavailable, 2);
+        store.unstall(Op::MarkDelivered);
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.expect("task"));
+        }
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(StoreError::Unavailable(_))));
+        assert!(matches!(results[2], Err(StoreError::Unavailable(_))));
+        assert_eq!(
+            store.calls(Op::MarkDelivered),
+            1 + 1 + 1,
+            "no call for the last"
+        );
+    }
+
+    #[actix::test]
+    async fn one_user_may_not_pile_up_receipt_requests() {
+        let store = receipts_store();
+        let _gate = store.stall(Op::MarkDelivered);
+        let receipts = Receipts::start(store.clone());
+        let mut waiting = Vec::new();
+        for _ in 0..RECEIPTS_PER_USER {
+            let r = receipts.clone();
+            waiting.push(actix::spawn(async move {
+                r.mark(UserId(2), vec![MessageId(1)]).await
+            }));
+        }
+        store.called(Op::MarkDelivered, 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let refused = receipts.mark(UserId(2), vec![MessageId(2)]).await;
+        assert!(matches!(refused, Err(StoreError::Unavailable(_))));
+        let other = {
+            let r = receipts.clone();
+            actix::spawn(async move { r.mark(UserId(3), vec![MessageId(1)]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !other.is_finished(),
+            "another user waits their turn, not refused"
+        );
+    }
 }
