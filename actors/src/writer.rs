@@ -308,9 +308,12 @@ mod tests {
     use crate::protocol::MessageKind;
     use crate::testing::{Failure, MemoryStore, Op, PATIENCE};
 
+    /// A job's tag and its message id, or its error's text.
+    type Outcome = (u32, Result<MessageId, String>);
+
     /// Stands in for a room: records each report it gets, in order.
     #[derive(Default, Clone)]
-    struct Reports(Arc<Mutex<Vec<Vec<(u32, Result<MessageId, String>)>>>>);
+    struct Reports(Arc<Mutex<Vec<Vec<Outcome>>>>);
 
     struct Requester(Reports);
 
@@ -345,12 +348,12 @@ mod tests {
             (reports, addr.recipient())
         }
 
-        fn all(&self) -> Vec<Vec<(u32, Result<MessageId, String>)>> {
+        fn all(&self) -> Vec<Vec<Outcome>> {
             self.0.lock().expect("not poisoned").clone()
         }
 
         /// Every outcome, flattened, once `n` have arrived.
-        async fn wait(&self, n: usize) -> Vec<(u32, Result<MessageId, String>)> {
+        async fn wait(&self, n: usize) -> Vec<Outcome> {
             let deadline = tokio::time::Instant::now() + PATIENCE;
             loop {
                 let flat: Vec<_> = self.all().into_iter().flatten().collect();
