@@ -941,14 +941,17 @@ mod tests {
 
     #[actix::test]
     async fn an_answered_call_does_not_ring_out() {
-        let f = fixture(Duration::from_millis(50));
+        // Long enough for the answer to come first on a loaded machine, short
+        // enough to wait out.
+        let ring = Duration::from_millis(250);
+        let f = fixture(ring);
         let ann = Fake::connect(&f.shared, 1, ANN);
         let bob = Fake::connect(&f.shared, 2, BOB);
         f.send(&ann, None, call_to("c1", BOB));
         bob.wait_frames(1).await;
         f.send(&bob, None, answer("c1"));
         ann.wait_frames(1).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(ring * 2).await;
         assert_eq!(ann.settled().await.len(), 1, "{:?}", ann.events());
         assert_eq!(f.store.calls(Op::RecordCall), 0);
     }

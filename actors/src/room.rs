@@ -833,6 +833,31 @@ mod tests {
     }
 
     #[actix::test]
+    async fn a_full_writer_lane_answers_busy() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let gate = f.store.stall(Op::InsertMessages);
+        f.post(&ann, "head", text("head", "hi"));
+        f.store.called(Op::InsertMessages, 1).await;
+        // The fixture's chat uses one lane of two; fill its queue behind the head.
+        for i in 0..crate::writer::LANE_QUEUE {
+            f.post(&ann, "queued", text(&format!("q{i}"), "hi"));
+        }
+        f.post(&ann, "over", text("over", "hi"));
+        let busy = ann
+            .wait_until(0, "the refusal", |fr| fr.reference() == Some("over"))
+            .await;
+        assert_eq!(busy.error_code(), Some("busy"));
+        assert_eq!(
+            f.in_flight(),
+            1 + crate::writer::LANE_QUEUE,
+            "only the refused one is answered; the rest wait for the lane"
+        );
+        assert_eq!(ann.settled().await.len(), 1);
+        drop(gate);
+    }
+
+    #[actix::test]
     async fn members_that_cannot_be_loaded_make_posts_unavailable() {
         let store = MemoryStore::new();
         store.add_chat(CHAT, ChatKind::Group, &[ANN, BOB]);

@@ -723,6 +723,15 @@ impl Fake {
             .clone()
     }
 
+    /// How many frames were recorded so far.
+    pub fn count(&self) -> usize {
+        self.inbox
+            .frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// The event names recorded so far.
     pub fn events(&self) -> Vec<String> {
         self.frames().iter().map(|f| f.event().to_owned()).collect()
@@ -735,9 +744,8 @@ impl Fake {
                 let notified = self.inbox.arrived.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let frames = self.frames();
-                if frames.len() >= n {
-                    return frames;
+                if self.count() >= n {
+                    return self.frames();
                 }
                 notified.await;
             }
