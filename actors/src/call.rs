@@ -681,7 +681,6 @@ mod tests {
 
     use super::*;
     use crate::testing::{self, Fake, Frame, MemoryStore, Op};
-    use crate::RealtimeSettings;
 
     const ANN: UserId = UserId(1);
     const BOB: UserId = UserId(2);
@@ -704,11 +703,9 @@ mod tests {
         store.add_chat(ChatId(11), ChatKind::Direct, &[ANN, CAT]);
         store.add_chat(ChatId(12), ChatKind::Direct, &[BOB, CAT]);
         store.add_chat(GROUP, ChatKind::Group, &[ANN, BOB, CAT]);
-        let settings = RealtimeSettings {
-            ring_timeout,
-            signal_max_bytes: 256,
-            ..RealtimeSettings::default()
-        };
+        let mut settings = testing::settings();
+        settings.ring_timeout = ring_timeout;
+        settings.signal_max_bytes = 256;
         let shared = testing::shared(store.clone(), settings);
         let calls = CallDirectory::new(shared.clone()).start();
         Fixture {

@@ -524,7 +524,7 @@ mod tests {
     use super::*;
     use crate::store::ChatKind;
     use crate::testing::{self, Failure, Fake, MemoryStore, Op};
-    use crate::{AudioId, RealtimeSettings};
+    use crate::AudioId;
 
     const ANN: UserId = UserId(1);
     const BOB: UserId = UserId(2);
@@ -542,7 +542,7 @@ mod tests {
     fn fixture() -> Fixture {
         let store = MemoryStore::new();
         store.add_chat(CHAT, ChatKind::Group, &[ANN, BOB, CAT]);
-        let shared = testing::shared(store.clone(), RealtimeSettings::default());
+        let shared = testing::shared(store.clone(), testing::settings());
         let writer = Writer::start(store.clone(), 2);
         let room = Room::new(CHAT, shared.clone(), writer).start();
         Fixture {
@@ -862,7 +862,7 @@ mod tests {
         let store = MemoryStore::new();
         store.add_chat(CHAT, ChatKind::Group, &[ANN, BOB]);
         store.fail(Op::ChatMembers, Failure::Unavailable, 1);
-        let shared = testing::shared(store.clone(), RealtimeSettings::default());
+        let shared = testing::shared(store.clone(), testing::settings());
         let room = Room::new(CHAT, shared.clone(), Writer::start(store.clone(), 1)).start();
         let ann = Fake::connect(&shared, 1, ANN);
         room.do_send(TypingSignal {

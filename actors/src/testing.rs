@@ -30,6 +30,11 @@ use crate::{Bus, Metrics, RealtimeSettings, Shared};
 /// How long a test waits for frames before it fails (a stuck actor fails fast).
 pub const PATIENCE: Duration = Duration::from_secs(2);
 
+/// The realtime settings tests start from (the defaults the server runs with).
+pub fn settings() -> RealtimeSettings {
+    RealtimeSettings::default()
+}
+
 /// The shared state every realtime actor holds, over `store`, on one node.
 /// Call it inside an actix system (it starts the receipt and connect lanes).
 pub fn shared(store: Arc<dyn Store>, settings: RealtimeSettings) -> Arc<Shared> {
