@@ -7,6 +7,7 @@ pub mod call;
 pub mod cluster;
 pub mod directory;
 pub mod e2ee;
+pub mod error_code;
 pub mod ids;
 pub mod metrics;
 pub mod presence;
@@ -27,6 +28,7 @@ use actix::prelude::*;
 
 pub use bus::Bus;
 pub use directory::{Deliver, SessionDirectory};
+pub use error_code::ErrorCode;
 pub use ids::{AudioId, CallId, ChatId, MessageId, SessionId, UserId};
 pub use metrics::Metrics;
 pub use session::{RealtimeSettings, Session};

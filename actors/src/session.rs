@@ -31,6 +31,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::call::CallEvent;
 use crate::directory::{Deliver, SessionHandle};
+use crate::error_code::ErrorCode;
 use crate::ids::{ChatId, MessageId, SessionId, UserId};
 use crate::presence::{SessionClosed, SessionOpened};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
@@ -238,7 +239,7 @@ impl Session {
                 .into_actor(self)
                 .map(|contacts, session, ctx| {
                     let contacts = contacts.unwrap_or_else(|e| {
-                        tracing::warn!(user = %session.user, error = %e, "loading contacts");
+                        tracing::warn!(user = %session.user, error = %e.chain(), "loading contacts");
                         Vec::new()
                     });
                     let handle = session.my_handle(ctx);
@@ -294,9 +295,9 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => {
                     // The client still has `sync`; say so rather than stay silent.
-                    tracing::warn!(user = %session.user, error = %e, "catch-up failed");
+                    tracing::warn!(user = %session.user, error = %e.chain(), "catch-up failed");
                     let err = WireError::new(
-                        "unavailable",
+                        ErrorCode::Unavailable,
                         "could not load undelivered messages; send sync to retry",
                     );
                     Self::send_error(ctx, &err, None);
@@ -352,8 +353,10 @@ impl Session {
                     let reference = req.reference().map(str::to_owned);
                     ctx.wait(req.send(&addr).into_actor(self).map(move |res, _, ctx| {
                         if res.is_err() {
-                            let err =
-                                WireError::new("unavailable", "the chat is not available; retry");
+                            let err = WireError::new(
+                                ErrorCode::Unavailable,
+                                "the chat is not available; retry",
+                            );
                             Self::send_error(ctx, &err, reference.as_deref());
                         }
                     }));
@@ -527,7 +530,7 @@ impl Session {
     ) {
         if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS {
             let err = WireError::new(
-                "invalid_data",
+                ErrorCode::InvalidData,
                 format!("message:delivered takes 1 to {MAX_RECEIPT_IDS} ids"),
             );
             return Self::send_error(ctx, &err, reference.as_deref());
@@ -591,7 +594,7 @@ impl Session {
         actix::spawn(async move {
             let result = match shared.store.mark_read(me.user, chat, up_to).await {
                 Ok(ReadOutcome::NotMember) => Err(WireError::new(
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     "you are not a member of this chat",
                 )),
                 Ok(outcome) => {
@@ -642,7 +645,7 @@ impl Session {
         }
         if self.sync_queue.len() >= MAX_QUEUED_SYNCS {
             let err = WireError::new(
-                "busy",
+                ErrorCode::Busy,
                 "a sync is already running for this connection; wait for its ack",
             );
             return Self::send_error(ctx, &err, reference.as_deref());
@@ -740,7 +743,10 @@ impl Session {
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let limit = self.shared().settings.ws_frame_bytes;
         if text.len() > limit {
-            let err = WireError::new("too_large", format!("frames are limited to {limit} bytes"));
+            let err = WireError::new(
+                ErrorCode::TooLarge,
+                format!("frames are limited to {limit} bytes"),
+            );
             return Self::send_error(ctx, &err, None);
         }
         let decoded = protocol::decode(text);
@@ -751,13 +757,13 @@ impl Session {
             .load(std::sync::atomic::Ordering::Acquire)
         {
             let err = WireError::new(
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 "the server is restarting; reconnect and retry",
             );
             return Self::send_error(ctx, &err, reference.as_deref());
         }
         if self.limiter.check().is_err() {
-            let err = WireError::new("rate_limited", "too many events; slow down");
+            let err = WireError::new(ErrorCode::RateLimited, "too many events; slow down");
             return Self::send_error(ctx, &err, reference.as_deref());
         }
         match decoded.event {
@@ -769,12 +775,12 @@ impl Session {
 
 fn store_error(e: &StoreError) -> WireError {
     match e {
-        StoreError::Unavailable(_) => {
-            WireError::new("unavailable", "storage is not answering; retry")
+        StoreError::Unavailable { .. } => {
+            WireError::new(ErrorCode::Unavailable, "storage is not answering; retry")
         }
-        StoreError::Other(m) => {
-            tracing::error!(error = %m, "store call failed");
-            WireError::new("internal", "internal error")
+        StoreError::Other { .. } => {
+            tracing::error!(error = %e.chain(), "store call failed");
+            WireError::new(ErrorCode::Internal, "internal error")
         }
     }
 }
@@ -947,12 +953,12 @@ impl Session {
             ws::Message::Text(text) => self.on_text(&text, ctx),
             ws::Message::Binary(_) => Self::send_error(
                 ctx,
-                &WireError::new("binary_not_supported", "send JSON text frames"),
+                &WireError::new(ErrorCode::BinaryNotSupported, "send JSON text frames"),
                 None,
             ),
             ws::Message::Continuation(_) => Self::send_error(
                 ctx,
-                &WireError::new("bad_frame", "fragmented frames are not supported"),
+                &WireError::new(ErrorCode::BadFrame, "fragmented frames are not supported"),
                 None,
             ),
             ws::Message::Ping(p) => ctx.pong(&p),
@@ -967,8 +973,8 @@ impl Session {
     /// The codec cannot resynchronise after a bad frame: say why, then close.
     fn on_fatal(&mut self, e: ws::ProtocolError, ctx: &mut ws::WebsocketContext<Self>) {
         let (code, close) = match e {
-            ws::ProtocolError::Overflow => ("too_large", ws::CloseCode::Size),
-            _ => ("bad_frame", ws::CloseCode::Protocol),
+            ws::ProtocolError::Overflow => (ErrorCode::TooLarge, ws::CloseCode::Size),
+            _ => (ErrorCode::BadFrame, ws::CloseCode::Protocol),
         };
         Self::send_error(ctx, &WireError::new(code, e.to_string()), None);
         ctx.close(Some(close.into()));
@@ -984,7 +990,7 @@ impl StreamHandler<Inbound> for Session {
                 self.last_heard = Instant::now();
                 let limit = self.shared().settings.ws_frame_bytes;
                 let err = WireError::new(
-                    "too_large",
+                    ErrorCode::TooLarge,
                     format!("frames are limited to {limit} bytes; this one declared {declared}"),
                 );
                 Self::send_error(ctx, &err, None);
@@ -1050,16 +1056,18 @@ fn detached<T: 'static>(
     let task = actix::spawn(work);
     async move {
         task.await
-            .unwrap_or_else(|e| Err(StoreError::Other(format!("store task failed: {e}"))))
+            .unwrap_or_else(|e| Err(StoreError::other_from("the store task failed", e)))
     }
 }
 
 fn not_a_member() -> WireError {
     // The same answer whether the chat exists or not: outsiders cannot probe ids.
-    WireError::new("forbidden", "you are not a member of this chat")
+    WireError::new(ErrorCode::Forbidden, "you are not a member of this chat")
 }
 
-/// Settings the realtime actors need, in their own units.
+/// Settings the realtime actors need, in their own units. There is deliberately no
+/// `Default`: the application's `Settings` (src/config.rs, `Settings::realtime`) is
+/// the one place defaults live, so the two cannot disagree.
 #[derive(Debug, Clone)]
 pub struct RealtimeSettings {
     pub ws_frame_bytes: usize,
@@ -1071,26 +1079,17 @@ pub struct RealtimeSettings {
     pub ping_interval: Duration,
     pub client_timeout: Duration,
     pub writer_lanes: usize,
+    /// Normally [`ROOM_IDLE`]; tests shorten it.
     pub room_idle: Duration,
     pub room_arbiters: usize,
     pub ring_timeout: Duration,
+    /// Normally [`SIGNAL_MAX_BYTES`].
     pub signal_max_bytes: usize,
 }
 
-impl Default for RealtimeSettings {
-    fn default() -> Self {
-        RealtimeSettings {
-            ws_frame_bytes: 64 * 1024,
-            outbound_bytes: 4 * 1024 * 1024,
-            events_per_sec: 50,
-            events_burst: 200,
-            ping_interval: Duration::from_secs(10),
-            client_timeout: Duration::from_secs(30),
-            writer_lanes: 4,
-            room_idle: Duration::from_secs(300),
-            room_arbiters: 2,
-            ring_timeout: Duration::from_secs(45),
-            signal_max_bytes: 16 * 1024,
-        }
-    }
-}
+/// A room with no traffic for this long stops (its chat's next event starts it
+/// again). Not a setting: nothing an operator would tune.
+pub const ROOM_IDLE: Duration = Duration::from_secs(300);
+
+/// Largest SDP or ICE candidate relayed between call parties. Not a setting.
+pub const SIGNAL_MAX_BYTES: usize = 16 * 1024;
