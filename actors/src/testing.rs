@@ -30,9 +30,23 @@ use crate::{Bus, Metrics, RealtimeSettings, Shared};
 /// How long a test waits for frames before it fails (a stuck actor fails fast).
 pub const PATIENCE: Duration = Duration::from_secs(2);
 
-/// The realtime settings tests start from (the defaults the server runs with).
+/// The realtime settings unit tests start from. `RealtimeSettings` has no
+/// defaults of its own (the application's `Settings` owns them); these are the
+/// tests' own values, generous so nothing but the case under test trips a limit.
 pub fn settings() -> RealtimeSettings {
-    RealtimeSettings::default()
+    RealtimeSettings {
+        ws_frame_bytes: 64 * 1024,
+        outbound_bytes: 4 * 1024 * 1024,
+        events_per_sec: 1_000,
+        events_burst: 1_000,
+        ping_interval: Duration::from_secs(10),
+        client_timeout: Duration::from_secs(30),
+        writer_lanes: 2,
+        room_idle: crate::session::ROOM_IDLE,
+        room_arbiters: 1,
+        ring_timeout: Duration::from_secs(45),
+        signal_max_bytes: crate::session::SIGNAL_MAX_BYTES,
+    }
 }
 
 /// The shared state every realtime actor holds, over `store`, on one node.
@@ -55,17 +69,17 @@ pub fn shared(store: Arc<dyn Store>, settings: RealtimeSettings) -> Arc<Shared> 
 
 /// Storage that is down: the caller may retry.
 pub fn unavailable() -> StoreError {
-    StoreError::Unavailable("memory store told to be down".into())
+    StoreError::unavailable("memory store told to be down")
 }
 
 /// Whether `e` says the storage is down (the caller may retry).
 pub fn is_unavailable(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(_))
+    e.is_unavailable()
 }
 
 /// Storage that failed for good (a bug, a constraint).
 pub fn broken() -> StoreError {
-    StoreError::Other("memory store told to fail".into())
+    StoreError::other("memory store told to fail")
 }
 
 /// The store calls, for the call log and the failure knobs.
@@ -331,7 +345,7 @@ impl MemoryStore {
         }
         if m.audio_id.is_some_and(|a| st.foreign_audio.contains(&a)) {
             return Inserted::Rejected {
-                code: "forbidden",
+                code: crate::error_code::ErrorCode::Forbidden,
                 message: "this audio is not yours to send here, or it was sent already".into(),
             };
         }
