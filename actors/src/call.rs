@@ -684,3 +684,440 @@ impl Handler<SessionGone> for Call {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{self, Fake, Frame, MemoryStore, Op};
+
+    const ANN: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+    const CAT: UserId = UserId(3);
+    const DAVE: UserId = UserId(4);
+    const ANN_BOB: ChatId = ChatId(10);
+    const GROUP: ChatId = ChatId(20);
+
+    struct Fixture {
+        store: Arc<MemoryStore>,
+        shared: Arc<Shared>,
+        calls: Addr<CallDirectory>,
+    }
+
+    /// Ann, bob and cat, each pair with a direct chat, and a group of the three;
+    /// dave shares nothing with anyone.
+    fn fixture(ring_timeout: Duration) -> Fixture {
+        let store = MemoryStore::new();
+        store.add_chat(ANN_BOB, ChatKind::Direct, &[ANN, BOB]);
+        store.add_chat(ChatId(11), ChatKind::Direct, &[ANN, CAT]);
+        store.add_chat(ChatId(12), ChatKind::Direct, &[BOB, CAT]);
+        store.add_chat(GROUP, ChatKind::Group, &[ANN, BOB, CAT]);
+        let mut settings = testing::settings();
+        settings.ring_timeout = ring_timeout;
+        settings.signal_max_bytes = 256;
+        let shared = testing::shared(store.clone(), settings);
+        let calls = CallDirectory::new(shared.clone()).start();
+        Fixture {
+            store,
+            shared,
+            calls,
+        }
+    }
+
+    /// Long enough never to ring out during a test.
+    const NO_TIMEOUT: Duration = Duration::from_secs(600);
+
+    fn raw(v: serde_json::Value) -> Box<RawValue> {
+        RawValue::from_string(v.to_string()).expect("JSON")
+    }
+
+    fn id(s: &str) -> CallId {
+        CallId(s.into())
+    }
+
+    fn call_to(call: &str, to: UserId) -> CallEvent {
+        CallEvent::Initiate(CallInitiate {
+            call_id: id(call),
+            chat_id: None,
+            to_user_id: Some(to),
+            video: false,
+            sdp: raw(json!({"type": "offer", "sdp": "v=0"})),
+        })
+    }
+
+    fn call_in(call: &str, chat: ChatId) -> CallEvent {
+        CallEvent::Initiate(CallInitiate {
+            call_id: id(call),
+            chat_id: Some(chat),
+            to_user_id: None,
+            video: true,
+            sdp: raw(json!({"type": "offer"})),
+        })
+    }
+
+    fn answer(call: &str) -> CallEvent {
+        CallEvent::Answer(CallAnswer {
+            call_id: id(call),
+            sdp: raw(json!({"type": "answer"})),
+        })
+    }
+
+    fn ice(call: &str, n: u32) -> CallEvent {
+        CallEvent::Ice(CallIceCandidate {
+            call_id: id(call),
+            candidate: raw(json!({"candidate": n})),
+        })
+    }
+
+    fn end(call: &str) -> CallEvent {
+        CallEvent::End(CallRef { call_id: id(call) })
+    }
+
+    fn reject(call: &str) -> CallEvent {
+        CallEvent::Reject(CallRef { call_id: id(call) })
+    }
+
+    impl Fixture {
+        fn send(&self, from: &Fake, reference: Option<&str>, event: CallEvent) {
+            self.calls.do_send(FromSession {
+                session: from.handle.clone(),
+                reference: reference.map(Into::into),
+                event,
+            });
+        }
+
+        fn gone(&self, session: &Fake) {
+            self.calls.do_send(SessionGone {
+                user: session.user(),
+                session: session.handle.id,
+                node: None,
+            });
+        }
+
+        /// The error code `from` gets for `event` (sent with a ref).
+        async fn refused(&self, from: &Fake, event: CallEvent) -> String {
+            let seen = from.frames().len();
+            self.send(from, Some("x"), event);
+            let answer = from
+                .wait_until(seen, "an answer", |fr| fr.reference() == Some("x"))
+                .await;
+            answer.error_code().expect("an error").to_owned()
+        }
+
+        /// The call record of the `n`th call to end.
+        async fn record(&self, n: usize) -> CallRecord {
+            self.store.called(Op::RecordCall, n).await;
+            self.store.call_records()[n - 1].clone()
+        }
+    }
+
+    fn event(f: &Frame) -> (&str, &serde_json::Value) {
+        (f.event(), f.data())
+    }
+
+    fn ended(f: &Frame, call: &str, reason: &str) {
+        assert_eq!(
+            event(f),
+            ("call:end", &json!({"callId": call, "reason": reason}))
+        );
+    }
+
+    #[actix::test]
+    async fn rings_every_callee_session_and_the_answer_connects_one_of_them() {
+        let f = fixture(NO_TIMEOUT);
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob_phone = Fake::connect(&f.shared, 2, BOB);
+        let bob_laptop = Fake::connect(&f.shared, 3, BOB);
+        f.send(&ann, Some("i"), call_to("c1", BOB));
+        for bob in [&bob_phone, &bob_laptop] {
+            let incoming = bob.wait_frames(1).await;
+            assert_eq!(
+                event(&incoming[0]),
+                (
+                    "call:incoming",
+                    &json!({"callId": "c1", "chatId": 10, "from": 1, "video": false, "sdp": {"type": "offer", "sdp": "v=0"}})
+                )
+            );
+        }
+        let acked = ann.wait_frames(1).await;
+        assert_eq!((acked[0].event(), acked[0].reference()), ("ack", Some("i")));
+
+        // The caller's candidates before the answer wait for the answering session.
+        f.send(&ann, None, ice("c1", 1));
+        f.send(&ann, None, ice("c1", 2));
+        f.send(&bob_laptop, Some("a"), answer("c1"));
+        let laptop = bob_laptop.wait_frames(4).await;
+        assert_eq!(
+            event(&laptop[1]),
+            (
+                "call:ice-candidate",
+                &json!({"callId": "c1", "candidate": {"candidate": 1}})
+            )
+        );
+        assert_eq!(laptop[2].data()["candidate"], json!({"candidate": 2}));
+        assert_eq!(
+            (laptop[3].event(), laptop[3].reference()),
+            ("ack", Some("a"))
+        );
+        let caller = ann.wait_frames(2).await;
+        assert_eq!(
+            event(&caller[1]),
+            (
+                "call:answer",
+                &json!({"callId": "c1", "sdp": {"type": "answer"}})
+            )
+        );
+        let phone = bob_phone.wait_frames(2).await;
+        ended(&phone[1], "c1", "answered_elsewhere");
+
+        // From now on only the two connected sessions relay.
+        assert_eq!(f.refused(&bob_phone, ice("c1", 3)).await, "forbidden");
+        assert_eq!(f.refused(&bob_phone, answer("c1")).await, "conflict");
+        f.send(&bob_laptop, None, ice("c1", 4));
+        let caller = ann.wait_frames(3).await;
+        assert_eq!(caller[2].data()["candidate"], json!({"candidate": 4}));
+        f.send(&ann, None, ice("c1", 5));
+        let laptop = bob_laptop.wait_frames(5).await;
+        assert_eq!(laptop[4].data()["candidate"], json!({"candidate": 5}));
+        assert_eq!(
+            bob_phone.settled().await.len(),
+            4,
+            "the other device hears no signalling"
+        );
+
+        f.send(&ann, Some("e"), end("c1"));
+        let caller = ann.wait_frames(5).await;
+        ended(&caller[3], "c1", "ended");
+        assert_eq!(
+            (caller[4].event(), caller[4].reference()),
+            ("ack", Some("e"))
+        );
+        ended(&bob_laptop.wait_frames(6).await[5], "c1", "ended");
+
+        let record = f.record(1).await;
+        assert_eq!(
+            (
+                record.call_id.0.as_str(),
+                record.chat_id,
+                record.caller,
+                record.callee
+            ),
+            ("c1", ANN_BOB, ANN, BOB)
+        );
+        assert_eq!(record.reason, "ended");
+        assert!(record.answered_at.is_some());
+        assert!(!record.video);
+        // The history's trace reaches every session of both.
+        for (s, n) in [(&ann, 6), (&bob_phone, 5), (&bob_laptop, 7)] {
+            let frames = s.wait_frames(n).await;
+            let m = &frames[n - 1];
+            assert_eq!(m.event(), "message:received", "{:?}", s.events());
+            assert_eq!(m.data()["kind"], json!("call"));
+            assert!(m.message.is_some());
+        }
+        let content: serde_json::Value =
+            serde_json::from_str(f.store.messages()[0].content.as_str()).expect("JSON content");
+        assert_eq!(content["outcome"], json!("ended"));
+
+        // Both are free again.
+        f.send(&ann, None, call_to("c2", BOB));
+        let again = bob_phone.next_frame(5).await;
+        assert_eq!(again.event(), "call:incoming");
+        assert_eq!(again.data()["callId"], json!("c2"));
+    }
+
+    #[actix::test]
+    async fn an_unanswered_call_rings_out() {
+        let f = fixture(Duration::from_millis(100));
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        f.send(&ann, Some("i"), call_in("c1", ANN_BOB));
+        let incoming = bob.wait_frames(1).await;
+        assert_eq!(incoming[0].data()["video"], json!(true));
+        ended(&ann.wait_frames(2).await[1], "c1", "timeout");
+        ended(&bob.wait_frames(2).await[1], "c1", "timeout");
+        let record = f.record(1).await;
+        assert_eq!(record.reason, "timeout");
+        assert_eq!(record.answered_at, None);
+        assert!(record.video);
+        // Answering too late finds no call.
+        bob.wait_frames(3).await;
+        assert_eq!(f.refused(&bob, answer("c1")).await, "forbidden");
+    }
+
+    #[actix::test]
+    async fn an_answered_call_does_not_ring_out() {
+        // Long enough for the answer to come first on a loaded machine, short
+        // enough to wait out.
+        let ring = Duration::from_millis(250);
+        let f = fixture(ring);
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        f.send(&ann, None, call_to("c1", BOB));
+        bob.wait_frames(1).await;
+        f.send(&bob, None, answer("c1"));
+        ann.wait_frames(1).await;
+        tokio::time::sleep(ring * 2).await;
+        assert_eq!(ann.settled().await.len(), 1, "{:?}", ann.events());
+        assert_eq!(f.store.calls(Op::RecordCall), 0);
+    }
+
+    #[actix::test]
+    async fn a_callee_in_a_call_is_busy_and_so_is_a_caller() {
+        let f = fixture(NO_TIMEOUT);
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        let cat = Fake::connect(&f.shared, 3, CAT);
+        f.send(&ann, None, call_to("c1", BOB));
+        bob.wait_frames(1).await;
+
+        f.send(&cat, Some("x"), call_to("c2", BOB));
+        let got = cat.wait_frames(2).await;
+        assert_eq!(event(&got[0]), ("call:busy", &json!({"callId": "c2"})));
+        assert_eq!(got[1].error_code(), Some("callee_busy"));
+        assert_eq!(f.refused(&cat, call_to("c3", ANN)).await, "callee_busy");
+        assert_eq!(f.refused(&ann, call_to("c4", CAT)).await, "busy");
+        assert_eq!(f.refused(&cat, call_to("c1", ANN)).await, "conflict");
+        assert_eq!(bob.settled().await.len(), 1, "no second ring");
+        assert_eq!(
+            f.store.calls(Op::RecordCall),
+            0,
+            "refused calls leave no record"
+        );
+    }
+
+    #[actix::test]
+    async fn the_callers_disconnect_ends_a_ringing_call() {
+        let f = fixture(NO_TIMEOUT);
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        f.send(&ann, None, call_to("c1", BOB));
+        bob.wait_frames(1).await;
+        f.gone(&ann);
+        ended(&bob.wait_frames(2).await[1], "c1", "disconnected");
+        assert_eq!(f.record(1).await.reason, "disconnected");
+    }
+
+    #[actix::test]
+    async fn the_answering_sessions_disconnect_ends_the_call_and_another_device_does_not() {
+        let f = fixture(NO_TIMEOUT);
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob_phone = Fake::connect(&f.shared, 2, BOB);
+        let bob_laptop = Fake::connect(&f.shared, 3, BOB);
+        f.send(&ann, None, call_to("c1", BOB));
+        bob_phone.wait_frames(1).await;
+        f.send(&bob_laptop, None, answer("c1"));
+        ann.wait_frames(1).await;
+        f.gone(&bob_phone);
+        f.send(&ann, None, ice("c1", 1));
+        bob_laptop.wait_frames(2).await;
+        assert_eq!(f.store.calls(Op::RecordCall), 0, "still on");
+        f.gone(&bob_laptop);
+        ended(&ann.wait_frames(2).await[1], "c1", "disconnected");
+        let record = f.record(1).await;
+        assert_eq!(record.reason, "disconnected");
+        assert!(record.answered_at.is_some());
+    }
+
+    #[actix::test]
+    async fn either_party_ends_it_and_the_record_says_how() {
+        let f = fixture(NO_TIMEOUT);
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        let cases: [(&str, &Fake, CallEvent, bool, &str); 4] = [
+            ("c1", &ann, end("c1"), false, "cancelled"),
+            ("c2", &bob, reject("c2"), false, "rejected"),
+            ("c3", &bob, end("c3"), false, "rejected"),
+            ("c4", &bob, end("c4"), true, "ended"),
+        ];
+        let about = |event: &'static str, call: &'static str| {
+            move |fr: &Frame| fr.event() == event && fr.data()["callId"] == json!(call)
+        };
+        for (n, (call, by, how, answered, reason)) in cases.into_iter().enumerate() {
+            f.send(&ann, None, call_to(call, BOB));
+            bob.wait_until(0, "the ring", about("call:incoming", call))
+                .await;
+            if answered {
+                f.send(&bob, None, answer(call));
+                ann.wait_until(0, "the answer", about("call:answer", call))
+                    .await;
+            }
+            f.send(by, Some("bye"), how);
+            let record = f.record(n + 1).await;
+            assert_eq!(record.reason, reason, "{call}");
+            assert_eq!(record.answered_at.is_some(), answered, "{call}");
+            for s in [&ann, &bob] {
+                let told = s.wait_until(0, "the end", about("call:end", call)).await;
+                ended(&told, call, reason);
+            }
+            let acked = by.settled().await;
+            assert!(acked
+                .iter()
+                .any(|fr| fr.event() == "ack" && fr.reference() == Some("bye")));
+        }
+    }
+
+    #[actix::test]
+    async fn outsiders_and_bad_requests_are_refused_and_nothing_is_relayed() {
+        let f = fixture(NO_TIMEOUT);
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        let cat = Fake::connect(&f.shared, 3, CAT);
+        let dave = Fake::connect(&f.shared, 4, DAVE);
+        assert_eq!(f.refused(&ann, call_to("c0", DAVE)).await, "forbidden");
+        assert_eq!(f.refused(&dave, call_in("c0", ANN_BOB)).await, "forbidden");
+        assert_eq!(f.refused(&ann, call_in("c0", GROUP)).await, "invalid_data");
+        assert_eq!(
+            f.refused(&ann, call_in("c0", ChatId(99))).await,
+            "forbidden"
+        );
+        assert_eq!(f.refused(&ann, call_to("c0", ANN)).await, "invalid_data");
+        assert_eq!(
+            f.refused(&ann, call_to("bad id!", BOB)).await,
+            "invalid_data"
+        );
+        let big = CallEvent::Initiate(CallInitiate {
+            call_id: id("c0"),
+            chat_id: Some(ANN_BOB),
+            to_user_id: None,
+            video: false,
+            sdp: raw(json!({"sdp": "x".repeat(300)})),
+        });
+        assert_eq!(f.refused(&ann, big).await, "too_large");
+        let wrong_callee = CallEvent::Initiate(CallInitiate {
+            call_id: id("c0"),
+            chat_id: Some(ANN_BOB),
+            to_user_id: Some(CAT),
+            video: false,
+            sdp: raw(json!({})),
+        });
+        assert_eq!(f.refused(&ann, wrong_callee).await, "invalid_data");
+        assert!(bob.settled().await.is_empty(), "nothing rang");
+
+        f.send(&ann, None, call_to("c1", BOB));
+        bob.wait_frames(1).await;
+        assert_eq!(f.refused(&cat, answer("c1")).await, "forbidden");
+        assert_eq!(f.refused(&cat, ice("c1", 1)).await, "forbidden");
+        assert_eq!(f.refused(&cat, end("c1")).await, "forbidden");
+        assert_eq!(f.refused(&cat, reject("c1")).await, "forbidden");
+        assert_eq!(
+            f.refused(&ann, reject("c1")).await,
+            "forbidden",
+            "the caller cancels, not rejects"
+        );
+        assert_eq!(f.refused(&cat, end("nope")).await, "forbidden");
+        assert_eq!(bob.settled().await.len(), 1);
+        assert_eq!(
+            ann.settled()
+                .await
+                .iter()
+                .filter(|fr| fr.error_code().is_none())
+                .count(),
+            0
+        );
+        assert_eq!(f.store.calls(Op::RecordCall), 0);
+    }
+}

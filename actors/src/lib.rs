@@ -15,6 +15,8 @@ pub mod protocol;
 pub mod room;
 pub mod session;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 pub mod writer;
 

@@ -521,3 +521,479 @@ impl Handler<Route> for RoomDirectory {
         Some(addr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::ChatKind;
+    use crate::testing::{self, Failure, Fake, MemoryStore, Op};
+    use crate::AudioId;
+
+    const ANN: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+    const CAT: UserId = UserId(3);
+    const DAVE: UserId = UserId(4);
+    const CHAT: ChatId = ChatId(10);
+
+    struct Fixture {
+        store: Arc<MemoryStore>,
+        shared: Arc<Shared>,
+        room: Addr<Room>,
+    }
+
+    /// A group of ann, bob and cat, its room, and two writer lanes over memory.
+    fn fixture() -> Fixture {
+        let store = MemoryStore::new();
+        store.add_chat(CHAT, ChatKind::Group, &[ANN, BOB, CAT]);
+        let shared = testing::shared(store.clone(), testing::settings());
+        let writer = Writer::start(store.clone(), 2);
+        let room = Room::new(CHAT, shared.clone(), writer).start();
+        Fixture {
+            store,
+            shared,
+            room,
+        }
+    }
+
+    fn send_message(data: serde_json::Value) -> SendMessage {
+        serde_json::from_str(&data.to_string()).expect("a message:send")
+    }
+
+    fn text(client_id: &str, content: &str) -> SendMessage {
+        send_message(
+            json!({"chatId": CHAT, "clientId": client_id, "kind": "text", "content": content}),
+        )
+    }
+
+    impl Fixture {
+        /// Posts as a session does: counted in flight until the room answers.
+        fn post(&self, from: &Fake, reference: &str, message: SendMessage) {
+            self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+            self.room.do_send(Post {
+                session: from.handle.clone(),
+                reference: Some(reference.into()),
+                message,
+                received: Instant::now(),
+            });
+        }
+
+        fn in_flight(&self) -> usize {
+            self.shared.in_flight.load(Ordering::Acquire)
+        }
+    }
+
+    /// The error code a session got in answer to `reference`.
+    async fn refused(f: &Fixture, from: &Fake, reference: &str, message: SendMessage) -> String {
+        let seen = from.frames().len();
+        f.post(from, reference, message);
+        let answer = from.next_frame(seen).await;
+        assert_eq!(answer.reference(), Some(reference));
+        answer
+            .error_code()
+            .unwrap_or_else(|| panic!("{reference}: expected an error, got {:?}", answer.json))
+            .to_owned()
+    }
+
+    #[actix::test]
+    async fn refuses_outsiders_and_malformed_messages_with_their_codes() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        let dave = Fake::connect(&f.shared, 4, DAVE);
+        let b64 = |n: usize| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(vec![7u8; n])
+        };
+        let envelope = |keys: &[UserId]| {
+            let keys: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .map(|u| (u.to_string(), json!(b64(256))))
+                .collect();
+            json!({"v": 1, "alg": e2ee::ALGORITHM, "iv": b64(12), "ciphertext": b64(40), "keys": keys})
+        };
+        assert_eq!(
+            refused(&f, &dave, "outsider", text("c1", "hi")).await,
+            "forbidden"
+        );
+        let too_long = "x".repeat(MAX_TEXT_CHARS + 1);
+        for (reference, message, code) in [
+            (
+                "call kind",
+                json!({"kind": "call", "content": "x"}),
+                "invalid_data",
+            ),
+            (
+                "too long",
+                json!({"kind": "text", "content": too_long}),
+                "too_large",
+            ),
+            (
+                "empty",
+                json!({"kind": "text", "content": "  "}),
+                "invalid_data",
+            ),
+            (
+                "audio id on text",
+                json!({"kind": "text", "content": "x", "audioId": 5}),
+                "invalid_data",
+            ),
+            ("audio without id", json!({"kind": "audio"}), "invalid_data"),
+            (
+                "encrypted, no e2ee",
+                json!({"kind": "text", "encrypted": true}),
+                "invalid_data",
+            ),
+            (
+                "e2ee, not encrypted",
+                json!({"kind": "text", "content": "x", "e2ee": envelope(&[ANN, BOB, CAT])}),
+                "invalid_data",
+            ),
+            (
+                "encrypted with content",
+                json!({"kind": "text", "content": "x", "encrypted": true, "e2ee": envelope(&[ANN, BOB, CAT])}),
+                "invalid_data",
+            ),
+            (
+                "a member's key missing",
+                json!({"kind": "text", "encrypted": true, "e2ee": envelope(&[ANN, BOB])}),
+                "invalid_envelope",
+            ),
+        ] {
+            let mut data = message;
+            data["chatId"] = json!(CHAT);
+            data["clientId"] = json!("c1");
+            assert_eq!(
+                refused(&f, &ann, reference, send_message(data)).await,
+                code,
+                "{reference}"
+            );
+        }
+        for bad_id in ["", "has space", &"x".repeat(MAX_CLIENT_ID + 1)] {
+            assert_eq!(
+                refused(&f, &ann, "client id", text(bad_id, "hi")).await,
+                "invalid_data",
+                "{bad_id:?}"
+            );
+        }
+        // A well-formed encrypted message passes the same checks.
+        f.post(
+            &ann,
+            "sealed",
+            send_message(json!({"chatId": CHAT, "clientId": "c2", "kind": "text", "encrypted": true, "e2ee": envelope(&[ANN, BOB, CAT])})),
+        );
+        let ack = ann.next_frame(ann.frames().len()).await;
+        assert_eq!((ack.event(), ack.reference()), ("ack", Some("sealed")));
+        assert_eq!(
+            f.store.batches().len(),
+            1,
+            "nothing refused reached the store"
+        );
+        let got = bob.wait_frames(1).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data()["encrypted"], json!(true));
+        assert_eq!(f.in_flight(), 0, "every post answered once");
+        assert!(dave.settled().await.iter().all(|fr| fr.event() == "error"));
+    }
+
+    #[actix::test]
+    async fn a_chat_that_does_not_exist_is_forbidden_like_someone_elses() {
+        let f = fixture();
+        let room = Room::new(
+            ChatId(99),
+            f.shared.clone(),
+            Writer::start(f.store.clone(), 1),
+        )
+        .start();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        f.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        room.do_send(Post {
+            session: ann.handle.clone(),
+            reference: Some("r".into()),
+            message: text("c1", "hi"),
+            received: Instant::now(),
+        });
+        let frames = ann.wait_frames(1).await;
+        assert_eq!(frames[0].error_code(), Some("forbidden"));
+        assert_eq!(f.in_flight(), 0);
+    }
+
+    #[actix::test]
+    async fn acks_the_sender_and_fans_out_in_stored_order_to_every_other_session() {
+        let f = fixture();
+        let ann_phone = Fake::connect(&f.shared, 1, ANN);
+        let ann_laptop = Fake::connect(&f.shared, 2, ANN);
+        let bob = Fake::connect(&f.shared, 3, BOB);
+        let cat = Fake::connect(&f.shared, 4, CAT);
+        let dave = Fake::connect(&f.shared, 5, DAVE);
+        for i in 0..5 {
+            f.post(
+                &ann_phone,
+                &format!("r{i}"),
+                text(&format!("c{i}"), &format!("hello {i}")),
+            );
+        }
+        let acks = ann_phone.wait_frames(5).await;
+        for (i, ack) in acks.iter().enumerate() {
+            assert_eq!(ack.event(), "ack");
+            assert_eq!(ack.reference(), Some(format!("r{i}").as_str()));
+            assert_eq!(ack.data()["clientId"], json!(format!("c{i}")));
+        }
+        let ack_ids: Vec<u64> = acks
+            .iter()
+            .map(|a| a.data()["id"].as_u64().expect("id"))
+            .collect();
+        assert!(
+            ack_ids.windows(2).all(|w| w[0] < w[1]),
+            "ids grow in send order: {ack_ids:?}"
+        );
+        let stored: Vec<u64> = f.store.messages().iter().map(|m| m.id.0).collect();
+        assert_eq!(stored, ack_ids);
+        for other in [&ann_laptop, &bob, &cat] {
+            let got = other.wait_frames(5).await;
+            assert!(
+                got.iter().all(|fr| fr.event() == "message:received"),
+                "{:?}",
+                other.events()
+            );
+            let ids: Vec<u64> = got
+                .iter()
+                .map(|fr| fr.data()["id"].as_u64().expect("id"))
+                .collect();
+            assert_eq!(
+                ids,
+                ack_ids,
+                "user {} sees them in stored order",
+                other.user()
+            );
+            assert!(
+                got.iter().all(|fr| fr.message.is_some()),
+                "tagged for the catch-up's dedup"
+            );
+            assert_eq!(got[0].data()["content"], json!("hello 0"));
+        }
+        // The sending session gets its acks, never the message a second time.
+        assert_eq!(ann_phone.settled().await.len(), 5);
+        assert_eq!(ann_laptop.settled().await.len(), 5);
+        assert!(dave.settled().await.is_empty(), "a stranger hears nothing");
+        assert_eq!(f.in_flight(), 0);
+    }
+
+    #[actix::test]
+    async fn the_ack_is_queued_before_the_fan_out() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        f.post(&ann, "r", text("c1", "hi"));
+        bob.wait_frames(1).await;
+        let got = ann.settled().await;
+        assert_eq!(got.len(), 1, "acked by the time others hear of it");
+        assert_eq!(got[0].event(), "ack");
+    }
+
+    #[actix::test]
+    async fn a_resend_with_the_same_client_id_is_acked_with_the_first_and_not_fanned_out_again() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        f.post(&ann, "first", text("same", "hi"));
+        f.post(&ann, "again", text("same", "hi"));
+        let acks = ann.wait_frames(2).await;
+        assert_eq!(acks[0].data()["id"], acks[1].data()["id"]);
+        assert_eq!(acks[1].reference(), Some("again"));
+        bob.wait_frames(1).await;
+        assert_eq!(bob.settled().await.len(), 1);
+        assert_eq!(f.store.messages().len(), 1);
+    }
+
+    #[actix::test]
+    async fn store_failures_answer_the_sender_and_the_next_message_goes_through() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        f.store.fail(Op::InsertMessages, Failure::Unavailable, 1);
+        assert_eq!(
+            refused(&f, &ann, "down", text("c1", "hi")).await,
+            "unavailable"
+        );
+        f.store.fail(Op::InsertMessages, Failure::Broken, 1);
+        assert_eq!(
+            refused(&f, &ann, "broken", text("c1", "hi")).await,
+            "internal"
+        );
+        f.store.foreign_audio(AudioId(7));
+        let audio =
+            send_message(json!({"chatId": CHAT, "clientId": "c2", "kind": "audio", "audioId": 7}));
+        assert_eq!(refused(&f, &ann, "not yours", audio).await, "forbidden");
+        assert!(
+            bob.settled().await.is_empty(),
+            "nothing failed is fanned out"
+        );
+        f.post(&ann, "retry", text("c1", "hi"));
+        let ack = ann.next_frame(3).await;
+        assert_eq!((ack.event(), ack.reference()), ("ack", Some("retry")));
+        assert_eq!(bob.wait_frames(1).await[0].event(), "message:received");
+        assert_eq!(f.in_flight(), 0);
+    }
+
+    #[actix::test]
+    async fn a_full_writer_lane_answers_busy() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let gate = f.store.stall(Op::InsertMessages);
+        f.post(&ann, "head", text("head", "hi"));
+        f.store.called(Op::InsertMessages, 1).await;
+        // The fixture's chat uses one lane of two; fill its queue behind the head.
+        for i in 0..crate::writer::LANE_QUEUE {
+            f.post(&ann, "queued", text(&format!("q{i}"), "hi"));
+        }
+        f.post(&ann, "over", text("over", "hi"));
+        let busy = ann
+            .wait_until(0, "the refusal", |fr| fr.reference() == Some("over"))
+            .await;
+        assert_eq!(busy.error_code(), Some("busy"));
+        assert_eq!(
+            f.in_flight(),
+            1 + crate::writer::LANE_QUEUE,
+            "only the refused one is answered; the rest wait for the lane"
+        );
+        assert_eq!(ann.settled().await.len(), 1);
+        drop(gate);
+    }
+
+    #[actix::test]
+    async fn members_that_cannot_be_loaded_make_posts_unavailable() {
+        let store = MemoryStore::new();
+        store.add_chat(CHAT, ChatKind::Group, &[ANN, BOB]);
+        store.fail(Op::ChatMembers, Failure::Unavailable, 1);
+        let shared = testing::shared(store.clone(), testing::settings());
+        let room = Room::new(CHAT, shared.clone(), Writer::start(store.clone(), 1)).start();
+        let ann = Fake::connect(&shared, 1, ANN);
+        room.do_send(TypingSignal {
+            session: ann.handle.clone(),
+            reference: Some("t".into()),
+            typing: Typing {
+                chat_id: CHAT,
+                active: true,
+            },
+        });
+        assert_eq!(
+            ann.wait_frames(1).await[0].error_code(),
+            Some("unavailable")
+        );
+        assert!(store.batches().is_empty());
+    }
+
+    #[actix::test]
+    async fn members_changed_reloads_them_before_the_next_request() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        let dave = Fake::connect(&f.shared, 4, DAVE);
+        f.post(&ann, "before", text("c1", "one"));
+        bob.wait_frames(1).await;
+        // Bob leaves, dave joins.
+        f.store.set_members(CHAT, &[ANN, CAT, DAVE]);
+        f.room.do_send(MembersChanged { chat: CHAT });
+        assert_eq!(
+            refused(&f, &bob, "left", text("b1", "still here?")).await,
+            "forbidden"
+        );
+        f.post(&ann, "after", text("c2", "two"));
+        let got = dave.wait_frames(1).await;
+        assert_eq!(got[0].data()["content"], json!("two"));
+        ann.wait_frames(2).await;
+        let bob_got = bob.settled().await;
+        assert_eq!(
+            bob_got
+                .iter()
+                .filter(|fr| fr.event() == "message:received")
+                .count(),
+            1,
+            "a member who left hears nothing more"
+        );
+        assert_eq!(f.store.calls(Op::ChatMembers), 2);
+    }
+
+    #[actix::test]
+    async fn the_directory_forwards_members_changed_to_a_running_room_only() {
+        let f = fixture();
+        let dir = RoomDirectory::new(
+            f.shared.clone(),
+            Writer::start(f.store.clone(), 1),
+            Vec::new(),
+            Duration::from_secs(60),
+        )
+        .start();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        dir.do_send(MembersChanged { chat: CHAT });
+        let typing = |reference: &str| {
+            RoomRequest::Typing(TypingSignal {
+                session: ann.handle.clone(),
+                reference: Some(reference.into()),
+                typing: Typing {
+                    chat_id: CHAT,
+                    active: true,
+                },
+            })
+        };
+        let room = dir
+            .send(Route {
+                chat: CHAT,
+                request: typing("1"),
+            })
+            .await
+            .expect("the directory answers")
+            .expect("a room");
+        ann.wait_frames(1).await;
+        // The fixture's own room and the directory's, nothing for the early notice.
+        f.store.called(Op::ChatMembers, 2).await;
+        assert_eq!(f.store.calls(Op::ChatMembers), 2);
+        dir.do_send(MembersChanged { chat: CHAT });
+        f.store.called(Op::ChatMembers, 3).await;
+        assert!(typing("2").try_send(&room).is_ok());
+        ann.wait_frames(2).await;
+        assert_eq!(f.store.calls(Op::ChatMembers), 3);
+    }
+
+    #[actix::test]
+    async fn typing_reaches_the_other_members_only_and_is_acked_when_asked() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let ann2 = Fake::connect(&f.shared, 2, ANN);
+        let bob = Fake::connect(&f.shared, 3, BOB);
+        let cat = Fake::connect(&f.shared, 4, CAT);
+        let dave = Fake::connect(&f.shared, 5, DAVE);
+        let signal = |from: &Fake, reference: Option<&str>| TypingSignal {
+            session: from.handle.clone(),
+            reference: reference.map(Into::into),
+            typing: Typing {
+                chat_id: CHAT,
+                active: true,
+            },
+        };
+        f.room.do_send(signal(&ann, Some("t")));
+        f.room.do_send(signal(&dave, None));
+        for other in [&bob, &cat] {
+            let got = other.wait_frames(1).await;
+            assert_eq!(got[0].event(), "typing");
+            assert_eq!(got[0].data()["userId"], json!(ANN));
+            assert_eq!(got[0].message, None);
+        }
+        let acked = ann.wait_frames(1).await;
+        assert_eq!((acked[0].event(), acked[0].reference()), ("ack", Some("t")));
+        assert_eq!(dave.wait_frames(1).await[0].error_code(), Some("forbidden"));
+        assert!(
+            ann2.settled().await.is_empty(),
+            "one's own typing is not echoed"
+        );
+        assert_eq!(
+            bob.settled().await.len(),
+            1,
+            "an outsider's typing goes nowhere"
+        );
+    }
+}

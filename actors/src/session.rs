@@ -17,7 +17,7 @@
 //! at most per query, and the next query only once the session's outbound queue (see
 //! [`Outbound`]) has drained below a low mark.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +38,9 @@ use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
 use crate::room::{Post, Room, RoomRequest, Route, TypingSignal};
 use crate::store::{Message, ReadOutcome, StoreError};
 use crate::{Realtime, Shared};
+
+mod catchup;
+use catchup::{CatchUp, Finish, Held, TooFarBehind, HOLD_MAX};
 
 /// Frames a session may have queued before it counts as not reading.
 const SESSION_MAILBOX: usize = 1024;
@@ -111,57 +114,14 @@ struct SyncRun {
     held: Held,
 }
 
-/// Live messages held back while a catch-up or a `sync` streams, and their size.
-#[derive(Default)]
-struct Held {
-    frames: Vec<Deliver>,
-    bytes: usize,
-}
-
-impl Held {
-    fn push(&mut self, d: Deliver) {
-        self.bytes += d.frame.len();
-        self.frames.push(d);
-    }
-}
-
 /// What this session knows of its membership of a chat it has not routed to yet.
 enum Membership {
     Member,
     NotMember(Instant),
 }
 
-struct CatchUp {
-    held: Held,
-    sent: HashSet<MessageId>,
-    pushed: usize,
-    /// A replay after a cluster outage: every message, not only the undelivered.
-    everything: bool,
-    /// A page query is out (else: only holding live messages, waiting for `Resync`).
-    running: bool,
-    /// A replay asked for while one ran: run it before releasing what is held.
-    again: Option<MessageId>,
-}
-
-impl CatchUp {
-    fn new(everything: bool, running: bool) -> CatchUp {
-        CatchUp {
-            held: Held::default(),
-            sent: HashSet::new(),
-            pushed: 0,
-            everything,
-            running,
-            again: None,
-        }
-    }
-}
-
 /// Longest wait for the cluster to list a new session's user before its catch-up.
 const LISTING_MAX: Duration = Duration::from_secs(2);
-
-/// How long a session holds live messages for a replay that was announced
-/// (`Hold`) before running it anyway.
-const HOLD_MAX: Duration = Duration::from_secs(5);
 
 pub struct Session {
     id: SessionId,
@@ -174,7 +134,7 @@ pub struct Session {
     rooms: HashMap<ChatId, (Addr<Room>, Instant)>,
     /// Membership answers for chats first named by this client (see `route`).
     membership: HashMap<ChatId, Membership>,
-    catch_up: Option<CatchUp>,
+    catch_up: CatchUp,
     /// The `sync` being streamed, if any, and those waiting behind it.
     sync_run: Option<SyncRun>,
     sync_queue: VecDeque<QueuedSync>,
@@ -185,8 +145,6 @@ pub struct Session {
     pending: usize,
     /// A close asked for while `pending` > 0: done when the last answer is out.
     closing: Option<Close>,
-    /// The current catch-up is a resync: no second `ready`.
-    resyncing: bool,
 }
 
 impl Session {
@@ -207,14 +165,13 @@ impl Session {
             last_heard: Instant::now(),
             rooms: HashMap::new(),
             membership: HashMap::new(),
-            catch_up: Some(CatchUp::new(false, true)),
+            catch_up: CatchUp::connecting(),
             sync_run: None,
             sync_queue: VecDeque::new(),
             outbound: Outbound::default(),
             input: None,
             pending: 0,
             closing: None,
-            resyncing: false,
         }
     }
 
@@ -325,7 +282,7 @@ impl Session {
     fn catch_up_page(&mut self, after: MessageId, ctx: &mut ws::WebsocketContext<Self>) {
         let store = self.shared().store.clone();
         let user = self.user;
-        let everything = self.catch_up.as_ref().is_some_and(|c| c.everything);
+        let everything = self.catch_up.everything();
         let rows = detached(async move {
             if everything {
                 store.messages_after(user, after, STEP).await
@@ -349,10 +306,9 @@ impl Session {
                 }
             };
             let step = Step::write(&page, STEP, ctx);
-            if let Some(c) = session.catch_up.as_mut() {
-                c.sent.extend(page[..step.sent].iter().map(|m| m.id));
-                c.pushed += step.sent;
-            }
+            session
+                .catch_up
+                .sent(page[..step.sent].iter().map(|m| m.id));
             if step.more {
                 let last = step.last.unwrap_or(after);
                 session.when_drained(step.bytes, ctx, move |s, ctx| s.catch_up_page(last, ctx));
@@ -363,27 +319,21 @@ impl Session {
     }
 
     fn finish_catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if let Some(c) = self.catch_up.as_mut() {
-            if let Some(after) = c.again.take() {
-                // Still holding: the replay asked for meanwhile goes first.
-                c.everything = after.0 > 0;
-                return self.catch_up_page(after, ctx);
-            }
-        }
-        if let Some(c) = self.catch_up.take() {
-            for d in c.held.frames {
-                if !d.message.is_some_and(|id| c.sent.contains(&id)) {
+        match self.catch_up.finish() {
+            Finish::Fetch(next) => return self.catch_up_page(next.after, ctx),
+            Finish::Done { release, ready } => {
+                for d in release {
                     ctx.text(d.frame);
                 }
-            }
-            if !std::mem::take(&mut self.resyncing) {
-                ctx.text(protocol::encode(
-                    &ServerEvent::Ready {
-                        user_id: self.user,
-                        pushed: c.pushed,
-                    },
-                    None,
-                ));
+                if let Some(pushed) = ready {
+                    ctx.text(protocol::encode(
+                        &ServerEvent::Ready {
+                            user_id: self.user,
+                            pushed,
+                        },
+                        None,
+                    ));
+                }
             }
         }
         self.next_sync(ctx);
@@ -689,7 +639,7 @@ impl Session {
         reference: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let busy = self.sync_run.is_some() || self.catch_up.as_ref().is_some_and(|c| c.running);
+        let busy = self.sync_run.is_some() || self.catch_up.is_fetching();
         if !busy {
             return self.start_sync(after, reference, ctx);
         }
@@ -722,7 +672,7 @@ impl Session {
 
     /// Starts the next queued `sync`, if nothing else streams.
     fn next_sync(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.sync_run.is_some() || self.catch_up.as_ref().is_some_and(|c| c.running) {
+        if self.sync_run.is_some() || self.catch_up.is_fetching() {
             return;
         }
         if let Some(q) = self.sync_queue.pop_front() {
@@ -764,7 +714,7 @@ impl Session {
                 }
                 Err(e) => Self::send_error(ctx, &store_error(&e), run.reference.as_deref()),
             }
-            for d in run.held.frames {
+            for d in run.held.into_frames() {
                 ctx.text(d.frame);
             }
             session.answered(ctx);
@@ -902,19 +852,21 @@ impl Handler<Deliver> for Session {
         if d.message.is_none() {
             return ctx.text(d.frame);
         }
-        let held = match (self.catch_up.as_mut(), self.sync_run.as_mut()) {
-            (Some(c), _) => &mut c.held,
+        let held = match (self.catch_up.held(), self.sync_run.as_mut()) {
+            (Some(held), _) => held,
             (None, Some(run)) => &mut run.held,
             (None, None) => return ctx.text(d.frame),
         };
-        held.push(d);
-        if held.bytes > self.shared().settings.outbound_bytes {
+        if held
+            .push(d, self.realtime.shared.settings.outbound_bytes)
+            .is_err()
+        {
             // A stream that cannot finish (its client is not reading) would hold
             // live messages without end: close instead; the client syncs.
             Self::close_now(
                 Close {
-                    code: 1013,
-                    reason: "too far behind; reconnect and sync".into(),
+                    code: TooFarBehind::CODE,
+                    reason: TooFarBehind::REASON.into(),
                 },
                 ctx,
             );
@@ -949,21 +901,13 @@ impl Handler<Hold> for Session {
         if !self.registered {
             return; // its own catch-up, still to come, covers it
         }
-        match self.catch_up.as_mut() {
-            Some(c) if c.running => {
-                c.again = Some(c.again.map_or(h.after, |a| a.min(h.after)));
-            }
-            Some(_) => {}
-            None => {
-                self.catch_up = Some(CatchUp::new(true, false));
-                self.resyncing = true;
-                // Never hold for ever: if the Resync does not come, replay anyway.
-                ctx.run_later(HOLD_MAX, move |s, ctx| {
-                    if s.catch_up.as_ref().is_some_and(|c| !c.running) {
-                        <Session as Handler<Resync>>::handle(s, Resync { after: h.after }, ctx);
-                    }
-                });
-            }
+        if self.catch_up.hold(h.after) {
+            // Never hold for ever: if the Resync does not come, replay anyway.
+            ctx.run_later(HOLD_MAX, move |s, ctx| {
+                if s.catch_up.hold_expired() {
+                    <Session as Handler<Resync>>::handle(s, Resync { after: h.after }, ctx);
+                }
+            });
         }
     }
 }
@@ -975,21 +919,8 @@ impl Handler<Resync> for Session {
         if !self.registered {
             return;
         }
-        match self.catch_up.as_mut() {
-            Some(c) if c.running => {
-                c.again = Some(c.again.map_or(r.after, |a| a.min(r.after)));
-            }
-            Some(c) => {
-                c.running = true;
-                c.everything = r.after.0 > 0;
-                self.catch_up_page(r.after, ctx);
-            }
-            None => {
-                // No floor known (0): what is undelivered, as on connect.
-                self.catch_up = Some(CatchUp::new(r.after.0 > 0, true));
-                self.resyncing = true;
-                self.catch_up_page(r.after, ctx);
-            }
+        if let Some(fetch) = self.catch_up.resync(r.after) {
+            self.catch_up_page(fetch.after, ctx);
         }
     }
 }
