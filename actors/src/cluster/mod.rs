@@ -1,0 +1,393 @@
+//! The cluster seam: everything that depends on how many nodes there are goes
+//! through the [`Cluster`] trait, so sessions, presence and calls have one path
+//! whether Parley runs as one process or many.
+//!
+//! - [`Local`]: in memory. One process is a cluster of one node; the same type
+//!   also links several in-process nodes sharing one [`Hub`] (unit tests). On one
+//!   node every "elsewhere" question answers "nowhere" without a lock, and
+//!   publishing to other nodes is one relaxed atomic load.
+//! - [`redis::Redis`]: several processes through Redis (see that module).
+//!
+//! What the seam decides: which nodes a user is on (presence transitions answer
+//! "first anywhere" / "last anywhere"; presence.rs announces), whether a user is
+//! online anywhere, who owns a call and who is busy, and carrying frames to other
+//! nodes (users, one session, a call's owner). Frames between nodes are encoded by
+//! [`codec`].
+
+pub mod codec;
+pub mod redis;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use bytestring::ByteString;
+use smallvec::SmallVec;
+
+use crate::directory::{Deliver, RemoteRoute, SessionDirectory, SessionHandle};
+use crate::ids::{CallId, SessionId, UserId};
+use crate::messages::{CallEvent, FromSession, LiveSessions, Reannounce, Reaped, SessionGone};
+use crate::store::Store;
+
+/// How to reach Redis and how long a silent node counts as alive.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub url: String,
+    pub prefix: String,
+    pub node_ttl: Duration,
+}
+
+/// Why the cluster could not be set up (a bad `redis.url`), or a call into it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("invalid redis url: {0}")]
+    Url(#[source] ::redis::RedisError),
+    #[error("redis pool: {0}")]
+    Pool(#[source] deadpool_redis::CreatePoolError),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+}
+
+/// What `reserve_call` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    Reserved,
+    CallerBusy,
+    CalleeBusy,
+}
+
+/// Where a node's cluster hands what arrives for it, once the actors exist.
+#[derive(Clone)]
+pub struct Inbox {
+    pub directory: SessionDirectory,
+    pub sessions: LiveSessions,
+    pub store: Arc<dyn Store>,
+    pub reannounce: Recipient<Reannounce>,
+    pub reaped: Recipient<Reaped>,
+    pub calls: Recipient<FromSession>,
+    pub gone: Recipient<SessionGone>,
+}
+
+/// The seam (see the module docs). Publishing is fire-and-forget and never waits;
+/// questions are async (Local answers at once: its futures are ready on first poll).
+#[async_trait]
+pub trait Cluster: RemoteRoute {
+    /// This node's id.
+    fn node(&self) -> &Arc<str>;
+
+    /// Whether the cluster answers (Local: always).
+    fn is_up(&self) -> bool;
+
+    /// Starts what runs in the background (listening, heartbeats), once the actors
+    /// that `inbox` names exist. Called once.
+    fn start(&self, inbox: Inbox);
+
+    /// Lists `user` on this node; true when they were on no node before. An error
+    /// means nobody can tell: presence then announces to whoever can hear.
+    async fn join(&self, user: UserId) -> Result<bool, ClusterError>;
+
+    /// Takes `user` off this node; true when they are now on no node.
+    async fn leave(&self, user: UserId) -> Result<bool, ClusterError>;
+
+    /// For each of `users`, whether some *other* node lists them.
+    async fn online_elsewhere(&self, users: &[UserId]) -> Result<Vec<bool>, ClusterError>;
+
+    /// Reserves both parties at once and names this node as the call's owner.
+    async fn reserve_call(
+        &self,
+        call: &CallId,
+        caller: UserId,
+        callee: UserId,
+    ) -> Result<Reservation, ClusterError>;
+
+    async fn release_call(&self, call: &CallId, parties: [UserId; 2]);
+
+    /// The node that owns `call`, when that is another node.
+    async fn call_node(&self, call: &CallId) -> Option<Arc<str>>;
+
+    /// The node of the call `user` is in, when that is another node.
+    async fn busy_call_node(&self, user: UserId) -> Option<Arc<str>>;
+
+    /// Hands `d` to the other nodes' sessions of `users` (never to this node's:
+    /// the bus delivers those), except `skip` (a session on another node).
+    fn to_users(&self, users: &[UserId], d: &Deliver, skip: Option<&SessionHandle>);
+
+    /// Forwards a session's call event to the call's node (`node`, not this one).
+    fn forward_call(
+        &self,
+        node: &Arc<str>,
+        session: &SessionHandle,
+        reference: Option<&str>,
+        event: &CallEvent,
+    );
+
+    /// Tells a call's node that a session of one of its parties has ended.
+    fn session_gone(&self, node: &Arc<str>, user: UserId, session: SessionId);
+}
+
+/// The cluster `settings` name: Redis when set, else a node of its own.
+pub fn connect(settings: Option<&ClusterSettings>) -> Result<Arc<dyn Cluster>, ClusterError> {
+    Ok(match settings {
+        Some(s) => redis::Redis::new(s)?,
+        None => Arc::new(Local::new()),
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The in-memory state of a Local cluster: one per process, or shared by several
+/// in-process nodes in tests.
+#[derive(Default)]
+pub struct Hub {
+    /// Set once a second node starts: until then nothing is ever published.
+    multi: AtomicBool,
+    nodes: Mutex<HashMap<Arc<str>, Inbox>>,
+    /// The nodes each online user is on.
+    users: Mutex<HashMap<UserId, SmallVec<[Arc<str>; 1]>>>,
+    calls: Mutex<Calls>,
+}
+
+#[derive(Default)]
+struct Calls {
+    busy: HashMap<UserId, CallId>,
+    owner: HashMap<CallId, Arc<str>>,
+}
+
+/// A node of an in-memory cluster (see the module docs).
+pub struct Local {
+    node: Arc<str>,
+    hub: Arc<Hub>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local::new()
+    }
+}
+
+impl Local {
+    /// One process on its own.
+    pub fn new() -> Local {
+        Local::on(&Arc::new(Hub::default()))
+    }
+
+    /// Another node of the in-memory cluster `hub`.
+    pub fn on(hub: &Arc<Hub>) -> Local {
+        Local {
+            node: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            hub: hub.clone(),
+        }
+    }
+
+    fn multi(&self) -> bool {
+        self.hub.multi.load(Ordering::Relaxed)
+    }
+
+    /// The inbox of another node, if it runs.
+    fn inbox(&self, node: &str) -> Option<Inbox> {
+        lock(&self.hub.nodes).get(node).cloned()
+    }
+
+    fn via(self: &Arc<Self>) -> Arc<dyn RemoteRoute> {
+        self.clone()
+    }
+}
+
+impl RemoteRoute for Local {
+    fn to_session(&self, node: &Arc<str>, session: SessionId, frame: ByteString) {
+        if let Some(inbox) = self.inbox(node) {
+            inbox
+                .directory
+                .deliver_to_session(session, Deliver::frame(frame));
+        }
+    }
+}
+
+/// A session handle for a remote node needs the route as an `Arc`; a Local is
+/// shared through its hub, so the route back is a fresh `Local` on the same hub
+/// with the origin's id.
+fn route_back(hub: &Arc<Hub>, origin: &Arc<str>) -> Arc<dyn RemoteRoute> {
+    Arc::new(Local {
+        node: origin.clone(),
+        hub: hub.clone(),
+    })
+    .via()
+}
+
+#[async_trait]
+impl Cluster for Local {
+    fn node(&self) -> &Arc<str> {
+        &self.node
+    }
+
+    fn is_up(&self) -> bool {
+        true
+    }
+
+    fn start(&self, inbox: Inbox) {
+        let mut nodes = lock(&self.hub.nodes);
+        nodes.insert(self.node.clone(), inbox);
+        self.hub.multi.store(nodes.len() > 1, Ordering::Relaxed);
+    }
+
+    async fn join(&self, user: UserId) -> Result<bool, ClusterError> {
+        let mut users = lock(&self.hub.users);
+        let on = users.entry(user).or_default();
+        let first = on.is_empty();
+        if !on.contains(&self.node) {
+            on.push(self.node.clone());
+        }
+        Ok(first)
+    }
+
+    async fn leave(&self, user: UserId) -> Result<bool, ClusterError> {
+        let mut users = lock(&self.hub.users);
+        let Some(on) = users.get_mut(&user) else {
+            return Ok(false);
+        };
+        let before = on.len();
+        on.retain(|n| *n != self.node);
+        let last = before > 0 && on.is_empty();
+        if on.is_empty() {
+            users.remove(&user);
+        }
+        Ok(last)
+    }
+
+    async fn online_elsewhere(&self, users: &[UserId]) -> Result<Vec<bool>, ClusterError> {
+        if !self.multi() {
+            return Ok(vec![false; users.len()]);
+        }
+        let on = lock(&self.hub.users);
+        Ok(users
+            .iter()
+            .map(|u| on.get(u).is_some_and(|n| n.iter().any(|n| *n != self.node)))
+            .collect())
+    }
+
+    async fn reserve_call(
+        &self,
+        call: &CallId,
+        caller: UserId,
+        callee: UserId,
+    ) -> Result<Reservation, ClusterError> {
+        let mut calls = lock(&self.hub.calls);
+        if calls.busy.contains_key(&caller) {
+            return Ok(Reservation::CallerBusy);
+        }
+        if calls.busy.contains_key(&callee) {
+            return Ok(Reservation::CalleeBusy);
+        }
+        calls.busy.insert(caller, call.clone());
+        calls.busy.insert(callee, call.clone());
+        calls.owner.insert(call.clone(), self.node.clone());
+        Ok(Reservation::Reserved)
+    }
+
+    async fn release_call(&self, call: &CallId, parties: [UserId; 2]) {
+        let mut calls = lock(&self.hub.calls);
+        for u in parties {
+            if calls.busy.get(&u) == Some(call) {
+                calls.busy.remove(&u);
+            }
+        }
+        calls.owner.remove(call);
+    }
+
+    async fn call_node(&self, call: &CallId) -> Option<Arc<str>> {
+        if !self.multi() {
+            return None;
+        }
+        let calls = lock(&self.hub.calls);
+        calls.owner.get(call).filter(|n| **n != self.node).cloned()
+    }
+
+    async fn busy_call_node(&self, user: UserId) -> Option<Arc<str>> {
+        if !self.multi() {
+            return None;
+        }
+        let calls = lock(&self.hub.calls);
+        let call = calls.busy.get(&user)?;
+        calls.owner.get(call).filter(|n| **n != self.node).cloned()
+    }
+
+    fn to_users(&self, users: &[UserId], d: &Deliver, skip: Option<&SessionHandle>) {
+        if !self.multi() {
+            return;
+        }
+        let targets: Vec<(Arc<str>, Vec<UserId>)> = {
+            let on = lock(&self.hub.users);
+            let mut per_node: HashMap<Arc<str>, Vec<UserId>> = HashMap::new();
+            for u in users {
+                for n in on.get(u).into_iter().flatten() {
+                    if *n != self.node {
+                        per_node.entry(n.clone()).or_default().push(*u);
+                    }
+                }
+            }
+            per_node.into_iter().collect()
+        };
+        for (node, users) in targets {
+            let Some(inbox) = self.inbox(&node) else {
+                continue;
+            };
+            let skip = skip.filter(|s| s.node() == Some(&node)).map(|s| s.id);
+            for u in users {
+                inbox.directory.deliver_to_user(u, d, skip);
+            }
+        }
+    }
+
+    fn forward_call(
+        &self,
+        node: &Arc<str>,
+        session: &SessionHandle,
+        reference: Option<&str>,
+        event: &CallEvent,
+    ) {
+        let Some(inbox) = self.inbox(node) else {
+            return;
+        };
+        // Through the codec, as between processes: the event arrives as a new value.
+        let Some(frame) =
+            codec::encode_call(&self.node, session.id, session.user, reference, event)
+        else {
+            return;
+        };
+        if let Ok(codec::Frame::Call {
+            session: id,
+            user,
+            reference,
+            event,
+            ..
+        }) = codec::decode(frame.as_bytes())
+        {
+            let handle = SessionHandle::remote(
+                id,
+                user,
+                self.node.clone(),
+                route_back(&self.hub, &self.node),
+            );
+            inbox.calls.do_send(FromSession {
+                session: handle,
+                reference,
+                event,
+            });
+        }
+    }
+
+    fn session_gone(&self, node: &Arc<str>, user: UserId, session: SessionId) {
+        if let Some(inbox) = self.inbox(node) {
+            inbox.gone.do_send(SessionGone {
+                user,
+                session,
+                node: Some(self.node.clone()),
+            });
+        }
+    }
+}
