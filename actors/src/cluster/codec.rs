@@ -94,7 +94,7 @@ pub fn encode_to_users(
     }
     match message {
         Some(m) => {
-            let _ = write!(out, "\t{m}\n");
+            let _ = writeln!(out, "\t{m}");
         }
         None => out.push_str("\t-\n"),
     }
@@ -267,7 +267,7 @@ fn legacy_call(body: &str) -> Result<(Option<String>, CallEvent), CodecError> {
         Ok(ClientEvent::CallIceCandidate(e)) => CallEvent::Ice(e),
         Ok(ClientEvent::CallEnd(e)) => CallEvent::End(e),
         Ok(_) => return Err(CodecError::Call("not a forwardable call event".into())),
-        Err(e) => return Err(CodecError::Call(e.message.to_string())),
+        Err(e) => return Err(CodecError::Call(e.message)),
     };
     Ok((decoded.reference, event))
 }

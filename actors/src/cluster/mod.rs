@@ -162,6 +162,9 @@ struct Calls {
 pub struct Local {
     node: Arc<str>,
     hub: Arc<Hub>,
+    /// Other nodes may share the hub (`Local::on`): only then does the hub keep
+    /// this node's inbox (which holds the actors' addresses).
+    linked: bool,
 }
 
 impl Default for Local {
@@ -173,7 +176,10 @@ impl Default for Local {
 impl Local {
     /// One process on its own.
     pub fn new() -> Local {
-        Local::on(&Arc::new(Hub::default()))
+        Local {
+            linked: false,
+            ..Local::on(&Arc::new(Hub::default()))
+        }
     }
 
     /// Another node of the in-memory cluster `hub`.
@@ -181,6 +187,7 @@ impl Local {
         Local {
             node: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
             hub: hub.clone(),
+            linked: true,
         }
     }
 
@@ -191,10 +198,6 @@ impl Local {
     /// The inbox of another node, if it runs.
     fn inbox(&self, node: &str) -> Option<Inbox> {
         lock(&self.hub.nodes).get(node).cloned()
-    }
-
-    fn via(self: &Arc<Self>) -> Arc<dyn RemoteRoute> {
-        self.clone()
     }
 }
 
@@ -215,8 +218,8 @@ fn route_back(hub: &Arc<Hub>, origin: &Arc<str>) -> Arc<dyn RemoteRoute> {
     Arc::new(Local {
         node: origin.clone(),
         hub: hub.clone(),
+        linked: true,
     })
-    .via()
 }
 
 #[async_trait]
@@ -230,6 +233,9 @@ impl Cluster for Local {
     }
 
     fn start(&self, inbox: Inbox) {
+        if !self.linked {
+            return;
+        }
         let mut nodes = lock(&self.hub.nodes);
         nodes.insert(self.node.clone(), inbox);
         self.hub.multi.store(nodes.len() > 1, Ordering::Relaxed);
