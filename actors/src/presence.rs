@@ -254,7 +254,7 @@ mod tests {
 
     use crate::cluster::Hub;
     use crate::ids::UserId;
-    use crate::testing_cluster::{close, events, node, open, settle, until_events, PresenceStore};
+    use crate::testing_cluster::{close, events, node, open, settle, until_events, SeamStore};
 
     const ANN: UserId = UserId(1);
     const BOB: UserId = UserId(2);
@@ -262,7 +262,7 @@ mod tests {
     #[actix::test]
     async fn online_once_at_the_first_session_anywhere_offline_once_at_the_last() {
         let hub = Arc::new(Hub::default());
-        let store = Arc::new(PresenceStore::default());
+        let store = Arc::new(SeamStore::default());
         let a = node(&hub, store.clone());
         let b = node(&hub, store.clone());
 
@@ -308,7 +308,7 @@ mod tests {
     #[actix::test]
     async fn one_node_announces_in_the_order_sessions_come_and_go() {
         let hub = Arc::new(Hub::default());
-        let store = Arc::new(PresenceStore::default());
+        let store = Arc::new(SeamStore::default());
         let n = node(&hub, store.clone());
         let bob = open(&n, 1, BOB, &[ANN]).await;
         for round in 1..=3 {

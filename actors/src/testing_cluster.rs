@@ -17,27 +17,45 @@ use crate::messages::{SessionClosed, SessionOpened};
 use crate::realtime::Realtime;
 use crate::settings::RealtimeSettings;
 use crate::store::{
-    CallRecord, ChatMembers, Inserted, Message, NewMessage, ReadOutcome, Receipt, Store, StoreError,
+    CallRecord, ChatKind, ChatMembers, Inserted, Message, NewMessage, ReadOutcome, Receipt, Store,
+    StoreError,
 };
 use crate::time::Timestamp;
 
-/// A store with contacts and last-seen times; everything else is empty.
+/// A store with contacts, last-seen times, direct chats and call records;
+/// everything else is empty.
 #[derive(Default)]
-pub struct PresenceStore {
+pub struct SeamStore {
     pub contacts: Mutex<HashMap<UserId, Vec<UserId>>>,
     pub last_seen: Mutex<HashMap<UserId, Timestamp>>,
+    pub direct: Mutex<HashMap<ChatId, [UserId; 2]>>,
+    pub calls: Mutex<Vec<CallRecord>>,
 }
 
-impl PresenceStore {
+impl SeamStore {
+    pub fn with_direct_chat(self, chat: ChatId, a: UserId, b: UserId) -> SeamStore {
+        self.direct.lock().expect("lock").insert(chat, [a, b]);
+        self
+    }
+
     pub fn last_seen(&self, user: UserId) -> Option<Timestamp> {
         self.last_seen.lock().expect("lock").get(&user).copied()
     }
 }
 
 #[async_trait]
-impl Store for PresenceStore {
-    async fn chat_members(&self, _: ChatId) -> Result<Option<ChatMembers>, StoreError> {
-        Ok(None)
+impl Store for SeamStore {
+    async fn chat_members(&self, chat: ChatId) -> Result<Option<ChatMembers>, StoreError> {
+        Ok(self
+            .direct
+            .lock()
+            .expect("lock")
+            .get(&chat)
+            .map(|m| ChatMembers {
+                chat,
+                kind: ChatKind::Direct,
+                members: m.to_vec(),
+            }))
     }
     async fn insert_messages(&self, _: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
         Ok(Vec::new())
@@ -75,8 +93,14 @@ impl Store for PresenceStore {
     async fn is_member(&self, _: UserId, _: ChatId) -> Result<bool, StoreError> {
         Ok(false)
     }
-    async fn direct_chat(&self, _: UserId, _: UserId) -> Result<Option<ChatId>, StoreError> {
-        Ok(None)
+    async fn direct_chat(&self, a: UserId, b: UserId) -> Result<Option<ChatId>, StoreError> {
+        Ok(self
+            .direct
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(_, m)| m.contains(&a) && m.contains(&b))
+            .map(|(c, _)| *c))
     }
     async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
         Ok(self
@@ -104,7 +128,8 @@ impl Store for PresenceStore {
     async fn newest_message_id(&self) -> Result<MessageId, StoreError> {
         Ok(MessageId(0))
     }
-    async fn record_call(&self, _: &CallRecord) -> Result<Option<Message>, StoreError> {
+    async fn record_call(&self, call: &CallRecord) -> Result<Option<Message>, StoreError> {
+        self.calls.lock().expect("lock").push(call.clone());
         Ok(None)
     }
 }
@@ -150,6 +175,13 @@ pub struct Opened {
     pub user: UserId,
     pub frames: Frames,
     _addr: Addr<FakeSession>,
+}
+
+impl Opened {
+    /// This session as the actors see it, on the node it was opened on.
+    pub fn handle(&self) -> SessionHandle {
+        SessionHandle::new(self.id, self.user, self._addr.clone().recipient())
+    }
 }
 
 pub async fn open(node: &Realtime, id: u64, user: UserId, contacts: &[UserId]) -> Opened {

@@ -397,3 +397,141 @@ impl Cluster for Local {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::ids::ChatId;
+    use crate::testing_cluster::{events, node, open, until_events, SeamStore};
+
+    const ANN: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+    const CYD: UserId = UserId(3);
+    const ANN_BOB: ChatId = ChatId(7);
+    const CYD_BOB: ChatId = ChatId(8);
+
+    fn initiate(call: &str, chat: ChatId) -> CallEvent {
+        CallEvent::Initiate(
+            serde_json::from_value(json!({
+                "callId": call, "chatId": chat.0, "video": false,
+                "sdp": {"type": "offer", "sdp": "v=0"}
+            }))
+            .expect("a valid call:initiate"),
+        )
+    }
+
+    fn answer(call: &str) -> CallEvent {
+        CallEvent::Answer(
+            serde_json::from_value(
+                json!({"callId": call, "sdp": {"type": "answer", "sdp": "v=0"}}),
+            )
+            .expect("a valid call:answer"),
+        )
+    }
+
+    fn from(s: &crate::testing_cluster::Opened, r: &str, event: CallEvent) -> FromSession {
+        FromSession {
+            session: s.handle(),
+            reference: Some(r.to_string()),
+            event,
+        }
+    }
+
+    #[actix::test]
+    async fn a_call_spans_two_in_memory_nodes_through_the_seam() {
+        let hub = Arc::new(Hub::default());
+        let store = Arc::new(
+            SeamStore::default()
+                .with_direct_chat(ANN_BOB, ANN, BOB)
+                .with_direct_chat(CYD_BOB, CYD, BOB),
+        );
+        let a = node(&hub, store.clone());
+        let b = node(&hub, store.clone());
+        let ann = open(&a, 1, ANN, &[BOB]).await;
+        let bob = open(&b, 1, BOB, &[ANN, CYD]).await;
+        let cyd = open(&b, 2, CYD, &[BOB]).await;
+
+        // The call lives on A (the caller's node); bob on B rings.
+        a.calls.do_send(from(&ann, "i", initiate("x", ANN_BOB)));
+        until_events(&bob.frames, "call:incoming", 1).await;
+        until_events(&ann.frames, "ack", 1).await;
+
+        // Busy holds across nodes: cyd, on B where the call is not, calls bob.
+        b.calls.do_send(from(&cyd, "c", initiate("y", CYD_BOB)));
+        until_events(&cyd.frames, "error", 1).await;
+        assert_eq!(
+            events(&cyd.frames, "error")[0]["data"]["code"],
+            "callee_busy"
+        );
+        assert_eq!(events(&cyd.frames, "call:busy").len(), 1);
+
+        // Bob answers on B: the event is forwarded (through the codec) to A, and the
+        // ack comes back to his session on B.
+        b.calls.do_send(from(&bob, "a", answer("x")));
+        until_events(&ann.frames, "call:answer", 1).await;
+        until_events(&bob.frames, "ack", 1).await;
+        assert_eq!(events(&bob.frames, "ack")[0]["ref"], "a");
+
+        // Bob's session on B ends: the call on A ends `disconnected`.
+        b.calls.do_send(SessionGone {
+            user: BOB,
+            session: bob.id,
+            node: None,
+        });
+        until_events(&ann.frames, "call:end", 1).await;
+        assert_eq!(
+            events(&ann.frames, "call:end")[0]["data"]["reason"],
+            "disconnected"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.calls.lock().expect("lock").is_empty() {
+            assert!(Instant::now() < deadline, "the call was never recorded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(store.calls.lock().expect("lock")[0].reason, "disconnected");
+
+        // Both are free again on every node: cyd's call to bob rings now.
+        b.calls.do_send(from(&cyd, "c2", initiate("z", CYD_BOB)));
+        until_events(&cyd.frames, "ack", 1).await;
+        until_events(&bob.frames, "call:incoming", 2).await;
+    }
+
+    #[actix::test]
+    async fn one_node_answers_every_elsewhere_question_with_nowhere() {
+        let local = Local::new();
+        let call = CallId("c".into());
+        assert!(local.join(ANN).await.expect("local"));
+        assert!(!local.join(ANN).await.expect("local"), "listed already");
+        assert_eq!(
+            local.online_elsewhere(&[ANN, BOB]).await.expect("local"),
+            [false, false]
+        );
+        assert_eq!(
+            local.reserve_call(&call, ANN, BOB).await.expect("local"),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            local
+                .reserve_call(&CallId("d".into()), CYD, BOB)
+                .await
+                .expect("local"),
+            Reservation::CalleeBusy
+        );
+        assert_eq!(local.call_node(&call).await, None, "the call is here");
+        assert_eq!(local.busy_call_node(BOB).await, None);
+        local.release_call(&call, [ANN, BOB]).await;
+        assert_eq!(
+            local
+                .reserve_call(&CallId("d".into()), CYD, BOB)
+                .await
+                .expect("local"),
+            Reservation::Reserved
+        );
+        assert!(local.leave(ANN).await.expect("local"), "the last anywhere");
+        assert!(!local.leave(ANN).await.expect("local"), "idempotent");
+    }
+}
