@@ -53,6 +53,9 @@ pub struct PresenceRegistry {
     steps: VecDeque<Step>,
     /// A step is waiting for the cluster's answer; the rest wait behind it.
     applying: bool,
+    /// `pump` is running (an answer that came at once continues its loop rather
+    /// than starting another: no recursion however long the queue).
+    pumping: bool,
 }
 
 impl PresenceRegistry {
@@ -62,14 +65,19 @@ impl PresenceRegistry {
             contacts: HashMap::new(),
             steps: VecDeque::new(),
             applying: false,
+            pumping: false,
         }
     }
 
     /// Applies queued steps in order until one must wait for the cluster.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.pumping {
+            return;
+        }
+        self.pumping = true;
         while !self.applying {
             let Some(step) = self.steps.pop_front() else {
-                return;
+                break;
             };
             let cluster = self.shared.bus.cluster().clone();
             match step {
@@ -110,6 +118,7 @@ impl PresenceRegistry {
                 }
             }
         }
+        self.pumping = false;
     }
 
     fn announce_online(&self, user: UserId, contacts: &[UserId]) {
