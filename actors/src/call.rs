@@ -265,17 +265,20 @@ impl Handler<Resolved> for CallDirectory {
                 return reply(&session, reference.as_deref(), Err(e));
             }
         };
-        if self.calls.contains_key(&initiate.call_id) {
-            let e = WireError::new("conflict", "a call with this callId exists");
-            return reply(&session, reference.as_deref(), Err(e));
-        }
-        let locally_busy = self.busy.contains_key(&session.user) || self.busy.contains_key(&callee);
-        if locally_busy {
-            // The cluster reserved them for this call an instant ago (a race with
-            // another call of theirs): free them there again.
+        let refused = self.calls.contains_key(&initiate.call_id)
+            || self.busy.contains_key(&session.user)
+            || self.busy.contains_key(&callee);
+        if refused {
+            // The cluster reserved both for this call an instant ago (it raced
+            // another call of theirs, or one with the same id): free them there
+            // again, or they would stay busy for everyone.
             let c = self.shared.bus.cluster().clone();
             let (id, parties) = (initiate.call_id.clone(), [session.user, callee]);
             detach(async move { c.release_call(&id, parties).await });
+        }
+        if self.calls.contains_key(&initiate.call_id) {
+            let e = WireError::new("conflict", "a call with this callId exists");
+            return reply(&session, reference.as_deref(), Err(e));
         }
         if self.busy.contains_key(&session.user) {
             let e = WireError::new("busy", "you are already in a call");
