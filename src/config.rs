@@ -3,8 +3,11 @@
 //! Everything else in the program reads a `Settings`, never the environment.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
+use parley_actors::session::{ROOM_IDLE, SIGNAL_MAX_BYTES};
+use parley_actors::RealtimeSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +52,8 @@ pub struct ServerSettings {
     /// (the Host header). Requests without `Origin` (websocat, scripts) are allowed.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
-    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed (nginx). Default loopback.
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed (nginx). Default
+    /// `127.0.0.1,::1` (loopback).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// HTTP worker threads. Default 0 = one per core.
@@ -476,6 +480,24 @@ impl Settings {
         Ok(())
     }
 
+    /// The realtime actors' settings, in their units: the only way they are made, so
+    /// the actors have no defaults of their own.
+    pub fn realtime(&self) -> RealtimeSettings {
+        RealtimeSettings {
+            ws_frame_bytes: self.limits.ws_frame_bytes,
+            outbound_bytes: self.limits.ws_outbound_bytes,
+            events_per_sec: self.limits.ws_events_per_sec,
+            events_burst: self.limits.ws_events_burst,
+            ping_interval: Duration::from_secs(self.presence.ping_interval_secs.max(1)),
+            client_timeout: Duration::from_secs(self.presence.client_timeout_secs.max(1)),
+            ring_timeout: Duration::from_secs(self.calls.ring_timeout_secs.max(1)),
+            room_arbiters: self.server.workers.clamp(1, 4),
+            writer_lanes: self.database.writer_lanes.clamp(1, 64),
+            room_idle: ROOM_IDLE,
+            signal_max_bytes: SIGNAL_MAX_BYTES,
+        }
+    }
+
     /// The JWT secret; `finish` guarantees one is present.
     pub fn jwt_secret(&self) -> &[u8] {
         self.auth
@@ -600,5 +622,285 @@ mod example_file {
         let s = super::Settings::load_from(Some(&path), true, Vec::new()).unwrap();
         assert_eq!(s.server.port, 30000);
         assert_eq!(s.log.format, super::LogFormat::Json);
+    }
+}
+
+/// `Settings::default()` is the one source of defaults; these tests hold the two
+/// hand-written descriptions of the settings to it: every key documented in the
+/// example file and the README table, each with the default the code has.
+#[cfg(test)]
+mod documented_defaults {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use secrecy::ExposeSecret;
+    use serde_json::Value;
+
+    use super::Settings;
+
+    /// Every key (`section.key`) with its default; `Null` when it has none.
+    fn defaults() -> BTreeMap<String, Value> {
+        let d = Settings::default();
+        let mut keys = BTreeMap::new();
+        let Value::Object(sections) = serde_json::to_value(&d).unwrap() else {
+            panic!("Settings serialises as a map")
+        };
+        for (section, fields) in sections {
+            let Value::Object(fields) = fields else {
+                panic!("{section} is not a section")
+            };
+            for (key, value) in fields {
+                keys.insert(format!("{section}.{key}"), value);
+            }
+        }
+        // Secrets are never serialised; their defaults, by hand. Each must also
+        // be a key `Settings` accepts (checked by the example, which names them).
+        keys.insert(
+            "database.url".into(),
+            Value::String(d.database.url.expose_secret().to_owned()),
+        );
+        keys.insert("auth.jwt_secret".into(), Value::Null);
+        keys.insert("calls.turn_secret".into(), Value::Null);
+        keys
+    }
+
+    /// A default said in words rather than as a value: only for no value, an empty
+    /// list or a 0 that means "work it out".
+    fn may_be_described(default: &Value) -> bool {
+        match default {
+            Value::Null => true,
+            Value::Array(a) => a.is_empty(),
+            Value::Number(n) => n.as_u64() == Some(0),
+            _ => false,
+        }
+    }
+
+    /// The value as the README writes it (lists as the environment takes them).
+    fn plain(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
+
+    fn read(relative: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Each field's `///` text in this file, by key.
+    fn doc_comments() -> BTreeMap<String, String> {
+        let text = read("src/config.rs");
+        let block = |name: &str| -> Vec<&str> {
+            let head = format!("pub struct {name} {{");
+            text.lines()
+                .skip_while(|l| l.trim() != head)
+                .skip(1)
+                .take_while(|l| l.trim() != "}")
+                .map(str::trim)
+                .collect()
+        };
+        // `pub server: ServerSettings,` (renamed by serde where it says so).
+        let mut sections = Vec::new();
+        let mut rename = None;
+        for line in block("Settings") {
+            if let Some(r) = line.strip_prefix("#[serde(rename = \"") {
+                rename = r.split('"').next().map(str::to_owned);
+            } else if let Some((field, ty)) =
+                line.strip_prefix("pub ").and_then(|l| l.split_once(": "))
+            {
+                let section = rename.take().unwrap_or_else(|| field.to_owned());
+                sections.push((section, ty.trim_end_matches(',').to_owned()));
+            }
+        }
+        let mut docs = BTreeMap::new();
+        for (section, ty) in sections {
+            let mut doc = String::new();
+            for line in block(&ty) {
+                if let Some(d) = line.strip_prefix("///") {
+                    doc.push_str(d);
+                } else if let Some((field, _)) =
+                    line.strip_prefix("pub ").and_then(|l| l.split_once(':'))
+                {
+                    docs.insert(format!("{section}.{field}"), std::mem::take(&mut doc));
+                }
+            }
+        }
+        docs
+    }
+
+    #[test]
+    fn the_field_comments_give_each_default() {
+        let defaults = defaults();
+        let docs = doc_comments();
+        let mut problems = Vec::new();
+        for (key, default) in &defaults {
+            let Some(doc) = docs.get(key) else {
+                problems.push(format!("{key}: no field found in src/config.rs"));
+                continue;
+            };
+            let Some((_, said)) = doc.split_once("Default") else {
+                problems.push(format!("{key}: its comment does not say its default"));
+                continue;
+            };
+            match said
+                .trim_start()
+                .strip_prefix('`')
+                .and_then(|s| s.split_once('`'))
+            {
+                Some((value, _)) if value != plain(default) => problems.push(format!(
+                    "{key}: the comment says `{value}`, Settings::default() `{}`",
+                    plain(default)
+                )),
+                Some(_) => {}
+                None if may_be_described(default) => {}
+                None => problems.push(format!(
+                    "{key}: the comment says {:?}; write `{}`",
+                    said.trim(),
+                    plain(default)
+                )),
+            }
+        }
+        assert_eq!(
+            docs.len(),
+            defaults.len(),
+            "fields vs keys: {:?}",
+            docs.keys()
+        );
+        assert!(
+            problems.is_empty(),
+            "src/config.rs comments disagree with Settings::default():\n{}",
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_example_file_has_every_key_with_its_default() {
+        let defaults = defaults();
+        let text = read("systemd/parley.toml.example");
+        let parsed: toml::Table = toml::from_str(&text).expect("the example is TOML");
+        let mut problems = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                continue;
+            }
+            // `key = value  # comment` or, for a key with no default, `# key = …`.
+            let (commented, body) = match line.strip_prefix('#') {
+                Some(rest) => (true, rest.trim_start()),
+                None => (false, line),
+            };
+            let Some((key, _)) = body.split_once('=') else {
+                continue;
+            };
+            let key = key.trim();
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                continue;
+            }
+            let full = format!("{section}.{key}");
+            let Some(default) = defaults.get(&full) else {
+                problems.push(format!("{full}: no such setting"));
+                continue;
+            };
+            seen.insert(full.clone());
+            if commented {
+                if !default.is_null() {
+                    problems.push(format!(
+                        "{full}: commented out, but its default is {default}; write it out"
+                    ));
+                }
+                continue;
+            }
+            let value = &parsed[section.as_str()][key];
+            let value = serde_json::to_value(value).unwrap();
+            // A value chosen for a systemd install says so: `# default: <value>`.
+            let comment = line.split_once('#').map(|(_, c)| c).unwrap_or("");
+            let marked = format!("default: {}", serde_json::to_string(default).unwrap());
+            if value != *default && !comment.contains(&marked) {
+                problems.push(format!(
+                    "{full} = {value}, but the default is {default} (mark a deliberate \
+                     difference with `# {marked}`)"
+                ));
+            }
+        }
+        for key in defaults.keys() {
+            if !seen.contains(key) {
+                problems.push(format!("{key}: not in the example"));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "systemd/parley.toml.example disagrees with Settings::default():\n{}",
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_readme_table_has_every_key_with_its_default() {
+        let defaults = defaults();
+        let text = read("README.md");
+        let start = text
+            .find("| key | default | meaning |")
+            .expect("README.md has the configuration table");
+        let mut problems = Vec::new();
+        let mut seen = BTreeSet::new();
+        for row in text[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+        {
+            let cells: Vec<&str> = row
+                .split(" | ")
+                .map(|c| c.trim_matches('|').trim())
+                .collect();
+            // `a` / `b` rows give several keys and their defaults in the same order.
+            let keys: Vec<&str> = cells[0].split(" / ").map(|k| k.trim_matches('`')).collect();
+            let said: Vec<&str> = cells.get(1).copied().unwrap_or("").split(" / ").collect();
+            if keys.len() != said.len() {
+                problems.push(format!(
+                    "row {row:?}: {} keys, {} defaults",
+                    keys.len(),
+                    said.len()
+                ));
+                continue;
+            }
+            for (key, said) in keys.into_iter().zip(said) {
+                let Some(default) = defaults.get(key) else {
+                    problems.push(format!("{key}: no such setting"));
+                    continue;
+                };
+                seen.insert(key.to_owned());
+                let said = said.trim();
+                match said.strip_prefix('`').and_then(|s| s.split_once('`')) {
+                    Some((value, _)) if value != plain(default) => problems.push(format!(
+                        "{key}: README says `{value}`, the default is `{}`",
+                        plain(default)
+                    )),
+                    Some(_) => {}
+                    None if may_be_described(default) => {}
+                    None => problems.push(format!(
+                        "{key}: README says {said:?}; write the default `{}`",
+                        plain(default)
+                    )),
+                }
+            }
+        }
+        for key in defaults.keys() {
+            if !seen.contains(key) {
+                problems.push(format!("{key}: not in the README's configuration table"));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "README.md's configuration table disagrees with Settings::default():\n{}",
+            problems.join("\n")
+        );
     }
 }

@@ -9,16 +9,18 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use parley_actors::ErrorCode;
+
 use crate::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Input that does not parse: the code names what was wrong.
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     /// No token, a bad one or an expired one; the code says which.
-    #[error("{}", unauthorized_message(.0))]
-    Unauthorized(&'static str),
+    #[error("{}", unauthorized_message(*.0))]
+    Unauthorized(ErrorCode),
     #[error("email/username or password is wrong")]
     InvalidCredentials,
     #[error("{0}")]
@@ -27,7 +29,7 @@ pub enum ApiError {
     NotFound(&'static str),
     /// A unique value is taken; the code names the field.
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("{0}")]
     TooLarge(String),
     /// The user's stored uploads leave no room for this one.
@@ -58,28 +60,28 @@ fn whole_secs(d: Duration) -> u64 {
     (d.as_millis().div_ceil(1000) as u64).max(1)
 }
 
-fn unauthorized_message(code: &str) -> &'static str {
+fn unauthorized_message(code: ErrorCode) -> &'static str {
     match code {
-        "token_expired" => "the token has expired; log in again",
-        "invalid_token" => "the token is not valid",
-        "invalid_ticket" => "the ticket is unknown, used or expired; fetch a new one",
+        ErrorCode::TokenExpired => "the token has expired; log in again",
+        ErrorCode::InvalidToken => "the token is not valid",
+        ErrorCode::InvalidTicket => "the ticket is unknown, used or expired; fetch a new one",
         _ => "authentication required: send Authorization: Bearer <token>",
     }
 }
 
 #[derive(Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: ErrorDetail<'a>,
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
 #[derive(Serialize)]
-pub struct ErrorDetail<'a> {
-    pub code: &'a str,
+pub struct ErrorDetail {
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
             code,
             message: message.into(),
@@ -90,27 +92,28 @@ impl ApiError {
         ApiError::Internal(e.into())
     }
 
-    /// The stable, snake_case code clients switch on.
-    pub fn code(&self) -> &'static str {
+    /// The stable code clients switch on; it also decides the HTTP status.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
-            ApiError::Unauthorized(code) => code,
-            ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::TooLarge(_) => "too_large",
-            ApiError::QuotaExceeded { .. } => "quota_exceeded",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::StorageFull => "storage_full",
-            ApiError::TooManySessions(_) => "too_many_sessions",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unauthorized(code) => *code,
+            ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::TooLarge(_) => ErrorCode::TooLarge,
+            ApiError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::StorageFull => ErrorCode::StorageFull,
+            ApiError::TooManySessions(_) => ErrorCode::TooManySessions,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
-    pub fn body(&self) -> ErrorBody<'static> {
+    pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
@@ -122,22 +125,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::TooManySessions(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        status_of(self.code())
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -161,6 +149,11 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The HTTP status of a code, as `ErrorCode::http_status` decides it.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
@@ -175,6 +168,7 @@ impl From<DbError> for ApiError {
 pub mod extractors {
     use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
     use actix_web::{web, HttpRequest};
+    use parley_actors::ErrorCode;
 
     use super::ApiError;
 
@@ -201,24 +195,90 @@ pub mod extractors {
             JsonPayloadError::ContentType => {
                 ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
             }
-            JsonPayloadError::Deserialize(e) if e.is_data() => {
-                ApiError::bad_request("invalid_field", format!("invalid request body: {e}"))
-            }
+            JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::bad_request(
+                ErrorCode::InvalidField,
+                format!("invalid request body: {e}"),
+            ),
             JsonPayloadError::Deserialize(e) => {
-                ApiError::bad_request("malformed_json", format!("malformed JSON: {e}"))
+                ApiError::bad_request(ErrorCode::MalformedJson, format!("malformed JSON: {e}"))
             }
-            other => ApiError::bad_request("bad_request", format!("unreadable body: {other}")),
+            other => {
+                ApiError::bad_request(ErrorCode::BadRequest, format!("unreadable body: {other}"))
+            }
         }
     }
 
     fn query_error(err: QueryPayloadError) -> ApiError {
-        ApiError::bad_request("invalid_query", format!("invalid query string: {err}"))
+        ApiError::bad_request(
+            ErrorCode::InvalidQuery,
+            format!("invalid query string: {err}"),
+        )
     }
 
     fn path_error(err: PathError) -> ApiError {
         match err {
             PathError::Deserialize(_) => ApiError::NotFound("resource"),
-            other => ApiError::bad_request("invalid_path", other.to_string()),
+            other => ApiError::bad_request(ErrorCode::InvalidPath, other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn response(e: ApiError) -> (u16, serde_json::Value) {
+        let res = e.error_response();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().try_into_bytes().unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn the_code_decides_the_status_and_the_body_carries_its_string() {
+        for (err, status, code) in [
+            (
+                ApiError::bad_request(ErrorCode::BadMultipart, "send one file"),
+                400,
+                "bad_multipart",
+            ),
+            (
+                ApiError::Unauthorized(ErrorCode::TokenExpired),
+                401,
+                "token_expired",
+            ),
+            (ApiError::InvalidCredentials, 401, "invalid_credentials"),
+            (ApiError::Forbidden("not yours"), 403, "forbidden"),
+            (ApiError::NotFound("chat"), 404, "not_found"),
+            (
+                ApiError::Conflict {
+                    code: ErrorCode::NotAGroup,
+                    message: "direct".into(),
+                },
+                409,
+                "not_a_group",
+            ),
+            (
+                ApiError::QuotaExceeded { used: 2, quota: 1 },
+                413,
+                "quota_exceeded",
+            ),
+            (ApiError::TooManySessions(32), 429, "too_many_sessions"),
+            (ApiError::Unavailable("later"), 503, "unavailable"),
+            (ApiError::StorageFull, 507, "storage_full"),
+            (ApiError::internal(anyhow::anyhow!("boom")), 500, "internal"),
+        ] {
+            let (got, body) = response(err);
+            assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)));
+            assert!(body["error"]["message"].is_string());
+        }
+    }
+
+    #[test]
+    fn internal_causes_are_not_shown() {
+        let (_, body) = response(ApiError::internal(anyhow::anyhow!("SELECT secret")));
+        assert_eq!(body["error"]["message"], "internal error");
     }
 }

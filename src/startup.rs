@@ -24,23 +24,7 @@ use crate::error::extractors;
 use crate::routes;
 use crate::telemetry::RequestSpan;
 use parley_actors::cluster::ClusterSettings;
-use parley_actors::{Realtime, RealtimeSettings};
-
-/// The actors' settings, from the application's.
-fn realtime_settings(s: &Settings) -> RealtimeSettings {
-    RealtimeSettings {
-        ws_frame_bytes: s.limits.ws_frame_bytes,
-        outbound_bytes: s.limits.ws_outbound_bytes,
-        events_per_sec: s.limits.ws_events_per_sec,
-        events_burst: s.limits.ws_events_burst,
-        ping_interval: Duration::from_secs(s.presence.ping_interval_secs.max(1)),
-        client_timeout: Duration::from_secs(s.presence.client_timeout_secs.max(1)),
-        ring_timeout: Duration::from_secs(s.calls.ring_timeout_secs.max(1)),
-        room_arbiters: s.server.workers.clamp(1, 4),
-        writer_lanes: s.database.writer_lanes.clamp(1, 64),
-        ..RealtimeSettings::default()
-    }
-}
+use parley_actors::Realtime;
 
 /// What `/api/ready` checks.
 pub struct Readiness {
@@ -62,6 +46,7 @@ pub struct Application {
     metrics_server: Option<Server>,
     db: Db,
     realtime: Realtime,
+    sockets: tokio_util::task::TaskTracker,
     migrated: Arc<AtomicBool>,
     shutdown_timeout: Duration,
 }
@@ -109,7 +94,7 @@ impl Application {
             prefix: settings.redis.prefix.clone(),
             node_ttl: Duration::from_secs(settings.presence.node_ttl_secs),
         });
-        let realtime = Realtime::start(Arc::new(store), realtime_settings(&settings), cluster)
+        let realtime = Realtime::start(Arc::new(store), settings.realtime(), cluster)
             .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
 
         actix_web::rt::spawn(crate::audio::sweep_unattached(
@@ -158,11 +143,13 @@ impl Application {
         let (rt, dbd, rd) = (realtime_data.clone(), db_data.clone(), readiness.clone());
         let static_dir = settings.static_files.dir.clone();
 
+        let sockets = tokio_util::task::TaskTracker::new();
         let gate = routes::ws::Gate {
             jwt: jwt.clone(),
             settings: settings_data.clone(),
             realtime: realtime.clone(),
             tickets: tickets.clone(),
+            sockets: sockets.clone(),
         };
         let gate_data = web::Data::new(gate.clone());
         let app = move || {
@@ -264,6 +251,7 @@ impl Application {
             metrics_server,
             db,
             realtime,
+            sockets,
             migrated,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
@@ -295,12 +283,26 @@ impl Application {
         let metrics_handle = self.metrics_server.as_ref().map(Server::handle);
         let realtime = self.realtime.clone();
         let timeout = self.shutdown_timeout;
+        let sockets = self.sockets.clone();
         actix_web::rt::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutdown requested");
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+            let until = tokio::time::Instant::now() + timeout;
             handle.pause().await;
             realtime.drain(timeout).await;
+            // Each socket finishes its closing handshake (bounded by its linger)
+            // before the workers, and the tasks they run, are stopped.
+            sockets.close();
+            if tokio::time::timeout_at(until, sockets.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    open = sockets.len(),
+                    "closing handshakes unfinished at the shutdown deadline"
+                );
+            }
             if let Some(m) = metrics_handle {
                 m.stop(true).await;
             }

@@ -17,9 +17,18 @@
 //!   stopped reading: the session is closed with 1013 (it reconnects and `sync`s;
 //!   every message is in MySQL).
 //!
+//! - **Close**: once the session has queued its close frame, the closing handshake
+//!   (RFC 6455 §7.1) runs here: what is queued is sent while the client's input is
+//!   still read — frame by frame, from where the session's reader stopped — until
+//!   the client's own close frame (or its end of stream), and only then is the
+//!   socket closed. Closing with unread input would make the kernel send a reset,
+//!   which discards the close frame still in our send buffer: a client that was
+//!   sending at that moment would see an abnormal closure instead of the code.
+//!
 //! No buffer is kept while a connection is idle: reads go through a stack buffer,
 //! and the queues are empty.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
@@ -43,8 +52,35 @@ const READ_CHUNK: usize = 16 * 1024;
 /// After our close frame, how long the peer has to take what is queued and close
 /// its side.
 const LINGER: Duration = Duration::from_secs(2);
-/// Most bytes read (and discarded) while waiting for the peer's close.
+/// Most bytes read (and discarded) while waiting for the peer's close when its
+/// frames cannot be followed (the connection ended on a protocol error): a peer
+/// still streaming the payload of a frame refused at its header is cut off.
 const LINGER_BYTES: usize = 64 * 1024;
+
+/// The socket, and what the session's reader left unread when the session ended:
+/// the closing handshake goes on reading frames where it stopped.
+struct Socket {
+    io: TcpStream,
+    leftover: Cell<Option<Leftover>>,
+}
+
+impl std::ops::Deref for Socket {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        &self.io
+    }
+}
+
+/// Where the input stood when the session's reader was dropped.
+enum Leftover {
+    /// Mid-stream: the unparsed bytes and the payload bytes still to skip.
+    Frames { buf: BytesMut, skip: u64 },
+    /// The client sent its close frame, or ended its stream: nothing more to read.
+    Closed,
+    /// A protocol error: frame boundaries are lost.
+    Lost,
+}
 
 /// The limits one connection runs under.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +97,10 @@ pub struct Limits {
 /// Runs `session` on `io` until either side closes. `early` holds bytes the client
 /// sent behind its upgrade request.
 pub async fn serve(io: TcpStream, early: Bytes, session: Session, limits: Limits) {
-    let io = Rc::new(io);
+    let io = Rc::new(Socket {
+        io,
+        leftover: Cell::new(None),
+    });
     let meter = session.outbound();
     let input = FrameReader::new(io.clone(), early, limits);
     let session = session.with_input(Box::pin(input));
@@ -108,16 +147,89 @@ pub async fn serve(io: TcpStream, early: Bytes, session: Session, limits: Limits
             }
         }
     }
+    // Dropping the session drops its reader, which leaves its state in `io`.
     drop(output);
-    // Send what is left, half-close, and give the peer a moment to answer with its
-    // own close so the connection ends cleanly, not reset.
-    let _ = tokio::time::timeout(LINGER, async {
-        if queue.drain(&io).await.is_ok() {
-            let _ = socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write);
-            discard_until_closed(&io).await;
+    let leftover = io.leftover.take().unwrap_or(Leftover::Lost);
+    let _ = tokio::time::timeout(LINGER, close_handshake(&io, &mut queue, leftover)).await;
+}
+
+/// Our close frame is queued: send the queue while reading what the client still
+/// sends, until its close frame (or end of stream); then half-close. Returning
+/// early (an error, the budget) only means the socket is closed as it is.
+async fn close_handshake(io: &TcpStream, queue: &mut Queue, leftover: Leftover) {
+    // Bounded by time (the caller's LINGER), not bytes: a client writing back to
+    // back over loopback sends tens of megabytes before it reads our close frame,
+    // and reading them costs little (no payload is looked at or kept).
+    let (mut buf, mut skip, mut peer_closed) = match leftover {
+        Leftover::Frames { buf, skip } => (buf, skip, false),
+        Leftover::Closed => (BytesMut::new(), 0, true),
+        Leftover::Lost => {
+            if queue.drain(io).await.is_ok() {
+                let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
+                discard_until_closed(io).await;
+            }
+            return;
+        }
+    };
+    peer_closed = peer_closed || close_seen(&mut buf, &mut skip);
+    let mut half_closed = false;
+    std::future::poll_fn(|cx| loop {
+        if queue.flush(io).is_err() {
+            return Poll::Ready(());
+        }
+        if queue.is_empty() && !half_closed {
+            let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
+            half_closed = true;
+        }
+        if half_closed && peer_closed {
+            return Poll::Ready(());
+        }
+        if !queue.is_empty() {
+            match io.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                // Registered for writability; reading below may still progress.
+                Poll::Pending => {}
+            }
+        }
+        if peer_closed {
+            return Poll::Pending;
+        }
+        if ready!(io.poll_read_ready(cx)).is_err() {
+            return Poll::Ready(());
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        match io.try_read(&mut chunk) {
+            Ok(0) => peer_closed = true,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                peer_closed = close_seen(&mut buf, &mut skip);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Poll::Ready(()),
         }
     })
-    .await;
+    .await
+}
+
+/// Discards whole frames from `buf` (and `skip` payload bytes still to come);
+/// true once a close frame's header is seen. Payloads are never looked at.
+fn close_seen(buf: &mut BytesMut, skip: &mut u64) -> bool {
+    loop {
+        let n = (*skip).min(buf.len() as u64);
+        buf.advance(n as usize);
+        *skip -= n;
+        if *skip > 0 {
+            return false;
+        }
+        let Some(h) = header(buf) else {
+            return false;
+        };
+        if h.opcode == 0x8 {
+            return true;
+        }
+        *skip = h.len as u64 + h.payload;
+    }
 }
 
 /// Encoded frames waiting for the socket.
@@ -210,6 +322,7 @@ struct Header {
     /// The payload length it declares.
     payload: u64,
     control: bool,
+    opcode: u8,
 }
 
 /// Parses the header at the start of `buf` (RFC 6455 §5.2), or `None` while it is
@@ -232,12 +345,13 @@ fn header(buf: &[u8]) -> Option<Header> {
         len,
         payload,
         control: b0 & 0x08 != 0,
+        opcode: b0 & 0x0f,
     })
 }
 
 /// The socket's incoming frames, decoded, for the session.
 struct FrameReader {
-    io: Rc<TcpStream>,
+    io: Rc<Socket>,
     /// Bytes read and not yet handed over: the frame being assembled (at most one
     /// allowed frame) and whatever followed it in the same read.
     buf: BytesMut,
@@ -246,10 +360,29 @@ struct FrameReader {
     codec: Codec,
     limits: Limits,
     done: bool,
+    /// The client's close frame was handed over, or its stream ended.
+    peer_closed: bool,
+}
+
+impl Drop for FrameReader {
+    /// Leaves where the input stands to the closing handshake.
+    fn drop(&mut self) {
+        let state = if self.peer_closed {
+            Leftover::Closed
+        } else if self.done {
+            Leftover::Lost
+        } else {
+            Leftover::Frames {
+                buf: std::mem::take(&mut self.buf),
+                skip: self.skip,
+            }
+        };
+        self.io.leftover.set(Some(state));
+    }
 }
 
 impl FrameReader {
-    fn new(io: Rc<TcpStream>, early: Bytes, limits: Limits) -> FrameReader {
+    fn new(io: Rc<Socket>, early: Bytes, limits: Limits) -> FrameReader {
         FrameReader {
             io,
             buf: BytesMut::from(&early[..]),
@@ -257,6 +390,7 @@ impl FrameReader {
             codec: Codec::new().max_size(limits.frame),
             limits,
             done: false,
+            peer_closed: false,
         }
     }
 
@@ -291,7 +425,10 @@ impl FrameReader {
         }
         match self.codec.decode(&mut self.buf) {
             Ok(Some(frame)) => Some(match message(frame) {
-                Ok(m) => Inbound::Frame(m),
+                Ok(m) => {
+                    self.peer_closed |= matches!(m, Message::Close(_));
+                    Inbound::Frame(m)
+                }
                 Err(e) => Inbound::Fatal(e),
             }),
             Ok(None) => None,
@@ -344,6 +481,7 @@ impl Stream for FrameReader {
                 Ok(true) => {}
                 Ok(false) => {
                     this.done = true;
+                    this.peer_closed = true;
                     return Poll::Ready(None);
                 }
                 Err(e) => {
@@ -383,7 +521,8 @@ mod tests {
             Some(Header {
                 len: 6,
                 payload: 5,
-                control: false
+                control: false,
+                opcode: 0x1,
             })
         );
         // 16-bit and 64-bit lengths, masked: known from the header alone.
@@ -403,5 +542,40 @@ mod tests {
         h.extend_from_slice(&[1, 2, 3, 4]);
         assert_eq!(header(&h).map(|h| (h.len, h.payload)), Some((14, 1 << 30)));
         assert!(header(&[0x89, 0x80, 1, 2, 3, 4]).is_some_and(|h| h.control));
+    }
+
+    #[test]
+    fn the_closing_handshake_skips_whole_frames_until_the_close_frame() {
+        // A text frame whose payload holds what would look like a close header, split
+        // across reads, then the client's close frame.
+        let mut text = vec![0x81, 0x80 | 4, 0, 0, 0, 0];
+        text.extend_from_slice(&[0x88, 0x80, 0, 0]);
+        let close = [0x88, 0x80 | 2, 0, 0, 0, 0, 0x03, 0xe9];
+        let (mut buf, mut skip) = (BytesMut::new(), 0);
+        buf.extend_from_slice(&text[..3]);
+        assert!(!close_seen(&mut buf, &mut skip));
+        buf.extend_from_slice(&text[3..8]);
+        assert!(
+            !close_seen(&mut buf, &mut skip),
+            "a payload is not a header"
+        );
+        buf.extend_from_slice(&text[8..]);
+        buf.extend_from_slice(&close[..1]);
+        assert!(
+            !close_seen(&mut buf, &mut skip),
+            "half a header is not a close"
+        );
+        buf.extend_from_slice(&close[1..]);
+        assert!(close_seen(&mut buf, &mut skip));
+        // A large frame's payload is skipped as it arrives, without being buffered.
+        let (mut buf, mut skip) = (
+            BytesMut::from(&[0x82u8, 0x80 | 126, 0x01, 0x00, 0, 0, 0, 0][..]),
+            0,
+        );
+        assert!(!close_seen(&mut buf, &mut skip));
+        assert_eq!((buf.len(), skip), (0, 256));
+        buf.extend_from_slice(&[0x88; 256]);
+        assert!(!close_seen(&mut buf, &mut skip));
+        assert_eq!(skip, 0);
     }
 }

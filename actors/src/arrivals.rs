@@ -62,7 +62,7 @@ impl Arrivals {
 }
 
 async fn ask<T>(lane: &mpsc::Sender<Job<T>>, user: UserId) -> Result<T, StoreError> {
-    let stopped = || StoreError::Other("the connect lane stopped".into());
+    let stopped = || StoreError::other("the connect lane stopped");
     let (tx, rx) = oneshot::channel();
     lane.send((user, tx)).await.map_err(|_| stopped())?;
     rx.await.map_err(|_| stopped())?
@@ -86,9 +86,7 @@ where
             }
             Ok(_) => {
                 for (_, reply) in jobs.drain(..) {
-                    let _ = reply.send(Err(StoreError::Other(
-                        "connect batch count mismatch".into(),
-                    )));
+                    let _ = reply.send(Err(StoreError::other("connect batch count mismatch")));
                 }
             }
             Err(e) => {

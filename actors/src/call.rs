@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use crate::asap::{asap, detach};
 use crate::cluster::Reservation;
 use crate::directory::{Deliver, SessionHandle};
+use crate::error_code::ErrorCode;
 use crate::ids::{CallId, ChatId, UserId};
 pub use crate::messages::{CallEvent, FromSession, SessionGone};
 use crate::protocol::{self, Ack, CallInitiate, ServerEvent, WireError};
@@ -56,7 +57,7 @@ fn check_call_id(id: &CallId) -> Result<(), WireError> {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     ok.then_some(()).ok_or_else(|| {
         WireError::new(
-            "invalid_data",
+            ErrorCode::InvalidData,
             "callId must be 1 to 64 characters of A-Z a-z 0-9 - _",
         )
     })
@@ -81,7 +82,7 @@ impl CallDirectory {
         let max = self.shared.settings.signal_max_bytes;
         if raw.get().len() > max {
             return Err(WireError::new(
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("signalling data is limited to {max} bytes"),
             ));
         }
@@ -121,7 +122,7 @@ impl Handler<FromSession> for CallDirectory {
         match event {
             CallEvent::Initiate(initiate) => {
                 if self.calls.contains_key(&initiate.call_id) {
-                    let e = WireError::new("conflict", "a call with this callId exists");
+                    let e = WireError::new(ErrorCode::Conflict, "a call with this callId exists");
                     return reply(&session, reference.as_deref(), Err(e));
                 }
                 let store = self.shared.store.clone();
@@ -135,8 +136,8 @@ impl Handler<FromSession> for CallDirectory {
                         // Busy holds across nodes: both parties are reserved at once.
                         match cluster.reserve_call(&call_id, caller, target.1).await {
                             Ok(Reservation::Reserved) => {}
-                            Ok(Reservation::CallerBusy) => return Err(WireError::new("busy", "you are already in a call")),
-                            Ok(Reservation::CalleeBusy) => return Err(WireError::new("callee_busy", "the person you called is in another call")),
+                            Ok(Reservation::CallerBusy) => return Err(WireError::new(ErrorCode::Busy, "you are already in a call")),
+                            Ok(Reservation::CalleeBusy) => return Err(WireError::new(ErrorCode::CalleeBusy, "the person you called is in another call")),
                             Err(e) => tracing::warn!(error = %e, "call reservation in the cluster failed; checking this node only"),
                         }
                         Ok(target)
@@ -181,7 +182,7 @@ impl Handler<FromSession> for CallDirectory {
 }
 
 fn not_a_party(session: &SessionHandle, reference: Option<&str>) {
-    let e = WireError::new("forbidden", "you are not a party to this call");
+    let e = WireError::new(ErrorCode::Forbidden, "you are not a party to this call");
     reply(session, reference, Err(e));
 }
 
@@ -192,10 +193,10 @@ async fn resolve_target(
     chat: Option<ChatId>,
     to: Option<UserId>,
 ) -> Result<(ChatId, UserId), WireError> {
-    let unavailable = |_| WireError::new("unavailable", "storage is not answering; retry");
+    let unavailable = |_| WireError::new(ErrorCode::Unavailable, "storage is not answering; retry");
     let forbidden = || {
         WireError::new(
-            "forbidden",
+            ErrorCode::Forbidden,
             "you can only call someone you share a direct chat with",
         )
     };
@@ -208,7 +209,7 @@ async fn resolve_target(
             }
             if members.kind != ChatKind::Direct {
                 return Err(WireError::new(
-                    "invalid_data",
+                    ErrorCode::InvalidData,
                     "calls are 1:1: use a direct chat",
                 ));
             }
@@ -220,7 +221,7 @@ async fn resolve_target(
                 .ok_or_else(forbidden)?;
             match to {
                 Some(t) if t != callee => Err(WireError::new(
-                    "invalid_data",
+                    ErrorCode::InvalidData,
                     "toUserId is not in this chat",
                 )),
                 _ => Ok((chat, callee)),
@@ -233,9 +234,12 @@ async fn resolve_target(
                 .map_err(unavailable)?;
             chat.map(|c| (c, callee)).ok_or_else(forbidden)
         }
-        (None, Some(_)) => Err(WireError::new("invalid_data", "you cannot call yourself")),
+        (None, Some(_)) => Err(WireError::new(
+            ErrorCode::InvalidData,
+            "you cannot call yourself",
+        )),
         (None, None) => Err(WireError::new(
-            "invalid_data",
+            ErrorCode::InvalidData,
             "call:initiate needs chatId or toUserId",
         )),
     }
@@ -254,7 +258,7 @@ impl Handler<Resolved> for CallDirectory {
         let (chat, callee) = match target {
             Ok(t) => t,
             Err(e) => {
-                if e.code == "callee_busy" {
+                if e.code == ErrorCode::CalleeBusy {
                     session.deliver(Deliver::frame(protocol::encode(
                         &ServerEvent::CallBusy {
                             call_id: &initiate.call_id,
@@ -277,11 +281,11 @@ impl Handler<Resolved> for CallDirectory {
             detach(async move { c.release_call(&id, parties).await });
         }
         if self.calls.contains_key(&initiate.call_id) {
-            let e = WireError::new("conflict", "a call with this callId exists");
+            let e = WireError::new(ErrorCode::Conflict, "a call with this callId exists");
             return reply(&session, reference.as_deref(), Err(e));
         }
         if self.busy.contains_key(&session.user) {
-            let e = WireError::new("busy", "you are already in a call");
+            let e = WireError::new(ErrorCode::Busy, "you are already in a call");
             return reply(&session, reference.as_deref(), Err(e));
         }
         if self.busy.contains_key(&callee) {
@@ -291,7 +295,10 @@ impl Handler<Resolved> for CallDirectory {
                 },
                 None,
             )));
-            let e = WireError::new("callee_busy", "the person you called is in another call");
+            let e = WireError::new(
+                ErrorCode::CalleeBusy,
+                "the person you called is in another call",
+            );
             return reply(&session, reference.as_deref(), Err(e));
         }
         let call_id = initiate.call_id.clone();
@@ -441,7 +448,7 @@ impl Call {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(call = %record.call_id, error = %e, "recording a call")
+                        tracing::warn!(call = %record.call_id, error = %e.chain(), "recording a call")
                     }
                 }
             }
@@ -484,7 +491,7 @@ impl Handler<FromSession> for Call {
         let r = reference.as_deref();
         let forbidden = || {
             Err(WireError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "you are not a party to this call",
             ))
         };
@@ -493,20 +500,24 @@ impl Handler<FromSession> for Call {
                 &s,
                 r,
                 Err(WireError::new(
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     "you are not a party to this call",
                 )),
             );
         }
         let result = match event {
-            CallEvent::Initiate(_) => {
-                Err(WireError::new("conflict", "a call with this callId exists"))
-            }
+            CallEvent::Initiate(_) => Err(WireError::new(
+                ErrorCode::Conflict,
+                "a call with this callId exists",
+            )),
             CallEvent::Answer(a) => {
                 if s.user != self.callee {
                     forbidden()
                 } else if self.state != CallState::Ringing {
-                    Err(WireError::new("conflict", "the call was already answered"))
+                    Err(WireError::new(
+                        ErrorCode::Conflict,
+                        "the call was already answered",
+                    ))
                 } else {
                     self.state = CallState::Active;
                     self.answered_at = Some(Timestamp::now());

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
 
+use crate::error_code::ErrorCode;
 use crate::ids::UserId;
 use crate::protocol::WireError;
 
@@ -30,7 +31,7 @@ struct Envelope {
 }
 
 fn invalid(msg: impl Into<String>) -> WireError {
-    WireError::new("invalid_envelope", msg)
+    WireError::new(ErrorCode::InvalidEnvelope, msg)
 }
 
 fn decode(field: &str, value: &str) -> Result<Vec<u8>, WireError> {
@@ -120,7 +121,7 @@ mod tests {
             ("[]".into(), "not an object"),
         ] {
             let err = check_envelope(&raw, &members).unwrap_err();
-            assert_eq!(err.code, "invalid_envelope", "{why}");
+            assert_eq!(err.code, ErrorCode::InvalidEnvelope, "{why}");
         }
     }
 }

@@ -8,6 +8,7 @@ use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::error_code::ErrorCode;
 use crate::ids::{AudioId, CallId, ChatId, MessageId, UserId};
 // Defined with the stored message, so the store needs nothing of the wire.
 use crate::store::Message;
@@ -130,12 +131,12 @@ pub struct CallIceCandidate {
 /// Why an inbound frame was refused; `code` is the wire code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl WireError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> WireError {
         WireError {
             code,
             message: message.into(),
@@ -157,7 +158,7 @@ pub fn decode(text: &str) -> Decoded {
             return Decoded {
                 reference: None,
                 event: Err(WireError::new(
-                    "bad_frame",
+                    ErrorCode::BadFrame,
                     format!("expected {{\"event\", \"data\", \"ref\"}} JSON: {e}"),
                 )),
             }
@@ -166,7 +167,7 @@ pub fn decode(text: &str) -> Decoded {
     let data = frame.data.map(RawValue::get).unwrap_or("{}");
     fn parse<T: serde::de::DeserializeOwned>(event: &str, data: &str) -> Result<T, WireError> {
         serde_json::from_str(data)
-            .map_err(|e| WireError::new("invalid_data", format!("{event}: {e}")))
+            .map_err(|e| WireError::new(ErrorCode::InvalidData, format!("{event}: {e}")))
     }
     let event = match frame.event {
         "message:send" => parse(frame.event, data).map(ClientEvent::MessageSend),
@@ -181,7 +182,7 @@ pub fn decode(text: &str) -> Decoded {
         "call:ice-candidate" => parse(frame.event, data).map(ClientEvent::CallIceCandidate),
         "call:end" => parse(frame.event, data).map(ClientEvent::CallEnd),
         other => Err(WireError::new(
-            "unknown_event",
+            ErrorCode::UnknownEvent,
             format!("unknown event {:?}", truncate(other, 64)),
         )),
     };
@@ -205,7 +206,7 @@ pub enum ServerEvent<'a> {
     #[serde(rename = "ack")]
     Ack(Ack<'a>),
     #[serde(rename = "error")]
-    Error { code: &'a str, message: &'a str },
+    Error { code: ErrorCode, message: &'a str },
     #[serde(rename = "pong")]
     Pong {},
     #[serde(rename = "message:received")]
@@ -307,7 +308,8 @@ pub fn encode(event: &ServerEvent<'_>, reference: Option<&str>) -> ByteString {
         Ok(s) => ByteString::from(s),
         // Every field above serializes infallibly; keep the socket alive regardless.
         Err(e) => ByteString::from(format!(
-            r#"{{"event":"error","data":{{"code":"internal","message":"encoding failed: {e}"}}}}"#
+            r#"{{"event":"error","data":{{"code":"{}","message":"encoding failed: {e}"}}}}"#,
+            ErrorCode::Internal
         )),
     }
 }

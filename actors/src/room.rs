@@ -4,8 +4,8 @@
 //! message out (encoded once) to every other session of every member.
 //!
 //! Lifetime: the `RoomDirectory` starts a room on first use and forgets it after
-//! `room_idle_secs` without routing; sessions keep the address they were given and
-//! forget it when idle too. A room stops by itself when nobody holds its address,
+//! `session::ROOM_IDLE` (5 minutes) without routing; sessions keep the address
+//! they were given and forget it when idle too. A room stops by itself when nobody holds its address,
 //! which can only happen with an empty mailbox, so no message is ever dropped.
 
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use actix::prelude::*;
 
 use crate::directory::{Deliver, SessionHandle};
 use crate::e2ee;
+use crate::error_code::ErrorCode;
 use crate::ids::{ChatId, UserId};
 use crate::protocol::{self, Ack, MessageKind, SendMessage, ServerEvent, Typing, WireError};
 use crate::store::{ChatMembers, Inserted, NewMessage, StoreError};
@@ -137,16 +138,16 @@ impl Room {
         match &self.members {
             Members::Known(m) if m.members.contains(&user) => Ok(m),
             Members::Known(_) => Err(WireError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "you are not a member of this chat",
             )),
             // The same answer as for someone else's chat: outsiders cannot probe ids.
             Members::NoSuchChat => Err(WireError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "you are not a member of this chat",
             )),
             Members::Loading | Members::Failed => Err(WireError::new(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "the chat could not be loaded; retry shortly",
             )),
         }
@@ -187,7 +188,7 @@ impl Room {
                     Ok(Some(m)) => room.members = Members::Known(m),
                     Ok(None) => room.members = Members::NoSuchChat,
                     Err(e) => {
-                        tracing::warn!(chat = %room.chat, error = %e, "loading chat members");
+                        tracing::warn!(chat = %room.chat, error = %e.chain(), "loading chat members");
                         if !matches!(room.members, Members::Known(_)) {
                             ctx.run_later(Duration::from_secs(1), |room, ctx| {
                                 room.load_members(ctx)
@@ -255,7 +256,10 @@ impl Handler<Post> for Room {
             reply: ctx.address().recipient(),
         };
         if let Err(job) = self.writer.submit(self.chat, job) {
-            let err = WireError::new("busy", "too many messages are waiting to be stored; retry");
+            let err = WireError::new(
+                ErrorCode::Busy,
+                "too many messages are waiting to be stored; retry",
+            );
             Self::reply_error(&job.tag.session, job.tag.reference.as_deref(), &err);
             self.shared.post_answered();
         }
@@ -299,13 +303,13 @@ impl Handler<Persisted<PostTag>> for Room {
                 }
                 Err(e) => {
                     let err = match e {
-                        StoreError::Unavailable(_) => WireError::new(
-                            "unavailable",
+                        StoreError::Unavailable { .. } => WireError::new(
+                            ErrorCode::Unavailable,
                             "the message could not be stored; send it again with the same clientId",
                         ),
-                        StoreError::Other(ref m) => {
-                            tracing::error!(chat = %self.chat, error = %m, "storing a message");
-                            WireError::new("internal", "the message could not be stored")
+                        StoreError::Other { .. } => {
+                            tracing::error!(chat = %self.chat, error = %e.chain(), "storing a message");
+                            WireError::new(ErrorCode::Internal, "the message could not be stored")
                         }
                     };
                     Self::reply_error(&tag.session, reference, &err);
@@ -359,7 +363,7 @@ fn validate(
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
     {
         return Err(WireError::new(
-            "invalid_data",
+            ErrorCode::InvalidData,
             "clientId must be 1 to 64 characters of A-Z a-z 0-9 - _ . :",
         ));
     }
@@ -367,25 +371,28 @@ fn validate(
     match m.kind {
         MessageKind::Call => {
             return Err(WireError::new(
-                "invalid_data",
+                ErrorCode::InvalidData,
                 "kind must be \"text\" or \"audio\"",
             ))
         }
         MessageKind::Text => {
             if m.audio_id.is_some() {
                 return Err(WireError::new(
-                    "invalid_data",
+                    ErrorCode::InvalidData,
                     "a text message has no audioId",
                 ));
             }
             if !m.encrypted && content.trim().is_empty() {
-                return Err(WireError::new("invalid_data", "content must not be empty"));
+                return Err(WireError::new(
+                    ErrorCode::InvalidData,
+                    "content must not be empty",
+                ));
             }
         }
         MessageKind::Audio => {
             if m.audio_id.is_none() {
                 return Err(WireError::new(
-                    "invalid_data",
+                    ErrorCode::InvalidData,
                     "an audio message needs audioId",
                 ));
             }
@@ -393,7 +400,7 @@ fn validate(
     }
     if content.chars().count() > MAX_TEXT_CHARS {
         return Err(WireError::new(
-            "too_large",
+            ErrorCode::TooLarge,
             format!("content is longer than {MAX_TEXT_CHARS} characters"),
         ));
     }
@@ -401,7 +408,7 @@ fn validate(
         (true, Some(env)) => {
             if !content.is_empty() {
                 return Err(WireError::new(
-                    "invalid_data",
+                    ErrorCode::InvalidData,
                     "an encrypted message must have empty content",
                 ));
             }
@@ -409,13 +416,13 @@ fn validate(
         }
         (true, None) => {
             return Err(WireError::new(
-                "invalid_data",
+                ErrorCode::InvalidData,
                 "encrypted messages need e2ee",
             ))
         }
         (false, Some(_)) => {
             return Err(WireError::new(
-                "invalid_data",
+                ErrorCode::InvalidData,
                 "e2ee given but encrypted is false",
             ))
         }

@@ -30,13 +30,14 @@ use futures_util::Stream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::directory::{Deliver, SessionHandle};
+use crate::error_code::ErrorCode;
 use crate::ids::{ChatId, MessageId, SessionId, UserId};
 use crate::messages::{CallEvent, Control, FromSession, SessionClosed, SessionGone, SessionOpened};
 pub use crate::messages::{Close, Hold, Resync};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
 use crate::realtime::Realtime;
 use crate::room::{Post, Room, RoomRequest, Route, TypingSignal};
-pub use crate::settings::RealtimeSettings;
+pub use crate::settings::{RealtimeSettings, ROOM_IDLE, SIGNAL_MAX_BYTES};
 use crate::shared::Shared;
 use crate::store::{Message, ReadOutcome, StoreError};
 use crate::time::Timestamp;
@@ -284,7 +285,7 @@ impl Session {
                 .into_actor(self)
                 .map(|contacts, session, ctx| {
                     let contacts = contacts.unwrap_or_else(|e| {
-                        tracing::warn!(user = %session.user, error = %e, "loading contacts");
+                        tracing::warn!(user = %session.user, error = %e.chain(), "loading contacts");
                         Vec::new()
                     });
                     let handle = session.my_handle(ctx);
@@ -340,9 +341,9 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => {
                     // The client still has `sync`; say so rather than stay silent.
-                    tracing::warn!(user = %session.user, error = %e, "catch-up failed");
+                    tracing::warn!(user = %session.user, error = %e.chain(), "catch-up failed");
                     let err = WireError::new(
-                        "unavailable",
+                        ErrorCode::Unavailable,
                         "could not load undelivered messages; send sync to retry",
                     );
                     Self::send_error(ctx, &err, None);
@@ -405,8 +406,10 @@ impl Session {
                     let reference = req.reference().map(str::to_owned);
                     ctx.wait(req.send(&addr).into_actor(self).map(move |res, _, ctx| {
                         if res.is_err() {
-                            let err =
-                                WireError::new("unavailable", "the chat is not available; retry");
+                            let err = WireError::new(
+                                ErrorCode::Unavailable,
+                                "the chat is not available; retry",
+                            );
                             Self::send_error(ctx, &err, reference.as_deref());
                         }
                     }));
@@ -580,7 +583,7 @@ impl Session {
     ) {
         if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS {
             let err = WireError::new(
-                "invalid_data",
+                ErrorCode::InvalidData,
                 format!("message:delivered takes 1 to {MAX_RECEIPT_IDS} ids"),
             );
             return Self::send_error(ctx, &err, reference.as_deref());
@@ -644,7 +647,7 @@ impl Session {
         actix::spawn(async move {
             let result = match shared.store.mark_read(me.user, chat, up_to).await {
                 Ok(ReadOutcome::NotMember) => Err(WireError::new(
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     "you are not a member of this chat",
                 )),
                 Ok(outcome) => {
@@ -695,7 +698,7 @@ impl Session {
         }
         if self.sync_queue.len() >= MAX_QUEUED_SYNCS {
             let err = WireError::new(
-                "busy",
+                ErrorCode::Busy,
                 "a sync is already running for this connection; wait for its ack",
             );
             return Self::send_error(ctx, &err, reference.as_deref());
@@ -793,7 +796,10 @@ impl Session {
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let limit = self.shared().settings.ws_frame_bytes;
         if text.len() > limit {
-            let err = WireError::new("too_large", format!("frames are limited to {limit} bytes"));
+            let err = WireError::new(
+                ErrorCode::TooLarge,
+                format!("frames are limited to {limit} bytes"),
+            );
             return Self::send_error(ctx, &err, None);
         }
         let decoded = protocol::decode(text);
@@ -804,13 +810,13 @@ impl Session {
             .load(std::sync::atomic::Ordering::Acquire)
         {
             let err = WireError::new(
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 "the server is restarting; reconnect and retry",
             );
             return Self::send_error(ctx, &err, reference.as_deref());
         }
         if self.limiter.check().is_err() {
-            let err = WireError::new("rate_limited", "too many events; slow down");
+            let err = WireError::new(ErrorCode::RateLimited, "too many events; slow down");
             return Self::send_error(ctx, &err, reference.as_deref());
         }
         match decoded.event {
@@ -822,12 +828,12 @@ impl Session {
 
 fn store_error(e: &StoreError) -> WireError {
     match e {
-        StoreError::Unavailable(_) => {
-            WireError::new("unavailable", "storage is not answering; retry")
+        StoreError::Unavailable { .. } => {
+            WireError::new(ErrorCode::Unavailable, "storage is not answering; retry")
         }
-        StoreError::Other(m) => {
-            tracing::error!(error = %m, "store call failed");
-            WireError::new("internal", "internal error")
+        StoreError::Other { .. } => {
+            tracing::error!(error = %e.chain(), "store call failed");
+            WireError::new(ErrorCode::Internal, "internal error")
         }
     }
 }
@@ -1005,12 +1011,12 @@ impl Session {
             ws::Message::Text(text) => self.on_text(&text, ctx),
             ws::Message::Binary(_) => Self::send_error(
                 ctx,
-                &WireError::new("binary_not_supported", "send JSON text frames"),
+                &WireError::new(ErrorCode::BinaryNotSupported, "send JSON text frames"),
                 None,
             ),
             ws::Message::Continuation(_) => Self::send_error(
                 ctx,
-                &WireError::new("bad_frame", "fragmented frames are not supported"),
+                &WireError::new(ErrorCode::BadFrame, "fragmented frames are not supported"),
                 None,
             ),
             ws::Message::Ping(p) => ctx.pong(&p),
@@ -1025,8 +1031,8 @@ impl Session {
     /// The codec cannot resynchronise after a bad frame: say why, then close.
     fn on_fatal(&mut self, e: ws::ProtocolError, ctx: &mut ws::WebsocketContext<Self>) {
         let (code, close) = match e {
-            ws::ProtocolError::Overflow => ("too_large", ws::CloseCode::Size),
-            _ => ("bad_frame", ws::CloseCode::Protocol),
+            ws::ProtocolError::Overflow => (ErrorCode::TooLarge, ws::CloseCode::Size),
+            _ => (ErrorCode::BadFrame, ws::CloseCode::Protocol),
         };
         Self::send_error(ctx, &WireError::new(code, e.to_string()), None);
         ctx.close(Some(close.into()));
@@ -1042,7 +1048,7 @@ impl StreamHandler<Inbound> for Session {
                 self.last_heard = Instant::now();
                 let limit = self.shared().settings.ws_frame_bytes;
                 let err = WireError::new(
-                    "too_large",
+                    ErrorCode::TooLarge,
                     format!("frames are limited to {limit} bytes; this one declared {declared}"),
                 );
                 Self::send_error(ctx, &err, None);
@@ -1108,13 +1114,13 @@ fn detached<T: 'static>(
     let task = actix::spawn(work);
     async move {
         task.await
-            .unwrap_or_else(|e| Err(StoreError::Other(format!("store task failed: {e}"))))
+            .unwrap_or_else(|e| Err(StoreError::other_from("the store task failed", e)))
     }
 }
 
 fn not_a_member() -> WireError {
     // The same answer whether the chat exists or not: outsiders cannot probe ids.
-    WireError::new("forbidden", "you are not a member of this chat")
+    WireError::new(ErrorCode::Forbidden, "you are not a member of this chat")
 }
 
 impl Realtime {

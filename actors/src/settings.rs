@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-/// Settings the realtime actors need, in their own units.
+/// Settings the realtime actors need, in their own units. There is deliberately no
+/// `Default`: the application's `Settings` (src/config.rs, `Settings::realtime`) is
+/// the one place defaults live, so the two cannot disagree.
 #[derive(Debug, Clone)]
 pub struct RealtimeSettings {
     pub ws_frame_bytes: usize,
@@ -14,26 +16,17 @@ pub struct RealtimeSettings {
     pub ping_interval: Duration,
     pub client_timeout: Duration,
     pub writer_lanes: usize,
+    /// Normally [`ROOM_IDLE`]; tests shorten it.
     pub room_idle: Duration,
     pub room_arbiters: usize,
     pub ring_timeout: Duration,
+    /// Normally [`SIGNAL_MAX_BYTES`].
     pub signal_max_bytes: usize,
 }
 
-impl Default for RealtimeSettings {
-    fn default() -> Self {
-        RealtimeSettings {
-            ws_frame_bytes: 64 * 1024,
-            outbound_bytes: 4 * 1024 * 1024,
-            events_per_sec: 50,
-            events_burst: 200,
-            ping_interval: Duration::from_secs(10),
-            client_timeout: Duration::from_secs(30),
-            writer_lanes: 4,
-            room_idle: Duration::from_secs(300),
-            room_arbiters: 2,
-            ring_timeout: Duration::from_secs(45),
-            signal_max_bytes: 16 * 1024,
-        }
-    }
-}
+/// A room with no traffic for this long stops (its chat's next event starts it
+/// again). Not a setting: nothing an operator would tune.
+pub const ROOM_IDLE: Duration = Duration::from_secs(300);
+
+/// Largest SDP or ICE candidate relayed between call parties. Not a setting.
+pub const SIGNAL_MAX_BYTES: usize = 16 * 1024;

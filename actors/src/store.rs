@@ -1,10 +1,13 @@
 //! What the actors need from persistence. `src/db` implements it over MySQL; the
 //! actors never see SQL, and the compiler keeps the layers apart.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::error_code::ErrorCode;
 use crate::ids::{AudioId, CallId, ChatId, MessageId, UserId};
 use crate::time::Timestamp;
 
@@ -90,7 +93,7 @@ pub enum Inserted {
     /// The sender used this client id before: here is that first message.
     Existing(Message),
     /// Refused by a rule only the database can check (e.g. the audio is not yours).
-    Rejected { code: &'static str, message: String },
+    Rejected { code: ErrorCode, message: String },
 }
 
 /// Delivery receipts for one sender in one chat.
@@ -125,12 +128,94 @@ pub struct CallRecord {
     pub reason: String,
 }
 
+/// What went wrong below the `Store`, as the actors need to tell it apart:
+/// `Unavailable` is answered `unavailable` (retry, nothing is lost), anything else is
+/// logged with its whole chain (see [`StoreError::chain`]) and answered `internal`.
+/// Cloned when one failed batch answers many requests, so the cause is shared.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    #[error("storage error: {0}")]
-    Other(String),
+    /// The storage cannot take the request now (unreachable, no connection free in
+    /// time, too much waiting); the same request may succeed later.
+    #[error("storage unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// Any other failure: a bug, a broken row, an outcome that makes no sense.
+    #[error("storage error: {context}")]
+    Other {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+/// The error a `StoreError` came from, kept for the logs.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    /// Unavailable for a reason of this crate's own (no underlying error).
+    pub fn unavailable(context: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Another failure of this crate's own (no underlying error).
+    pub fn other(context: impl Into<String>) -> StoreError {
+        StoreError::Other {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Unavailable because of `source`.
+    pub fn unavailable_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// Failed because of `source`.
+    pub fn other_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Other {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// The error and every cause below it, `: `-separated, for a log line.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+}
+
+/// Displays an error followed by its sources.
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]

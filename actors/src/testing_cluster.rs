@@ -155,12 +155,20 @@ impl Handler<Deliver> for FakeSession {
     }
 }
 
-/// The realtime settings the seam's tests run with.
+/// The realtime settings the seam's tests run with (small: nothing here is load).
 pub fn settings() -> RealtimeSettings {
     RealtimeSettings {
-        room_arbiters: 1,
+        ws_frame_bytes: 64 * 1024,
+        outbound_bytes: 4 * 1024 * 1024,
+        events_per_sec: 50,
+        events_burst: 200,
+        ping_interval: Duration::from_secs(10),
+        client_timeout: Duration::from_secs(30),
         writer_lanes: 1,
-        ..RealtimeSettings::default()
+        room_idle: crate::settings::ROOM_IDLE,
+        room_arbiters: 1,
+        ring_timeout: Duration::from_secs(45),
+        signal_max_bytes: crate::settings::SIGNAL_MAX_BYTES,
     }
 }
 

@@ -86,7 +86,7 @@ async fn run_lane<T: Send + 'static>(store: Arc<dyn Store>, mut rx: mpsc::Receiv
             Ok(v) if v.len() == jobs.len() => v.into_iter().map(Ok).collect(),
             Ok(v) => {
                 let e =
-                    StoreError::Other(format!("{} outcomes for {} messages", v.len(), jobs.len()));
+                    StoreError::other(format!("{} outcomes for {} messages", v.len(), jobs.len()));
                 vec![Err(e); jobs.len()]
             }
             Err(e) => vec![Err(e); jobs.len()],
@@ -175,7 +175,7 @@ impl Receipts {
         {
             let mut n = self.outstanding.entry(user).or_insert(0);
             if *n >= RECEIPTS_PER_USER {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::unavailable(format!(
                     "more than {RECEIPTS_PER_USER} receipt requests of one user waiting"
                 )));
             }
@@ -190,9 +190,9 @@ impl Receipts {
         self.tx
             .send((user, ids, tx))
             .await
-            .map_err(|_| StoreError::Other("the receipt writer stopped".into()))?;
+            .map_err(|_| StoreError::other("the receipt writer stopped"))?;
         rx.await
-            .map_err(|_| StoreError::Other("the receipt writer stopped".into()))?
+            .map_err(|_| StoreError::other("the receipt writer stopped"))?
     }
 }
 
@@ -262,7 +262,7 @@ async fn mark_call(store: &dyn Store, jobs: Vec<ReceiptJob>) {
             }
             return;
         }
-        Ok(results) => StoreError::Other(format!(
+        Ok(results) => StoreError::other(format!(
             "{} receipt lists for {} requests",
             results.len(),
             jobs.len()
@@ -275,7 +275,7 @@ async fn mark_call(store: &dyn Store, jobs: Vec<ReceiptJob>) {
         }
         return;
     }
-    tracing::warn!(requests = jobs.len(), error = %err, "a receipt batch failed; retrying its requests one by one");
+    tracing::warn!(requests = jobs.len(), error = %err.chain(), "a receipt batch failed; retrying its requests one by one");
     let mut down: Option<StoreError> = None;
     for (user, ids, reply) in jobs {
         // MySQL is unreachable, not this request at fault: the rest fail at once
@@ -289,10 +289,12 @@ async fn mark_call(store: &dyn Store, jobs: Vec<ReceiptJob>) {
             .await
             .and_then(|mut v| {
                 v.pop()
-                    .ok_or_else(|| StoreError::Other("no receipt list for a request".into()))
+                    .ok_or_else(|| StoreError::other("no receipt list for a request"))
             });
-        if let Err(e @ StoreError::Unavailable(_)) = &result {
-            down = Some(e.clone());
+        if let Err(e) = &result {
+            if e.is_unavailable() {
+                down = Some(e.clone());
+            }
         }
         let _ = reply.send(result);
     }

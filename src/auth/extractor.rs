@@ -7,6 +7,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpRequest};
+use parley_actors::ErrorCode;
 use parley_actors::UserId;
 
 use super::jwt::{JwtKeys, TokenError};
@@ -49,11 +50,11 @@ pub fn authenticate(req: &HttpRequest, token: Option<&str>) -> Result<AuthUser, 
 
 /// Verifies `token` with `keys`: the user, or the error a client is told.
 pub fn verify_token(keys: &JwtKeys, token: Option<&str>) -> Result<AuthUser, ApiError> {
-    let token = token.ok_or(ApiError::Unauthorized("missing_token"))?;
+    let token = token.ok_or(ApiError::Unauthorized(ErrorCode::MissingToken))?;
     match keys.verify(token) {
         Ok(id) => Ok(AuthUser(id)),
-        Err(TokenError::Expired) => Err(ApiError::Unauthorized("token_expired")),
-        Err(TokenError::Invalid) => Err(ApiError::Unauthorized("invalid_token")),
+        Err(TokenError::Expired) => Err(ApiError::Unauthorized(ErrorCode::TokenExpired)),
+        Err(TokenError::Invalid) => Err(ApiError::Unauthorized(ErrorCode::InvalidToken)),
     }
 }
 

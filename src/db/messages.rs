@@ -10,6 +10,7 @@ use parley_actors::protocol::MessageKind;
 use parley_actors::store::{
     AudioInfo, Inserted, Message, MessageStatus, NewMessage, ReadOutcome, Receipt,
 };
+use parley_actors::ErrorCode;
 use parley_actors::{AudioId, ChatId, MessageId, Timestamp, UserId};
 use serde_json::value::RawValue;
 
@@ -301,7 +302,7 @@ impl Db {
             if tx.affected_rows() != 1 {
                 tx.rollback().await?;
                 return Ok(Inserted::Rejected {
-                    code: "forbidden",
+                    code: ErrorCode::Forbidden,
                     message: "this audio is not yours to send here, or it was sent already".into(),
                 });
             }

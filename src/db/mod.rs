@@ -166,13 +166,11 @@ pub struct Db {
     shares: Arc<Shares>,
 }
 
-/// Default of `database.acquire_timeout_ms`.
-pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default of `database.per_user_connections`.
-pub const DEFAULT_PER_USER_CONNECTIONS: usize = 4;
-
 impl Db {
+    /// A pool with `Settings`' default acquire timeout and per-user share (the one
+    /// place defaults live); `with_…` sets the configured ones.
     pub fn connect(url: &str, pool_max: usize) -> Result<Db, DbError> {
+        let defaults = crate::config::Settings::default().database;
         let opts = Opts::from_url(url).map_err(|e| DbError::Url(e.to_string()))?;
         let constraints = PoolConstraints::new(0, pool_max.max(1))
             .ok_or_else(|| DbError::Url("database.pool_max must be at least 1".into()))?;
@@ -191,9 +189,9 @@ impl Db {
             .init(vec!["SET time_zone = '+00:00', NAMES utf8mb4"]);
         Ok(Db {
             pool: Pool::new(opts),
-            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            acquire_timeout: Duration::from_millis(defaults.acquire_timeout_ms.max(1)),
             shares: Arc::new(Shares {
-                per_user: DEFAULT_PER_USER_CONNECTIONS,
+                per_user: defaults.per_user_connections.max(1),
                 slots: DashMap::new(),
             }),
         })

@@ -15,8 +15,8 @@ use super::{Db, DbError};
 impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Unavailable(m) => StoreError::Unavailable(m),
-            other => StoreError::Other(other.to_string()),
+            DbError::Unavailable(_) => StoreError::unavailable_from("MySQL", e),
+            _ => StoreError::other_from("MySQL", e),
         }
     }
 }
@@ -176,5 +176,37 @@ impl Store for MysqlStore {
 
     async fn record_call(&self, call: &CallRecord) -> Result<Option<Message>, StoreError> {
         Ok(self.db.record_call(call).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn a_db_error_stays_the_source_of_the_store_error() {
+        let e = StoreError::from(DbError::Unavailable("connection refused".into()));
+        assert!(e.is_unavailable());
+        let source = e.source().expect("the DbError is kept");
+        assert_eq!(
+            source.to_string(),
+            "database unavailable: connection refused"
+        );
+        assert_eq!(
+            e.chain().to_string(),
+            "storage unavailable: MySQL: database unavailable: connection refused"
+        );
+
+        let e = StoreError::from(DbError::Mapping("chat without a kind".into()));
+        assert!(!e.is_unavailable());
+        assert!(e.source().is_some());
+        assert!(e
+            .chain()
+            .to_string()
+            .ends_with("unexpected row: chat without a kind"));
+        // One failed batch answers many requests: a clone shares the cause.
+        assert_eq!(e.clone().chain().to_string(), e.chain().to_string());
     }
 }

@@ -1,3 +1,5 @@
+use parley_actors::ErrorCode;
+
 use super::InvalidInput;
 
 /// An email address in its canonical form (NFKC + case folding, see `fold`) of a
@@ -8,7 +10,12 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, InvalidInput> {
-        let bad = || InvalidInput::new("invalid_email", "email must look like name@example.com");
+        let bad = || {
+            InvalidInput::new(
+                ErrorCode::InvalidEmail,
+                "email must look like name@example.com",
+            )
+        };
         let s = super::fold::fold(raw).ok_or_else(bad)?;
         if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());

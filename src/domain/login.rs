@@ -1,3 +1,5 @@
+use parley_actors::ErrorCode;
+
 use super::{Email, InvalidInput, Username};
 
 /// What a person signs in with: an email (it has an `@`) or a username, in the same
@@ -15,7 +17,7 @@ impl Login {
     pub fn parse(raw: &str) -> Result<Login, InvalidInput> {
         let bad = || {
             InvalidInput::new(
-                "invalid_login",
+                ErrorCode::InvalidLogin,
                 "enter your email or username (no invisible or control characters)",
             )
         };

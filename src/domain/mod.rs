@@ -12,16 +12,18 @@ pub use login::Login;
 pub use password::Password;
 pub use username::Username;
 
+use parley_actors::ErrorCode;
+
 /// Why an input was refused: a stable code and a message for the person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct InvalidInput {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl InvalidInput {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         InvalidInput {
             code,
             message: message.into(),

@@ -1,3 +1,5 @@
+use parley_actors::ErrorCode;
+
 use super::InvalidInput;
 
 /// A new password: 8–128 characters (counted as characters, not bytes). Its Debug
@@ -10,7 +12,7 @@ impl Password {
         let n = raw.chars().count();
         if !(8..=128).contains(&n) {
             return Err(InvalidInput::new(
-                "invalid_password",
+                ErrorCode::InvalidPassword,
                 "password must be 8 to 128 characters",
             ));
         }

@@ -1,3 +1,5 @@
+use parley_actors::ErrorCode;
+
 use super::InvalidInput;
 
 /// 3–32 characters of `[a-z0-9_.]` after NFKC + case folding (see `fold`), so `Ann`,
@@ -14,7 +16,7 @@ impl Username {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
         if !(3..=32).contains(&s.len()) || !ok_chars {
             return Err(InvalidInput::new(
-                "invalid_username",
+                ErrorCode::InvalidUsername,
                 "username must be 3 to 32 characters of a-z, 0-9, _ and .",
             ));
         }

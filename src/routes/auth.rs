@@ -1,6 +1,7 @@
 //! Registration, login and WebSocket tickets.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use parley_actors::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use super::{resource, UserJson};
@@ -93,13 +94,13 @@ async fn register(
         InsertOutcome::Created(id) => id,
         InsertOutcome::Taken(TakenField::Email) => {
             return Err(ApiError::Conflict {
-                code: "email_taken",
+                code: ErrorCode::EmailTaken,
                 message: "email is already registered".into(),
             })
         }
         InsertOutcome::Taken(TakenField::Username) => {
             return Err(ApiError::Conflict {
-                code: "username_taken",
+                code: ErrorCode::UsernameTaken,
                 message: "username is already taken".into(),
             })
         }

@@ -11,6 +11,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parley_actors::protocol::ServerEvent;
 use parley_actors::store::{ChatKind, Message};
+use parley_actors::ErrorCode;
 use parley_actors::{ChatId, Realtime, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -143,7 +144,7 @@ async fn list(
     let limit = q.limit.unwrap_or(DEFAULT_CHAT_PAGE);
     if !(1..=MAX_CHAT_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("limit must be 1 to {MAX_CHAT_PAGE}"),
         ));
     }
@@ -151,7 +152,7 @@ async fn list(
         None => None,
         Some(s) => Some(ChatCursor::parse(s).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "before must be a nextBefore the server returned",
             )
         })?),
@@ -212,7 +213,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let req: CreateChat = serde_json::from_value(body.into_inner()).map_err(|_| {
         ApiError::bad_request(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "send {\"userId\": id} for a direct chat or {\"title\", \"memberIds\": [ids]} for a group",
         )
     })?;
@@ -221,7 +222,7 @@ async fn create(
             let other = UserId(user_id);
             if other == user.0 {
                 return Err(ApiError::bad_request(
-                    "invalid_member",
+                    ErrorCode::InvalidMember,
                     "you cannot start a chat with yourself",
                 ));
             }
@@ -241,7 +242,7 @@ async fn create(
             let title = title.trim();
             if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
                 return Err(ApiError::bad_request(
-                    "invalid_title",
+                    ErrorCode::InvalidTitle,
                     format!("a group title is 1 to {MAX_TITLE_CHARS} characters"),
                 ));
             }
@@ -252,7 +253,7 @@ async fn create(
             members.dedup();
             if members.len() < 2 || members.len() > max {
                 return Err(ApiError::bad_request(
-                    "invalid_member",
+                    ErrorCode::InvalidMember,
                     format!("a group has 2 to {max} members, you included"),
                 ));
             }
@@ -290,7 +291,7 @@ async fn leave(
     match db.leave_group(chat, user.0).await? {
         Leave::NotMember => Err(ApiError::Forbidden("you are not a member of this chat")),
         Leave::Direct => Err(ApiError::Conflict {
-            code: "not_a_group",
+            code: ErrorCode::NotAGroup,
             message: "a direct chat cannot be left; only groups can".into(),
         }),
         Leave::Left { mut remaining } => {

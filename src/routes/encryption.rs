@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use parley_actors::protocol::ServerEvent;
+use parley_actors::ErrorCode;
 use parley_actors::{Realtime, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,7 @@ async fn publish(
     rt: web::Data<Realtime>,
 ) -> Result<HttpResponse, ApiError> {
     let parsed = parse_public_key(&body.public_key)
-        .map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidKey, e.to_string()))?;
     let at = Timestamp::now();
     let previous = db
         .put_public_key(user.0, &parsed.pem, &parsed.fingerprint, at)

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use multer::{Constraints, Multipart, SizeLimit};
+use parley_actors::ErrorCode;
 use parley_actors::{AudioId, ChatId, UserId};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -141,14 +142,14 @@ fn multer_error(e: multer::Error, max: u64) -> ApiError {
             ApiError::TooLarge(format!("voice messages are limited to {max} bytes"))
         }
         multer::Error::UnknownField { field_name } => ApiError::bad_request(
-            "bad_multipart",
+            ErrorCode::BadMultipart,
             format!(
                 "unexpected field {:?}; send file, chatId and optionally durationMs",
                 field_name.unwrap_or_default()
             ),
         ),
         other => ApiError::bad_request(
-            "bad_multipart",
+            ErrorCode::BadMultipart,
             format!("unreadable multipart body: {other}"),
         ),
     }
@@ -249,7 +250,7 @@ async fn upload(
             "chatId" => {
                 let text = field.text().await.map_err(|e| multer_error(e, max))?;
                 let id = text.trim().parse::<u64>().map_err(|_| {
-                    ApiError::bad_request("invalid_field", "chatId must be a chat id")
+                    ApiError::bad_request(ErrorCode::InvalidField, "chatId must be a chat id")
                 })?;
                 // Known before the file: refuse outsiders before reading it.
                 check_member(&db, ChatId(id), user.0).await?;
@@ -259,12 +260,18 @@ async fn upload(
             "durationMs" => {
                 let text = field.text().await.map_err(|e| multer_error(e, max))?;
                 duration_ms = Some(text.trim().parse::<u32>().map_err(|_| {
-                    ApiError::bad_request("invalid_field", "durationMs must be a whole number")
+                    ApiError::bad_request(
+                        ErrorCode::InvalidField,
+                        "durationMs must be a whole number",
+                    )
                 })?);
             }
             "file" => {
                 if file.is_some() {
-                    return Err(ApiError::bad_request("bad_multipart", "send one file"));
+                    return Err(ApiError::bad_request(
+                        ErrorCode::BadMultipart,
+                        "send one file",
+                    ));
                 }
                 let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
                 let mut partial: Option<(PartialFile, tokio::fs::File, AudioType)> = None;
@@ -313,7 +320,12 @@ async fn upload(
                         written = head.len() as u64;
                         p
                     }
-                    None => return Err(ApiError::bad_request("empty_file", "the file is empty")),
+                    None => {
+                        return Err(ApiError::bad_request(
+                            ErrorCode::EmptyFile,
+                            "the file is empty",
+                        ))
+                    }
                 };
                 f.flush().await.map_err(io_error)?;
                 f.sync_all().await.map_err(io_error)?;
@@ -323,9 +335,11 @@ async fn upload(
         }
     }
 
-    let chat = chat.ok_or_else(|| ApiError::bad_request("missing_field", "chatId is required"))?;
-    let (partial, kind, bytes) = file
-        .ok_or_else(|| ApiError::bad_request("missing_file", "the multipart body has no file"))?;
+    let chat =
+        chat.ok_or_else(|| ApiError::bad_request(ErrorCode::MissingField, "chatId is required"))?;
+    let (partial, kind, bytes) = file.ok_or_else(|| {
+        ApiError::bad_request(ErrorCode::MissingFile, "the multipart body has no file")
+    })?;
     if !member_checked {
         check_member(&db, chat, user.0).await?;
     }

@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use parley_actors::store::Message;
+use parley_actors::ErrorCode;
 use parley_actors::{ChatId, MessageId};
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +39,12 @@ async fn page(
 ) -> Result<HttpResponse, ApiError> {
     let chat = ChatId(
         q.chat_id
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "chatId is required"))?,
+            .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidQuery, "chatId is required"))?,
     );
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "limit must be 1 to 100",
         ));
     }

@@ -1,6 +1,7 @@
 //! The signed-in user and user search.
 
 use actix_web::{web, HttpResponse};
+use parley_actors::ErrorCode;
 use parley_actors::Realtime;
 use serde::Deserialize;
 
@@ -27,7 +28,7 @@ async fn me(
     let row = db
         .user_by_id(user.0)
         .await?
-        .ok_or(ApiError::Unauthorized("invalid_token"))?;
+        .ok_or(ApiError::Unauthorized(ErrorCode::InvalidToken))?;
     let online = rt.is_online(user.0).await;
     Ok(HttpResponse::Ok().json(UserJson::new(row, user.0, online)))
 }
@@ -56,23 +57,29 @@ async fn search(
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let raw = q.query.as_deref().unwrap_or_default();
     if raw.len() > 1024 {
-        return Err(ApiError::bad_request("query_too_long", "query is too long"));
+        return Err(ApiError::bad_request(
+            ErrorCode::QueryTooLong,
+            "query is too long",
+        ));
     }
     let needle = fold::fold(raw).ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "query may not contain invisible or control characters",
         )
     })?;
     let n = needle.chars().count();
     if n < 2 {
         return Err(ApiError::bad_request(
-            "query_too_short",
+            ErrorCode::QueryTooShort,
             "query must be at least 2 characters",
         ));
     }
     if n > 254 {
-        return Err(ApiError::bad_request("query_too_long", "query is too long"));
+        return Err(ApiError::bad_request(
+            ErrorCode::QueryTooLong,
+            "query is too long",
+        ));
     }
     let rows = if needle.contains('@') {
         match Email::parse(&needle) {

@@ -19,6 +19,7 @@ use actix_web::dev::{fn_service, ServiceFactory};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::SinkExt;
+use parley_actors::ErrorCode;
 use parley_actors::{OpenRefused, Realtime, UserId};
 use serde::Deserialize;
 use tokio::net::TcpStream;
@@ -44,6 +45,9 @@ pub struct Gate {
     pub settings: web::Data<Settings>,
     pub realtime: Realtime,
     pub tickets: web::Data<WsTickets>,
+    /// Every upgraded socket's task: shutdown waits for their closing handshakes
+    /// (they run outside the HTTP server's connection accounting).
+    pub sockets: tokio_util::task::TaskTracker,
 }
 
 #[derive(Deserialize)]
@@ -57,8 +61,10 @@ struct WsQuery {
 impl Gate {
     /// The user this request may open a session for, or why not.
     async fn admit(&self, head: &RequestHead) -> Result<UserId, ApiError> {
-        let query = web::Query::<WsQuery>::from_query(head.uri.query().unwrap_or(""))
-            .map_err(|_| ApiError::bad_request("invalid_query", "the query string is malformed"))?;
+        let query =
+            web::Query::<WsQuery>::from_query(head.uri.query().unwrap_or("")).map_err(|_| {
+                ApiError::bad_request(ErrorCode::InvalidQuery, "the query string is malformed")
+            })?;
         let forbidden_origin = || ApiError::Forbidden("this origin may not open a WebSocket here");
         let user = match query.ticket.as_deref() {
             Some(ticket) => {
@@ -69,7 +75,7 @@ impl Gate {
                 self.tickets
                     .redeem(ticket)
                     .await?
-                    .ok_or(ApiError::Unauthorized("invalid_ticket"))?
+                    .ok_or(ApiError::Unauthorized(ErrorCode::InvalidTicket))?
             }
             None => {
                 let token = query
@@ -142,7 +148,7 @@ impl Gate {
             Ok(mut res) => res.finish().drop_body(),
             Err(e) => {
                 let e = ApiError::bad_request(
-                    "not_a_websocket",
+                    ErrorCode::NotAWebsocket,
                     format!("WebSocket handshake failed: {e}"),
                 );
                 return refuse(framed, e).await;
@@ -170,7 +176,10 @@ impl Gate {
             outbound: limits.ws_outbound_bytes,
         };
         let session = self.realtime.session(user);
-        actix_web::rt::spawn(crate::transport::serve(io, early, session, limits));
+        actix_web::rt::spawn(
+            self.sockets
+                .track_future(crate::transport::serve(io, early, session, limits)),
+        );
     }
 }
 
@@ -223,7 +232,7 @@ pub fn upgrade_service(
 async fn not_upgraded(req: HttpRequest, gate: web::Data<Gate>) -> Result<HttpResponse, ApiError> {
     gate.admit(req.head()).await?;
     Err(ApiError::bad_request(
-        "not_a_websocket",
+        ErrorCode::NotAWebsocket,
         "GET /ws needs the WebSocket upgrade headers",
     ))
 }

@@ -159,3 +159,96 @@ async fn sigterm_mid_burst_closes_with_1001_and_loses_nothing() {
     p.assert_logs_clean(&secrets);
     report.assert_pushed("sigterm");
 }
+
+/// A client that never waits (it writes frames back to back, as a script piping a
+/// file into websocat does, and reads its answers only now and then) still sees the
+/// close frame on SIGTERM: the server keeps reading what the client sends until the
+/// client's own close frame, then closes. Closing with unread bytes in the kernel's
+/// buffer sends a reset instead, which throws away the close frame still waiting in
+/// the server's send buffer: the client reports an abnormal closure, not 1001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_reaches_a_client_that_never_stops_sending_as_1001() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let _one_at_a_time = crate::support::exclusive().await;
+    let db = TestDb::fresh();
+    let secrets = Secrets::default();
+    let mut p = Parley::start(&db.url, &[]).await;
+    const SENDERS: usize = 4;
+    let mut users = Vec::new();
+    for i in 0..SENDERS * 2 {
+        users.push(p.register(&format!("flood{i}"), &secrets).await);
+    }
+    let mut chats = Vec::new();
+    for i in 0..SENDERS {
+        chats.push(p.direct_chat(&users[2 * i], &users[2 * i + 1]).await);
+    }
+    let mut clients = Vec::new();
+    // The clients read nothing until shortly after SIGTERM: the server's answers
+    // (and then its close frame) wait in its send buffer, as for a busy client.
+    let (start_reading, reading) = tokio::sync::watch::channel(false);
+    for (i, &chat) in chats.iter().enumerate() {
+        let mut reading = reading.clone();
+        let url = format!("{}/ws?token={}", p.ws_base(), users[2 * i].token);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let writer = tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                let frame = serde_json::json!({
+                    "event": "message:send",
+                    "data": {"chatId": chat, "content": format!("flood {n}"), "clientId": format!("f{i}-{n}")},
+                    "ref": n.to_string(),
+                });
+                if sink.send(Message::text(frame.to_string())).await.is_err() {
+                    return n;
+                }
+                n += 1;
+            }
+        });
+        let reader = tokio::spawn(async move {
+            let _ = reading.wait_for(|go| *go).await;
+            loop {
+                match stream.next().await {
+                    Some(Ok(Message::Close(Some(f)))) => {
+                        return format!("close:{}", u16::from(f.code))
+                    }
+                    Some(Ok(Message::Close(None))) => return "close:none".to_string(),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return format!("error:{e}"),
+                    None => return "ended without a close frame".to_string(),
+                }
+            }
+        });
+        clients.push((writer, reader));
+    }
+    // Every client is mid-flood: sent plenty, still sending.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    p.sigterm();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    start_reading.send_replace(true);
+    let status = p.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status:?}");
+    let mut sent = Vec::new();
+    for (writer, reader) in clients {
+        let seen = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("the reader finished")
+            .unwrap();
+        assert_eq!(seen, format!("close:{}", u16::from(CloseCode::Away)));
+        sent.push(writer.await.unwrap());
+    }
+    assert!(
+        sent.iter().all(|&n| n > 100),
+        "the clients were flooding: {sent:?}"
+    );
+    reliability(
+        "sigterm-flooding-client",
+        &[
+            ("clients", SENDERS.to_string()),
+            ("frames_sent", format!("{sent:?}")),
+        ],
+    );
+}
