@@ -200,13 +200,7 @@ async fn unknown_account_and_wrong_password_look_the_same() {
 
 /// A login as if from `ip` (the test client is loopback, a trusted proxy).
 async fn login_from(app: &TestApp, ip: &str, login: &str, password: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/api/auth/login"))
-        .header("x-forwarded-for", ip)
-        .json(&json!({"email": login, "password": password}))
-        .send()
-        .await
-        .unwrap()
+    parley_testkit::client::login_from(&app.http, &app.address, ip, login, password).await
 }
 
 #[actix_web::test]

@@ -4,7 +4,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp, TestUser, WsClient};
+use crate::helpers::{
+    assert_error, spawn_app, spawn_app_with, AnnBob, TestApp, TestUser, WsClient,
+};
 
 fn offer() -> Value {
     json!({"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n"})
@@ -26,9 +28,7 @@ struct Pair {
 }
 
 async fn pair(app: TestApp) -> Pair {
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     Pair {
         app,
         ann,

@@ -3,7 +3,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app};
+use crate::helpers::{assert_error, spawn_app, AnnBob};
 
 #[actix_web::test]
 async fn a_direct_chat_is_created_once_whichever_side_starts_it() {
@@ -98,10 +98,8 @@ async fn creating_chats_refuses_bad_requests() {
 #[actix_web::test]
 async fn a_chat_is_visible_to_members_only() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let eve = app.register("eve").await;
-    let chat = app.direct_chat(&ann, &bob).await;
     assert_eq!(
         app.get_auth(&format!("/api/chats/{chat}"), &bob.token)
             .await
@@ -160,10 +158,12 @@ async fn a_group_includes_its_creator() {
 #[actix_web::test]
 async fn the_chat_list_shows_last_message_unread_count_and_newest_first() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob {
+        ann,
+        bob,
+        chat: with_bob,
+    } = app.ann_bob().await;
     let cy = app.register("cyd").await;
-    let with_bob = app.direct_chat(&ann, &bob).await;
     let with_cy = app.direct_chat(&ann, &cy).await;
     let mut bob_ws = app.ws(&bob).await;
     bob_ws.send_text(with_bob, "b1", "one").await;
@@ -207,9 +207,7 @@ async fn the_chat_list_shows_last_message_unread_count_and_newest_first() {
 #[actix_web::test]
 async fn history_paged_to_the_end_has_no_gap_and_no_overlap() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let mut ws = app.ws(&ann).await;
     let mut sent = Vec::new();
     for i in 0..57 {

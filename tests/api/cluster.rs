@@ -1,68 +1,14 @@
 //! Two Parley nodes, one database, one (private) Redis: they behave as one server.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{closed_port, spawn, test_settings, TestApp, TestUser, WsClient};
-
-/// A private redis-server on a free loopback port, stopped on drop.
-pub struct Redis {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    pub fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/services.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis {
-            port,
-            child: Some(child),
-        }
-    }
-
-    pub fn start() -> Redis {
-        Redis::start_on(closed_port())
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use crate::helpers::{
+    spawn, test_settings, wait_until, AnnBob, Redis, TestApp, TestUser, WsClient,
+};
+use parley_testkit::binary::Parley;
 
 /// Two in-process nodes sharing a fresh database and `redis`.
 async fn two_nodes(redis: &Redis) -> (TestApp, TestApp) {
@@ -77,7 +23,7 @@ async fn two_nodes(redis: &Redis) -> (TestApp, TestApp) {
     ));
     let n2 = spawn(s2, false).await;
     // Let both heartbeat once so each knows the other is alive.
-    wait_until(Duration::from_secs(10), || async {
+    wait_until(Duration::from_secs(10), "both nodes ready", || async {
         let m1 = n1
             .http
             .get(n1.url("/api/ready"))
@@ -99,28 +45,11 @@ async fn two_nodes(redis: &Redis) -> (TestApp, TestApp) {
     (n1, n2)
 }
 
-async fn wait_until<F, Fut>(limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[actix_web::test]
 async fn users_on_two_nodes_exchange_messages_receipts_typing_and_presence() {
     let redis = Redis::start();
     let (n1, n2) = two_nodes(&redis).await;
-    let ann = n1.register("ann").await;
-    let bob = n1.register("bob").await;
-    let chat = n1.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = n1.ann_bob().await;
     let mut a = n1.ws(&ann).await;
     let mut b = n2.ws(&bob).await;
     assert_eq!(
@@ -199,9 +128,7 @@ async fn online_in_http(n: &TestApp, viewer: &TestUser, ann: &TestUser) -> [bool
 async fn http_says_online_for_a_user_connected_only_to_the_other_node() {
     let redis = Redis::start();
     let (n1, n2) = two_nodes(&redis).await;
-    let ann = n1.register("annette").await;
-    let bob = n1.register("bobby").await;
-    n1.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, .. } = n1.ann_bob().await;
     assert_eq!(online_in_http(&n2, &bob, &ann).await, [false; 3]);
 
     // Ann on node one only: node two (where she is not) says online everywhere.
@@ -221,9 +148,7 @@ async fn http_says_online_for_a_user_connected_only_to_the_other_node() {
 async fn two_tabs_on_different_nodes_both_receive_and_go_offline_once() {
     let redis = Redis::start();
     let (n1, n2) = two_nodes(&redis).await;
-    let ann = n1.register("ann").await;
-    let bob = n1.register("bob").await;
-    let chat = n1.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = n1.ann_bob().await;
     let mut b = n1.ws(&bob).await;
     let mut a1 = n1.ws(&ann).await;
     let mut a2 = n2.ws(&ann).await;
@@ -250,10 +175,8 @@ async fn two_tabs_on_different_nodes_both_receive_and_go_offline_once() {
 async fn a_call_works_across_nodes_and_busy_holds_across_them() {
     let redis = Redis::start();
     let (n1, n2) = two_nodes(&redis).await;
-    let ann = n1.register("ann").await;
-    let bob = n1.register("bob").await;
+    let AnnBob { ann, bob, chat } = n1.ann_bob().await;
     let cyd = n1.register("cyd").await;
-    let chat = n1.direct_chat(&ann, &bob).await;
     let chat_cb = n1.direct_chat(&cyd, &bob).await;
     let mut a = n1.ws(&ann).await;
     let mut b = n2.ws(&bob).await;
@@ -299,9 +222,7 @@ async fn a_call_works_across_nodes_and_busy_holds_across_them() {
 async fn a_disconnect_on_the_remote_node_ends_the_call() {
     let redis = Redis::start();
     let (n1, n2) = two_nodes(&redis).await;
-    let ann = n1.register("ann").await;
-    let bob = n1.register("bob").await;
-    let chat = n1.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = n1.ann_bob().await;
     let mut a = n1.ws(&ann).await;
     let mut b = n2.ws(&bob).await;
     a.send(json!({"event": "call:initiate", "ref": "i", "data": {"callId": "dc", "chatId": chat, "video": true, "sdp": {"type": "offer"}}}));
@@ -322,9 +243,7 @@ async fn a_redis_outage_keeps_local_delivery_and_loses_nothing() {
     let mut redis = Redis::start();
     let port = redis.port;
     let (n1, n2) = two_nodes(&redis).await;
-    let ann = n1.register("ann").await;
-    let bob = n1.register("bob").await;
-    let chat = n1.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = n1.ann_bob().await;
     let mut a = n1.ws(&ann).await;
     let mut a_local = n1.ws(&ann).await;
     let mut b = n2.ws(&bob).await;
@@ -346,14 +265,18 @@ async fn a_redis_outage_keeps_local_delivery_and_loses_nothing() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     let _redis = Redis::start_on(port);
-    wait_until(Duration::from_secs(20), || async {
-        n1.http
-            .get(n1.url("/api/ready"))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "ready again after redis restarts",
+        || async {
+            n1.http
+                .get(n1.url("/api/ready"))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        },
+    )
     .await;
     // Bob gets what he missed (the replay after the recovery, which may bring what he
     // already had again), and new messages flow again.
@@ -383,41 +306,6 @@ async fn a_redis_outage_keeps_local_delivery_and_loses_nothing() {
     }
 }
 
-/// `parley serve` as a separate process (so it can be SIGKILLed).
-struct Node {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[allow(clippy::zombie_processes)]
-fn node_process(db_url: &str, redis: &Redis, ttl: u64) -> Node {
-    let port = closed_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PARLEY__DATABASE__URL", db_url)
-        .env("PARLEY__AUTH__JWT_SECRET", crate::helpers::JWT_SECRET)
-        .env("PARLEY__AUTH__PBKDF2_ITERATIONS", "1000")
-        .env("PARLEY__SERVER__PORT", port.to_string())
-        .env("PARLEY__METRICS__LISTEN", "")
-        .env("PARLEY__REDIS__URL", redis.url())
-        .env("PARLEY__PRESENCE__NODE_TTL_SECS", ttl.to_string())
-        .env("PARLEY__LOG__LEVEL", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Node { child, port }
-}
-
 #[actix_web::test]
 async fn when_a_node_is_killed_its_users_go_offline_once_within_the_ttl() {
     let redis = Redis::start();
@@ -426,10 +314,17 @@ async fn when_a_node_is_killed_its_users_go_offline_once_within_the_ttl() {
     s1.redis.url = Some(redis.url());
     s1.presence.node_ttl_secs = ttl;
     let n1 = spawn(s1, true).await;
-    let mut node2 = node_process(&n1.db_url, &redis, ttl);
+    let mut node2 = Parley::start(
+        &n1.db_url,
+        &[
+            ("PARLEY__REDIS__URL", redis.url()),
+            ("PARLEY__PRESENCE__NODE_TTL_SECS", ttl.to_string()),
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
     let base2 = format!("http://127.0.0.1:{}", node2.port);
-    wait_until(Duration::from_secs(20), || async {
+    wait_until(Duration::from_secs(20), "node 2 ready", || async {
         http.get(format!("{base2}/api/ready"))
             .send()
             .await
@@ -438,9 +333,7 @@ async fn when_a_node_is_killed_its_users_go_offline_once_within_the_ttl() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let ann = n1.register("ann").await;
-    let bob = n1.register("bob").await;
-    let chat = n1.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = n1.ann_bob().await;
     let mut a = n1.ws(&ann).await;
     let mut b = WsClient::connect(&format!(
         "ws://127.0.0.1:{}/ws?token={}",
@@ -453,8 +346,7 @@ async fn when_a_node_is_killed_its_users_go_offline_once_within_the_ttl() {
     assert_eq!(b.wait_for("message:received").await["data"]["id"], m["id"]);
 
     let killed = Instant::now();
-    node2.child.kill().unwrap();
-    let _ = node2.child.wait();
+    node2.kill9();
     let off = a.wait_for("user:offline").await;
     assert_eq!(off["data"]["userId"], bob.id);
     let took = killed.elapsed();

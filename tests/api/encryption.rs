@@ -11,7 +11,7 @@ use rsa::{PrivateKey, PublicKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{assert_error, spawn_app, TestApp, TestUser};
+use crate::helpers::{assert_error, spawn_app, AnnBob, TestApp, TestUser};
 
 struct Keys {
     private: PrivateKey,
@@ -114,10 +114,8 @@ async fn weak_and_garbage_keys_are_refused() {
 #[actix_web::test]
 async fn replacing_a_key_warns_everyone_who_shares_a_chat() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, bob, .. } = app.ann_bob().await;
     let eve = app.register("eve").await;
-    app.direct_chat(&ann, &bob).await;
     let mut b = app.ws(&bob).await;
     let mut e = app.ws(&eve).await;
     publish(&app, &ann, &keys(2048).pem).await;
@@ -135,9 +133,7 @@ async fn replacing_a_key_warns_everyone_who_shares_a_chat() {
 #[actix_web::test]
 async fn two_rust_clients_exchange_an_encrypted_message_the_server_cannot_read() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let (ka, kb) = (keys(2048), keys(2048));
     publish(&app, &ann, &ka.pem).await;
     publish(&app, &bob, &kb.pem).await;
@@ -212,9 +208,7 @@ async fn two_rust_clients_exchange_an_encrypted_message_the_server_cannot_read()
 #[actix_web::test]
 async fn malformed_envelopes_are_refused() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let (ka, kb) = (keys(2048), keys(2048));
     let good = e2ee::encrypt(
         "x",

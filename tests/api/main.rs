@@ -1,7 +1,7 @@
 //! One test binary for the HTTP and WebSocket API, against real MySQL (and Redis).
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code)]
+#[allow(unused_imports)]
 mod helpers;
 
 mod auth;

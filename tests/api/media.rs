@@ -5,46 +5,22 @@ use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp, TestUser};
-
-/// A small, valid-looking WebM file: the EBML magic and some payload.
-fn webm(len: usize) -> Vec<u8> {
-    let mut v = vec![
-        0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86, 0x81, 0x01, 0x42, 0xF7, 0x81,
-    ];
-    v.extend((0..len.saturating_sub(12)).map(|i| (i * 7 % 251) as u8));
-    v
-}
-
-fn form(chat: u64, bytes: Vec<u8>, name: &str) -> Form {
-    Form::new().text("chatId", chat.to_string()).part(
-        "file",
-        Part::bytes(bytes)
-            .file_name(name.to_string())
-            .mime_str("audio/webm")
-            .unwrap(),
-    )
-}
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, AnnBob, TestApp, TestUser};
+use parley_testkit::media::{self, audio_form as form, upload_audio, webm};
 
 async fn upload(app: &TestApp, user: &TestUser, form: Form) -> reqwest::Response {
-    app.http
-        .post(app.url("/api/messages/upload-audio"))
-        .bearer_auth(&user.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+    upload_audio(
+        &app.http,
+        &app.url("/api/messages/upload-audio"),
+        &user.token,
+        form,
+    )
+    .await
 }
 
+/// The audio files in the app's uploads directory, sorted.
 fn files_in(app: &TestApp) -> Vec<String> {
-    let dir = app.settings.storage.uploads_dir.join("audio");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names = media::files_in(&app.settings.storage.uploads_dir.join("audio"));
     names.sort();
     names
 }
@@ -60,9 +36,7 @@ async fn audio_rows(app: &TestApp) -> u64 {
 #[actix_web::test]
 async fn a_voice_message_goes_up_out_and_down_with_ranges() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let bytes = webm(5000);
     let res = upload(
         &app,
@@ -129,10 +103,8 @@ async fn a_voice_message_goes_up_out_and_down_with_ranges() {
 #[actix_web::test]
 async fn outsiders_and_anonymous_callers_cannot_download() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let eve = app.register("eve").await;
-    let chat = app.direct_chat(&ann, &bob).await;
     let up: Value = upload(&app, &ann, form(chat, webm(100), "a.webm"))
         .await
         .json()
@@ -162,10 +134,8 @@ async fn outsiders_and_anonymous_callers_cannot_download() {
 #[actix_web::test]
 async fn uploads_are_judged_by_their_bytes_and_bad_ones_leave_nothing() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let eve = app.register("eve").await;
-    let chat = app.direct_chat(&ann, &bob).await;
 
     let res = upload(
         &app,
@@ -268,9 +238,7 @@ async fn uploads_are_judged_by_their_bytes_and_bad_ones_leave_nothing() {
 #[actix_web::test]
 async fn the_clients_file_name_never_becomes_a_path() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let res = upload(&app, &ann, form(chat, webm(300), "../../etc/passwd")).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let names = files_in(&app);
@@ -293,10 +261,8 @@ async fn the_clients_file_name_never_becomes_a_path() {
 #[actix_web::test]
 async fn only_the_uploader_may_send_an_audio_once_into_its_chat() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let cyd = app.register("cyd").await;
-    let chat = app.direct_chat(&ann, &bob).await;
     let other = app.direct_chat(&ann, &cyd).await;
     let up: Value = upload(&app, &ann, form(chat, webm(100), "a.webm"))
         .await
@@ -328,9 +294,7 @@ async fn only_the_uploader_may_send_an_audio_once_into_its_chat() {
 #[actix_web::test]
 async fn unattached_uploads_are_removed_after_their_time() {
     let app = spawn_app_with(|s| s.storage.unattached_audio_ttl_secs = 1).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let kept: Value = upload(&app, &ann, form(chat, webm(100), "k.webm"))
         .await
         .json()
@@ -364,9 +328,7 @@ async fn unattached_uploads_are_removed_after_their_time() {
 #[actix_web::test]
 async fn with_an_accel_prefix_nginx_is_told_to_send_the_bytes() {
     let app = spawn_app_with(|s| s.storage.x_accel_prefix = Some("/_parley_audio/".into())).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let up: Value = upload(&app, &ann, form(chat, webm(100), "a.webm"))
         .await
         .json()

@@ -1,31 +1,19 @@
 //! The real `parley` binary: its command line, start-up errors and log hygiene.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{fresh_db_url, WsClient, JWT_SECRET};
+use crate::helpers::{fresh_db_url, AnnBob, WsClient};
+use parley_testkit::binary::{assert_lines_clean, Parley, Secrets};
+use parley_testkit::client::ws_url;
+use parley_testkit::db::TestDb;
 
-const BIN: &str = env!("CARGO_BIN_EXE_parley");
-
+/// `parley` with a clean environment (see the kit's `binary::command`).
 fn parley() -> Command {
-    let mut cmd = Command::new(BIN);
-    // Only what the test sets: no secret or database from the developer's shell.
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PARLEY__LOG__FORMAT", "json")
-        .env("PARLEY__METRICS__LISTEN", "")
-        .env("PARLEY__AUTH__PBKDF2_ITERATIONS", "1000")
-        .stdin(Stdio::null());
-    cmd
-}
-
-async fn drop_db(url: &str) {
-    parley::db::migrate::drop_database(url).await.unwrap();
+    parley_testkit::binary::command()
 }
 
 #[actix_web::test]
@@ -50,7 +38,8 @@ async fn serve_without_a_jwt_secret_stops_with_a_clear_message() {
 
 #[actix_web::test]
 async fn migrate_creates_the_database_and_is_idempotent() {
-    let url = fresh_db_url();
+    let db = TestDb::fresh();
+    let url = db.url.clone();
     for _ in 0..2 {
         let out = parley()
             .arg("migrate")
@@ -71,103 +60,26 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         .unwrap();
     assert!(n.unwrap() >= 6);
     conn.disconnect().await.unwrap();
-    drop_db(&url).await;
-}
-
-struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    port: u16,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `parley serve` on a free port and waits for its "listening" line.
-// `Running`'s Drop kills and waits for the child; clippy cannot see through that.
-#[allow(clippy::zombie_processes)]
-fn serve(db_url: &str) -> Running {
-    serve_with(db_url, &[])
-}
-
-#[allow(clippy::zombie_processes)]
-fn serve_with(db_url: &str, extra: &[(&str, String)]) -> Running {
-    let mut cmd = parley();
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .env("PARLEY__DATABASE__URL", db_url)
-        .env("PARLEY__AUTH__JWT_SECRET", JWT_SECRET)
-        .env("PARLEY__SERVER__PORT", "0")
-        .env("PARLEY__LOG__LEVEL", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let port = lines.lock().unwrap().iter().find_map(|l| {
-            let v: Value = serde_json::from_str(l).ok()?;
-            (v["message"] == "parley listening").then(|| v["port"].as_u64())?
-        });
-        if let Some(port) = port {
-            return Running {
-                child,
-                lines,
-                port: port as u16,
-            };
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no listening line: {:?}",
-            lines.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[actix_web::test]
 async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
-    let url = fresh_db_url();
-    let run = serve(&url);
-    let base = format!("http://127.0.0.1:{}", run.port);
+    let db = TestDb::fresh();
+    let run = Parley::start(&db.url, &[]).await;
+    let base = run.base();
     let http = reqwest::Client::new();
-    let password = "very-secret-password-42";
-    let res = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "ann@example.com", "username": "ann", "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let token = res.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Every password and token signature goes to `secrets`, checked against each line.
+    let secrets = Secrets::default();
+    let AnnBob { ann, bob, chat } = run.ann_bob(&secrets).await;
+    let token = ann.token.clone();
     let res = http
         .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": "ann", "password": password}))
+        .json(&json!({"email": "ann", "password": ann.password}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    secrets.add("wrong-password-99");
     http.post(format!("{base}/api/auth/login"))
         .json(&json!({"email": "ann", "password": "wrong-password-99"}))
         .send()
@@ -185,27 +97,6 @@ async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
         .unwrap();
 
     // An encrypted message between two clients, over the real WebSocket.
-    let res = http
-        .post(format!("{base}/api/auth/register"))
-        .json(
-            &json!({"email": "bob@example.com", "username": "bob", "password": "bobs-password-1"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let bob: Value = res.json().await.unwrap();
-    let bob_id = bob["user"]["id"].as_u64().unwrap();
-    let chat: Value = http
-        .post(format!("{base}/api/chats"))
-        .bearer_auth(&token)
-        .json(&json!({"userId": bob_id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let chat = chat["id"].as_u64().unwrap();
     let ka = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
     let kb = rsa::PrivateKey::new(&mut rand::rng(), 2048).unwrap();
     let (pa, pb) = (ka.to_public_key(), kb.to_public_key());
@@ -213,61 +104,37 @@ async fn logs_are_json_lines_without_passwords_hashes_or_tokens() {
     let env = parley::e2ee::encrypt(
         plaintext,
         parley::ChatId(chat),
-        parley::UserId(1),
+        parley::UserId(ann.id),
         "enc",
-        &[(parley::UserId(1), &pa), (parley::UserId(bob_id), &pb)],
+        &[(parley::UserId(ann.id), &pa), (parley::UserId(bob.id), &pb)],
     )
     .unwrap();
-    let mut ws = WsClient::connect(&format!("ws://127.0.0.1:{}/ws?token={token}", run.port)).await;
+    secrets.add("vault code");
+    secrets.add(env.ciphertext.clone());
+    let mut ws = WsClient::connect(&ws_url(&run.ws_base(), &token)).await;
     ws.send(json!({"event": "message:send", "ref": "e", "data": {"chatId": chat, "clientId": "enc", "kind": "text", "content": "", "encrypted": true, "e2ee": env}}));
     assert_eq!(ws.reply_to("e").await["event"], "ack");
     ws.close();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let lines = run.lines.lock().unwrap().clone();
+    let lines = run.logs();
     drop(run);
     assert!(
         lines.iter().any(|l| l.contains("request done")),
         "request lines logged"
     );
-    let signature = token.rsplit('.').next().unwrap();
-    for line in &lines {
-        assert!(
-            serde_json::from_str::<Value>(line).is_ok(),
-            "not a JSON line: {line}"
-        );
-        for secret in [
-            password,
-            "wrong-password-99",
-            signature,
-            "$pbkdf2",
-            "pbkdf2-sha256",
-            "vault code",
-            &env.ciphertext,
-        ] {
-            assert!(!line.contains(secret), "{secret:?} leaked into: {line}");
-        }
-    }
-    drop_db(&url).await;
+    // JSON, no panic, none of the secrets, no PBKDF2 hash.
+    assert_lines_clean(&lines, &secrets);
 }
 
 #[actix_web::test]
 async fn metrics_are_served_on_their_own_listener() {
-    let url = fresh_db_url();
-    let metrics_port = crate::helpers::closed_port();
-    let run = serve_with(
-        &url,
-        &[(
-            "PARLEY__METRICS__LISTEN",
-            format!("127.0.0.1:{metrics_port}"),
-        )],
-    );
-    let base = format!("http://127.0.0.1:{}", run.port);
+    let db = TestDb::fresh();
+    let url = db.url.clone();
+    let run = Parley::start(&url, &[]).await;
+    let metrics_port = run.metrics_port;
+    let base = run.base();
     let http = reqwest::Client::new();
-    http.post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "ann@example.com", "username": "ann", "password": "password-123"}))
-        .send()
-        .await
-        .unwrap();
+    run.register("ann", &Secrets::default()).await;
     let body = http
         .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
         .send()
@@ -295,50 +162,21 @@ async fn metrics_are_served_on_their_own_listener() {
         .unwrap()
         .contains("parley_websocket_connections"));
     drop(run);
-    drop_db(&url).await;
 }
 
 #[actix_web::test]
 async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001() {
     use std::collections::HashSet;
-    let url = fresh_db_url();
-    let run = serve(&url);
-    let base = format!("http://127.0.0.1:{}", run.port);
-    let http = reqwest::Client::new();
-    let hub: Value = http
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "hub@example.com", "username": "hub", "password": "password-123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let db = TestDb::fresh();
+    let url = db.url.clone();
+    let run = Parley::start(&url, &[]).await;
+    let secrets = Secrets::default();
+    let hub = run.register("hub", &secrets).await;
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let u: Value = http
-            .post(format!("{base}/api/auth/register"))
-            .json(&json!({"email": format!("s{i}@example.com"), "username": format!("sender{i}"), "password": "password-123"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = u["token"].as_str().unwrap().to_string();
-        let chat: Value = http
-            .post(format!("{base}/api/chats"))
-            .bearer_auth(&token)
-            .json(&json!({"userId": hub["user"]["id"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let chat = chat["id"].as_u64().unwrap();
-        let mut ws =
-            WsClient::connect(&format!("ws://127.0.0.1:{}/ws?token={token}", run.port)).await;
+        let sender = run.register(&format!("sender{i}"), &secrets).await;
+        let chat = run.direct_chat(&sender, &hub).await;
+        let mut ws = WsClient::connect(&ws_url(&run.ws_base(), &sender.token)).await;
         ws.wait_for("ready").await;
         tasks.push(tokio::spawn(async move {
             // Keep sending until the server goes away; record what it answered.
@@ -374,13 +212,7 @@ async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001(
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let pid = run.child.id();
-    assert!(Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success());
+    run.sigterm();
     let mut acked_all: HashSet<String> = HashSet::new();
     for t in tasks {
         let (acked, _errors, close) = t.await.unwrap();
@@ -390,17 +222,7 @@ async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001(
     assert!(!acked_all.is_empty());
     // The process ends by itself, cleanly.
     let mut run = run;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = run.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "parley did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = run.wait_exit(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status:?}");
     let lines = run.lines.lock().unwrap().clone();
     assert!(
@@ -420,5 +242,4 @@ async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001(
     );
     conn.disconnect().await.unwrap();
     drop(run);
-    drop_db(&url).await;
 }

@@ -6,14 +6,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, WsClient};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, AnnBob, WsClient};
 
 #[actix_web::test]
 async fn two_users_exchange_messages_both_ways() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let mut a = app.ws(&ann).await;
     let mut b = app.ws(&bob).await;
 
@@ -45,10 +43,8 @@ async fn two_users_exchange_messages_both_ways() {
 #[actix_web::test]
 async fn an_outsider_can_neither_send_nor_receive_nor_see_presence() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let eve = app.register("eve").await;
-    let chat = app.direct_chat(&ann, &bob).await;
     let mut e = app.ws(&eve).await;
     let mut a = app.ws(&ann).await;
     let mut b = app.ws(&bob).await;
@@ -83,9 +79,7 @@ async fn an_outsider_can_neither_send_nor_receive_nor_see_presence() {
 #[actix_web::test]
 async fn the_same_client_id_twice_stores_one_message() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let mut a = app.ws(&ann).await;
     let mut b = app.ws(&bob).await;
     let first = a.send_text(chat, "dup-1", "once").await;
@@ -109,9 +103,7 @@ async fn the_same_client_id_twice_stores_one_message() {
 #[actix_web::test]
 async fn delivery_and_read_receipts_reach_the_sender() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let mut a = app.ws(&ann).await;
     let mut b = app.ws(&bob).await;
     let m1 = a.send_text(chat, "r1", "one").await;
@@ -160,9 +152,7 @@ async fn delivery_and_read_receipts_reach_the_sender() {
 #[actix_web::test]
 async fn messages_sent_while_offline_arrive_on_connect_in_order_exactly_once() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let mut a = app.ws(&ann).await;
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -189,9 +179,7 @@ async fn messages_sent_while_offline_arrive_on_connect_in_order_exactly_once() {
 #[actix_web::test]
 async fn a_second_tab_and_the_senders_other_devices_receive_too() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let mut a1 = app.ws(&ann).await;
     let mut a2 = app.ws(&ann).await;
     let mut b1 = app.ws(&bob).await;
@@ -207,9 +195,7 @@ async fn a_second_tab_and_the_senders_other_devices_receive_too() {
 #[actix_web::test]
 async fn user_offline_comes_only_after_the_last_tab_closes() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, .. } = app.ann_bob().await;
     let mut a = app.ws(&ann).await;
     let b1 = app.ws(&bob).await;
     let on = a.wait_for("user:online").await;
@@ -243,9 +229,7 @@ async fn user_offline_comes_only_after_the_last_tab_closes() {
 #[actix_web::test]
 async fn typing_reaches_the_other_members() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let a = app.ws(&ann).await;
     let mut b = app.ws(&bob).await;
     a.send(json!({"event": "typing", "data": {"chatId": chat, "active": true}}));
@@ -259,9 +243,7 @@ async fn typing_reaches_the_other_members() {
 #[actix_web::test]
 async fn malformed_frames_get_an_error_and_the_connection_keeps_working() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let mut a = app.ws(&ann).await;
     let cases: Vec<(WsMessage, &str, &str)> = vec![
         (WsMessage::Text("not json".into()), "bad_frame", "not JSON"),
@@ -328,35 +310,22 @@ async fn the_upgrade_refuses_bad_tokens_and_foreign_origins() {
         .unwrap();
     assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
     // The same origin as the server is fine; so is the Authorization header.
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        format!("ws://127.0.0.1:{}/ws", app.port),
+    let origin = format!("http://127.0.0.1:{}", app.port);
+    let bearer = format!("Bearer {}", ann.token);
+    let mut s = WsClient::connect_with(
+        &format!("ws://127.0.0.1:{}/ws", app.port),
+        &[("origin", &origin), ("authorization", &bearer)],
     )
-    .unwrap();
-    req.headers_mut().insert(
-        "origin",
-        format!("http://127.0.0.1:{}", app.port).parse().unwrap(),
-    );
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", ann.token).parse().unwrap(),
-    );
-    let (mut s, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("same-origin upgrade");
-    use futures_util::{SinkExt, StreamExt};
-    s.send(WsMessage::Text(r#"{"event":"ping","ref":"1"}"#.into()))
-        .await
-        .unwrap();
-    let reply = s.next().await.unwrap().unwrap();
-    assert!(reply.to_text().unwrap().contains("pong"));
+    .await
+    .expect("same-origin upgrade");
+    s.send(json!({"event": "ping", "ref": "1"}));
+    assert_eq!(s.reply_to("1").await["event"], "pong");
 }
 
 #[actix_web::test]
 async fn sync_returns_what_was_missed_then_acks() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let mut a = app.ws(&ann).await;
     let m1 = a.send_text(chat, "s1", "one").await;
     let m2 = a.send_text(chat, "s2", "two").await;
@@ -555,9 +524,7 @@ async fn a_silent_client_is_disconnected_after_the_heartbeat_timeout() {
 async fn a_client_that_stops_reading_is_closed_and_loses_nothing() {
     use futures_util::StreamExt;
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
-    let chat = app.direct_chat(&ann, &bob).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
     // Bob's socket is open but never read while Ann floods the chat.
     let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         app.ws_url(&bob.token),

@@ -1,16 +1,16 @@
 //! systemd/nginx/parley.conf: accepted by nginx, and Parley works behind it.
 
 use futures_util::StreamExt;
-use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{spawn_app_with, TestApp, TestUser, WsClient};
+use crate::helpers::{client, spawn_app_with, TestApp, TestUser, WsClient};
 use crate::support::{
     copy_dir, free_port, nginx_cmd, output_text, render_site, repo, write_nginx_conf, Nginx,
     SiteLayout, TempDir,
 };
+use parley_testkit::media::{audio_form, upload_audio, webm};
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
@@ -175,30 +175,16 @@ async fn stack_with(metrics_listen: String) -> Stack {
 
 impl Stack {
     async fn register(&self, name: &str) -> TestUser {
-        let email = format!("{name}@example.com");
-        let password = format!("pw-{name}-secret");
-        let res = self
-            .app
-            .http
-            .post(self.nginx.url("/api/auth/register"))
-            .json(&json!({"email": email, "username": name, "password": password}))
-            .send()
-            .await
-            .unwrap();
+        let (email, password) = (format!("{name}@example.com"), format!("pw-{name}-secret"));
+        let base = self.nginx.url("");
+        let res = client::register_request(&self.app.http, &base, name, &email, &password).await;
         assert_eq!(
             res.status(),
             StatusCode::CREATED,
             "register {name} through nginx"
         );
         assert_security_headers(&res, "register");
-        let body: Value = res.json().await.unwrap();
-        TestUser {
-            id: body["user"]["id"].as_u64().unwrap(),
-            email,
-            username: name.into(),
-            password,
-            token: body["token"].as_str().unwrap().into(),
-        }
+        client::registered(res, name, &email, &password).await
     }
 
     fn ws_url(&self, user: &TestUser) -> String {
@@ -207,9 +193,7 @@ impl Stack {
 
     /// A session through nginx's /ws, after its `ready`.
     async fn ws(&self, user: &TestUser) -> WsClient {
-        let mut c = WsClient::connect(&self.ws_url(user)).await;
-        c.wait_for("ready").await;
-        c
+        WsClient::connect_ready(&self.ws_url(user)).await
     }
 
     async fn get(&self, path: &str) -> Response {
@@ -452,33 +436,10 @@ async fn credentials_in_the_ws_url_never_reach_the_access_log() {
     );
 }
 
-fn webm(len: usize) -> Vec<u8> {
-    let mut v = vec![
-        0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86, 0x81, 0x01, 0x42, 0xF7, 0x81,
-    ];
-    v.extend((0..len.saturating_sub(12)).map(|i| (i * 7 % 251) as u8));
-    v
-}
-
 async fn upload(s: &Stack, user: &TestUser, chat: u64, bytes: Vec<u8>) -> Response {
-    let form = Form::new()
-        .text("chatId", chat.to_string())
-        .text("durationMs", "1500")
-        .part(
-            "file",
-            Part::bytes(bytes)
-                .file_name("voice.webm")
-                .mime_str("audio/webm")
-                .unwrap(),
-        );
-    s.app
-        .http
-        .post(s.nginx.url("/api/messages/upload-audio"))
-        .bearer_auth(&user.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
+    let form = audio_form(chat, bytes, "voice.webm").text("durationMs", "1500");
+    let url = s.nginx.url("/api/messages/upload-audio");
+    upload_audio(&s.app.http, &url, &user.token, form).await
 }
 
 #[actix_web::test]

@@ -183,15 +183,7 @@ impl Deployment {
 impl Drop for Deployment {
     fn drop(&mut self) {
         let _ = self.run(&["stop", "--no-systemd"]);
-        let url = self.db_url.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(parley::db::migrate::drop_database(&url))
-        })
-        .join();
+        parley_testkit::db::drop_database_blocking(self.db_url.clone());
     }
 }
 

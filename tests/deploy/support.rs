@@ -6,48 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The repository checkout (where deploy.sh, systemd/ and static/ are).
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use parley_testkit::util::{free_port, repo, set_mode, TempDir};
 
 /// The debug build of the server, as Cargo built it for these tests.
 pub const PARLEY_BIN: &str = env!("CARGO_BIN_EXE_parley");
-
-/// A directory under the system temp dir, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(label: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "parley-deploy-{label}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        // nginx workers (nobody) must traverse it, whatever the umask.
-        set_mode(&p, 0o755);
-        TempDir(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
 
 pub fn mode_of(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -59,15 +21,6 @@ pub fn write_executable(p: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
     drop(f);
     set_mode(p, 0o755);
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Copies a directory tree (the web client) so nginx's workers can read it.

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{free_port, output_text, repo, tool, write_executable, TempDir, PARLEY_BIN};
+use crate::support::{output_text, repo, tool, write_executable, TempDir, PARLEY_BIN};
+use parley_testkit::binary::Parley;
+use parley_testkit::db::TestDb;
 
 /// Directives the unit must carry, exactly as written.
 const REQUIRED: &[&str] = &[
@@ -334,100 +336,55 @@ fn seccomp_program(allowed: &[u32]) -> Vec<libc::sock_filter> {
     p
 }
 
-/// The real server under a unit's syscall filter; killed on drop.
+/// The real server under a unit's syscall filter; killed on drop, then its database
+/// dropped.
 struct Filtered {
-    child: std::process::Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    port: u16,
-    db_url: String,
+    p: Parley,
+    _db: TestDb,
 }
 
 impl Filtered {
-    fn start(unit: &str) -> Filtered {
-        use std::io::BufRead;
+    async fn start(unit: &str) -> Filtered {
         use std::os::unix::process::CommandExt;
         let numbers = syscall_numbers();
         let allowed: Vec<u32> = allowed_syscalls(unit)
             .iter()
             .filter_map(|n| numbers.get(n).copied())
             .collect();
-        let program = seccomp_program(&allowed);
-        let port = free_port();
-        let db_url = crate::helpers::fresh_db_url();
-        let mut cmd = Command::new(PARLEY_BIN);
-        cmd.arg("serve")
-            .env_clear()
-            .env("PARLEY__DATABASE__URL", &db_url)
-            .env("PARLEY__AUTH__JWT_SECRET", crate::helpers::JWT_SECRET)
-            .env("PARLEY__AUTH__PBKDF2_ITERATIONS", "1000")
-            .env("PARLEY__AUTH__HASH_CONCURRENCY", "2")
-            .env("PARLEY__AUTH__HASH_QUEUE", "64")
-            .env("PARLEY__LIMITS__LOGIN_PER_IP_PER_MIN", "100000")
-            .env("PARLEY__LIMITS__LOGIN_PER_ACCOUNT_PER_MIN", "100000")
-            .env("PARLEY__SERVER__PORT", port.to_string())
-            .env("PARLEY__SERVER__WORKERS", "2")
-            .env("PARLEY__METRICS__LISTEN", "")
-            .env("PARLEY__LOG__FORMAT", "json")
-            .env("PARLEY__LOG__LEVEL", "info")
-            .env("PARLEY__STORAGE__UPLOADS_DIR", std::env::temp_dir())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        // SAFETY: between fork and exec only prctl is called, on a program built
-        // before the fork (no allocation, no lock).
-        unsafe {
-            cmd.pre_exec(move || {
-                let prog = libc::sock_fprog {
-                    len: program.len() as u16,
-                    filter: program.as_ptr() as *mut libc::sock_filter,
-                };
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    || libc::prctl(libc::PR_SET_SECCOMP, 2, &prog as *const libc::sock_fprog) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for l in std::io::BufReader::new(stream)
-                    .lines()
-                    .map_while(Result::ok)
-                {
-                    lines.lock().unwrap().push(l);
-                }
-            });
-        }
-        let mut f = Filtered {
-            child,
-            lines,
-            port,
-            db_url,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-        while !f.logged("parley listening") {
-            if let Some(s) = f.child.try_wait().unwrap() {
-                panic!("parley exited under the filter ({s}): {:?}", f.lines());
+        let program = std::sync::Arc::new(seccomp_program(&allowed));
+        let db = TestDb::fresh();
+        let extra = [
+            ("PARLEY__AUTH__HASH_CONCURRENCY", "2".to_string()),
+            ("PARLEY__AUTH__HASH_QUEUE", "64".to_string()),
+            ("PARLEY__METRICS__LISTEN", String::new()),
+            ("PARLEY__LOG__LEVEL", "info".to_string()),
+        ];
+        let p = Parley::start_with(&db.url, &extra, move |cmd| {
+            let program = program.clone();
+            // SAFETY: between fork and exec only prctl is called, on a program built
+            // before the fork (no allocation, no lock).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let prog = libc::sock_fprog {
+                        len: program.len() as u16,
+                        filter: program.as_ptr() as *mut libc::sock_filter,
+                    };
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                        || libc::prctl(libc::PR_SET_SECCOMP, 2, &prog as *const libc::sock_fprog)
+                            != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "not listening: {:?}",
-                f.lines()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        f
+        })
+        .await;
+        Filtered { p, _db: db }
     }
 
     fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+        self.p.logs()
     }
 
     fn logged(&self, text: &str) -> bool {
@@ -436,7 +393,7 @@ impl Filtered {
 
     /// (policy, nice) of each hashing thread, from /proc (stat fields 41 and 19).
     fn hashing_threads(&self) -> Vec<(u32, i32)> {
-        let tasks = format!("/proc/{}/task", self.child.id());
+        let tasks = format!("/proc/{}/task", self.p.pid());
         let mut out = Vec::new();
         for t in std::fs::read_dir(&tasks).unwrap() {
             let t = t.unwrap().path();
@@ -454,22 +411,6 @@ impl Filtered {
             out.push((after[38].parse().unwrap(), after[16].parse().unwrap()));
         }
         out
-    }
-}
-
-impl Drop for Filtered {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let url = self.db_url.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(parley::db::migrate::drop_database(&url))
-        })
-        .join();
     }
 }
 
@@ -504,13 +445,13 @@ fn the_units_filter_allows_exactly_the_priority_calls_back() {
 #[actix_web::test]
 async fn the_hashing_threads_are_idle_under_the_shipped_filter_and_logins_work() {
     let unit = std::fs::read_to_string(repo().join("systemd/parley.service")).unwrap();
-    let p = Filtered::start(&unit);
+    let p = Filtered::start(&unit).await;
     let threads = p.hashing_threads();
 
     // A small login storm under the filter: everything hashes, nothing breaks. Ten
     // accounts, four logins each at once (the login delay counts attempts still in
     // progress against their account, so one account's storm would be slowed).
-    let base = format!("http://127.0.0.1:{}", p.port);
+    let base = p.p.base();
     let http = reqwest::Client::new();
     for i in 0..10 {
         let res = http
@@ -556,11 +497,11 @@ async fn the_hashing_threads_are_idle_under_the_shipped_filter_and_logins_work()
     assert_eq!(ok, 40, "every login of the storm succeeds under the filter");
 }
 
-#[test]
-fn under_the_old_filter_the_priority_fails_and_the_server_says_so_once() {
+#[actix_web::test]
+async fn under_the_old_filter_the_priority_fails_and_the_server_says_so_once() {
     let shipped = std::fs::read_to_string(repo().join("systemd/parley.service")).unwrap();
     let old = shipped.replace("SystemCallFilter=sched_setscheduler setpriority\n", "");
-    let p = Filtered::start(&old);
+    let p = Filtered::start(&old).await;
     let threads = p.hashing_threads();
     let warnings = p.lines().iter().filter(|l| l.contains(WARNING)).count();
     println!(

@@ -182,7 +182,7 @@ async fn every_route_and_event_refuses_outsiders_and_reveals_nothing() {
             Some(t) => ws_url(&p.ws_base(), t),
             None => format!("{}/ws", p.ws_base()),
         };
-        let refused = Conn::connect(&url)
+        let refused = Conn::try_connect(&url)
             .await
             .err()
             .unwrap_or_else(|| panic!("{kind} token opened a WebSocket"));

@@ -2,9 +2,15 @@
 //! client's log reconciled against MySQL.
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code)]
-#[path = "../api/helpers.rs"]
-mod helpers;
+/// tests/api's helper names (this suite once included that file), from the test kit.
+#[allow(unused_imports)]
+mod helpers {
+    pub use parley_testkit::app::{spawn, spawn_app, spawn_app_with, test_settings, TestApp};
+    pub use parley_testkit::client::{assert_error, TestUser, WsClient, WAIT};
+    pub use parley_testkit::db::{fresh_db_url, mysql_server};
+    pub use parley_testkit::util::closed_port;
+    pub use parley_testkit::JWT_SECRET;
+}
 
 #[allow(dead_code)]
 mod peer;
@@ -12,7 +18,7 @@ mod peer;
 mod reconcile;
 #[allow(dead_code)]
 mod scenario;
-#[allow(dead_code)]
+#[allow(unused_imports)]
 mod support;
 
 mod authz;

@@ -9,188 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use serde_json::json;
 
 // ------------------------------------------------------------------ one connection
 
-#[derive(Debug)]
-pub enum Event {
-    Frame(Value),
-    /// A close frame (code) or the end of the stream (None).
-    Closed(Option<u16>),
-    Error(String),
-}
-
-/// One WebSocket connection; frames are read in the background.
-pub struct Conn {
-    tx: mpsc::UnboundedSender<WsMessage>,
-    rx: mpsc::UnboundedReceiver<Event>,
-}
-
-/// Why an upgrade failed: the HTTP status and body, or a transport error.
-#[derive(Debug)]
-pub struct Refused {
-    pub status: Option<u16>,
-    pub body: Option<Value>,
-    pub error: String,
-}
-
-impl Conn {
-    pub async fn connect(url: &str) -> Result<Conn, Refused> {
-        Conn::connect_with(url, &[]).await
-    }
-
-    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Conn, Refused> {
-        let mut req = url.into_client_request().expect("request");
-        for (k, v) in headers {
-            req.headers_mut()
-                .insert(http_name(k), v.parse().expect("header value"));
-        }
-        let fut = tokio_tungstenite::connect_async(req);
-        let stream = match tokio::time::timeout(Duration::from_secs(10), fut).await {
-            Err(_) => {
-                return Err(Refused {
-                    status: None,
-                    body: None,
-                    error: "connect timed out".into(),
-                })
-            }
-            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(res))) => {
-                let status = res.status().as_u16();
-                let body = res
-                    .body()
-                    .as_ref()
-                    .and_then(|b| serde_json::from_slice::<Value>(b).ok());
-                return Err(Refused {
-                    status: Some(status),
-                    body,
-                    error: format!("http {status}"),
-                });
-            }
-            Ok(Err(e)) => {
-                return Err(Refused {
-                    status: None,
-                    body: None,
-                    error: e.to_string(),
-                })
-            }
-            Ok(Ok((s, _))) => s,
-        };
-        Ok(Conn::from_stream(stream))
-    }
-
-    pub fn from_stream<S>(stream: tokio_tungstenite::WebSocketStream<S>) -> Conn
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sink, mut source) = stream.split();
-        let (tx, mut out_rx) = mpsc::unbounded_channel::<WsMessage>();
-        let (in_tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                let close = matches!(m, WsMessage::Close(_));
-                if sink.send(m).await.is_err() || close {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        tokio::spawn(async move {
-            loop {
-                let ev = match source.next().await {
-                    Some(Ok(WsMessage::Text(t))) => match serde_json::from_str::<Value>(&t) {
-                        Ok(v) => Event::Frame(v),
-                        Err(e) => Event::Error(format!("not JSON from the server: {e}: {t}")),
-                    },
-                    Some(Ok(WsMessage::Close(c))) => Event::Closed(c.map(|c| u16::from(c.code))),
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => Event::Error(e.to_string()),
-                    None => Event::Closed(None),
-                };
-                let end = !matches!(ev, Event::Frame(_));
-                if in_tx.send(ev).is_err() || end {
-                    break;
-                }
-            }
-        });
-        Conn { tx, rx }
-    }
-
-    pub fn send(&self, v: Value) -> bool {
-        self.tx.send(WsMessage::Text(v.to_string().into())).is_ok()
-    }
-
-    pub fn send_raw(&self, m: WsMessage) -> bool {
-        self.tx.send(m).is_ok()
-    }
-
-    pub fn close(&self) {
-        let _ = self.tx.send(WsMessage::Close(None));
-    }
-
-    pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
-    }
-
-    pub async fn recv_within(&mut self, d: Duration) -> Option<Event> {
-        tokio::time::timeout(d, self.rx.recv()).await.ok().flatten()
-    }
-
-    /// The next frame with this event within `d`; others are skipped (and returned).
-    pub async fn wait_event(&mut self, event: &str, d: Duration) -> Result<Value, String> {
-        let deadline = Instant::now() + d;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.recv_within(left).await {
-                Some(Event::Frame(v)) if v["event"] == event => return Ok(v),
-                Some(Event::Frame(_)) => continue,
-                Some(other) => return Err(format!("{other:?}")),
-                None => return Err(format!("no {event} within {d:?}")),
-            }
-        }
-    }
-
-    /// The reply (ack or error) with this ref within `d`.
-    pub async fn reply(&mut self, reference: &str, d: Duration) -> Result<Value, String> {
-        let deadline = Instant::now() + d;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.recv_within(left).await {
-                Some(Event::Frame(v)) if v["ref"] == reference => return Ok(v),
-                Some(Event::Frame(_)) => continue,
-                Some(other) => return Err(format!("{other:?}")),
-                None => return Err(format!("no reply to {reference} within {d:?}")),
-            }
-        }
-    }
-
-    /// Connects and waits for `ready`; frames before it are returned too.
-    pub async fn ready(url: &str) -> (Conn, Vec<Value>) {
-        let mut c = Conn::connect(url)
-            .await
-            .unwrap_or_else(|e| panic!("connect {url}: {e:?}"));
-        let mut before = Vec::new();
-        loop {
-            match c.recv_within(Duration::from_secs(15)).await {
-                Some(Event::Frame(v)) if v["event"] == "ready" => return (c, before),
-                Some(Event::Frame(v)) => before.push(v),
-                other => panic!("no ready: {other:?}"),
-            }
-        }
-    }
-}
-
-fn http_name(k: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
-    tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("header")
-}
-
-pub fn ws_url(base: &str, token: &str) -> String {
-    format!("{base}/ws?token={token}")
-}
+/// One WebSocket connection: the kit's protocol client, by the name these tests use.
+#[allow(unused_imports)]
+pub use parley_testkit::client::{ws_url, Event, Refused, WsClient as Conn};
 
 // ------------------------------------------------------------------ the peer
 
@@ -420,7 +245,7 @@ async fn run(cfg: PeerCfg, log: Arc<Mutex<PeerLog>>, ctl: Ctl) {
     while !finished {
         let urls = cfg.urls.lock().unwrap().clone();
         let url = ws_url(&urls[url_index % urls.len()], &cfg.token);
-        let mut conn = match Conn::connect(&url).await {
+        let mut conn = match Conn::try_connect(&url).await {
             Ok(c) => c,
             Err(e) => {
                 {

@@ -9,23 +9,25 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use parley_testkit::media::{audio_form, files_in, upload_audio, webm, SmallDisk};
+
 use crate::peer::{settle_and_finish, ws_url, Conn, Ctl, Event, Peer, PeerCfg};
 use crate::reconcile::reconcile;
 use crate::support::{
     chat_members, count, message_rows, ms, percentile, reliability, Mariadb, Parley, Secrets,
-    TempDir, TestDb, User,
+    TestDb, User,
 };
 
 /// The well-behaved pair: `n` messages at a steady pace; send→ack latencies.
 async fn good_pair(p: &Parley, a: &User, b: &User, chat: u64, n: usize) -> Vec<Duration> {
     let ctl = Ctl::default();
-    let mut ca = PeerCfg::new(&a.name, a.id, &a.token, vec![p.ws_base()]);
+    let mut ca = PeerCfg::new(&a.username, a.id, &a.token, vec![p.ws_base()]);
     ca.chat = Some(chat);
     ca.member_chats = vec![chat];
     ca.total = n;
     ca.pace = Duration::from_millis(20);
     ca.window = 64;
-    let mut cb = PeerCfg::new(&b.name, b.id, &b.token, vec![p.ws_base()]);
+    let mut cb = PeerCfg::new(&b.username, b.id, &b.token, vec![p.ws_base()]);
     cb.member_chats = vec![chat];
     let peers = vec![Peer::spawn(ca, &ctl), Peer::spawn(cb, &ctl)];
     let logs = settle_and_finish(peers, &ctl, Duration::from_secs(60)).await;
@@ -100,7 +102,7 @@ async fn a_slow_consumer_and_a_flooder_do_not_slow_others_and_memory_stays_bound
         .iter()
         .zip(&noisy_chats)
         .map(|(n, chat)| {
-            let mut c = PeerCfg::new(&n.name, n.id, &n.token, vec![p.ws_base()]);
+            let mut c = PeerCfg::new(&n.username, n.id, &n.token, vec![p.ws_base()]);
             c.chat = Some(*chat);
             c.member_chats = vec![*chat];
             c.total = usize::MAX;
@@ -209,7 +211,7 @@ async fn a_slow_consumer_and_a_flooder_do_not_slow_others_and_memory_stays_bound
         }
     };
     // It reconnects and syncs; nothing sent to it is missing.
-    let mut sc = PeerCfg::new(&slow.name, slow.id, &slow.token, vec![p.ws_base()]);
+    let mut sc = PeerCfg::new(&slow.username, slow.id, &slow.token, vec![p.ws_base()]);
     sc.member_chats = noisy_chats.clone();
     let mut all = noisy;
     all.push(Peer::spawn(sc, &ctl));
@@ -436,7 +438,7 @@ async fn idle_sockets_and_slowloris_requests_are_timed_out_while_others_are_serv
 }
 
 async fn refused(url: &str) -> (u16, Value) {
-    match Conn::connect(url).await {
+    match Conn::try_connect(url).await {
         Ok(_) => panic!("connected past the cap"),
         Err(r) => (r.status.unwrap_or(0), r.body.unwrap_or(Value::Null)),
     }
@@ -478,7 +480,7 @@ async fn the_session_and_connection_caps_answer_with_clear_errors() {
     open_a.pop().unwrap().close();
     let t = Instant::now();
     let freed = loop {
-        match Conn::connect(&ws_url(&p.ws_base(), &c.token)).await {
+        match Conn::try_connect(&ws_url(&p.ws_base(), &c.token)).await {
             Ok(_) => break t.elapsed(),
             Err(_) if t.elapsed() < Duration::from_secs(5) => {
                 tokio::time::sleep(Duration::from_millis(50)).await
@@ -508,69 +510,11 @@ async fn the_session_and_connection_caps_answer_with_clear_errors() {
     p.assert_logs_clean(&secrets);
 }
 
-/// A small tmpfs mounted for the test, unmounted on drop.
-struct SmallDisk {
-    dir: TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = TempDir::new("disk");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("mount");
-        assert!(
-            out.status.success(),
-            "mounting a {size} tmpfs needs root (CAP_SYS_ADMIN) in this sandbox: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallDisk { dir }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-fn webm(len: usize) -> Vec<u8> {
-    let mut v = vec![0x1A, 0x45, 0xDF, 0xA3];
-    v.extend((0..len - 4).map(|i| (i % 251) as u8));
-    v
-}
-
 async fn upload(p: &Parley, token: &str, chat: u64, bytes: Vec<u8>) -> (u16, Value) {
-    let form = reqwest::multipart::Form::new()
-        .text("chatId", chat.to_string())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name("note.webm"),
-        );
-    let res = p
-        .http
-        .post(p.url("/api/messages/upload-audio"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let form = audio_form(chat, bytes, "note.webm");
+    let res = upload_audio(&p.http, &p.url("/api/messages/upload-audio"), token, form).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
-}
-
-fn files_in(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,7 @@ impl Ring {
     pub fn peer(&self, i: usize, urls: Vec<String>, total: usize) -> PeerCfg {
         let n = self.users.len();
         let u = &self.users[i];
-        let mut c = PeerCfg::new(&u.name, u.id, &u.token, urls);
+        let mut c = PeerCfg::new(&u.username, u.id, &u.token, urls);
         c.chat = Some(self.chats[i]);
         c.member_chats = vec![self.chats[i], self.chats[(i + n - 1) % n]];
         c.total = total;

@@ -101,7 +101,7 @@ async fn soak() {
             c
         })
         .collect();
-    let mut g = crate::peer::PeerCfg::new(&grp.name, grp.id, &grp.token, vec![p.ws_base()]);
+    let mut g = crate::peer::PeerCfg::new(&grp.username, grp.id, &grp.token, vec![p.ws_base()]);
     g.chat = Some(group);
     g.member_chats = vec![group];
     g.total = usize::MAX;

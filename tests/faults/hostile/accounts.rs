@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::helpers::WsClient;
 use crate::support::{ms, reliability, Parley, Redis, Secrets, TestDb, User};
@@ -41,37 +41,9 @@ async fn search_ids(p: &Parley, attacker: &User, query: &str) -> (StatusCode, Ve
 /// A login as if from `ip` (the binary trusts loopback's X-Forwarded-For, as behind
 /// nginx). Returns the status.
 async fn login_from(p: &Parley, ip: &str, login: &str, password: &str) -> StatusCode {
-    p.http
-        .post(p.url("/api/auth/login"))
-        .header("x-forwarded-for", ip)
-        .json(&json!({"email": login, "password": password}))
-        .send()
+    parley_testkit::client::login_from(&p.http, &p.base(), ip, login, password)
         .await
-        .unwrap()
         .status()
-}
-
-/// Registers `username` with its own email address; the password is returned in `User`.
-async fn register_as(p: &Parley, username: &str, email: &str, secrets: &Secrets) -> User {
-    let password = format!("pw-{username}-{}", uuid::Uuid::new_v4().simple());
-    let res = p
-        .http
-        .post(p.url("/api/auth/register"))
-        .json(&json!({"email": email, "username": username, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED, "register {username}");
-    let body: Value = res.json().await.unwrap();
-    let token = body["token"].as_str().unwrap().to_string();
-    secrets.add(password.clone());
-    secrets.add_token(&token);
-    User {
-        id: body["user"]["id"].as_u64().unwrap(),
-        name: username.to_string(),
-        password,
-        token,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +57,7 @@ async fn an_email_address_cannot_be_spelled_out_through_search() {
     )
     .await;
     let address = "victor.k42@mail.example.org";
-    let victim = register_as(&p, "vic", address, &secrets).await;
+    let victim = p.register_as("vic", address, &secrets).await;
     let attacker = p.register("mallory", &secrets).await;
     for n in ["ann", "bob", "cyd"] {
         p.register(n, &secrets).await;
@@ -230,7 +202,9 @@ async fn other_spellings_of_a_name_share_its_login_limit() {
         &[("PARLEY__LIMITS__LOGIN_PER_ACCOUNT_PER_MIN", "10".into())],
     )
     .await;
-    let victim = register_as(&p, "victor", "victor@example.com", &secrets).await;
+    let victim = p
+        .register_as("victor", "victor@example.com", &secrets)
+        .await;
     // Each of these reached victor's row under MySQL's utf8mb4_unicode_ci, and each
     // had a throttle bucket of its own.
     let variants = [
@@ -299,7 +273,7 @@ async fn wrong_passwords_from_many_networks_do_not_lock_out_the_owner() {
         &[("PARLEY__LIMITS__LOGIN_PER_ACCOUNT_PER_MIN", "10".into())],
     )
     .await;
-    let owner = register_as(&p, "olga", "olga@example.com", &secrets).await;
+    let owner = p.register_as("olga", "olga@example.com", &secrets).await;
     // Olga signed in from home before: that network is known.
     assert_eq!(
         login_from(&p, "192.0.2.10", "olga", &owner.password).await,
@@ -507,7 +481,7 @@ async fn the_owner_is_known_on_every_node_while_an_attacker_is_slowed_on_each() 
     ];
     let a = Parley::start(&db.url, &cluster).await;
     let b = Parley::start(&db.url, &cluster).await;
-    let owner = register_as(&a, "olga", "olga@example.com", &secrets).await;
+    let owner = a.register_as("olga", "olga@example.com", &secrets).await;
     // Olga signs in at home through node A.
     assert_eq!(
         login_from(&a, "192.0.2.10", "olga", &owner.password).await,

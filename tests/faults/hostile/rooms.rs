@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::peer::{ws_url, Conn, Event};
-use crate::support::{ms, reliability, Parley, Secrets, TestDb};
+use crate::support::{ms, reliability, AnnBob, Parley, Secrets, TestDb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_for_chats_that_are_not_yours_start_no_rooms() {
@@ -16,10 +16,10 @@ async fn frames_for_chats_that_are_not_yours_start_no_rooms() {
     let secrets = Secrets::default();
     let p = Parley::start(&db.url, &[]).await;
     let eve = p.register("prober", &secrets).await;
-    let ann = p.register("ann", &secrets).await;
-    let bob = p.register("bob", &secrets).await;
     // Someone else's chat: real, but not Eve's.
-    let theirs = p.direct_chat(&ann, &bob).await;
+    let AnnBob {
+        ann, chat: theirs, ..
+    } = p.ann_bob(&secrets).await;
     let rooms_before = p.metrics().await["parley_rooms"];
 
     let (mut c, _) = Conn::ready(&ws_url(&p.ws_base(), &eve.token)).await;

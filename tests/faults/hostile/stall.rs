@@ -36,7 +36,7 @@ impl Honest {
             .http
             .post(p.url("/api/auth/login"))
             .timeout(limit)
-            .json(&json!({"email": self.user.name, "password": self.user.password}))
+            .json(&json!({"email": self.user.username, "password": self.user.password}))
             .send()
             .await
             .map_err(|e| format!("login: {e}"))?;

@@ -4,42 +4,31 @@
 //! file system's free-space floor — while streaming too. A refused or abandoned
 //! upload leaves no file, no row and no reservation; other users go on uploading.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use parley_testkit::media::{audio_form, files_in, upload_audio, webm, SmallDisk};
+
 use crate::support::{
-    count, exclusive, ms, percentile, reliability, Parley, Secrets, TempDir, TestDb, User,
+    count, exclusive, ms, percentile, reliability, Parley, Secrets, TestDb, User,
 };
 
 const MIB: usize = 1024 * 1024;
 
-fn webm(len: usize) -> Vec<u8> {
-    let mut v = vec![0x1A, 0x45, 0xDF, 0xA3];
-    v.extend((0..len - 4).map(|i| (i % 251) as u8));
-    v
-}
-
 /// One upload as the SPA makes it (multipart with a Content-Length): status, body,
 /// Retry-After, and how long the answer took.
 async fn upload(p: &Parley, user: &User, chat: u64, len: usize) -> (u16, Value, String, Duration) {
-    let form = reqwest::multipart::Form::new()
-        .text("chatId", chat.to_string())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(webm(len)).file_name("note.webm"),
-        );
+    let form = audio_form(chat, webm(len), "note.webm");
     let t = Instant::now();
-    let res = p
-        .http
-        .post(p.url("/api/messages/upload-audio"))
-        .bearer_auth(&user.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let res = upload_audio(
+        &p.http,
+        &p.url("/api/messages/upload-audio"),
+        &user.token,
+        form,
+    )
+    .await;
     let status = res.status().as_u16();
     let retry = res
         .headers()
@@ -132,16 +121,6 @@ impl SlowUpload {
     fn abort(self) {
         self.request.abort();
     }
-}
-
-fn files_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 async fn usage(p: &Parley, user: &User) -> Value {
@@ -360,40 +339,6 @@ async fn an_upload_in_flight_holds_its_room_and_gives_it_back_when_abandoned() {
     assert_eq!(rows, 1);
     assert_eq!(files_in(&audio).len(), 1);
     p.assert_logs_clean(&secrets);
-}
-
-/// A small tmpfs mounted for the test, unmounted on drop.
-struct SmallDisk {
-    dir: TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = TempDir::new("floor");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("mount");
-        assert!(
-            out.status.success(),
-            "mounting a {size} tmpfs needs root (CAP_SYS_ADMIN) in this sandbox: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        SmallDisk { dir }
-    }
-
-    fn free(&self) -> u64 {
-        parley::audio::free_bytes(self.dir.path()).unwrap()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
