@@ -1,7 +1,8 @@
 //! Delivery to users wherever they are connected. Local sessions are reached through
-//! the session directory; when Redis is configured and other nodes are alive, the
-//! same call also hands the frame to the cluster, which publishes it once per node
-//! that hosts one of the recipients (see `cluster.rs` for the why and the cost).
+//! the session directory; the same call hands the frame to the cluster seam, which
+//! carries it to the other nodes that host a recipient (nothing at all on one node:
+//! `Local` returns after one atomic load; see `cluster/redis.rs` for the cost with
+//! Redis).
 
 use std::sync::Arc;
 
@@ -12,11 +13,11 @@ use crate::ids::UserId;
 #[derive(Clone)]
 pub struct Bus {
     directory: SessionDirectory,
-    cluster: Option<Arc<Cluster>>,
+    cluster: Arc<dyn Cluster>,
 }
 
 impl Bus {
-    pub fn new(directory: SessionDirectory, cluster: Option<Arc<Cluster>>) -> Bus {
+    pub fn new(directory: SessionDirectory, cluster: Arc<dyn Cluster>) -> Bus {
         Bus { directory, cluster }
     }
 
@@ -24,8 +25,8 @@ impl Bus {
         &self.directory
     }
 
-    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.cluster.as_ref()
+    pub fn cluster(&self) -> &Arc<dyn Cluster> {
+        &self.cluster
     }
 
     /// Every session of `user` on every node, except `skip`.
@@ -38,8 +39,33 @@ impl Bus {
         for &u in users {
             self.directory.deliver_to_user(u, d, local_skip);
         }
-        if let Some(c) = &self.cluster {
-            c.to_users(users, d, skip.filter(|s| !s.is_local()));
+        self.cluster
+            .to_users(users, d, skip.filter(|s| !s.is_local()));
+    }
+
+    /// Whether each of `users` has a session on some node: this node's directory
+    /// answers first; only those not here are asked of the cluster (one round trip
+    /// with Redis, none on one node). Unknown (Redis down) counts as offline.
+    pub async fn online(&self, users: &[UserId]) -> Vec<bool> {
+        let mut online: Vec<bool> = users.iter().map(|u| self.directory.is_online(*u)).collect();
+        let ask: Vec<UserId> = users
+            .iter()
+            .zip(&online)
+            .filter(|(_, here)| !**here)
+            .map(|(u, _)| *u)
+            .collect();
+        if ask.is_empty() {
+            return online;
         }
+        match self.cluster.online_elsewhere(&ask).await {
+            Ok(elsewhere) => {
+                let mut elsewhere = elsewhere.into_iter();
+                for o in online.iter_mut().filter(|o| !**o) {
+                    *o = elsewhere.next().unwrap_or(false);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "asking the cluster who is online"),
+        }
+        online
     }
 }

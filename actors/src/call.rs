@@ -10,75 +10,16 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde_json::value::RawValue;
 
+use crate::asap::{asap, detach};
 use crate::cluster::Reservation;
 use crate::directory::{Deliver, SessionHandle};
 use crate::error_code::ErrorCode;
-use crate::ids::{CallId, ChatId, SessionId, UserId};
-use crate::protocol::{
-    self, Ack, CallAnswer, CallIceCandidate, CallInitiate, CallRef, ServerEvent, WireError,
-};
+use crate::ids::{CallId, ChatId, UserId};
+pub use crate::messages::{CallEvent, FromSession, SessionGone};
+use crate::protocol::{self, Ack, CallInitiate, ServerEvent, WireError};
+use crate::shared::Shared;
 use crate::store::{CallRecord, ChatKind};
 use crate::time::Timestamp;
-use crate::Shared;
-
-/// A `call:*` event from a session.
-pub enum CallEvent {
-    Initiate(CallInitiate),
-    Answer(CallAnswer),
-    Reject(CallRef),
-    Ice(CallIceCandidate),
-    End(CallRef),
-}
-
-impl CallEvent {
-    /// The event as the frame a client sends (to forward it to the call's node).
-    fn to_frame(&self, reference: Option<&str>) -> String {
-        let (event, data) = match self {
-            CallEvent::Initiate(_) => return String::new(),
-            CallEvent::Answer(e) => ("call:answer", serde_json::to_value(e)),
-            CallEvent::Reject(e) => ("call:reject", serde_json::to_value(e)),
-            CallEvent::Ice(e) => ("call:ice-candidate", serde_json::to_value(e)),
-            CallEvent::End(e) => ("call:end", serde_json::to_value(e)),
-        };
-        serde_json::json!({"event": event, "data": data.unwrap_or_default(), "ref": reference})
-            .to_string()
-    }
-
-    fn call_id(&self) -> &CallId {
-        match self {
-            CallEvent::Initiate(e) => &e.call_id,
-            CallEvent::Answer(e) => &e.call_id,
-            CallEvent::Reject(e) | CallEvent::End(e) => &e.call_id,
-            CallEvent::Ice(e) => &e.call_id,
-        }
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FromSession {
-    pub session: SessionHandle,
-    pub reference: Option<String>,
-    pub event: CallEvent,
-}
-
-/// A session ended: a call it takes part in ends with `disconnected`. `node` is set
-/// when the session was on another node.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionGone {
-    pub user: UserId,
-    pub session: SessionId,
-    pub node: Option<Arc<str>>,
-}
-
-/// A call event another node forwarded here (this node owns the call).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ForwardedCall {
-    pub session: SessionHandle,
-    pub frame: String,
-}
 
 /// A call has ended; the directory forgets it and its parties are free again.
 #[derive(Message)]
@@ -185,21 +126,19 @@ impl Handler<FromSession> for CallDirectory {
                     return reply(&session, reference.as_deref(), Err(e));
                 }
                 let store = self.shared.store.clone();
-                let cluster = self.shared.bus.cluster().cloned();
+                let cluster = self.shared.bus.cluster().clone();
                 let caller = session.user;
                 let (chat, to) = (initiate.chat_id, initiate.to_user_id);
                 let call_id = initiate.call_id.clone();
                 ctx.spawn(
                     async move {
                         let target = resolve_target(store, caller, chat, to).await?;
-                        if let Some(c) = cluster {
-                            // Busy holds across nodes: both parties are reserved at once.
-                            match c.reserve_call(&call_id, caller, target.1).await {
-                                Ok(Reservation::Reserved) => {}
-                                Ok(Reservation::CallerBusy) => return Err(WireError::new(ErrorCode::Busy, "you are already in a call")),
-                                Ok(Reservation::CalleeBusy) => return Err(WireError::new(ErrorCode::CalleeBusy, "the person you called is in another call")),
-                                Err(e) => tracing::warn!(error = %e, "call reservation in redis failed; checking this node only"),
-                            }
+                        // Busy holds across nodes: both parties are reserved at once.
+                        match cluster.reserve_call(&call_id, caller, target.1).await {
+                            Ok(Reservation::Reserved) => {}
+                            Ok(Reservation::CallerBusy) => return Err(WireError::new(ErrorCode::Busy, "you are already in a call")),
+                            Ok(Reservation::CalleeBusy) => return Err(WireError::new(ErrorCode::CalleeBusy, "the person you called is in another call")),
+                            Err(e) => tracing::warn!(error = %e, "call reservation in the cluster failed; checking this node only"),
                         }
                         Ok(target)
                     }
@@ -214,44 +153,37 @@ impl Handler<FromSession> for CallDirectory {
                         }),
                 );
             }
-            other => match (self.calls.get(other.call_id()), self.shared.bus.cluster()) {
-                (Some(call), _) => call.do_send(FromSession {
+            other => match self.calls.get(other.call_id()) {
+                Some(call) => call.do_send(FromSession {
                     session,
                     reference,
                     event: other,
                 }),
-                // Not here: it may live on another node.
-                (None, Some(cluster)) if session.is_local() => {
-                    let cluster = cluster.clone();
-                    ctx.spawn(
-                        async move {
-                            match cluster.call_node(other.call_id()).await {
-                                Some(node) => cluster.forward_call(
-                                    &node,
-                                    &session,
-                                    &other.to_frame(reference.as_deref()),
-                                ),
-                                None => reply(
-                                    &session,
-                                    reference.as_deref(),
-                                    Err(WireError::new(
-                                        ErrorCode::Forbidden,
-                                        "you are not a party to this call",
-                                    )),
-                                ),
-                            }
-                        }
-                        .into_actor(self),
-                    );
+                // Not here: it may live on another node (never asked for a session
+                // of another node: its node asked already, and found it here).
+                None if session.is_local() => {
+                    let cluster = self.shared.bus.cluster().clone();
+                    let id = other.call_id().clone();
+                    let owner = async move { cluster.call_node(&id).await };
+                    asap(self, ctx, owner, move |this, owner, _| match owner {
+                        Some(node) => this.shared.bus.cluster().forward_call(
+                            &node,
+                            &session,
+                            reference.as_deref(),
+                            &other,
+                        ),
+                        None => not_a_party(&session, reference.as_deref()),
+                    });
                 }
-                (None, _) => {
-                    let e =
-                        WireError::new(ErrorCode::Forbidden, "you are not a party to this call");
-                    reply(&session, reference.as_deref(), Err(e));
-                }
+                None => not_a_party(&session, reference.as_deref()),
             },
         }
     }
+}
+
+fn not_a_party(session: &SessionHandle, reference: Option<&str>) {
+    let e = WireError::new(ErrorCode::Forbidden, "you are not a party to this call");
+    reply(session, reference, Err(e));
 }
 
 /// The direct chat and the callee for `call:initiate`, or why there is none.
@@ -337,6 +269,17 @@ impl Handler<Resolved> for CallDirectory {
                 return reply(&session, reference.as_deref(), Err(e));
             }
         };
+        let refused = self.calls.contains_key(&initiate.call_id)
+            || self.busy.contains_key(&session.user)
+            || self.busy.contains_key(&callee);
+        if refused {
+            // The cluster reserved both for this call an instant ago (it raced
+            // another call of theirs, or one with the same id): free them there
+            // again, or they would stay busy for everyone.
+            let c = self.shared.bus.cluster().clone();
+            let (id, parties) = (initiate.call_id.clone(), [session.user, callee]);
+            detach(async move { c.release_call(&id, parties).await });
+        }
         if self.calls.contains_key(&initiate.call_id) {
             let e = WireError::new(ErrorCode::Conflict, "a call with this callId exists");
             return reply(&session, reference.as_deref(), Err(e));
@@ -399,41 +342,21 @@ impl Handler<SessionGone> for CallDirectory {
         if let Some(call) = self.busy.get(&msg.user).and_then(|id| self.calls.get(id)) {
             return call.do_send(msg);
         }
-        // A local session of someone whose call lives on another node.
-        if let (Some(cluster), None) = (self.shared.bus.cluster(), &msg.node) {
-            let cluster = cluster.clone();
-            ctx.spawn(
-                async move {
-                    if let Some(node) = cluster.busy_call_node(msg.user).await {
-                        cluster.forward_session_gone(&node, msg.user, msg.session);
-                    }
-                }
-                .into_actor(self),
-            );
+        if msg.node.is_some() {
+            return;
         }
-    }
-}
-
-impl Handler<ForwardedCall> for CallDirectory {
-    type Result = ();
-
-    fn handle(&mut self, msg: ForwardedCall, ctx: &mut Context<Self>) {
-        let decoded = protocol::decode(&msg.frame);
-        let event = match decoded.event {
-            Ok(crate::protocol::ClientEvent::CallAnswer(e)) => CallEvent::Answer(e),
-            Ok(crate::protocol::ClientEvent::CallReject(e)) => CallEvent::Reject(e),
-            Ok(crate::protocol::ClientEvent::CallIceCandidate(e)) => CallEvent::Ice(e),
-            Ok(crate::protocol::ClientEvent::CallEnd(e)) => CallEvent::End(e),
-            _ => return,
-        };
-        self.handle(
-            FromSession {
-                session: msg.session,
-                reference: decoded.reference,
-                event,
-            },
-            ctx,
-        );
+        // A session of this node whose user's call may live on another node.
+        let cluster = self.shared.bus.cluster().clone();
+        let user = msg.user;
+        let owner = async move { cluster.busy_call_node(user).await };
+        asap(self, ctx, owner, move |this, owner, _| {
+            if let Some(node) = owner {
+                this.shared
+                    .bus
+                    .cluster()
+                    .session_gone(&node, msg.user, msg.session);
+            }
+        });
     }
 }
 
@@ -497,10 +420,9 @@ impl Call {
             call_id: self.call_id.clone(),
             parties: [self.caller.user, self.callee],
         });
-        if let Some(c) = self.shared.bus.cluster().cloned() {
-            let (id, parties) = (self.call_id.clone(), [self.caller.user, self.callee]);
-            actix::spawn(async move { c.release_call(&id, parties).await });
-        }
+        let c = self.shared.bus.cluster().clone();
+        let (id, parties) = (self.call_id.clone(), [self.caller.user, self.callee]);
+        detach(async move { c.release_call(&id, parties).await });
         let record = CallRecord {
             call_id: self.call_id.clone(),
             chat_id: self.chat,

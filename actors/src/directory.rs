@@ -10,7 +10,6 @@ use bytestring::ByteString;
 use dashmap::DashMap;
 use smallvec::SmallVec;
 
-use crate::cluster::Cluster;
 use crate::ids::{MessageId, SessionId, UserId};
 
 /// One encoded frame for a session. `message` is set for `message:received`, so a
@@ -31,8 +30,14 @@ impl Deliver {
     }
 }
 
+/// How a frame reaches a session on another node: the cluster seam implements it
+/// (defined here, not there, so the directory needs nothing of the cluster).
+pub trait RemoteRoute: Send + Sync + 'static {
+    fn to_session(&self, node: &Arc<str>, session: SessionId, frame: ByteString);
+}
+
 /// How other actors reach one session: in this process, or on another node (the
-/// frame then travels through Redis to that node, which hands it to the session).
+/// frame then travels through the cluster to that node, which hands it to the session).
 #[derive(Clone)]
 pub struct SessionHandle {
     pub id: SessionId,
@@ -52,7 +57,7 @@ enum Route {
     },
     Remote {
         node: Arc<str>,
-        cluster: Arc<Cluster>,
+        via: Arc<dyn RemoteRoute>,
     },
 }
 
@@ -69,16 +74,16 @@ impl SessionHandle {
     }
 
     /// A session of `user` on another node.
-    pub(crate) fn remote(
+    pub fn remote(
         id: SessionId,
         user: UserId,
         node: Arc<str>,
-        cluster: Arc<Cluster>,
+        via: Arc<dyn RemoteRoute>,
     ) -> SessionHandle {
         SessionHandle {
             id,
             user,
-            route: Route::Remote { node, cluster },
+            route: Route::Remote { node, via },
         }
     }
 
@@ -94,7 +99,7 @@ impl SessionHandle {
                 }
                 Err(SendError::Closed(_)) => {}
             },
-            Route::Remote { node, cluster } => cluster.to_session(node, self.id, d.frame),
+            Route::Remote { node, via } => via.to_session(node, self.id, d.frame),
         }
     }
 

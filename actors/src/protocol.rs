@@ -10,7 +10,9 @@ use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
 use crate::ids::{AudioId, CallId, ChatId, MessageId, UserId};
+// Defined with the stored message, so the store needs nothing of the wire.
 use crate::store::Message;
+pub use crate::store::MessageKind;
 use crate::time::Timestamp;
 
 /// The envelope as it arrives; `data` stays raw until the event is known.
@@ -37,15 +39,6 @@ pub enum ClientEvent {
     CallReject(CallRef),
     CallIceCandidate(CallIceCandidate),
     CallEnd(CallRef),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageKind {
-    Text,
-    Audio,
-    /// A call's trace in the history (missed, rejected, duration); made by the server only.
-    Call,
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,15 +29,18 @@ use actix_web_actors::ws;
 use futures_util::Stream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::call::CallEvent;
 use crate::directory::{Deliver, SessionHandle};
 use crate::error_code::ErrorCode;
 use crate::ids::{ChatId, MessageId, SessionId, UserId};
-use crate::presence::{SessionClosed, SessionOpened};
+use crate::messages::{CallEvent, Control, FromSession, SessionClosed, SessionGone, SessionOpened};
+pub use crate::messages::{Close, Hold, Resync};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
+use crate::realtime::Realtime;
 use crate::room::{Post, Room, RoomRequest, Route, TypingSignal};
+pub use crate::settings::{RealtimeSettings, ROOM_IDLE, SIGNAL_MAX_BYTES};
+use crate::shared::Shared;
 use crate::store::{Message, ReadOutcome, StoreError};
-use crate::{Realtime, Shared};
+use crate::time::Timestamp;
 
 mod catchup;
 use catchup::{CatchUp, Finish, Held, TooFarBehind, HOLD_MAX};
@@ -515,7 +518,7 @@ impl Session {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         let handle = self.my_handle(ctx);
-        self.realtime.calls.do_send(crate::call::FromSession {
+        self.realtime.calls.do_send(FromSession {
             session: handle,
             reference,
             event,
@@ -546,7 +549,7 @@ impl Session {
         actix::spawn(async move {
             match shared.receipts.mark(me.user, ids).await {
                 Ok(receipts) => {
-                    let at = crate::Timestamp::now();
+                    let at = Timestamp::now();
                     let mut count = 0;
                     for r in &receipts {
                         count += r.message_ids.len();
@@ -604,7 +607,7 @@ impl Session {
                                 chat_id: chat,
                                 message_id: up_to,
                                 user_id: me.user,
-                                at: crate::Timestamp::now(),
+                                at: Timestamp::now(),
                             },
                             None,
                         ));
@@ -799,7 +802,9 @@ impl Actor for Session {
             ctx.address().recipient(),
         ));
         self.shared().metrics.session_opened();
-        self.shared().sessions.insert(self.id, ctx.address());
+        self.shared()
+            .sessions
+            .insert(self.id, ctx.address().recipient());
         *self.shared().per_user.entry(self.user).or_insert(0) += 1;
         let every = self.shared().settings.ping_interval;
         ctx.run_interval(every, |s, ctx| s.heartbeat(ctx));
@@ -824,7 +829,7 @@ impl Actor for Session {
                 session: self.id,
             });
         }
-        self.realtime.calls.do_send(crate::call::SessionGone {
+        self.realtime.calls.do_send(SessionGone {
             user: self.user,
             session: self.id,
             node: None,
@@ -874,26 +879,6 @@ impl Handler<Deliver> for Session {
     }
 }
 
-/// Hold live messages: a `Resync` follows once this node is listed in the cluster
-/// again. Holding from *before* re-registering means nothing routed to us afterwards
-/// is shown before what the replay brings, so per-sender order survives the outage.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Hold {
-    pub after: MessageId,
-}
-
-/// Send again every message of this user's chats newer than `after` (after a cluster
-/// outage: frames from other nodes may have been lost on the way; MySQL has them
-/// all), then release what was held. Messages the client already has may come
-/// twice; clients keep one per id.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Resync {
-    /// 0: no floor is known; then what is undelivered is sent, as on connect.
-    pub after: MessageId,
-}
-
 impl Handler<Hold> for Session {
     type Result = ();
 
@@ -925,13 +910,17 @@ impl Handler<Resync> for Session {
     }
 }
 
-/// Asks a session to close (server shutdown): after any store call it started
-/// has been answered, so nothing accepted is left unanswered.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Close {
-    pub code: u16,
-    pub reason: String,
+/// What the process asks of every session, dispatched to the handlers above.
+impl Handler<Control> for Session {
+    type Result = ();
+
+    fn handle(&mut self, c: Control, ctx: &mut Self::Context) {
+        match c {
+            Control::Close(c) => <Session as Handler<Close>>::handle(self, c, ctx),
+            Control::Hold(h) => <Session as Handler<Hold>>::handle(self, h, ctx),
+            Control::Resync(r) => <Session as Handler<Resync>>::handle(self, r, ctx),
+        }
+    }
 }
 
 impl Handler<Close> for Session {
@@ -1065,31 +1054,13 @@ fn not_a_member() -> WireError {
     WireError::new(ErrorCode::Forbidden, "you are not a member of this chat")
 }
 
-/// Settings the realtime actors need, in their own units. There is deliberately no
-/// `Default`: the application's `Settings` (src/config.rs, `Settings::realtime`) is
-/// the one place defaults live, so the two cannot disagree.
-#[derive(Debug, Clone)]
-pub struct RealtimeSettings {
-    pub ws_frame_bytes: usize,
-    /// Bytes a client that is not reading may have waiting for it (queued for its
-    /// socket, or held behind a catch-up or a `sync`) before it is closed with 1013.
-    pub outbound_bytes: usize,
-    pub events_per_sec: u32,
-    pub events_burst: u32,
-    pub ping_interval: Duration,
-    pub client_timeout: Duration,
-    pub writer_lanes: usize,
-    /// Normally [`ROOM_IDLE`]; tests shorten it.
-    pub room_idle: Duration,
-    pub room_arbiters: usize,
-    pub ring_timeout: Duration,
-    /// Normally [`SIGNAL_MAX_BYTES`].
-    pub signal_max_bytes: usize,
+impl Realtime {
+    /// A new session actor for `user`, to be started by the WebSocket upgrade.
+    pub fn session(&self, user: UserId) -> Session {
+        let id = SessionId(
+            self.next_session
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        Session::new(id, user, self.clone())
+    }
 }
-
-/// A room with no traffic for this long stops (its chat's next event starts it
-/// again). Not a setting: nothing an operator would tune.
-pub const ROOM_IDLE: Duration = Duration::from_secs(300);
-
-/// Largest SDP or ICE candidate relayed between call parties. Not a setting.
-pub const SIGNAL_MAX_BYTES: usize = 16 * 1024;

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
 use crate::ids::{AudioId, CallId, ChatId, MessageId, UserId};
-use crate::protocol::MessageKind;
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,6 +16,15 @@ use crate::time::Timestamp;
 pub enum ChatKind {
     Direct,
     Group,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Text,
+    Audio,
+    /// A call's trace in the history (missed, rejected, duration); made by the server only.
+    Call,
 }
 
 /// A chat and who is in it.

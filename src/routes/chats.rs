@@ -1,6 +1,7 @@
 //! Chats: the list (paged), one chat, starting a direct or group chat, and leaving
 //! a group.
 
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -80,8 +81,25 @@ pub struct ChatJson {
     created_at: Timestamp,
 }
 
+/// The members of `chats` who have a session on any node: one question to the
+/// cluster for the whole page.
+async fn online_in(rt: &Realtime, chats: &[ChatSummary]) -> HashSet<UserId> {
+    let mut ids: Vec<UserId> = chats
+        .iter()
+        .flat_map(|c| c.members.iter().map(|m| m.id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let online = rt.online(&ids).await;
+    ids.into_iter()
+        .zip(online)
+        .filter_map(|(u, on)| on.then_some(u))
+        .collect()
+}
+
 impl ChatJson {
-    fn new(c: ChatSummary, viewer: UserId, rt: &Realtime) -> ChatJson {
+    /// `online`: which of the members have a session on any node (see [`online_in`]).
+    fn new(c: ChatSummary, viewer: UserId, online: &HashSet<UserId>) -> ChatJson {
         ChatJson {
             id: c.id,
             kind: c.kind,
@@ -90,8 +108,8 @@ impl ChatJson {
                 .members
                 .into_iter()
                 .map(|u| {
-                    let online = rt.is_online(u.id);
-                    UserJson::new(u, viewer, online)
+                    let on = online.contains(&u.id);
+                    UserJson::new(u, viewer, on)
                 })
                 .collect(),
             last_message: c.last_message,
@@ -140,10 +158,11 @@ async fn list(
         })?),
     };
     let (chats, next) = db.chat_page(user.0, before, limit).await?;
+    let online = online_in(&rt, &chats).await;
     Ok(HttpResponse::Ok().json(ChatPage {
         chats: chats
             .into_iter()
-            .map(|c| ChatJson::new(c, user.0, &rt))
+            .map(|c| ChatJson::new(c, user.0, &online))
             .collect(),
         next_before: next.map(|c| c.to_string()),
     }))
@@ -164,7 +183,8 @@ async fn one(
     rt: web::Data<Realtime>,
 ) -> Result<HttpResponse, ApiError> {
     let chat = chat_for_member(&db, user.0, ChatId(path.into_inner())).await?;
-    Ok(HttpResponse::Ok().json(ChatJson::new(chat, user.0, &rt)))
+    let online = online_in(&rt, std::slice::from_ref(&chat)).await;
+    Ok(HttpResponse::Ok().json(ChatJson::new(chat, user.0, &online)))
 }
 
 #[derive(Deserialize)]
@@ -249,7 +269,8 @@ async fn create(
         let ids: Vec<UserId> = summary.members.iter().map(|m| m.id).collect();
         rt.contacts_added(&ids);
     }
-    let body = ChatJson::new(summary, user.0, &rt);
+    let online = online_in(&rt, std::slice::from_ref(&summary)).await;
+    let body = ChatJson::new(summary, user.0, &online);
     Ok(if created {
         HttpResponse::Created().json(body)
     } else {

@@ -29,7 +29,7 @@ async fn me(
         .user_by_id(user.0)
         .await?
         .ok_or(ApiError::Unauthorized(ErrorCode::InvalidToken))?;
-    let online = rt.is_online(user.0);
+    let online = rt.is_online(user.0).await;
     Ok(HttpResponse::Ok().json(UserJson::new(row, user.0, online)))
 }
 
@@ -94,12 +94,12 @@ async fn search(
     } else {
         db.search_usernames(&needle, user.0, SEARCH_LIMIT).await?
     };
+    let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
+    let online = rt.online(&ids).await;
     let users: Vec<UserJson> = rows
         .into_iter()
-        .map(|r| {
-            let online = rt.is_online(r.id);
-            UserJson::new(r, user.0, online)
-        })
+        .zip(online)
+        .map(|(r, online)| UserJson::new(r, user.0, online))
         .collect();
     Ok(HttpResponse::Ok().json(users))
 }

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn, test_settings, wait_until, AnnBob, Redis, TestApp, WsClient};
+use crate::helpers::{
+    spawn, test_settings, wait_until, AnnBob, Redis, TestApp, TestUser, WsClient,
+};
 use parley_testkit::binary::Parley;
 
 /// Two in-process nodes sharing a fresh database and `redis`.
@@ -70,11 +72,76 @@ async fn users_on_two_nodes_exchange_messages_receipts_typing_and_presence() {
     assert_eq!(a.wait_for("message:read").await["data"]["userId"], bob.id);
     b.send(json!({"event": "typing", "data": {"chatId": chat, "active": true}}));
     assert_eq!(a.wait_for("typing").await["data"]["userId"], bob.id);
-    // Online state in REST, seen from node one about a user on node two: local view only,
-    // but the user:offline event crosses nodes.
     b.close();
     let off = a.wait_for("user:offline").await;
     assert_eq!(off["data"]["userId"], bob.id);
+}
+
+/// `online` as node `n` tells `viewer` about `ann` in its three HTTP answers: her
+/// own profile, the username search and the chat list.
+async fn online_in_http(n: &TestApp, viewer: &TestUser, ann: &TestUser) -> [bool; 3] {
+    let me: serde_json::Value = n
+        .get_auth("/api/users/me", &ann.token)
+        .await
+        .json()
+        .await
+        .expect("me is JSON");
+    let found: serde_json::Value = n
+        .get_auth(
+            &format!("/api/users/search?q={}", ann.username),
+            &viewer.token,
+        )
+        .await
+        .json()
+        .await
+        .expect("search is JSON");
+    let found = found
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|u| u["id"] == ann.id)
+        .expect("ann is found")["online"]
+        .as_bool()
+        .expect("online is a boolean");
+    let chats: serde_json::Value = n
+        .get_auth("/api/chats", &viewer.token)
+        .await
+        .json()
+        .await
+        .expect("chats are JSON");
+    let in_chats = chats["chats"][0]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|u| u["id"] == ann.id)
+        .expect("ann is a member")["online"]
+        .as_bool()
+        .expect("online is a boolean");
+    [
+        me["online"].as_bool().expect("online is a boolean"),
+        found,
+        in_chats,
+    ]
+}
+
+#[actix_web::test]
+async fn http_says_online_for_a_user_connected_only_to_the_other_node() {
+    let redis = Redis::start();
+    let (n1, n2) = two_nodes(&redis).await;
+    let AnnBob { ann, bob, .. } = n1.ann_bob().await;
+    assert_eq!(online_in_http(&n2, &bob, &ann).await, [false; 3]);
+
+    // Ann on node one only: node two (where she is not) says online everywhere.
+    let mut b = n1.ws(&bob).await;
+    let a = n1.ws(&ann).await;
+    assert_eq!(b.wait_for("user:online").await["data"]["userId"], ann.id);
+    assert_eq!(online_in_http(&n2, &bob, &ann).await, [true; 3]);
+    assert_eq!(online_in_http(&n1, &bob, &ann).await, [true; 3]);
+
+    a.close();
+    assert_eq!(b.wait_for("user:offline").await["data"]["userId"], ann.id);
+    assert_eq!(online_in_http(&n2, &bob, &ann).await, [false; 3]);
+    assert_eq!(online_in_http(&n1, &bob, &ann).await, [false; 3]);
 }
 
 #[actix_web::test]

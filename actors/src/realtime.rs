@@ -1,0 +1,188 @@
+//! The handle the HTTP layer holds: starts the actors and answers the questions
+//! the routes ask of them (who is online, may this user open a socket, drain).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::bus::Bus;
+use crate::call::CallDirectory;
+use crate::cluster::{self, Cluster, ClusterError, ClusterSettings, Inbox};
+use crate::directory::{Deliver, SessionDirectory};
+use crate::ids::{ChatId, UserId};
+use crate::messages::{Close, ContactsAdded, Control};
+use crate::metrics::Metrics;
+use crate::presence::PresenceRegistry;
+use crate::protocol;
+use crate::room::{MembersChanged, RoomDirectory};
+use crate::settings::RealtimeSettings;
+use crate::shared::Shared;
+use crate::store::Store;
+use crate::writer::Writer;
+
+/// Why a WebSocket may not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenRefused {
+    TooManySessions,
+    ServerFull,
+}
+
+/// The handle to the running actors (cheap to clone; one per application).
+#[derive(Clone)]
+pub struct Realtime {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rooms: Addr<RoomDirectory>,
+    pub(crate) presence: Addr<PresenceRegistry>,
+    pub(crate) calls: Addr<CallDirectory>,
+    pub(crate) next_session: Arc<AtomicU64>,
+}
+
+impl Realtime {
+    /// Starts the registry, directories, room arbiters and writer lanes, on Redis
+    /// when `cluster` is set, else as a node of its own. Call it inside the actix
+    /// system, before the HTTP server, so every worker shares them.
+    pub fn start(
+        store: Arc<dyn Store>,
+        settings: RealtimeSettings,
+        cluster: Option<ClusterSettings>,
+    ) -> Result<Realtime, ClusterError> {
+        let cluster = cluster::connect(cluster.as_ref())?;
+        Ok(Realtime::start_on(store, settings, cluster))
+    }
+
+    /// As [`Realtime::start`], as a node of the given cluster (tests link several
+    /// in-process nodes through one `cluster::Hub`).
+    pub fn start_on(
+        store: Arc<dyn Store>,
+        settings: RealtimeSettings,
+        cluster: Arc<dyn Cluster>,
+    ) -> Realtime {
+        let directory = SessionDirectory::default();
+        let shared = Arc::new(Shared::new(
+            store.clone(),
+            Bus::new(directory.clone(), cluster.clone()),
+            settings,
+        ));
+        let writer = Writer::start(store.clone(), shared.settings.writer_lanes);
+        let arbiters = (0..shared.settings.room_arbiters)
+            .map(|_| Arbiter::new().handle())
+            .collect();
+        let rooms =
+            RoomDirectory::new(shared.clone(), writer, arbiters, shared.settings.room_idle).start();
+        let presence = PresenceRegistry::new(shared.clone()).start();
+        let calls = CallDirectory::new(shared.clone()).start();
+        cluster.start(Inbox {
+            directory,
+            sessions: shared.sessions.clone(),
+            store,
+            reannounce: presence.clone().recipient(),
+            reaped: presence.clone().recipient(),
+            calls: calls.clone().recipient(),
+            gone: calls.clone().recipient(),
+        });
+        Realtime {
+            shared,
+            rooms,
+            presence,
+            calls,
+            next_session: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Whether the cluster answers (always on one node: nothing to wait for).
+    pub fn cluster_up(&self) -> bool {
+        self.shared.bus.cluster().is_up()
+    }
+
+    /// Whether `user` has a session on any node.
+    pub async fn is_online(&self, user: UserId) -> bool {
+        self.online(&[user]).await.first().copied().unwrap_or(false)
+    }
+
+    /// Whether each of `users` has a session on any node (one cluster round trip
+    /// for the lot, none for users connected here).
+    pub async fn online(&self, users: &[UserId]) -> Vec<bool> {
+        self.shared.bus.online(users).await
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.shared.bus
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Graceful shutdown: new events are refused (`shutting_down`), every accepted
+    /// message is stored and answered, then every socket is closed with 1001 so its
+    /// client reconnects (to another instance). Bounded by `deadline`.
+    pub async fn drain(&self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        self.shared.draining.store(true, Ordering::Release);
+        while self.shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let open: Vec<Recipient<Control>> = self
+            .shared
+            .sessions
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        tracing::info!(sessions = open.len(), "closing WebSockets with 1001");
+        for s in open {
+            s.do_send(Control::Close(Close {
+                code: 1001,
+                reason: "server restarting; reconnect".into(),
+            }));
+        }
+        while !self.shared.sessions.is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Whether `user` may open one more WebSocket here, given the caps.
+    pub fn may_open(&self, user: UserId, per_user: usize, total: usize) -> Result<(), OpenRefused> {
+        if self.shared.sessions.len() >= total {
+            return Err(OpenRefused::ServerFull);
+        }
+        if self
+            .shared
+            .per_user
+            .get(&user)
+            .is_some_and(|n| *n >= per_user)
+        {
+            return Err(OpenRefused::TooManySessions);
+        }
+        Ok(())
+    }
+
+    /// Accepted `message:send` frames not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Tells the presence registry that these users now share a chat.
+    pub fn contacts_added(&self, members: &[UserId]) {
+        for &u in members {
+            self.presence.do_send(ContactsAdded {
+                user: u,
+                contacts: members.to_vec(),
+            });
+        }
+    }
+
+    /// The members of `chat` changed (someone left): this node's room, if one runs,
+    /// loads them again before it judges or fans out anything else. Rooms on other
+    /// nodes catch up within `MEMBERS_REFRESH` (they reload while in use).
+    pub fn members_changed(&self, chat: ChatId) {
+        self.rooms.do_send(MembersChanged { chat });
+    }
+
+    /// Sends `event` to every session of each of `users`.
+    pub fn notify_users(&self, users: &[UserId], event: &protocol::ServerEvent<'_>) {
+        let d = Deliver::frame(protocol::encode(event, None));
+        self.shared.bus.to_users(users, &d, None);
+    }
+}

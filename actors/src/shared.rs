@@ -1,0 +1,58 @@
+//! What every realtime actor shares, in a module of its own so that the actors
+//! depend on it and it depends on none of them.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::arrivals::Arrivals;
+use crate::bus::Bus;
+use crate::ids::UserId;
+use crate::messages::LiveSessions;
+use crate::metrics::Metrics;
+use crate::settings::RealtimeSettings;
+use crate::store::Store;
+use crate::writer::Receipts;
+
+/// What every realtime actor shares.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub bus: Bus,
+    pub metrics: Metrics,
+    pub settings: RealtimeSettings,
+    /// Set on shutdown: sessions answer new events with `shutting_down`.
+    pub(crate) draining: AtomicBool,
+    /// `message:send` frames accepted and not yet answered (ack or error).
+    pub(crate) in_flight: AtomicUsize,
+    /// Every live session, registered or not, so shutdown can reach them all.
+    pub(crate) sessions: LiveSessions,
+    pub(crate) receipts: Receipts,
+    /// Contacts and "anything waiting?" for sessions coming online, in batches.
+    pub(crate) arrivals: Arrivals,
+    /// Open sessions per user in this process (registered or not).
+    pub(crate) per_user: dashmap::DashMap<UserId, usize>,
+    /// One clock for every session's rate limiter: making a clock reads CPUID, which
+    /// traps to the hypervisor on a VM (tens of µs per connection); cloning one is free.
+    pub(crate) clock: governor::clock::DefaultClock,
+}
+
+impl Shared {
+    pub fn new(store: Arc<dyn Store>, bus: Bus, settings: RealtimeSettings) -> Shared {
+        Shared {
+            store: store.clone(),
+            bus,
+            metrics: Metrics::default(),
+            settings,
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            sessions: LiveSessions::default(),
+            receipts: Receipts::start(store.clone()),
+            arrivals: Arrivals::start(store),
+            per_user: dashmap::DashMap::new(),
+            clock: governor::clock::DefaultClock::default(),
+        }
+    }
+
+    pub(crate) fn post_answered(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
