@@ -614,6 +614,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::protocol::{CallAnswer, CallIceCandidate, CallRef};
     use crate::testing::{self, Fake, Frame, MemoryStore, Op};
 
     const ANN: UserId = UserId(1);

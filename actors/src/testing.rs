@@ -9,7 +9,7 @@
 //! routes check (e.g. group sizes).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use crate::store::{
     Receipt, Store, StoreError,
 };
 use crate::time::Timestamp;
-use crate::{Bus, Metrics, RealtimeSettings, Shared};
+use crate::{Bus, RealtimeSettings, Shared};
 
 /// How long a test waits for frames before it fails (a stuck actor fails fast).
 pub const PATIENCE: Duration = Duration::from_secs(2);
@@ -52,19 +52,11 @@ pub fn settings() -> RealtimeSettings {
 /// The shared state every realtime actor holds, over `store`, on one node.
 /// Call it inside an actix system (it starts the receipt and connect lanes).
 pub fn shared(store: Arc<dyn Store>, settings: RealtimeSettings) -> Arc<Shared> {
-    Arc::new(Shared {
-        store: store.clone(),
-        bus: Bus::new(SessionDirectory::default(), None),
-        metrics: Metrics::default(),
-        settings,
-        draining: AtomicBool::new(false),
-        in_flight: AtomicUsize::new(0),
-        sessions: dashmap::DashMap::new(),
-        receipts: crate::writer::Receipts::start(store.clone()),
-        arrivals: crate::arrivals::Arrivals::start(store),
-        per_user: dashmap::DashMap::new(),
-        clock: governor::clock::DefaultClock::default(),
-    })
+    let bus = Bus::new(
+        SessionDirectory::default(),
+        Arc::new(crate::cluster::Local::new()),
+    );
+    Arc::new(Shared::new(store, bus, settings))
 }
 
 /// Storage that is down: the caller may retry.
