@@ -11,5 +11,6 @@ pub mod routes;
 pub mod startup;
 pub mod telemetry;
 pub mod transport;
+pub mod upload;
 
 pub use parley_actors::{AudioId, CallId, ChatId, MessageId, SessionId, Timestamp, UserId};

@@ -60,7 +60,16 @@ fn main() -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
-                let app = Application::build(settings).await?;
+                let app = match Application::build(settings).await {
+                    Ok(app) => app,
+                    // Said once, plainly, and gone: nothing a backtrace or the runtime's
+                    // teardown would add helps the operator.
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "parley cannot start");
+                        eprintln!("parley: {e:#}");
+                        std::process::exit(1);
+                    }
+                };
                 // Ready means ready: systemd (Type=notify) hears it once migrations are in.
                 let ready = app.ready();
                 actix_web::rt::spawn(async move {

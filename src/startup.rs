@@ -51,8 +51,85 @@ pub struct Application {
     shutdown_timeout: Duration,
 }
 
-impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+/// Every socket Parley listens on, bound before anything else starts: a taken port
+/// is then a start-up error naming its setting, with no actor or task to unwind.
+pub struct Listeners {
+    main: TcpListener,
+    metrics: Option<TcpListener>,
+}
+
+/// A listening address that could not be bound, told in the operator's terms: which
+/// setting holds it and what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting} {addr} {problem}: {hint}")]
+pub struct BindError {
+    setting: &'static str,
+    addr: String,
+    problem: String,
+    hint: &'static str,
+}
+
+impl BindError {
+    fn new(setting: &'static str, addr: String, e: &std::io::Error, hint: &'static str) -> Self {
+        let problem = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "is in use".to_owned()
+        } else {
+            format!("cannot be listened on ({e})")
+        };
+        BindError {
+            setting,
+            addr,
+            problem,
+            hint,
+        }
+    }
+}
+
+impl Listeners {
+    pub fn bind(settings: &Settings) -> Result<Listeners, BindError> {
+        let s = &settings.server;
+        let main = bind(&s.host, s.port, s.listen_backlog).map_err(|e| {
+            BindError::new(
+                "server.host:server.port",
+                format!("{}:{}", s.host, s.port),
+                &e,
+                "set server.port (PARLEY__SERVER__PORT)",
+            )
+        })?;
+        let metrics = match settings.metrics.listen.as_str() {
+            "" => None,
+            addr => Some(TcpListener::bind(addr).map_err(|e| {
+                BindError::new(
+                    "metrics.listen",
+                    addr.to_owned(),
+                    &e,
+                    "set metrics.listen, or empty to disable",
+                )
+            })?),
+        };
+        Ok(Listeners { main, metrics })
+    }
+}
+
+/// What the servers share: the pools, the realtime core and the HTTP handlers' state.
+/// Preparing it connects to (and migrates) the database and starts the actors.
+struct Resources {
+    db: Db,
+    migrated: Arc<AtomicBool>,
+    realtime: Realtime,
+    db_data: web::Data<Db>,
+    settings: web::Data<Settings>,
+    realtime_data: web::Data<Realtime>,
+    readiness: web::Data<Readiness>,
+    jwt: web::Data<JwtKeys>,
+    hasher: web::Data<Hasher>,
+    throttle: web::Data<LoginThrottle>,
+    tickets: web::Data<WsTickets>,
+    chat_limit: web::Data<routes::chats::ChatRateLimit>,
+}
+
+impl Resources {
+    async fn prepare(settings: Settings) -> anyhow::Result<Resources> {
         let db = Db::connect(
             settings.database.url.expose_secret(),
             settings.database.pool_max,
@@ -81,13 +158,6 @@ impl Application {
             None => None,
         };
 
-        // Bind before any actor starts: a taken port is a clean start-up error.
-        let listener = bind(
-            &settings.server.host,
-            settings.server.port,
-            settings.server.listen_backlog,
-        )?;
-        let port = listener.local_addr()?.port();
         let store = MysqlStore::new(db.clone()).await;
         let cluster = settings.redis.url.as_ref().map(|url| ClusterSettings {
             url: url.clone(),
@@ -128,116 +198,42 @@ impl Application {
             ),
             None => (LoginThrottle::new(&settings), WsTickets::in_memory()),
         };
-        let (throttle, tickets) = (web::Data::new(throttle), web::Data::new(tickets));
-        let chat_limit = web::Data::new(routes::chats::ChatRateLimit::new(&settings));
-        let readiness = web::Data::new(Readiness {
-            db: db.clone(),
-            redis,
-            migrated: migrated.clone(),
-        });
-        let db_data = web::Data::new(db.clone());
-        let settings_data = web::Data::new(settings.clone());
-        let realtime_data = web::Data::new(realtime.clone());
-        let json_limit = settings.limits.json_body_bytes;
-        let user_timeout = Duration::from_secs(settings.presence.client_timeout_secs.max(1));
-        let (rt, dbd, rd) = (realtime_data.clone(), db_data.clone(), readiness.clone());
-        let static_dir = settings.static_files.dir.clone();
+        Ok(Resources {
+            db_data: web::Data::new(db.clone()),
+            readiness: web::Data::new(Readiness {
+                db: db.clone(),
+                redis,
+                migrated: migrated.clone(),
+            }),
+            realtime_data: web::Data::new(realtime.clone()),
+            chat_limit: web::Data::new(routes::chats::ChatRateLimit::new(&settings)),
+            settings: web::Data::new(settings),
+            throttle: web::Data::new(throttle),
+            tickets: web::Data::new(tickets),
+            jwt,
+            hasher,
+            db,
+            migrated,
+            realtime,
+        })
+    }
+}
 
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let listeners = Listeners::bind(&settings)?;
+        let resources = Resources::prepare(settings).await?;
         let sockets = tokio_util::task::TaskTracker::new();
-        let gate = routes::ws::Gate {
-            jwt: jwt.clone(),
-            settings: settings_data.clone(),
-            realtime: realtime.clone(),
-            tickets: tickets.clone(),
-            sockets: sockets.clone(),
+        let port = listeners.main.local_addr()?.port();
+        let server = http_server(listeners.main, &resources, sockets.clone())?;
+        let (metrics_server, metrics_port) = match listeners.metrics {
+            Some(listener) => {
+                let port = listener.local_addr()?.port();
+                (Some(metrics_server(listener, &resources)?), Some(port))
+            }
+            None => (None, None),
         };
-        let gate_data = web::Data::new(gate.clone());
-        let app = move || {
-            App::new()
-                .app_data(extractors::json_config(json_limit))
-                .app_data(extractors::query_config())
-                .app_data(extractors::path_config())
-                .app_data(web::PayloadConfig::new(json_limit))
-                .app_data(db_data.clone())
-                .app_data(jwt.clone())
-                .app_data(hasher.clone())
-                .app_data(throttle.clone())
-                .app_data(tickets.clone())
-                .app_data(chat_limit.clone())
-                .app_data(readiness.clone())
-                .app_data(settings_data.clone())
-                .app_data(realtime_data.clone())
-                .app_data(gate_data.clone())
-                .configure(routes::ws::configure)
-                .service(
-                    web::scope("/api")
-                        .configure(routes::configure)
-                        .default_service(web::to(routes::api_not_found))
-                        .wrap(actix_web::middleware::from_fn(
-                            crate::auth::extractor::act_as_caller,
-                        )),
-                )
-                .service(routes::spa::service(static_dir.clone()))
-                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-                .wrap(TracingLogger::<RequestSpan>::new())
-        };
-        // actix-web's `HttpServer`, assembled by hand for one thing it cannot do: hand
-        // WebSocket upgrades to our own service (see `routes::ws`).
-        let request_timeout = Duration::from_secs(settings.server.request_timeout_secs.max(1));
-        let keep_alive = Duration::from_secs(settings.server.keep_alive_secs.max(1));
-        let local_addr = listener.local_addr()?;
-        let builder = actix_server::Server::build();
-        let shutdown_signal = builder.graceful_shutdown_signal();
-        let server = builder
-            .workers(settings.server.workers)
-            .shutdown_timeout(settings.server.shutdown_timeout_secs)
-            // SIGTERM is ours: the realtime side drains before the server stops.
-            .disable_signals()
-            .listen("parley", listener, move || {
-                let signal = shutdown_signal.clone();
-                HttpService::build()
-                    .graceful_shutdown_signal(move || {
-                        let signal = signal.clone();
-                        async move { signal.notified().await }
-                    })
-                    // Chat frames are small and latency matters: no Nagle delay.
-                    .tcp_nodelay(true)
-                    .client_request_timeout(request_timeout)
-                    .client_disconnect_timeout(Duration::from_secs(1))
-                    .keep_alive(keep_alive)
-                    .local_addr(local_addr)
-                    .on_connect_ext(move |io: &actix_web::rt::net::TcpStream, _| {
-                        use std::os::fd::AsRawFd;
-                        abort_when_unacknowledged(io.as_raw_fd(), user_timeout);
-                    })
-                    .upgrade(routes::ws::upgrade_service(gate.clone()))
-                    .finish(map_config(
-                        app().into_factory().map_err(|e| e.error_response()),
-                        move |_| AppConfig::default(),
-                    ))
-                    .tcp()
-            })?
-            .run();
-
-        let (metrics_server, metrics_port) = if settings.metrics.listen.is_empty() {
-            (None, None)
-        } else {
-            let listener = TcpListener::bind(settings.metrics.listen.as_str())?;
-            let port = listener.local_addr()?.port();
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(rt.clone())
-                    .app_data(dbd.clone())
-                    .app_data(rd.clone())
-                    .configure(crate::metrics::configure)
-            })
-            .workers(1)
-            .disable_signals()
-            .listen(listener)?
-            .run();
-            (Some(server), Some(port))
-        };
-
+        let settings = &resources.settings;
         tracing::info!(
             host = %settings.server.host,
             port,
@@ -249,11 +245,11 @@ impl Application {
             metrics_port,
             server,
             metrics_server,
-            db,
-            realtime,
-            sockets,
-            migrated,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            db: resources.db,
+            realtime: resources.realtime,
+            sockets,
+            migrated: resources.migrated,
         })
     }
 
@@ -316,6 +312,123 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// The API, the SPA and `/ws` on `listener`: actix-web's `HttpServer`, assembled by
+/// hand for one thing it cannot do: hand WebSocket upgrades to our own service (see
+/// `routes::ws`).
+fn http_server(
+    listener: TcpListener,
+    r: &Resources,
+    sockets: tokio_util::task::TaskTracker,
+) -> std::io::Result<Server> {
+    let settings = r.settings.clone();
+    let gate = routes::ws::Gate {
+        jwt: r.jwt.clone(),
+        settings: settings.clone(),
+        realtime: r.realtime.clone(),
+        tickets: r.tickets.clone(),
+        sockets,
+    };
+    let gate_data = web::Data::new(gate.clone());
+    let json_limit = settings.limits.json_body_bytes;
+    let static_dir = settings.static_files.dir.clone();
+    let (db_data, jwt, hasher, throttle, tickets, chat_limit, readiness, realtime_data) = (
+        r.db_data.clone(),
+        r.jwt.clone(),
+        r.hasher.clone(),
+        r.throttle.clone(),
+        r.tickets.clone(),
+        r.chat_limit.clone(),
+        r.readiness.clone(),
+        r.realtime_data.clone(),
+    );
+    let settings_data = settings.clone();
+    let app = move || {
+        App::new()
+            .app_data(extractors::json_config(json_limit))
+            .app_data(extractors::query_config())
+            .app_data(extractors::path_config())
+            .app_data(web::PayloadConfig::new(json_limit))
+            .app_data(db_data.clone())
+            .app_data(jwt.clone())
+            .app_data(hasher.clone())
+            .app_data(throttle.clone())
+            .app_data(tickets.clone())
+            .app_data(chat_limit.clone())
+            .app_data(readiness.clone())
+            .app_data(settings_data.clone())
+            .app_data(realtime_data.clone())
+            .app_data(gate_data.clone())
+            .configure(routes::ws::configure)
+            .service(
+                web::scope("/api")
+                    .configure(routes::configure)
+                    .default_service(web::to(routes::api_not_found))
+                    .wrap(actix_web::middleware::from_fn(
+                        crate::auth::extractor::act_as_caller,
+                    )),
+            )
+            .service(routes::spa::service(static_dir.clone()))
+            .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            .wrap(TracingLogger::<RequestSpan>::new())
+    };
+    let user_timeout = Duration::from_secs(settings.presence.client_timeout_secs.max(1));
+    let request_timeout = Duration::from_secs(settings.server.request_timeout_secs.max(1));
+    let keep_alive = Duration::from_secs(settings.server.keep_alive_secs.max(1));
+    let local_addr = listener.local_addr()?;
+    let builder = actix_server::Server::build();
+    let shutdown_signal = builder.graceful_shutdown_signal();
+    Ok(builder
+        .workers(settings.server.workers)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // SIGTERM is ours: the realtime side drains before the server stops.
+        .disable_signals()
+        .listen("parley", listener, move || {
+            let signal = shutdown_signal.clone();
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = signal.clone();
+                    async move { signal.notified().await }
+                })
+                // Chat frames are small and latency matters: no Nagle delay.
+                .tcp_nodelay(true)
+                .client_request_timeout(request_timeout)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .keep_alive(keep_alive)
+                .local_addr(local_addr)
+                .on_connect_ext(move |io: &actix_web::rt::net::TcpStream, _| {
+                    use std::os::fd::AsRawFd;
+                    abort_when_unacknowledged(io.as_raw_fd(), user_timeout);
+                })
+                .upgrade(routes::ws::upgrade_service(gate.clone()))
+                .finish(map_config(
+                    app().into_factory().map_err(|e| e.error_response()),
+                    move |_| AppConfig::default(),
+                ))
+                .tcp()
+        })?
+        .run())
+}
+
+/// Prometheus `/metrics` on its own listener (kept off the public port).
+fn metrics_server(listener: TcpListener, r: &Resources) -> std::io::Result<Server> {
+    let (rt, dbd, rd) = (
+        r.realtime_data.clone(),
+        r.db_data.clone(),
+        r.readiness.clone(),
+    );
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(rt.clone())
+            .app_data(dbd.clone())
+            .app_data(rd.clone())
+            .configure(crate::metrics::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }
 
 /// A listening socket with our backlog (std's `TcpListener::bind` uses 128, which a

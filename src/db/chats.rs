@@ -362,16 +362,11 @@ impl Db {
         // One round trip per UNREAD_CHUNK chats: a UNION of capped counts, padded
         // (with the last chat again) to a few lengths so the statements are reused.
         for chunk in pending.chunks(UNREAD_CHUNK) {
-            let len = [1, 8, UNREAD_CHUNK]
-                .into_iter()
-                .find(|&b| b >= chunk.len())
-                .unwrap_or(chunk.len());
             let part = "SELECT ? AS chat, (SELECT COUNT(*) FROM (SELECT 1 FROM messages \
                         WHERE chat_id = ? AND id > ? AND sender_id <> ? LIMIT ?) t) AS n";
-            let sql = vec![part; len].join(" UNION ALL ");
-            let mut params: Vec<Value> = Vec::with_capacity(len * 5);
-            for i in 0..len {
-                let (id, read) = chunk[i.min(chunk.len() - 1)];
+            let mut params: Vec<Value> =
+                Vec::with_capacity(super::padded_len(chunk.len(), UNREAD_CHUNK) * 5);
+            for &(id, read) in super::padded(chunk, UNREAD_CHUNK) {
                 params.extend([
                     Value::from(id),
                     Value::from(id),
@@ -380,6 +375,7 @@ impl Db {
                     Value::from(UNREAD_CAP),
                 ]);
             }
+            let sql = vec![part; params.len() / 5].join(" UNION ALL ");
             let counts: Vec<(u64, u64)> = conn.exec(sql, Params::Positional(params)).await?;
             unread.extend(counts);
         }

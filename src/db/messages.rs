@@ -657,22 +657,15 @@ async fn raise_delivered(
     conn: &mut impl Queryable,
     rows: &[(u64, u64, u64)],
 ) -> Result<(), DbError> {
-    let Some(last) = rows.last() else {
+    if rows.is_empty() {
         return Ok(());
-    };
-    let len = [1, 8, 64, RECEIPT_WRITE_ROWS]
-        .into_iter()
-        .find(|&b| b >= rows.len())
-        .unwrap_or(rows.len());
-    let mut params: Vec<Value> = Vec::with_capacity(len * 3);
-    for i in 0..len {
-        let (chat, reader, up_to) = rows.get(i).unwrap_or(last);
-        params.extend([
-            Value::from(*chat),
-            Value::from(*reader),
-            Value::from(*up_to),
-        ]);
     }
+    let mut params: Vec<Value> =
+        Vec::with_capacity(super::padded_len(rows.len(), RECEIPT_WRITE_ROWS) * 3);
+    for &(chat, reader, up_to) in super::padded(rows, RECEIPT_WRITE_ROWS) {
+        params.extend([Value::from(chat), Value::from(reader), Value::from(up_to)]);
+    }
+    let len = params.len() / 3;
     conn.exec_drop(
         format!(
             "INSERT INTO chat_members (chat_id, user_id, delivered_up_to) VALUES {} \
@@ -683,6 +676,17 @@ async fn raise_delivered(
     )
     .await?;
     Ok(())
+}
+
+impl Db {
+    /// The server's `innodb_autoinc_lock_mode`: below 2, a multi-row INSERT gets
+    /// consecutive ids (see `insert_messages`).
+    pub(crate) async fn autoinc_lock_mode(&self) -> Result<Option<u8>, DbError> {
+        let mut conn = self.conn().await?;
+        Ok(conn
+            .query_first("SELECT @@innodb_autoinc_lock_mode")
+            .await?)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! All SQL lives below this module: one function per query, parameters always bound,
 //! driver errors converted to `DbError` in one place (`From<mysql_async::Error>`).
 
+pub mod calls;
 pub mod chats;
 pub mod keys;
 pub mod media;
@@ -66,17 +67,34 @@ impl From<mysql_async::Error> for DbError {
 /// Most ids in one `IN (…)` list of a batch query.
 pub const MAX_ID_LIST: usize = 512;
 
-/// `?,?,…` and its parameters for an `IN` list of ids, padded (with the last id) to
-/// one of a few lengths, so batch queries of any size reuse a handful of prepared
-/// statements instead of filling the statement cache with one per length.
+/// The length a padded list of `n` items takes: the smallest of 1, 8, 64 and `max`
+/// that holds them (`max` bounds every list; callers slice longer inputs). A few
+/// lengths mean a few prepared statements, whatever the batch sizes, instead of one
+/// per length filling the statement cache.
+pub(crate) fn padded_len(n: usize, max: usize) -> usize {
+    [1, 8, 64]
+        .into_iter()
+        .find(|&b| b >= n && b < max)
+        .unwrap_or(max.max(n))
+}
+
+/// `items`, then its last item again up to `padded_len`: for `IN` lists, unions and
+/// upserts, where a repeated last item changes nothing. Empty stays empty.
+pub(crate) fn padded<T>(items: &[T], max: usize) -> impl Iterator<Item = &T> {
+    let len = if items.is_empty() {
+        0
+    } else {
+        padded_len(items.len(), max)
+    };
+    (0..len).map(move |i| &items[i.min(items.len() - 1)])
+}
+
+/// `?,?,…` and its parameters for an `IN` list of ids, padded (see [`padded`]); at
+/// most `MAX_ID_LIST` ids.
 pub(crate) fn id_list(ids: impl IntoIterator<Item = u64>) -> (String, Vec<mysql_async::Value>) {
     let mut params: Vec<mysql_async::Value> = ids.into_iter().map(Into::into).collect();
-    let len = [1, 8, 64, MAX_ID_LIST]
-        .into_iter()
-        .find(|&b| b >= params.len())
-        .unwrap_or(params.len());
     if let Some(last) = params.last().cloned() {
-        params.resize(len, last);
+        params.resize(padded_len(params.len(), MAX_ID_LIST), last);
     }
     (vec!["?"; params.len()].join(","), params)
 }
@@ -327,5 +345,21 @@ mod tests {
         }
         let (sql, params) = id_list([]);
         assert!(sql.is_empty() && params.is_empty());
+    }
+
+    #[test]
+    fn padded_lists_repeat_the_last_item_up_to_a_few_lengths_within_their_bound() {
+        let rows: Vec<(u64, u64)> = (1..=10).map(|i| (i, i * 10)).collect();
+        let out: Vec<_> = padded(&rows, 256).copied().collect();
+        assert_eq!(out.len(), 64);
+        assert_eq!(&out[..10], &rows[..]);
+        assert!(out[10..].iter().all(|r| *r == (10, 100)));
+        // The bound is a length of its own, and no list is padded past it.
+        assert_eq!(padded_len(9, 32), 32);
+        assert_eq!(padded_len(65, 256), 256);
+        assert_eq!(padded_len(64, 64), 64);
+        assert_eq!(padded_len(2, 8), 8);
+        assert_eq!(padded(&[7u64], 512).count(), 1);
+        assert_eq!(padded::<u64>(&[], 512).count(), 0);
     }
 }

@@ -2,9 +2,6 @@
 //! query functions of this module's siblings.
 
 use async_trait::async_trait;
-use mysql_async::prelude::Queryable;
-use mysql_async::TxOpts;
-use parley_actors::protocol::MessageKind;
 use parley_actors::store::{
     CallRecord, ChatMembers, Inserted, Message, NewMessage, ReadOutcome, Receipt, Store, StoreError,
 };
@@ -41,63 +38,6 @@ impl MysqlStore {
             db,
             consecutive_ids,
         }
-    }
-}
-
-impl Db {
-    pub(crate) async fn autoinc_lock_mode(&self) -> Result<Option<u8>, DbError> {
-        let mut conn = self.conn().await?;
-        Ok(conn
-            .query_first("SELECT @@innodb_autoinc_lock_mode")
-            .await?)
-    }
-
-    /// The call's log row and its trace in the chat, together.
-    pub async fn record_call(&self, c: &CallRecord) -> Result<Option<Message>, DbError> {
-        let duration_ms = c
-            .answered_at
-            .map(|a| (c.ended_at.0 - a.0).num_milliseconds().max(0));
-        let content = serde_json::json!({
-            "outcome": c.reason,
-            "video": c.video,
-            "callerId": c.caller,
-            "durationMs": duration_ms,
-        })
-        .to_string();
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        tx.exec_drop(
-            "INSERT INTO calls (call_id, chat_id, caller_id, callee_id, video, started_at, answered_at, ended_at, end_reason) \
-             VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                c.call_id.0.as_str(),
-                c.chat_id.0,
-                c.caller.0,
-                c.callee.0,
-                c.video,
-                c.started_at.naive(),
-                c.answered_at.map(|a| a.naive()),
-                c.ended_at.naive(),
-                c.reason.as_str(),
-            ),
-        )
-        .await?;
-        tx.exec_drop(
-            "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, created_at) VALUES (?,?,?,?,?,?)",
-            (
-                c.chat_id.0,
-                c.caller.0,
-                format!("call:{}", c.call_id),
-                super::messages::kind_str(MessageKind::Call),
-                content,
-                c.ended_at.naive(),
-            ),
-        )
-        .await?;
-        let id = tx.last_insert_id().unwrap_or_default();
-        tx.commit().await?;
-        drop(conn);
-        self.message_by_id(MessageId(id)).await
     }
 }
 

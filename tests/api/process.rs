@@ -243,3 +243,56 @@ async fn sigterm_during_a_burst_loses_nothing_acknowledged_and_closes_with_1001(
     conn.disconnect().await.unwrap();
     drop(run);
 }
+
+/// `parley serve` on an address someone else holds: the exit status, the message
+/// naming the setting to change, and nothing of a panic.
+fn serve_on_a_taken_port(extra: &[(&str, String)]) -> (Option<i32>, String) {
+    let mut cmd = parley();
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .env("PARLEY__DATABASE__URL", fresh_db_url())
+        .env("PARLEY__AUTH__JWT_SECRET", JWT_SECRET)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("stack backtrace"), "{err}");
+    (out.status.code(), err)
+}
+
+#[actix_web::test]
+async fn a_taken_server_port_is_a_clean_start_up_error_naming_the_setting() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let (code, err) = serve_on_a_taken_port(&[
+        ("PARLEY__SERVER__HOST", "127.0.0.1".into()),
+        ("PARLEY__SERVER__PORT", port.to_string()),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "server.host:server.port 127.0.0.1:{port} is in use: set server.port (PARLEY__SERVER__PORT)"
+        )),
+        "{err}"
+    );
+}
+
+#[actix_web::test]
+async fn a_taken_metrics_address_is_a_clean_start_up_error_naming_the_setting() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let (code, err) = serve_on_a_taken_port(&[
+        ("PARLEY__SERVER__PORT", "0".into()),
+        ("PARLEY__METRICS__LISTEN", addr.clone()),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "metrics.listen {addr} is in use: set metrics.listen, or empty to disable"
+        )),
+        "{err}"
+    );
+}
