@@ -253,7 +253,7 @@ fn serve_on_a_taken_port(extra: &[(&str, String)]) -> (Option<i32>, String) {
     }
     let out = cmd
         .env("PARLEY__DATABASE__URL", fresh_db_url())
-        .env("PARLEY__AUTH__JWT_SECRET", JWT_SECRET)
+        .env("PARLEY__AUTH__JWT_SECRET", parley_testkit::JWT_SECRET)
         .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
