@@ -32,8 +32,6 @@ pub mod writer;
 
 #[cfg(test)]
 mod module_graph;
-#[cfg(test)]
-mod testing_cluster;
 
 pub use bus::Bus;
 pub use cluster::{Cluster, ClusterError};

@@ -263,7 +263,7 @@ mod tests {
 
     use crate::cluster::Hub;
     use crate::ids::UserId;
-    use crate::testing_cluster::{close, events, node, open, settle, until_events, SeamStore};
+    use crate::testing::{close, node, open, settle, MemoryStore};
 
     const ANN: UserId = UserId(1);
     const BOB: UserId = UserId(2);
@@ -271,7 +271,7 @@ mod tests {
     #[actix::test]
     async fn online_once_at_the_first_session_anywhere_offline_once_at_the_last() {
         let hub = Arc::new(Hub::default());
-        let store = Arc::new(SeamStore::default());
+        let store = MemoryStore::new();
         let a = node(&hub, store.clone());
         let b = node(&hub, store.clone());
 
@@ -280,8 +280,8 @@ mod tests {
 
         // ann's first session, on node A: bob (on B) hears it once.
         let ann_a = open(&a, 1, ANN, &[BOB]).await;
-        until_events(&bob.frames, "user:online", 1).await;
-        assert_eq!(events(&bob.frames, "user:online")[0]["data"]["userId"], 1);
+        bob.wait_for("user:online", 1).await;
+        assert_eq!(bob.frames_of("user:online")[0].data()["userId"], 1);
         assert!(a.is_online(ANN).await, "here");
         assert!(b.is_online(ANN).await, "connected only to the other node");
         assert!(a.is_online(BOB).await, "connected only to the other node");
@@ -289,35 +289,36 @@ mod tests {
         // A second session, on the other node: nothing new to announce.
         let ann_b = open(&b, 2, ANN, &[BOB]).await;
         settle().await;
-        assert_eq!(events(&bob.frames, "user:online").len(), 1);
+        assert_eq!(bob.frames_of("user:online").len(), 1);
 
         // The first closes: ann is still online on B.
         close(&a, &ann_a);
         settle().await;
-        assert!(events(&bob.frames, "user:offline").is_empty());
+        assert!(bob.frames_of("user:offline").is_empty());
         assert!(a.is_online(ANN).await, "still on B");
         assert!(store.last_seen(ANN).is_none());
 
         // The last closes anywhere: offline once, last seen stored.
         close(&b, &ann_b);
-        until_events(&bob.frames, "user:offline", 1).await;
+        bob.wait_for("user:offline", 1).await;
         settle().await;
-        let offline = events(&bob.frames, "user:offline");
+        let offline = bob.frames_of("user:offline");
         assert_eq!(offline.len(), 1);
-        assert_eq!(offline[0]["data"]["userId"], 1);
-        assert!(offline[0]["data"]["lastSeenAt"].is_string());
+        assert_eq!(offline[0].data()["userId"], 1);
+        assert!(offline[0].data()["lastSeenAt"].is_string());
         assert!(store.last_seen(ANN).is_some());
         assert!(!a.is_online(ANN).await && !b.is_online(ANN).await);
         // bob never heard of himself.
-        assert!(events(&bob.frames, "user:online")
+        assert!(bob
+            .frames_of("user:online")
             .iter()
-            .all(|e| e["data"]["userId"] == 1));
+            .all(|e| e.data()["userId"] == 1));
     }
 
     #[actix::test]
     async fn one_node_announces_in_the_order_sessions_come_and_go() {
         let hub = Arc::new(Hub::default());
-        let store = Arc::new(SeamStore::default());
+        let store = MemoryStore::new();
         let n = node(&hub, store.clone());
         let bob = open(&n, 1, BOB, &[ANN]).await;
         for round in 1..=3 {
@@ -325,16 +326,10 @@ mod tests {
             let second = open(&n, 11 + round * 2, ANN, &[BOB]).await;
             close(&n, &first);
             close(&n, &second);
-            until_events(&bob.frames, "user:offline", round as usize).await;
+            bob.wait_for("user:offline", round as usize).await;
         }
         settle().await;
-        let seq: Vec<String> = bob
-            .frames
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|f| f["event"].as_str().unwrap_or_default().to_string())
-            .collect();
+        let seq = bob.events();
         assert_eq!(
             seq,
             [

@@ -406,7 +406,8 @@ mod tests {
 
     use super::*;
     use crate::ids::ChatId;
-    use crate::testing_cluster::{events, node, open, until_events, SeamStore};
+    use crate::store::ChatKind;
+    use crate::testing::{node, open, Fake, MemoryStore};
 
     const ANN: UserId = UserId(1);
     const BOB: UserId = UserId(2);
@@ -433,9 +434,9 @@ mod tests {
         )
     }
 
-    fn from(s: &crate::testing_cluster::Opened, r: &str, event: CallEvent) -> FromSession {
+    fn from(s: &Fake, r: &str, event: CallEvent) -> FromSession {
         FromSession {
-            session: s.handle(),
+            session: s.handle.clone(),
             reference: Some(r.to_string()),
             event,
         }
@@ -444,11 +445,9 @@ mod tests {
     #[actix::test]
     async fn a_call_spans_two_in_memory_nodes_through_the_seam() {
         let hub = Arc::new(Hub::default());
-        let store = Arc::new(
-            SeamStore::default()
-                .with_direct_chat(ANN_BOB, ANN, BOB)
-                .with_direct_chat(CYD_BOB, CYD, BOB),
-        );
+        let store = MemoryStore::new();
+        store.add_chat(ANN_BOB, ChatKind::Direct, &[ANN, BOB]);
+        store.add_chat(CYD_BOB, ChatKind::Direct, &[CYD, BOB]);
         let a = node(&hub, store.clone());
         let b = node(&hub, store.clone());
         let ann = open(&a, 1, ANN, &[BOB]).await;
@@ -457,47 +456,44 @@ mod tests {
 
         // The call lives on A (the caller's node); bob on B rings.
         a.calls.do_send(from(&ann, "i", initiate("x", ANN_BOB)));
-        until_events(&bob.frames, "call:incoming", 1).await;
-        until_events(&ann.frames, "ack", 1).await;
+        bob.wait_for("call:incoming", 1).await;
+        ann.wait_for("ack", 1).await;
 
         // Busy holds across nodes: cyd, on B where the call is not, calls bob.
         b.calls.do_send(from(&cyd, "c", initiate("y", CYD_BOB)));
-        until_events(&cyd.frames, "error", 1).await;
-        assert_eq!(
-            events(&cyd.frames, "error")[0]["data"]["code"],
-            "callee_busy"
-        );
-        assert_eq!(events(&cyd.frames, "call:busy").len(), 1);
+        cyd.wait_for("error", 1).await;
+        assert_eq!(cyd.frames_of("error")[0].data()["code"], "callee_busy");
+        assert_eq!(cyd.frames_of("call:busy").len(), 1);
 
         // Bob answers on B: the event is forwarded (through the codec) to A, and the
         // ack comes back to his session on B.
         b.calls.do_send(from(&bob, "a", answer("x")));
-        until_events(&ann.frames, "call:answer", 1).await;
-        until_events(&bob.frames, "ack", 1).await;
-        assert_eq!(events(&bob.frames, "ack")[0]["ref"], "a");
+        ann.wait_for("call:answer", 1).await;
+        bob.wait_for("ack", 1).await;
+        assert_eq!(bob.frames_of("ack")[0].reference(), Some("a"));
 
         // Bob's session on B ends: the call on A ends `disconnected`.
         b.calls.do_send(SessionGone {
             user: BOB,
-            session: bob.id,
+            session: bob.handle.id,
             node: None,
         });
-        until_events(&ann.frames, "call:end", 1).await;
+        ann.wait_for("call:end", 1).await;
         assert_eq!(
-            events(&ann.frames, "call:end")[0]["data"]["reason"],
+            ann.frames_of("call:end")[0].data()["reason"],
             "disconnected"
         );
         let deadline = Instant::now() + Duration::from_secs(5);
-        while store.calls.lock().expect("lock").is_empty() {
+        while store.call_records().is_empty() {
             assert!(Instant::now() < deadline, "the call was never recorded");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(store.calls.lock().expect("lock")[0].reason, "disconnected");
+        assert_eq!(store.call_records()[0].reason, "disconnected");
 
         // Both are free again on every node: cyd's call to bob rings now.
         b.calls.do_send(from(&cyd, "c2", initiate("z", CYD_BOB)));
-        until_events(&cyd.frames, "ack", 1).await;
-        until_events(&bob.frames, "call:incoming", 2).await;
+        cyd.wait_for("ack", 1).await;
+        bob.wait_for("call:incoming", 2).await;
     }
 
     #[actix::test]

@@ -1,63 +1,24 @@
-//! Stand-ins for unit-testing the actors without MySQL, Redis or sockets: an
-//! in-memory [`Store`] that logs every call and can be told to fail or stall, and
-//! [`FakeSession`]s that record every frame handed to them. Built for this crate's
-//! tests and, behind the `testing` feature, for other crates' tests.
-//!
-//! The store follows the rules of `src/db` where the actors depend on them (ids
-//! grow, `(sender, clientId)` is idempotent, delivered/read are per-member
-//! watermarks, a call leaves a `call` message); it does not check what only the
+//! The in-memory [`Store`] of the test kit: it follows the rules of `src/db` where
+//! the actors depend on them (ids grow, `(sender, clientId)` is idempotent,
+//! delivered/read are per-member watermarks, a call leaves a `call` message), logs
+//! every call and can be told to fail or stall. It does not check what only the
 //! routes check (e.g. group sizes).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use actix::prelude::*;
 use async_trait::async_trait;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::directory::{Deliver, SessionDirectory, SessionHandle};
-use crate::ids::{AudioId, ChatId, MessageId, SessionId, UserId};
+use super::PATIENCE;
+use crate::ids::{AudioId, ChatId, MessageId, UserId};
 use crate::protocol::MessageKind;
 use crate::store::{
     CallRecord, ChatKind, ChatMembers, Inserted, Message, MessageStatus, NewMessage, ReadOutcome,
     Receipt, Store, StoreError,
 };
 use crate::time::Timestamp;
-use crate::{Bus, RealtimeSettings, Shared};
-
-/// How long a test waits for frames before it fails (a stuck actor fails fast).
-pub const PATIENCE: Duration = Duration::from_secs(2);
-
-/// The realtime settings unit tests start from. `RealtimeSettings` has no
-/// defaults of its own (the application's `Settings` owns them); these are the
-/// tests' own values, generous so nothing but the case under test trips a limit.
-pub fn settings() -> RealtimeSettings {
-    RealtimeSettings {
-        ws_frame_bytes: 64 * 1024,
-        outbound_bytes: 4 * 1024 * 1024,
-        events_per_sec: 1_000,
-        events_burst: 1_000,
-        ping_interval: Duration::from_secs(10),
-        client_timeout: Duration::from_secs(30),
-        writer_lanes: 2,
-        room_idle: crate::session::ROOM_IDLE,
-        room_arbiters: 1,
-        ring_timeout: Duration::from_secs(45),
-        signal_max_bytes: crate::session::SIGNAL_MAX_BYTES,
-    }
-}
-
-/// The shared state every realtime actor holds, over `store`, on one node.
-/// Call it inside an actix system (it starts the receipt and connect lanes).
-pub fn shared(store: Arc<dyn Store>, settings: RealtimeSettings) -> Arc<Shared> {
-    let bus = Bus::new(
-        SessionDirectory::default(),
-        Arc::new(crate::cluster::Local::new()),
-    );
-    Arc::new(Shared::new(store, bus, settings))
-}
 
 /// Storage that is down: the caller may retry.
 pub fn unavailable() -> StoreError {
@@ -602,221 +563,10 @@ impl Store for MemoryStore {
     }
 }
 
-/// One frame a fake session was handed.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub json: serde_json::Value,
-    /// Set for `message:received` (what a session uses to drop a duplicate).
-    pub message: Option<MessageId>,
-}
-
-impl Frame {
-    pub fn event(&self) -> &str {
-        self.json["event"].as_str().unwrap_or_default()
-    }
-
-    pub fn data(&self) -> &serde_json::Value {
-        &self.json["data"]
-    }
-
-    /// The `ref` it answers, if any.
-    pub fn reference(&self) -> Option<&str> {
-        self.json["ref"].as_str()
-    }
-
-    /// The error code of an `error` frame, as the client reads it off the wire (so
-    /// tests do not depend on how codes are typed inside the server).
-    pub fn error_code(&self) -> Option<&str> {
-        (self.event() == "error")
-            .then(|| self.data()["code"].as_str())
-            .flatten()
-    }
-}
-
-#[derive(Default)]
-struct Inbox {
-    frames: Mutex<Vec<Frame>>,
-    arrived: Notify,
-}
-
-/// A stand-in for a session: it takes `Deliver` like a session and records each
-/// frame, decoded, for the test to read.
-pub struct FakeSession {
-    inbox: Arc<Inbox>,
-}
-
-impl Actor for FakeSession {
-    type Context = Context<Self>;
-}
-
-impl Handler<Deliver> for FakeSession {
-    type Result = ();
-
-    fn handle(&mut self, d: Deliver, _: &mut Context<Self>) {
-        let json = serde_json::from_str(&d.frame).unwrap_or_else(|e| {
-            panic!(
-                "a session was handed a frame that is not JSON ({e}): {}",
-                d.frame
-            )
-        });
-        self.inbox
-            .frames
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Frame {
-                json,
-                message: d.message,
-            });
-        self.inbox.arrived.notify_waiters();
-    }
-}
-
-/// Answered once every `Deliver` queued before it has been recorded.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Flush;
-
-impl Handler<Flush> for FakeSession {
-    type Result = ();
-
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {}
-}
-
-/// A running fake session and its handle (what rooms and calls are given).
-#[derive(Clone)]
-pub struct Fake {
-    pub handle: SessionHandle,
-    addr: Addr<FakeSession>,
-    inbox: Arc<Inbox>,
-}
-
-impl Fake {
-    /// Starts a fake session of `user` (not listed anywhere; see [`Fake::connect`]).
-    pub fn start(id: SessionId, user: UserId) -> Fake {
-        let inbox = Arc::new(Inbox::default());
-        let addr = FakeSession {
-            inbox: inbox.clone(),
-        }
-        .start();
-        Fake {
-            handle: SessionHandle::new(id, user, addr.clone().recipient()),
-            addr,
-            inbox,
-        }
-    }
-
-    /// Starts a fake session and lists it in `shared`'s session directory, as the
-    /// presence registry does for a registered session.
-    pub fn connect(shared: &Shared, id: u64, user: UserId) -> Fake {
-        let fake = Fake::start(SessionId(id), user);
-        shared.bus.directory().insert(fake.handle.clone());
-        fake
-    }
-
-    /// Takes it out of `shared`'s session directory (the session closed).
-    pub fn disconnect(&self, shared: &Shared) {
-        shared
-            .bus
-            .directory()
-            .remove(self.handle.user, self.handle.id);
-    }
-
-    pub fn user(&self) -> UserId {
-        self.handle.user
-    }
-
-    /// Every frame recorded so far.
-    pub fn frames(&self) -> Vec<Frame> {
-        self.inbox
-            .frames
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// How many frames were recorded so far.
-    pub fn count(&self) -> usize {
-        self.inbox
-            .frames
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
-    /// The event names recorded so far.
-    pub fn events(&self) -> Vec<String> {
-        self.frames().iter().map(|f| f.event().to_owned()).collect()
-    }
-
-    /// Waits until at least `n` frames were recorded; all of them.
-    pub async fn wait_frames(&self, n: usize) -> Vec<Frame> {
-        let wait = async {
-            loop {
-                let notified = self.inbox.arrived.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if self.count() >= n {
-                    return self.frames();
-                }
-                notified.await;
-            }
-        };
-        match tokio::time::timeout(PATIENCE, wait).await {
-            Ok(frames) => frames,
-            Err(_) => panic!(
-                "session {} of user {} got {} frames, expected {n}: {:?}",
-                self.handle.id,
-                self.handle.user,
-                self.frames().len(),
-                self.events()
-            ),
-        }
-    }
-
-    /// Waits until a frame that `pred` accepts was recorded after the `seen` first
-    /// ones; the first such.
-    pub async fn wait_until(
-        &self,
-        seen: usize,
-        what: &str,
-        pred: impl Fn(&Frame) -> bool,
-    ) -> Frame {
-        let wait = async {
-            loop {
-                let notified = self.inbox.arrived.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if let Some(f) = self.frames().into_iter().skip(seen).find(|f| pred(f)) {
-                    return f;
-                }
-                notified.await;
-            }
-        };
-        match tokio::time::timeout(PATIENCE, wait).await {
-            Ok(frame) => frame,
-            Err(_) => panic!(
-                "session {} of user {} got no {what}: {:?}",
-                self.handle.id,
-                self.handle.user,
-                self.events()
-            ),
-        }
-    }
-
-    /// Waits for the next frame after the `seen` first ones.
-    pub async fn next_frame(&self, seen: usize) -> Frame {
-        self.wait_frames(seen + 1).await.swap_remove(seen)
-    }
-
-    /// Every frame queued for it so far, once recorded (nothing in flight is missed).
-    pub async fn settled(&self) -> Vec<Frame> {
-        self.addr.send(Flush).await.expect("the fake session runs");
-        self.frames()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const ANN: UserId = UserId(1);
