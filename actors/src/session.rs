@@ -1064,3 +1064,268 @@ impl Realtime {
         Session::new(id, user, self.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::error::PayloadError;
+    use actix_web::web::Bytes;
+    use futures_util::StreamExt;
+    use serde_json::{json, Value};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::cluster::Local;
+    use crate::store::ChatKind;
+    use crate::testing::{self, MemoryStore, Op, PATIENCE};
+
+    const ANN: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+    const CAT: UserId = UserId(3);
+    const CHAT: ChatId = ChatId(10);
+    /// A chat ann is not a member of.
+    const THEIRS: ChatId = ChatId(20);
+
+    /// One node over memory: a chat of ann and bob, and one of bob and cat.
+    fn node() -> (Arc<MemoryStore>, Realtime) {
+        let store = MemoryStore::new();
+        store.add_chat(CHAT, ChatKind::Direct, &[ANN, BOB]);
+        store.add_chat(THEIRS, ChatKind::Direct, &[BOB, CAT]);
+        let realtime =
+            Realtime::start_on(store.clone(), testing::settings(), Arc::new(Local::new()));
+        (store, realtime)
+    }
+
+    /// A real session driven as the transport drives it: frames go in as
+    /// [`Inbound`], and what the context encodes comes out as bytes on the wire,
+    /// decoded here as a client would.
+    struct Client {
+        input: mpsc::UnboundedSender<Inbound>,
+        frames: mpsc::UnboundedReceiver<Value>,
+    }
+
+    /// Opens a session of `user` on `realtime`; call inside the actix system.
+    fn connect(realtime: &Realtime, user: UserId) -> Client {
+        let (input, inbound) = mpsc::unbounded_channel();
+        let inbound = futures_util::stream::unfold(inbound, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let session = realtime.session(user).with_input(Box::pin(inbound));
+        let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
+        let mut output = Box::pin(ws::WebsocketContext::with_codec(
+            session,
+            unused,
+            actix_http::ws::Codec::new(),
+        ));
+        let (out, frames) = mpsc::unbounded_channel();
+        actix::spawn(async move {
+            let mut wire = Vec::new();
+            while let Some(Ok(chunk)) = output.next().await {
+                wire.extend_from_slice(&chunk);
+                while let Some((opcode, payload, used)) = server_frame(&wire) {
+                    if opcode == 0x1 {
+                        let json = serde_json::from_slice(&payload).expect("a JSON text frame");
+                        if out.send(json).is_err() {
+                            return;
+                        }
+                    }
+                    wire.drain(..used);
+                }
+            }
+        });
+        Client { input, frames }
+    }
+
+    /// One whole unmasked frame at the start of `wire`: (opcode, payload, its length
+    /// on the wire), or `None` while incomplete. Server frames are never masked and
+    /// never fragmented here.
+    fn server_frame(wire: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+        let (&first, rest) = wire.split_first()?;
+        let (&second, rest) = rest.split_first()?;
+        assert_eq!(second & 0x80, 0, "a server frame is never masked");
+        let (len, header) = match second & 0x7f {
+            126 => (
+                u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize,
+                4,
+            ),
+            127 => (
+                u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        let payload = wire.get(header..header + len)?;
+        Some((first & 0x0f, payload.to_vec(), header + len))
+    }
+
+    impl Client {
+        fn send(&self, frame: Value) {
+            self.send_text(&frame.to_string());
+        }
+
+        fn send_text(&self, text: &str) {
+            let text = bytestring::ByteString::from(text.to_owned());
+            self.input
+                .send(Inbound::Frame(ws::Message::Text(text)))
+                .expect("the session reads its input");
+        }
+
+        /// The next frame other than presence news (whose timing depends on who
+        /// connected when, not on the case under test).
+        async fn next(&mut self) -> Value {
+            loop {
+                let frame = tokio::time::timeout(PATIENCE, self.frames.recv())
+                    .await
+                    .expect("a frame in time")
+                    .expect("the session is open");
+                match frame["event"].as_str() {
+                    Some("user:online" | "user:offline") => {}
+                    _ => return frame,
+                }
+            }
+        }
+
+        /// The next frame, which must be `event`.
+        async fn expect(&mut self, event: &str) -> Value {
+            let frame = self.next().await;
+            assert_eq!(frame["event"], event, "{frame}");
+            frame
+        }
+
+        /// Waits for `ready`, returning how many messages the catch-up pushed.
+        async fn ready(&mut self, user: UserId) -> Vec<Value> {
+            let mut pushed = Vec::new();
+            loop {
+                let frame = self.next().await;
+                match frame["event"].as_str() {
+                    Some("message:received") => pushed.push(frame),
+                    Some("ready") => {
+                        assert_eq!(frame["data"]["userId"], json!(user), "{frame}");
+                        assert_eq!(frame["data"]["pushed"], json!(pushed.len()), "{frame}");
+                        return pushed;
+                    }
+                    _ => panic!("before ready: {frame}"),
+                }
+            }
+        }
+    }
+
+    fn error_code(frame: &Value) -> &str {
+        assert_eq!(frame["event"], "error", "{frame}");
+        frame["data"]["code"].as_str().unwrap_or_default()
+    }
+
+    #[actix::test]
+    async fn a_message_sent_is_acked_with_the_stored_message_and_reaches_the_other_member() {
+        let (store, realtime) = node();
+        let mut ann = connect(&realtime, ANN);
+        let mut bob = connect(&realtime, BOB);
+        assert!(ann.ready(ANN).await.is_empty());
+        assert!(bob.ready(BOB).await.is_empty());
+
+        ann.send(json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "hi"}}));
+
+        let ack = ann.expect("ack").await;
+        assert_eq!(ack["ref"], "1");
+        let stored = store.messages();
+        assert_eq!(stored.len(), 1, "stored once");
+        assert_eq!(ack["data"]["id"], json!(stored[0].id), "{ack}");
+        assert_eq!(ack["data"]["chatId"], json!(CHAT), "{ack}");
+        assert_eq!(ack["data"]["content"], "hi");
+        let received = bob.expect("message:received").await;
+        assert_eq!(received["data"]["id"], json!(stored[0].id), "{received}");
+        assert_eq!(received["data"]["content"], "hi");
+        assert_eq!(received["data"]["senderId"], json!(ANN), "{received}");
+        assert_eq!(realtime.metrics().rooms_open(), 1);
+    }
+
+    #[actix::test]
+    async fn a_frame_for_a_chat_of_others_is_forbidden_and_starts_no_room() {
+        let (store, realtime) = node();
+        let mut ann = connect(&realtime, ANN);
+        ann.ready(ANN).await;
+
+        ann.send(json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": THEIRS, "clientId": "a1", "kind": "text", "content": "hi"}}));
+        let refused = ann.next().await;
+        assert_eq!(error_code(&refused), "forbidden");
+        assert_eq!(refused["ref"], "1");
+        // The same answer, now without asking the store again.
+        ann.send(
+            json!({"event": "typing", "ref": "2", "data": {"chatId": THEIRS, "active": true}}),
+        );
+        let again = ann.next().await;
+        assert_eq!(error_code(&again), "forbidden");
+        assert_eq!(again["ref"], "2");
+
+        assert_eq!(store.calls(Op::IsMember), 1);
+        assert_eq!(store.calls(Op::InsertMessages), 0);
+        assert!(store.messages().is_empty());
+        assert_eq!(realtime.metrics().rooms_open(), 0, "no room started");
+        assert_eq!(realtime.in_flight(), 0, "the refused send is answered");
+    }
+
+    #[actix::test]
+    async fn malformed_json_is_a_bad_frame_and_the_session_goes_on() {
+        let (store, realtime) = node();
+        let mut ann = connect(&realtime, ANN);
+        ann.ready(ANN).await;
+
+        ann.send_text("{\"event\": \"message:send\", \"data\": {");
+        assert_eq!(error_code(&ann.next().await), "bad_frame");
+
+        ann.send(json!({"event": "ping", "ref": "p"}));
+        let pong = ann.expect("pong").await;
+        assert_eq!(pong["ref"], "p");
+        ann.send(json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "still here"}}));
+        let ack = ann.expect("ack").await;
+        assert_eq!(ack["data"]["content"], "still here");
+        assert_eq!(store.messages().len(), 1);
+    }
+
+    #[actix::test]
+    async fn sync_returns_the_messages_after_its_id_then_its_ack() {
+        let (store, realtime) = node();
+        let seeded: Vec<Message> = (0..4)
+            .map(|i| store.seed(CHAT, BOB, &format!("m{i}")))
+            .collect();
+        // Someone else's chat: never in ann's answers.
+        store.seed(THEIRS, BOB, "not for ann");
+        let mut ann = connect(&realtime, ANN);
+        let pushed = ann.ready(ANN).await;
+        let ids = |frames: &[Value]| {
+            frames
+                .iter()
+                .map(|f| f["data"]["id"].clone())
+                .collect::<Vec<_>>()
+        };
+        let all: Vec<Value> = seeded.iter().map(|m| json!(m.id)).collect();
+        assert_eq!(ids(&pushed), all, "the catch-up pushes the undelivered");
+
+        ann.send(json!({"event": "sync", "ref": "s", "data": {"afterId": seeded[1].id}}));
+        let mut answered = Vec::new();
+        let ack = loop {
+            let frame = ann.next().await;
+            match frame["event"].as_str() {
+                Some("message:received") => answered.push(frame),
+                _ => break frame,
+            }
+        };
+        assert_eq!(ids(&answered), all[2..].to_vec());
+        assert_eq!(answered[0]["data"]["content"], "m2");
+        assert_eq!(ack["event"], "ack", "{ack}");
+        assert_eq!(ack["ref"], "s");
+        assert_eq!(
+            ack["data"],
+            json!({"count": 2, "lastId": seeded[3].id, "hasMore": false})
+        );
+
+        // Nothing after the newest: an empty block, still acked.
+        ann.send(json!({"event": "sync", "ref": "t", "data": {"afterId": seeded[3].id}}));
+        let ack = ann.expect("ack").await;
+        assert_eq!(ack["ref"], "t");
+        assert_eq!(ack["data"]["count"], 0);
+        assert_eq!(ack["data"]["hasMore"], false);
+    }
+}
