@@ -1067,6 +1067,7 @@ impl Realtime {
 
 #[cfg(test)]
 mod tests {
+    use actix_codec::Decoder;
     use actix_web::error::PayloadError;
     use actix_web::web::Bytes;
     use futures_util::StreamExt;
@@ -1118,43 +1119,22 @@ mod tests {
         ));
         let (out, frames) = mpsc::unbounded_channel();
         actix::spawn(async move {
-            let mut wire = Vec::new();
+            // The client's side of the codec: server frames are unmasked.
+            let mut codec = actix_http::ws::Codec::new().client_mode();
+            let mut wire = actix_web::web::BytesMut::new();
             while let Some(Ok(chunk)) = output.next().await {
                 wire.extend_from_slice(&chunk);
-                while let Some((opcode, payload, used)) = server_frame(&wire) {
-                    if opcode == 0x1 {
+                while let Some(frame) = codec.decode(&mut wire).expect("a valid server frame") {
+                    if let actix_http::ws::Frame::Text(payload) = frame {
                         let json = serde_json::from_slice(&payload).expect("a JSON text frame");
                         if out.send(json).is_err() {
                             return;
                         }
                     }
-                    wire.drain(..used);
                 }
             }
         });
         Client { input, frames }
-    }
-
-    /// One whole unmasked frame at the start of `wire`: (opcode, payload, its length
-    /// on the wire), or `None` while incomplete. Server frames are never masked and
-    /// never fragmented here.
-    fn server_frame(wire: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
-        let (&first, rest) = wire.split_first()?;
-        let (&second, rest) = rest.split_first()?;
-        assert_eq!(second & 0x80, 0, "a server frame is never masked");
-        let (len, header) = match second & 0x7f {
-            126 => (
-                u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize,
-                4,
-            ),
-            127 => (
-                u64::from_be_bytes(rest.get(..8)?.try_into().ok()?) as usize,
-                10,
-            ),
-            n => (n as usize, 2),
-        };
-        let payload = wire.get(header..header + len)?;
-        Some((first & 0x0f, payload.to_vec(), header + len))
     }
 
     impl Client {
