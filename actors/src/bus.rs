@@ -10,6 +10,9 @@ use crate::cluster::Cluster;
 use crate::directory::{Deliver, SessionDirectory, SessionHandle};
 use crate::ids::UserId;
 
+/// Longest an HTTP answer waits for the cluster to say who is online elsewhere.
+pub const ONLINE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(Clone)]
 pub struct Bus {
     directory: SessionDirectory,
@@ -45,7 +48,8 @@ impl Bus {
 
     /// Whether each of `users` has a session on some node: this node's directory
     /// answers first; only those not here are asked of the cluster (one round trip
-    /// with Redis, none on one node). Unknown (Redis down) counts as offline.
+    /// with Redis, none on one node). Unknown counts as offline: Redis down, or
+    /// slower than [`ONLINE_WAIT`] (an HTTP answer never hangs on presence).
     pub async fn online(&self, users: &[UserId]) -> Vec<bool> {
         let mut online: Vec<bool> = users.iter().map(|u| self.directory.is_online(*u)).collect();
         let ask: Vec<UserId> = users
@@ -54,17 +58,18 @@ impl Bus {
             .filter(|(_, here)| !**here)
             .map(|(u, _)| *u)
             .collect();
-        if ask.is_empty() {
+        if ask.is_empty() || !self.cluster.is_up() {
             return online;
         }
-        match self.cluster.online_elsewhere(&ask).await {
-            Ok(elsewhere) => {
+        match tokio::time::timeout(ONLINE_WAIT, self.cluster.online_elsewhere(&ask)).await {
+            Err(_) => tracing::debug!("the cluster did not say in time who is online"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "asking the cluster who is online"),
+            Ok(Ok(elsewhere)) => {
                 let mut elsewhere = elsewhere.into_iter();
                 for o in online.iter_mut().filter(|o| !**o) {
                     *o = elsewhere.next().unwrap_or(false);
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "asking the cluster who is online"),
         }
         online
     }
