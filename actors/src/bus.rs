@@ -74,3 +74,92 @@ impl Bus {
         online
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use async_trait::async_trait;
+    use bytestring::ByteString;
+
+    use super::*;
+    use crate::cluster::{ClusterError, Inbox, Local, Reservation};
+    use crate::directory::RemoteRoute;
+    use crate::ids::{CallId, SessionId};
+    use crate::messages::CallEvent;
+
+    /// A cluster that is up but never answers who is online (a stalled Redis);
+    /// everything else as one node.
+    struct Stalled(Local);
+
+    impl RemoteRoute for Stalled {
+        fn to_session(&self, node: &Arc<str>, session: SessionId, frame: ByteString) {
+            self.0.to_session(node, session, frame)
+        }
+    }
+
+    #[async_trait]
+    impl Cluster for Stalled {
+        fn node(&self) -> &Arc<str> {
+            self.0.node()
+        }
+        fn is_up(&self) -> bool {
+            true
+        }
+        fn start(&self, inbox: Inbox) {
+            self.0.start(inbox)
+        }
+        async fn join(&self, user: UserId) -> Result<bool, ClusterError> {
+            self.0.join(user).await
+        }
+        async fn leave(&self, user: UserId) -> Result<bool, ClusterError> {
+            self.0.leave(user).await
+        }
+        async fn online_elsewhere(&self, _: &[UserId]) -> Result<Vec<bool>, ClusterError> {
+            std::future::pending().await
+        }
+        async fn reserve_call(
+            &self,
+            call: &CallId,
+            caller: UserId,
+            callee: UserId,
+        ) -> Result<Reservation, ClusterError> {
+            self.0.reserve_call(call, caller, callee).await
+        }
+        async fn release_call(&self, call: &CallId, parties: [UserId; 2]) {
+            self.0.release_call(call, parties).await
+        }
+        async fn call_node(&self, call: &CallId) -> Option<Arc<str>> {
+            self.0.call_node(call).await
+        }
+        async fn busy_call_node(&self, user: UserId) -> Option<Arc<str>> {
+            self.0.busy_call_node(user).await
+        }
+        fn to_users(&self, users: &[UserId], d: &Deliver, skip: Option<&SessionHandle>) {
+            self.0.to_users(users, d, skip)
+        }
+        fn forward_call(
+            &self,
+            node: &Arc<str>,
+            session: &SessionHandle,
+            reference: Option<&str>,
+            event: &CallEvent,
+        ) {
+            self.0.forward_call(node, session, reference, event)
+        }
+        fn session_gone(&self, node: &Arc<str>, user: UserId, session: SessionId) {
+            self.0.session_gone(node, user, session)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_cluster_makes_presence_unknown_in_bounded_time_not_a_hang() {
+        let bus = Bus::new(SessionDirectory::default(), Arc::new(Stalled(Local::new())));
+        let t = Instant::now();
+        let online = bus.online(&[UserId(1), UserId(2)]).await;
+        assert_eq!(online, vec![false, false], "unknown counts as offline");
+        let took = t.elapsed();
+        assert!(took >= ONLINE_WAIT, "it did ask the cluster: {took:?}");
+        assert!(took < ONLINE_WAIT * 4, "bounded: {took:?}");
+    }
+}
