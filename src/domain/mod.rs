@@ -3,6 +3,7 @@
 
 mod email;
 pub mod fold;
+pub mod search_text;
 mod login;
 mod password;
 mod username;
