@@ -14,5 +14,6 @@ mod media;
 mod migrations;
 mod process;
 mod realtime;
+mod search;
 mod spa;
 mod users;
