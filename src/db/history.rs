@@ -7,7 +7,7 @@ use mysql_async::Row;
 use parley_actors::store::Message;
 use parley_actors::{ChatId, MessageId};
 
-use super::messages::{message_from_row, AUDIO_JOIN, MESSAGE_COLUMNS};
+use super::messages::{message_from_row, MESSAGE_COLUMNS, MESSAGE_JOINS};
 use super::{Db, DbError};
 
 /// A page of a chat's history, newest first, with where the next pages start.
@@ -67,7 +67,7 @@ impl Db {
             .exec(
                 format!(
                     // As in `messages_page`: one short range scan of (chat_id, id).
-                    "SELECT {MESSAGE_COLUMNS} FROM messages m FORCE INDEX (ix_messages_chat_id) {AUDIO_JOIN} \
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m FORCE INDEX (ix_messages_chat_id) {MESSAGE_JOINS} \
                      WHERE m.chat_id = ? AND {range} LIMIT ?"
                 ),
                 (chat.0, bound, limit),

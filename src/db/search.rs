@@ -16,7 +16,7 @@ use mysql_async::{Params, Row, Value};
 use parley_actors::store::Message;
 use parley_actors::{ChatId, MessageId, UserId};
 
-use super::messages::{message_from_row, AUDIO_JOIN, MESSAGE_COLUMNS};
+use super::messages::{message_from_row, MESSAGE_COLUMNS, MESSAGE_JOINS};
 use super::{Db, DbError};
 use crate::domain::search_text::QueryWords;
 
@@ -115,7 +115,7 @@ impl Db {
         let sql = format!(
             "SET STATEMENT max_statement_time = {SEARCH_MAX_SECS} FOR \
              SELECT {MESSAGE_COLUMNS} FROM messages m \
-             JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? {AUDIO_JOIN} \
+             JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? {MESSAGE_JOINS} \
              WHERE MATCH(m.search_text) AGAINST(? IN BOOLEAN MODE) \
              AND m.id < ? AND m.kind = 'text' AND m.encrypted = 0 AND m.deleted_at IS NULL \
              ORDER BY m.id DESC LIMIT ?"
