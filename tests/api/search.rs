@@ -372,6 +372,22 @@ async fn a_deleted_message_is_never_found() {
 }
 
 #[actix_web::test]
+async fn an_edited_message_is_found_by_its_new_words_only() {
+    let app = app().await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
+    let mut a = app.ws(&ann).await;
+    let id = send_all(&mut a, chat, &["lunch at noon"]).await[0];
+    a.send(json!({"event": "message:edit", "ref": "e", "data": {"messageId": id, "content": "dinner at eight"}}));
+    let reply = a.reply_to("e").await;
+    assert_eq!(reply["event"], "ack", "{reply}");
+    assert!(found(&app, &bob, "lunch").await.is_empty());
+    assert!(found(&app, &bob, "noon").await.is_empty());
+    assert_eq!(found(&app, &bob, "dinner eight").await, ["dinner at eight"]);
+    let (hits, _) = search(&app, &bob, &format!("query=din&chatId={chat}")).await;
+    assert_eq!(hits, [(id, "dinner at eight".to_string())]);
+}
+
+#[actix_web::test]
 async fn bad_queries_and_limits_are_refused() {
     let app = app().await;
     let AnnBob { ann, chat, .. } = app.ann_bob().await;
