@@ -107,14 +107,18 @@ test('the chat view with messages, a reply, a reaction and the search open', asy
   const bp = bea.page;
   await bp.goto(`/chat/${chatId}`);
   await bp.locator('.msg-row.theirs').first().waitFor();
-  // a reply and a reaction (rendered by the client once it shows them)
-  await bp.evaluate(async (id) => {
+  // a reply and a reaction, as the client shows them
+  const { replied, reacted } = await bp.evaluate(async (id) => {
     const app = window.parley;
-    const last = await app.socket.request('message:send', { chatId: id, clientId: crypto.randomUUID(), kind: 'text', content: 'Yes, see you at the station 🚉' });
+    const send = (content, extra = {}) => app.socket.request('message:send', { chatId: id, clientId: crypto.randomUUID(), kind: 'text', content, ...extra });
+    const last = await send('Yes, see you at the station 🚉');
     const first = app.store(id).sorted().find((m) => m.content === 'Hello Bea!');
-    await app.socket.request('message:send', { chatId: id, clientId: crypto.randomUUID(), kind: 'text', content: 'Hello to you too', replyToId: first.id }).catch(() => {});
-    await app.socket.request('message:react', { messageId: last.id, emoji: '👍', active: true }).catch(() => {});
+    // (a server without replies and reactions refuses them: then plain messages)
+    const replied = await send('Hello to you too', { replyToId: first.id }).then(() => true, () => send('Hello to you too').then(() => false));
+    const reacted = await app.socket.request('message:react', { messageId: last.id, emoji: '👍', active: true }).then(() => true, () => false);
+    return { replied, reacted };
   }, chatId);
+  if (!replied || !reacted) console.log(`# the server refused ${replied ? '' : 'the reply '}${reacted ? '' : 'the reaction'}: checked without`);
   await ap.goto(`/chat/${chatId}`);
   await ap.locator('.msg-row', { hasText: 'Hello to you too' }).waitFor();
   await check(ap, 'chat view');
@@ -134,6 +138,15 @@ test('the chat view with messages, a reply, a reaction and the search open', asy
   await check(ap, 'encrypted chat view with search');
   await ap.keyboard.press('Escape');
   await ap.getByRole('switch', { name: 'End-to-end encryption' }).click();
+});
+
+test('a group chat, with the sender names', async () => {
+  const ap = ada.page;
+  const groupId = Number(server.query("SELECT id FROM chats WHERE title = 'Reading group'")[0][0]);
+  await bea.page.evaluate((id) => window.parley.socket.request('message:send', { chatId: id, clientId: crypto.randomUUID(), kind: 'text', content: 'Chapter 3 for Friday?' }), groupId);
+  await ap.goto(`/chat/${groupId}`);
+  await ap.locator('.msg-row.theirs .sender', { hasText: 'bea' }).waitFor();
+  await check(ap, 'group chat view');
 });
 
 test('the chat list and the chat at 375 px', async () => {
