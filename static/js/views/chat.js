@@ -478,7 +478,7 @@ export function chatView(app, chat, { navigate, calls }) {
   jump.addEventListener('click', () => {
     if (windowOf(store)) backToLatest();
   });
-  offs.push(registerChatView(chatId, { rowOf, showAround }));
+  offs.push(registerChatView(chatId, { rowOf, settle, showAround }));
 
   // ---------- typing ----------
   function renderTyping() {

@@ -19,8 +19,9 @@ const waiting = new Map(); // chatId -> [resolve] of jumps waiting for the view 
 
 /**
  * Called by the chat view: `view` has `rowOf(messageId)` (the row element when that
- * message is rendered) and `showAround(messageId)` (loads and renders its window;
- * resolves when done). Returns the function that unregisters it.
+ * message is rendered), `settle()` (resolves once no page is loading) and
+ * `showAround(messageId)` (loads and renders its window; resolves when done).
+ * Returns the function that unregisters it.
  */
 export function registerChatView(chatId, view) {
   views.set(chatId, view);
@@ -79,6 +80,8 @@ export async function jumpToMessage(chatId, messageId) {
   messageId = Number(messageId);
   const view = await openChat(chatId);
   if (!view) return false;
+  // a chat just opened is still loading its newest page, which may hold the message
+  await view.settle();
   let row = view.rowOf(messageId);
   if (!row) {
     try {

@@ -287,6 +287,18 @@ test('at 375 px, with the keyboard alone: search, choose a hit, read it', async 
   await context.close();
 });
 
+test('jumping to a message of another chat opens that chat first', async () => {
+  const ap = amy.page;
+  await ap.goto(`/chat/${otherChatId}`);
+  await ap.locator('.msg-row', { hasText: 'another chat' }).waitFor();
+  const shown = await ap.evaluate(async ({ chatId, oldHitId }) => (await import('/js/views/jump.js')).jumpToMessage(chatId, oldHitId), { chatId, oldHitId });
+  assert.equal(shown, true);
+  assert.equal(new URL(ap.url()).pathname, `/chat/${chatId}`);
+  const target = ap.locator('.msg-row.jump-target', { hasText: 'Quokka archive' });
+  await target.waitFor();
+  assert.ok(await target.evaluate((el) => el === document.activeElement));
+});
+
 test('nothing broke the production Content-Security-Policy', () => {
   assert.deepEqual(cspErrors(amy.page, ben.page, cyd.page), []);
   const uncaught = [amy, ben, cyd].flatMap((p) => p.page.errors).filter((e) => !e.includes(' console: '));
