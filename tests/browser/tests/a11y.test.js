@@ -140,6 +140,28 @@ test('the chat view with messages, a reply, a reaction and the search open', asy
   await ap.getByRole('switch', { name: 'End-to-end encryption' }).click();
 });
 
+test('the message menu and the reaction picker', async (t) => {
+  const ap = ada.page;
+  await ap.goto(`/chat/${chatId}`);
+  const row = ap.locator('.msg-row', { hasText: 'Yes, see you at the station' });
+  await row.waitFor();
+  if (!(await row.getByRole('button', { name: 'Message actions' }).count())) {
+    t.skip('this client has no message actions yet');
+    return;
+  }
+  await row.hover();
+  await row.getByRole('button', { name: 'Message actions' }).click();
+  await ap.getByRole('menu').waitFor();
+  await check(ap, 'message menu');
+  await ap.keyboard.press('Escape');
+  await ap.getByRole('menu').waitFor({ state: 'detached' });
+  await row.hover();
+  await row.getByRole('button', { name: 'React' }).click();
+  await ap.getByRole('toolbar', { name: 'Pick a reaction' }).waitFor();
+  await check(ap, 'reaction picker');
+  await ap.keyboard.press('Escape');
+});
+
 test('a group chat, with the sender names', async () => {
   const ap = ada.page;
   const groupId = Number(server.query("SELECT id FROM chats WHERE title = 'Reading group'")[0][0]);
