@@ -248,6 +248,13 @@ impl Db {
         )
         .await?;
         let change = ChangeId(tx.last_insert_id().unwrap_or_default());
+        if active {
+            tx.exec_drop(
+                "UPDATE message_reactions SET change_id = ? WHERE message_id = ? AND user_id = ? AND emoji = ?",
+                (change.0, id.0, user.0, emoji),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(ReactOutcome::Changed { change, count })
     }

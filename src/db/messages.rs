@@ -199,13 +199,14 @@ impl Db {
         let mut conn = self.conn().await?;
         for chunk in ids.chunks(MAX_ID_LIST) {
             let (list, params) = super::id_list(chunk.iter().copied());
-            // Oldest first: an emoji's place is where it was first used, and the users
-            // listed are the earliest.
+            // In the order they were added (change id): an emoji's place is where it
+            // was first used, and the users listed are the earliest — the order a live
+            // client saw the reactions arrive in.
             let rows: Vec<(u64, String, u64)> = conn
                 .exec(
                     format!(
                         "SELECT message_id, emoji, user_id FROM message_reactions \
-                         WHERE message_id IN ({list}) ORDER BY message_id, created_at, user_id"
+                         WHERE message_id IN ({list}) ORDER BY message_id, change_id"
                     ),
                     params,
                 )
