@@ -402,7 +402,7 @@ export class App extends EventTarget {
   /** The `replyTo` of a message we are about to send, from our own copy of the original. */
   quoteOf(chatId, messageId) {
     const o = this.stores.get(chatId)?.byId(messageId);
-    if (!o) return { id: messageId, senderId: null, kind: 'text', preview: null, deleted: false };
+    if (!o) return { id: messageId, senderId: null, kind: 'text', preview: '…', deleted: false }; // until the ack brings it
     return {
       id: o.id, senderId: o.senderId, kind: o.kind, deleted: !!o.deleted,
       preview: o.deleted || o.encrypted || o.kind !== 'text' ? null : String(o.content || '').slice(0, 120),

@@ -131,8 +131,9 @@ export class ChangeCursor {
     this.userId = userId;
     this.value = null;
     try {
-      const v = Number(sessionStorage.getItem(this.key()));
-      if (Number.isFinite(v) && v > 0) this.value = v;
+      const saved = sessionStorage.getItem(this.key());
+      const v = Number(saved);
+      if (saved !== null && Number.isFinite(v) && v >= 0) this.value = v;
     } catch {
       /* storage off: start from ready.lastChange */
     }
@@ -140,7 +141,7 @@ export class ChangeCursor {
 
   advance(changeId) {
     const v = Number(changeId);
-    if (!Number.isFinite(v) || v <= 0 || (this.value !== null && v <= this.value)) return;
+    if (changeId == null || !Number.isFinite(v) || v < 0 || (this.value !== null && v <= this.value)) return;
     this.value = v;
     try {
       sessionStorage.setItem(this.key(), String(v));

@@ -554,7 +554,7 @@ export function chatView(app, chat, { navigate, calls }) {
 
   // ---------- message actions: reply, edit, delete, copy, reactions ----------
   function enterMode(kind, msg) {
-    const draft = mode ? mode.draft : input.value;
+    const draft = mode?.kind === 'edit' ? mode.draft : input.value;
     mode = { kind, msg, draft };
     renderMode();
     syncComposer();
@@ -629,8 +629,10 @@ export function chatView(app, chat, { navigate, calls }) {
     announce('Editing message. Escape cancels.');
   }
 
+  let saving = false;
   async function saveEdit(text) {
     const m = mode.msg;
+    if (saving) return;
     if (!text.trim()) {
       app.emit('send-error', { chatId, text: 'A message cannot be empty: use “Delete for everyone” instead.' });
       return;
@@ -644,6 +646,7 @@ export function chatView(app, chat, { navigate, calls }) {
     }
     sendError.hidden = true;
     sendBtn.disabled = true;
+    saving = true;
     try {
       await app.editMessage(m, text);
       if (mode?.msg === m) exitMode();
@@ -652,6 +655,7 @@ export function chatView(app, chat, { navigate, calls }) {
       app.emit('send-error', { chatId, text: e.message });
     } finally {
       sendBtn.disabled = false;
+      saving = false;
     }
     input.focus();
   }
