@@ -9,7 +9,7 @@ import { Recorder, recordingSupported, audioPlayer } from '../voice.js';
 import { keyOf } from '../app.js';
 import { callText, tickIcon, STATUS_LABEL } from './sidebar.js';
 import { chatInfoDialog, confirmDialog } from './dialogs.js';
-import { openMenu, openReactionPicker, onLongPress } from './message-actions.js';
+import { openMenu, openReactionPicker, onLongPress, closePopup, popupOwner } from './message-actions.js';
 import { actionable, plainLine, quoteEl, reactionsEl, reactionSig, toolsEl, DELETED_TEXT } from './message-parts.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
@@ -682,6 +682,7 @@ export function chatView(app, chat, { navigate, calls }) {
   function openPicker(key, point) {
     const m = rows.get(key)?.msg;
     if (!actionable(m)) return;
+    if (!point && popupOwner() === `picker:${key}`) return closePopup(); // the button toggles it
     const chosen = new Set((m.reactions || []).filter((r) => (r.userIds || []).includes(me.id)).map((r) => r.emoji));
     const btn = toolOf(key, 'react');
     btn()?.setAttribute('aria-expanded', 'true');
@@ -692,6 +693,7 @@ export function chatView(app, chat, { navigate, calls }) {
       returnFocus: () => btn() || toolOf(key, 'menu')() || input,
       onPick: (emoji, active) => react(m, emoji, active),
       onClose: () => btn()?.setAttribute('aria-expanded', 'false'),
+      owner: `picker:${key}`,
     });
   }
 
@@ -699,6 +701,7 @@ export function chatView(app, chat, { navigate, calls }) {
     const row = rows.get(key);
     const m = row?.msg;
     if (!actionable(m)) return;
+    if (!point && popupOwner() === `menu:${key}`) return closePopup(); // the button toggles it
     const btn = toolOf(key, 'menu');
     const items = [{ label: 'Reply', icon: icons.reply, run: () => startReply(m) }];
     if (app.canEdit(m)) items.push({ label: 'Edit', icon: icons.edit, run: () => startEdit(m) });
@@ -711,6 +714,7 @@ export function chatView(app, chat, { navigate, calls }) {
     row.el.classList.add('menu-open');
     openMenu({
       label: 'Message actions',
+      owner: `menu:${key}`,
       items,
       anchor: point ? null : btn,
       point,

@@ -14,14 +14,15 @@ const LONG_PRESS_MS = 500;
 const MOVE_SLOP_PX = 10;
 const MARGIN = 8;
 
-let current = null; // { el, close }
+let current = null; // { el, close, owner }
 
 export function closePopup(opts) {
   current?.close(opts);
 }
 
-export function popupOpen() {
-  return !!current;
+/** Who opened the popup shown now (a string the opener chose), or null. */
+export function popupOwner() {
+  return current?.owner ?? null;
 }
 
 /**
@@ -29,7 +30,7 @@ export function popupOpen() {
  * re-rendered row still works) or at `point` {x, y}; `returnFocus()` names the element
  * that gets focus back on Escape. Returns `close`.
  */
-function showPopup(el, { anchor, point, returnFocus, onClose, items }) {
+function showPopup(el, { anchor, point, returnFocus, onClose, items, owner = null }) {
   closePopup({ focus: false });
   document.body.append(el);
   const place = () => {
@@ -58,8 +59,9 @@ function showPopup(el, { anchor, point, returnFocus, onClose, items }) {
     el.style.setProperty('left', `${Math.round(x)}px`);
     el.style.setProperty('top', `${Math.round(y)}px`);
   };
+  // A press on the opener itself is left to its click, which toggles the popup.
   const onOutside = (e) => {
-    if (!el.contains(e.target)) close({ focus: false });
+    if (!el.contains(e.target) && !anchor?.()?.contains(e.target)) close({ focus: false });
   };
   const onScroll = () => {
     if (anchor) place();
@@ -114,7 +116,7 @@ function showPopup(el, { anchor, point, returnFocus, onClose, items }) {
   document.addEventListener('scroll', onScroll, true);
   window.addEventListener('resize', onResize);
   place();
-  current = { el, close };
+  current = { el, close, owner };
   return close;
 }
 
@@ -122,7 +124,7 @@ function showPopup(el, { anchor, point, returnFocus, onClose, items }) {
  * The actions menu. `items`: [{label, icon (svg), run, danger, popup}] — `popup` marks
  * an item that opens another popup (it then keeps the focus return to itself).
  */
-export function openMenu({ label, items, anchor, point, returnFocus, onClose }) {
+export function openMenu({ label, items, anchor, point, returnFocus, onClose, owner }) {
   const menu = h('div', { class: 'msg-menu popup', role: 'menu', 'aria-label': label, 'aria-orientation': 'vertical' });
   const buttons = [];
   let close = null;
@@ -139,7 +141,7 @@ export function openMenu({ label, items, anchor, point, returnFocus, onClose }) 
     buttons.push(b);
     menu.append(b);
   }
-  close = showPopup(menu, { anchor, point, returnFocus, onClose, items: () => buttons });
+  close = showPopup(menu, { anchor, point, returnFocus, onClose, owner, items: () => buttons });
   if (buttons[0]) {
     buttons[0].tabIndex = 0;
     buttons[0].focus({ preventScroll: true });
@@ -148,7 +150,7 @@ export function openMenu({ label, items, anchor, point, returnFocus, onClose }) 
 }
 
 /** The reaction picker: a toolbar of emoji buttons, each named by its emoji. */
-export function openReactionPicker({ chosen = new Set(), onPick, anchor, point, returnFocus, onClose }) {
+export function openReactionPicker({ chosen = new Set(), onPick, anchor, point, returnFocus, onClose, owner }) {
   const bar = h('div', { class: 'reaction-picker popup', role: 'toolbar', 'aria-label': 'Pick a reaction' });
   const buttons = [];
   let close = null;
@@ -164,7 +166,7 @@ export function openReactionPicker({ chosen = new Set(), onPick, anchor, point, 
     buttons.push(b);
     bar.append(b);
   }
-  close = showPopup(bar, { anchor, point, returnFocus, onClose, items: () => buttons });
+  close = showPopup(bar, { anchor, point, returnFocus, onClose, owner, items: () => buttons });
   buttons[0].tabIndex = 0;
   buttons[0].focus({ preventScroll: true });
   return close;
