@@ -309,9 +309,12 @@ export function chatView(app, chat, { navigate, calls }) {
     else if (a.dataset.tool) sel = `[data-tool="${a.dataset.tool}"]`;
     else if (a.classList.contains('reply-quote')) sel = '.reply-quote';
     fn();
-    const to = (sel && rowEl.querySelector(sel)) || rowEl.querySelector('[data-tool="react"]') || rowEl.querySelector('.chip-reaction');
-    if (to) to.focus({ preventScroll: true });
-    else if (!rowEl.contains(document.activeElement)) input.focus({ preventScroll: true });
+    if (a.isConnected) return; // not in the part that was rebuilt
+    const to = sel && (rowEl.querySelector(sel) || rowEl.querySelector('[data-tool="react"]') || rowEl.querySelector('.chip-reaction'));
+    if (to) return to.focus({ preventScroll: true });
+    // the row itself keeps the reader's place (focusable from script only)
+    if (!rowEl.hasAttribute('tabindex')) rowEl.setAttribute('tabindex', '-1');
+    rowEl.focus({ preventScroll: true });
   }
 
   function place(m, force = false) {
@@ -779,9 +782,8 @@ export function chatView(app, chat, { navigate, calls }) {
     target.scrollIntoView({ block: 'center' });
     target.classList.add('flash');
     setTimeout(() => target.classList.remove('flash'), 1600);
-    const bubble = target.querySelector('.bubble');
-    bubble.tabIndex = -1;
-    bubble.focus({ preventScroll: true });
+    if (!target.hasAttribute('tabindex')) target.setAttribute('tabindex', '-1');
+    target.focus({ preventScroll: true });
   }
 
   // ---------- voice recording ----------
