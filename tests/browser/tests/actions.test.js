@@ -294,9 +294,14 @@ test('Copy puts the text on the clipboard', async () => {
 test('keyboard only: open the menu, move with arrows, Escape returns focus, react', async () => {
   const ap = ann.page;
   const bp = ben.page;
+  // Ben reads the newest messages (the copy above left him further up)
+  await bp.locator('.messages').evaluate((el) => {
+    el.scrollTop = el.scrollHeight;
+  });
   const id = await sendStored(ap, 'Keyboard check');
   const r = rowById(bp, id);
   await r.waitFor();
+  await bp.locator('.jump-btn').waitFor({ state: 'hidden' });
   await bp.waitForFunction(() => !document.querySelector('.msg-row[data-status="pending"]'));
   await box(bp).focus();
   const focused = () => bp.evaluate(() => {
@@ -508,7 +513,9 @@ test('at 375 px: a long press opens the menu, a closed phone sees the final stat
   const pb = await picker.boundingBox();
   assert.ok(pb.x >= 0 && pb.x + pb.width <= 375, `the picker fits the screen (${JSON.stringify(pb)})`);
   await picker.getByRole('button', { name: '🙏', exact: true }).click();
-  await r.locator('.chip-reaction[aria-pressed="true"]', { hasText: '🙏 1' }).waitFor();
+  await r.locator('.chip-reaction[aria-pressed="true"]', { hasText: '🙏 1' }).waitFor({ timeout: 10000 }).catch(async (e) => {
+    throw new Error(`${e.message}\ntoasts: ${await page.locator('.toast').allInnerTexts()}; socket: ${await page.evaluate(() => window.parley.socket.state)}`);
+  });
   await rowById(ap, id).locator('.chip-reaction', { hasText: '🙏 1' }).waitFor();
   // the menu button works there as well, and a reply fits
   const m2 = await menuOf(page, r);
