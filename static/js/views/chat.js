@@ -11,6 +11,8 @@ import { callText, tickIcon, STATUS_LABEL } from './sidebar.js';
 import { chatInfoDialog, confirmDialog } from './dialogs.js';
 import { openMenu, openReactionPicker, onLongPress, closePopup, popupOwner } from './message-actions.js';
 import { actionable, plainLine, quoteEl, reactionsEl, reactionSig, toolsEl, DELETED_TEXT } from './message-parts.js';
+import { registerChatView, windowOf, inView, loadAround, loadNewer, leaveWindow, jumpToMessage } from './jump.js';
+import { messageSearch } from './search.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const TYPING_REPEAT_MS = 3000;
@@ -40,19 +42,21 @@ export function chatView(app, chat, { navigate, calls }) {
   const callBtn = isGroup ? null : h('button', { type: 'button', class: 'icon-btn call-btn', 'aria-label': 'Start video call', title: 'Video call', html: icons.video });
   const infoBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Chat details and key fingerprints', title: 'Details', html: icons.info });
   const back = h('a', { href: '/', class: 'icon-btn back-btn', 'data-link': true, 'aria-label': 'Back to chats', html: icons.back });
+  const search = messageSearch(app, chat);
   const header = h('header', { class: 'chat-head' },
     back, headAvatar,
     h('div', { class: 'chat-head-text' }, title, sub),
-    h('div', { class: 'head-actions' }, lockBtn, callBtn, infoBtn));
+    h('div', { class: 'head-actions' }, search.button, lockBtn, callBtn, infoBtn));
 
   const banners = h('div', { class: 'banners' });
 
   // ---------- messages ----------
   const topNote = h('div', { class: 'history-note', role: 'status' });
   const list = h('div', { class: 'msg-list' });
+  const bottomNote = h('div', { class: 'history-note newer-note', role: 'status' });
   const scroller = h('div', {
     class: 'messages', role: 'log', 'aria-live': 'off', 'aria-label': `Messages with ${titleText()}`, tabindex: '0',
-  }, topNote, list);
+  }, topNote, list, bottomNote);
   const jump = h('button', { type: 'button', class: 'jump-btn', hidden: true, 'aria-label': 'Jump to latest messages' },
     h('span', { class: 'icon rot', html: icons.back }), h('span', { class: 'jump-count' }));
   const typing = h('div', { class: 'typing-line', 'aria-live': 'polite' });
@@ -87,7 +91,7 @@ export function chatView(app, chat, { navigate, calls }) {
   const modeBar = h('div', { class: 'compose-mode', role: 'group', 'aria-label': 'Reply or edit', hidden: true });
 
   const el = h('section', { class: 'chat', 'aria-labelledby': 'chat-title', dataset: { chatId } },
-    header, banners,
+    header, search.el, banners,
     h('div', { class: 'messages-wrap' }, scroller, jump),
     typing, sendError, modeBar, form);
 
@@ -341,14 +345,21 @@ export function chatView(app, chat, { navigate, calls }) {
   }
 
   function reconcile() {
+    // Rows already in place stay put: moving a node would take the focus off it (a
+    // message just jumped to, a voice message's controls).
+    let at = list.firstChild;
     for (const m of store.sorted()) {
+      if (!inView(store, m)) continue;
       const key = keyOf(m);
       let row = rows.get(key);
       if (!row) {
         row = { el: buildRow(m), msg: m, sig: bodySig(m), rsig: reactionSig(m) };
         rows.set(key, row);
-      } else if (row.msg !== m || row.el.dataset.status !== (m.status || '')) updateRow(row, m);
-      list.append(row.el);
+      }
+      const wasAt = row.el === at;
+      if (row.msg !== m || row.el.dataset.status !== (m.status || '')) updateRow(row, m);
+      if (wasAt) at = row.el.nextSibling;
+      else list.insertBefore(row.el, at);
     }
     decorate();
   }
@@ -428,6 +439,7 @@ export function chatView(app, chat, { navigate, calls }) {
 
   offs.push(app.on('message', ({ chatId: c, msg, isNew, own, changed, requote }) => {
     if (c !== chatId) return;
+    if (!inView(store, msg)) return outsideWindow(msg, { isNew, own });
     const stick = nearBottom();
     const added = place(msg, !!requote);
     if (mode && mode.msg === msg) onModeMessageChanged();
@@ -455,6 +467,94 @@ export function chatView(app, chat, { navigate, calls }) {
   offs.push(app.on('history', ({ chatId: c }) => {
     if (c === chatId) renderTopNote();
   }));
+
+  // ---------- a window of older history (after a jump, see jump.js) ----------
+  // The view shows the store's messages up to the window's newest; newer pages load
+  // as the reader scrolls down; the jump button goes back to the present.
+
+  function rowOf(messageId) {
+    const m = store.byId(messageId);
+    return (m && rows.get(keyOf(m))?.el) || null;
+  }
+
+  function clearRows() {
+    rows.clear();
+    clear(list);
+    unseen = 0;
+    jump.querySelector('.jump-count').textContent = '';
+  }
+
+  // Waits until no older page is loading, so the store can change runs.
+  async function settle() {
+    while (store.loading) await store.loading.catch(() => {});
+  }
+
+  function renderWindow() {
+    const w = windowOf(store);
+    bottomNote.textContent = w?.loading ? 'Loading newer messages…' : '';
+    bottomNote.classList.toggle('loading', !!w?.loading);
+    if (w) jump.hidden = false;
+  }
+
+  async function showAround(messageId) {
+    await settle();
+    await loadAround(store, messageId);
+    clearRows();
+    reconcile();
+    renderTopNote();
+    renderWindow();
+  }
+
+  async function loadNewerRows() {
+    const w = windowOf(store);
+    if (!w || w.loading) return;
+    const p = loadNewer(store);
+    renderWindow();
+    try {
+      await p;
+    } catch (e) {
+      bottomNote.textContent = `Could not load messages: ${e.message}`;
+      return;
+    }
+    for (const m of store.sorted()) if (inView(store, m) && !rows.has(keyOf(m))) place(m);
+    decorate();
+    renderWindow();
+    if (windowOf(store) && nearBottom()) loadNewerRows();
+  }
+
+  async function backToLatest() {
+    await settle();
+    leaveWindow(store);
+    clearRows();
+    jump.hidden = true;
+    renderWindow();
+    await loadOlder();
+  }
+
+  // A message past the window: counted on the jump button; sending one goes back to
+  // the present, where it shows.
+  function outsideWindow(msg, { isNew, own }) {
+    if (own) {
+      backToLatest();
+      return;
+    }
+    if (!isNew || msg.senderId === me.id) return;
+    unseen += 1;
+    jump.hidden = false;
+    jump.querySelector('.jump-count').textContent = String(unseen);
+    const who = app.user(msg.senderId)?.username || 'Someone';
+    announce(`New message from ${who}`);
+  }
+
+  scroller.addEventListener('scroll', () => {
+    if (!windowOf(store)) return;
+    jump.hidden = false;
+    if (nearBottom()) loadNewerRows();
+  }, { passive: true });
+  jump.addEventListener('click', () => {
+    if (windowOf(store)) backToLatest();
+  });
+  offs.push(registerChatView(chatId, { rowOf, settle, showAround }));
 
   // ---------- typing ----------
   function renderTyping() {
@@ -763,27 +863,10 @@ export function chatView(app, chat, { navigate, calls }) {
     (toolOf(key, 'menu')() || input).focus({ preventScroll: true });
   }
 
-  // Jumps to the quoted original (views/jump.js loads it when it is not in the view).
-  async function jumpTo(messageId) {
-    try {
-      const { jumpToMessage } = await import('./jump.js');
-      if (typeof jumpToMessage === 'function') {
-        await jumpToMessage(chatId, messageId);
-        return;
-      }
-    } catch {
-      /* not available: scroll to it when loaded */
-    }
-    const target = list.querySelector(`.msg-row[data-id="${CSS.escape(String(messageId))}"]`);
-    if (!target) {
-      toast('The original message is further back in the history.', 'info');
-      return;
-    }
-    target.scrollIntoView({ block: 'center' });
-    target.classList.add('flash');
-    setTimeout(() => target.classList.remove('flash'), 1600);
-    if (!target.hasAttribute('tabindex')) target.setAttribute('tabindex', '-1');
-    target.focus({ preventScroll: true });
+  // Jumps to the quoted original (views/jump.js loads the history around it when it
+  // is not in the view).
+  function jumpTo(messageId) {
+    jumpToMessage(chatId, messageId);
   }
 
   // ---------- voice recording ----------
@@ -960,6 +1043,8 @@ export function chatView(app, chat, { navigate, calls }) {
   syncComposer();
   const p = peer();
   if (p && p.hasPublicKey) e2ee.publicKeyOf(p.id).catch(() => {});
+  // Coming back to a chat shows the present, not the window a jump left.
+  if (windowOf(store)) leaveWindow(store);
   if (store.nextBefore === undefined) {
     loadOlder();
   } else {
@@ -970,6 +1055,7 @@ export function chatView(app, chat, { navigate, calls }) {
 
   el.focusComposer = () => input.focus();
   el.destroy = () => {
+    search.destroy();
     stopTyping();
     if (rec) cancelRecording();
     offs.forEach((f) => f());
