@@ -117,7 +117,8 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
 /// What `messages.search_text` holds for a new or edited message: the words of a
 /// plaintext text message; nothing for anything else, so it can never match.
 pub(crate) fn search_text(kind: MessageKind, encrypted: bool, content: &str) -> Option<String> {
-    (kind == MessageKind::Text && !encrypted).then(|| crate::domain::search_text::index_text(content))
+    (kind == MessageKind::Text && !encrypted)
+        .then(|| crate::domain::search_text::index_text(content))
 }
 
 /// Each member's watermarks in some chats: chat → [(user, delivered_up_to, read_up_to)].
@@ -240,7 +241,10 @@ impl Db {
         &self,
         batch: &[NewMessage],
     ) -> Result<HashMap<MessageId, (ChatId, ReplyTo)>, DbError> {
-        let ids: Vec<u64> = batch.iter().filter_map(|m| m.reply_to.map(|r| r.0)).collect();
+        let ids: Vec<u64> = batch
+            .iter()
+            .filter_map(|m| m.reply_to.map(|r| r.0))
+            .collect();
         let mut found = HashMap::new();
         if ids.is_empty() {
             return Ok(found);
@@ -305,7 +309,7 @@ impl Db {
             let mut stored = Box::pin(self.insert_messages(&valid, consecutive_ids))
                 .await?
                 .into_iter();
-            return Ok(batch
+            return batch
                 .iter()
                 .map(|m| match refused(m) {
                     true => Ok(Inserted::Rejected {
@@ -316,7 +320,7 @@ impl Db {
                         .next()
                         .ok_or_else(|| DbError::Mapping("an outcome is missing".into())),
                 })
-                .collect::<Result<_, _>>()?);
+                .collect();
         }
         let replies: HashMap<MessageId, ReplyTo> =
             replies.into_iter().map(|(id, (_, r))| (id, r)).collect();
