@@ -3,7 +3,7 @@
 -- edited_at / deleted_at: a deleted row keeps its id and place but loses its content,
 -- envelope and media (set empty / NULL by the delete itself).
 -- search_text: what the full-text index sees — the words of a plaintext text message,
--- each prefixed with 'w' (see src/domain/search_text.rs for why); NULL for encrypted,
+-- each prefixed with 'c<chat id>w' (see src/domain/search_text.rs for why); NULL for encrypted,
 -- call, audio and deleted messages, so they can never match.
 ALTER TABLE messages
     ADD COLUMN reply_to_id  BIGINT UNSIGNED NULL AFTER e2ee,
