@@ -6,13 +6,17 @@ mod helpers;
 
 mod auth;
 mod calls;
+mod change_rules;
+mod changes;
 mod chats;
 mod cluster;
+mod convergence;
 mod encryption;
 mod health;
 mod media;
 mod migrations;
 mod process;
+mod reactions;
 mod realtime;
 mod spa;
 mod users;
