@@ -313,6 +313,17 @@ async fn a_deleted_message_can_be_neither_edited_nor_reacted_to() {
     );
 }
 
+/// The caller's stored voice-message bytes, from `GET /api/media/usage`.
+async fn usage(app: &TestApp, token: &str) -> u64 {
+    let v: Value = app
+        .get_auth("/api/media/usage", token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["storageUsedBytes"].as_u64().expect("storageUsedBytes")
+}
+
 struct Keys {
     private: PrivateKey,
     public: PublicKey,
@@ -433,18 +444,6 @@ async fn deleting_a_voice_message_removes_its_file_and_frees_the_quota() {
     let app = spawn_app().await;
     let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let dir = app.settings.storage.uploads_dir.join("audio");
-    let usage = |token: String| {
-        let app = &app;
-        async move {
-            let v: Value = app
-                .get_auth("/api/media/usage", &token)
-                .await
-                .json()
-                .await
-                .unwrap();
-            v["storageUsedBytes"].as_u64().expect("storageUsedBytes")
-        }
-    };
     let res = upload_audio(
         &app.http,
         &app.url("/api/messages/upload-audio"),
@@ -455,7 +454,7 @@ async fn deleting_a_voice_message_removes_its_file_and_frees_the_quota() {
     assert_eq!(res.status(), StatusCode::CREATED);
     let up: Value = res.json().await.unwrap();
     assert_eq!(files_in(&dir).len(), 1);
-    assert_eq!(usage(ann.token.clone()).await, 5000);
+    assert_eq!(usage(&app, &ann.token).await, 5000);
     let mut a = app.ws(&ann).await;
     let mut b = app.ws(&bob).await;
     let voice = a
@@ -486,7 +485,7 @@ async fn deleting_a_voice_message_removes_its_file_and_frees_the_quota() {
         let res = app.http.get(&url).bearer_auth(token).send().await.unwrap();
         assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
     }
-    assert_eq!(usage(ann.token.clone()).await, 0, "the quota is free again");
+    assert_eq!(usage(&app, &ann.token).await, 0, "the quota is free again");
     assert_eq!(
         read_message(&app, &bob, chat, &voice["id"]).await,
         deleted_shape(&voice)
@@ -524,11 +523,7 @@ async fn a_flood_of_changes_is_rate_limited_per_session_and_others_go_on() {
             assert_eq!(reply["data"]["code"], "rate_limited", "{reply}");
             limited += 1;
         } else {
-            let cid = if reply["data"]["changeId"].is_u64() {
-                reply["data"]["changeId"].as_u64()
-            } else {
-                None
-            };
+            let cid = reply["data"]["changeId"].as_u64();
             changed += u64::from(cid.is_some());
             if i % 3 == 2 {
                 last_edit = Some(format!("edit {i}"));

@@ -278,6 +278,7 @@ async fn a_client_that_was_offline_converges_to_one_that_stayed_online() {
         change_id(&c.react(&g[1], "👍", true).await),
         &mut [&mut seen_by_bob, &mut in_group],
     );
+    laptop.catch_up(&seen_by_bob, &[]).await;
     note(
         laptop.react(&g[3], "😂", true).await,
         &mut [&mut seen_by_bob, &mut in_group],
@@ -336,10 +337,14 @@ async fn a_client_that_was_offline_converges_to_one_that_stayed_online() {
         change_id(&c.react(&g[0], "👍", true).await),
         &mut [&mut seen_by_bob, &mut in_group],
     );
+    // The phone acts on what it has seen, as a person does.
+    phone.catch_up(&seen_by_bob, &[]).await;
     note(
         phone.react(&g[3], "😂", false).await,
         &mut [&mut seen_by_bob, &mut in_group],
     );
+    // The phone acts on what it has seen, as a person does.
+    phone.catch_up(&seen_by_bob, &[]).await;
     note(
         phone.react(&g[4], "😢", true).await,
         &mut [&mut seen_by_bob, &mut in_group],
@@ -358,6 +363,8 @@ async fn a_client_that_was_offline_converges_to_one_that_stayed_online() {
         change_id(&a.react(&d[2], "🙏", true).await),
         &mut [&mut seen_by_bob],
     );
+    // The phone acts on what it has seen, as a person does.
+    phone.catch_up(&seen_by_bob, &[]).await;
     note(
         phone.react(&d[2], "👍", true).await,
         &mut [&mut seen_by_bob],
