@@ -71,6 +71,9 @@ async fn only_the_sender_edits_or_deletes_and_a_refusal_changes_nothing() {
     assert_eq!(read["deleted"], false);
     assert_eq!(changes_stored(&app).await, 0);
     a.assert_quiet(Duration::from_millis(400), PRESENCE).await;
+    // Its sender can.
+    change_id(&a.edit(&m, "ann's better words").await["changeId"]);
+    change_id(&a.delete(&m).await);
 }
 
 #[actix_web::test]
@@ -222,6 +225,9 @@ async fn voice_and_call_messages_cannot_be_edited() {
         assert_eq!(read["editedAt"], Value::Null);
     }
     assert_eq!(changes_stored(&app).await, 0);
+    // A text message of hers she can.
+    let text = a.send_text(chat, "t", "txet").await;
+    change_id(&a.edit(&text, "text").await["changeId"]);
 }
 
 #[actix_web::test]

@@ -250,8 +250,12 @@ async fn a_reply_must_name_a_message_of_the_same_chat_and_nothing_is_stored_othe
         .await
         .unwrap();
     assert_eq!(n, Some(0), "nothing of the refused replies was stored");
-    // Nothing reached anyone: the only message in the direct chat is none.
+    // Nothing reached anyone: the direct chat has no message.
     assert!(history(&s.n2, &s.bob, s.chat).await.is_empty());
+    // The same request with a message of this chat goes through.
+    let here = a1.send_text(s.chat, "here", "here").await;
+    let reply = b2.send_reply(s.chat, "b-ok", "re", &here).await;
+    assert_eq!(reply["replyTo"]["id"], here["id"], "{reply}");
 }
 
 #[actix_web::test]

@@ -185,13 +185,6 @@ impl Device {
         }
     }
 
-    async fn send_text(&mut self, chat: u64, client_id: &str, text: &str) -> Value {
-        let m = self.ws.send_text(chat, client_id, text).await;
-        self.apply_skipped();
-        self.model.received(&m);
-        m
-    }
-
     async fn react(&mut self, m: &Value, emoji: &str, active: bool) -> u64 {
         let change = change_id(&self.ws.react(m, emoji, active).await);
         self.apply_skipped();
