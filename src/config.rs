@@ -35,6 +35,7 @@ pub struct Settings {
     #[serde(rename = "static")]
     pub static_files: StaticSettings,
     pub calls: CallSettings,
+    pub messages: MessageSettings,
     pub limits: LimitSettings,
     pub presence: PresenceSettings,
     pub metrics: MetricsSettings,
@@ -174,6 +175,13 @@ pub struct CallSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct MessageSettings {
+    /// How long after sending its sender may edit a message. Default `172800`.
+    pub edit_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     /// Largest JSON request body. Default `65536`.
     pub json_body_bytes: usize,
@@ -305,6 +313,9 @@ impl Default for Settings {
                 turn_urls: vec![],
                 turn_secret: None,
                 turn_ttl_secs: 86400,
+            },
+            messages: MessageSettings {
+                edit_window_secs: 48 * 3600,
             },
             limits: LimitSettings {
                 json_body_bytes: 64 * 1024,
@@ -495,6 +506,7 @@ impl Settings {
             writer_lanes: self.database.writer_lanes.clamp(1, 64),
             room_idle: ROOM_IDLE,
             signal_max_bytes: SIGNAL_MAX_BYTES,
+            edit_window: Duration::from_secs(self.messages.edit_window_secs),
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ids::UserId;
+use crate::ids::{ChangeId, UserId};
 use crate::store::{Store, StoreError};
 
 /// Most users in one batch query (the `IN` list of `src/db`).
@@ -27,6 +27,8 @@ type Job<T> = (UserId, oneshot::Sender<Result<T, StoreError>>);
 pub struct Arrivals {
     contacts: mpsc::Sender<Job<Vec<UserId>>>,
     waiting: mpsc::Sender<Job<bool>>,
+    /// The newest change each user can see, for `ready.lastChange`.
+    last_change: mpsc::Sender<Job<ChangeId>>,
 }
 
 impl Arrivals {
@@ -38,6 +40,12 @@ impl Arrivals {
             let s = s.clone();
             async move { s.contacts_of(&users).await }
         }));
+        let (last_change, rx) = mpsc::channel(QUEUE);
+        let s = store.clone();
+        tokio::spawn(run_lane(rx, move |users: Vec<UserId>| {
+            let s = s.clone();
+            async move { s.last_changes(&users).await }
+        }));
         let (waiting, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run_lane(rx, move |users: Vec<UserId>| {
             let s = store.clone();
@@ -47,7 +55,11 @@ impl Arrivals {
                 Ok(users.iter().map(|u| found.contains(u)).collect())
             }
         }));
-        Arrivals { contacts, waiting }
+        Arrivals {
+            contacts,
+            waiting,
+            last_change,
+        }
     }
 
     /// Users who share at least one chat with `user`.
@@ -58,6 +70,11 @@ impl Arrivals {
     /// Whether messages from others wait undelivered for `user`.
     pub async fn has_undelivered(&self, user: UserId) -> Result<bool, StoreError> {
         ask(&self.waiting, user).await
+    }
+
+    /// The newest change visible to `user` (0 when none).
+    pub async fn last_change(&self, user: UserId) -> Result<ChangeId, StoreError> {
+        ask(&self.last_change, user).await
     }
 }
 

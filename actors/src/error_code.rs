@@ -86,6 +86,12 @@ error_codes! {
     /// A call id in use, or a call already answered.
     Conflict = "conflict", 409;
     /// The person called is in another call.
+    /// `message:edit` past `messages.edit_window_secs`.
+    EditWindowClosed = "edit_window_closed", 409;
+    /// An edit or reaction to a message deleted for everyone.
+    MessageDeleted = "message_deleted", 409;
+    /// `message:react`: the user has 8 different emoji on the message already.
+    TooManyReactions = "too_many_reactions", 409;
     CalleeBusy = "callee_busy", 409;
     TooLarge = "too_large", 413;
     QuotaExceeded = "quota_exceeded", 413;

@@ -29,6 +29,9 @@ int_id!(
     AudioId,
     /// One WebSocket connection, unique within this process.
     SessionId,
+    /// An edit, delete or reaction (`message_changes.id`): increasing, so a client
+    /// syncs the changes after the last one it saw.
+    ChangeId,
 );
 
 /// A call, named by the caller's client (UUID text).

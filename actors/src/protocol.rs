@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
-use crate::ids::{AudioId, CallId, ChatId, MessageId, UserId};
+use crate::ids::{AudioId, CallId, ChangeId, ChatId, MessageId, UserId};
 // Defined with the stored message, so the store needs nothing of the wire.
 use crate::store::Message;
 pub use crate::store::MessageKind;
@@ -31,6 +31,9 @@ pub enum ClientEvent {
     MessageSend(SendMessage),
     MessageDelivered(DeliveredIds),
     MessageRead(ReadUpTo),
+    MessageEdit(EditMessage),
+    MessageDelete(MessageRef),
+    MessageReact(React),
     Typing(Typing),
     Sync(SyncAfter),
     Ping,
@@ -55,6 +58,36 @@ pub struct SendMessage {
     pub encrypted: bool,
     #[serde(default)]
     pub e2ee: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub reply_to_id: Option<MessageId>,
+}
+
+/// `message:edit`: new `content` for a plaintext message, or a new `e2ee` envelope
+/// for an encrypted one.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EditMessage {
+    pub message_id: MessageId,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub e2ee: Option<Box<RawValue>>,
+}
+
+/// `message:delete`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessageRef {
+    pub message_id: MessageId,
+}
+
+/// `message:react`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct React {
+    pub message_id: MessageId,
+    pub emoji: String,
+    pub active: bool,
 }
 
 /// `{messageIds:[...]}` or `{messageId}`.
@@ -93,6 +126,9 @@ pub struct Typing {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncAfter {
     pub after_id: MessageId,
+    /// Also replay the changes after this one (clients that know of changes).
+    #[serde(default)]
+    pub after_change: Option<ChangeId>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +209,9 @@ pub fn decode(text: &str) -> Decoded {
         "message:send" => parse(frame.event, data).map(ClientEvent::MessageSend),
         "message:delivered" => parse(frame.event, data).map(ClientEvent::MessageDelivered),
         "message:read" => parse(frame.event, data).map(ClientEvent::MessageRead),
+        "message:edit" => parse(frame.event, data).map(ClientEvent::MessageEdit),
+        "message:delete" => parse(frame.event, data).map(ClientEvent::MessageDelete),
+        "message:react" => parse(frame.event, data).map(ClientEvent::MessageReact),
         "typing" => parse(frame.event, data).map(ClientEvent::Typing),
         "sync" => parse(frame.event, data).map(ClientEvent::Sync),
         "ping" => Ok(ClientEvent::Ping),
@@ -226,8 +265,34 @@ pub enum ServerEvent<'a> {
         at: Timestamp,
     },
     /// The session is registered and has pushed everything undelivered.
+    /// `last_change` is `None` when it could not be read (the client syncs anyway).
     #[serde(rename = "ready", rename_all = "camelCase")]
-    Ready { user_id: UserId, pushed: usize },
+    Ready {
+        user_id: UserId,
+        pushed: usize,
+        last_change: Option<ChangeId>,
+    },
+    #[serde(rename = "message:edited", rename_all = "camelCase")]
+    MessageEdited {
+        message: &'a Message,
+        change_id: ChangeId,
+    },
+    #[serde(rename = "message:deleted", rename_all = "camelCase")]
+    MessageDeleted {
+        chat_id: ChatId,
+        message_id: MessageId,
+        change_id: ChangeId,
+    },
+    #[serde(rename = "message:reaction", rename_all = "camelCase")]
+    MessageReaction {
+        chat_id: ChatId,
+        message_id: MessageId,
+        user_id: UserId,
+        emoji: &'a str,
+        active: bool,
+        count: u32,
+        change_id: ChangeId,
+    },
     #[serde(rename = "user:online", rename_all = "camelCase")]
     UserOnline { user_id: UserId },
     #[serde(rename = "user:offline", rename_all = "camelCase")]
@@ -286,6 +351,19 @@ pub enum Ack<'a> {
         count: usize,
         last_id: Option<MessageId>,
         has_more: bool,
+        changes: usize,
+        last_change: Option<ChangeId>,
+    },
+    /// `message:edit`.
+    #[serde(rename_all = "camelCase")]
+    Edited {
+        message: &'a Message,
+        change_id: ChangeId,
+    },
+    /// `message:delete` and `message:react`: `null` when nothing changed.
+    #[serde(rename_all = "camelCase")]
+    Changed {
+        change_id: Option<ChangeId>,
     },
     #[serde(rename_all = "camelCase")]
     Delivered {

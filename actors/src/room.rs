@@ -437,6 +437,7 @@ fn validate(
         audio_id: m.audio_id,
         encrypted: m.encrypted,
         e2ee: m.e2ee,
+        reply_to: m.reply_to_id,
     })
 }
 

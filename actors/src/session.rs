@@ -31,7 +31,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::directory::{Deliver, SessionHandle};
 use crate::error_code::ErrorCode;
-use crate::ids::{ChatId, MessageId, SessionId, UserId};
+use crate::changes::{self, ChangeRequest};
+use crate::ids::{ChangeId, ChatId, MessageId, SessionId, UserId};
 use crate::messages::{CallEvent, Control, FromSession, SessionClosed, SessionGone, SessionOpened};
 pub use crate::messages::{Close, Hold, Resync};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
@@ -103,6 +104,7 @@ pub type InboundStream = Pin<Box<dyn Stream<Item = Inbound>>>;
 /// A `sync` waiting for the one running before it.
 struct QueuedSync {
     after: MessageId,
+    after_change: Option<ChangeId>,
     reference: Option<String>,
 }
 
@@ -114,6 +116,10 @@ struct SyncRun {
     reference: Option<String>,
     count: usize,
     last: MessageId,
+    /// Replaying changes after this one (`None`: the client asked for messages only).
+    after_change: Option<ChangeId>,
+    /// Changes written so far, and the newest of them.
+    changes: usize,
     held: Held,
 }
 
@@ -148,6 +154,8 @@ pub struct Session {
     pending: usize,
     /// A close asked for while `pending` > 0: done when the last answer is out.
     closing: Option<Close>,
+    /// The newest change visible to the user when it connected, for `ready`.
+    last_change: Option<ChangeId>,
 }
 
 impl Session {
@@ -175,6 +183,7 @@ impl Session {
             input: None,
             pending: 0,
             closing: None,
+            last_change: None,
         }
     }
 
@@ -270,10 +279,21 @@ impl Session {
         let shared = self.shared().clone();
         let user = self.user;
         ctx.spawn(
-            async move { shared.arrivals.has_undelivered(user).await }
-                .into_actor(self)
-                .map(|waiting, session, ctx| {
-                    if matches!(waiting, Ok(false)) {
+            async move {
+                futures_util::join!(
+                    shared.arrivals.has_undelivered(user),
+                    shared.arrivals.last_change(user)
+                )
+            }
+            .into_actor(self)
+            .map(|(waiting, last_change), session, ctx| {
+                match last_change {
+                    Ok(c) => session.last_change = Some(c),
+                    Err(e) => {
+                        tracing::warn!(user = %session.user, error = %e.chain(), "reading the last change")
+                    }
+                }
+                if matches!(waiting, Ok(false)) {
                         session.finish_catch_up(ctx);
                     } else {
                         session.catch_up_page(MessageId(0), ctx);
@@ -333,6 +353,7 @@ impl Session {
                         &ServerEvent::Ready {
                             user_id: self.user,
                             pushed,
+                            last_change: self.last_change,
                         },
                         None,
                     ));
@@ -502,13 +523,28 @@ impl Session {
             }
             ClientEvent::MessageDelivered(d) => self.delivered(d.ids(), reference, ctx),
             ClientEvent::MessageRead(r) => self.read(r.chat_id, r.message_id, reference, ctx),
-            ClientEvent::Sync(s) => self.sync(s.after_id, reference, ctx),
+            ClientEvent::Sync(s) => self.sync(s.after_id, s.after_change, reference, ctx),
+            ClientEvent::MessageEdit(e) => self.change(ChangeRequest::Edit(e), reference, ctx),
+            ClientEvent::MessageDelete(d) => {
+                self.change(ChangeRequest::Delete(d), reference, ctx)
+            }
+            ClientEvent::MessageReact(r) => self.change(ChangeRequest::React(r), reference, ctx),
             ClientEvent::CallInitiate(e) => self.call(CallEvent::Initiate(e), reference, ctx),
             ClientEvent::CallAnswer(e) => self.call(CallEvent::Answer(e), reference, ctx),
             ClientEvent::CallReject(e) => self.call(CallEvent::Reject(e), reference, ctx),
             ClientEvent::CallIceCandidate(e) => self.call(CallEvent::Ice(e), reference, ctx),
             ClientEvent::CallEnd(e) => self.call(CallEvent::End(e), reference, ctx),
         }
+    }
+
+    fn change(
+        &mut self,
+        request: ChangeRequest,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let me = self.my_handle(ctx);
+        changes::spawn(self.shared().clone(), me, request, reference);
     }
 
     fn call(
@@ -639,12 +675,13 @@ impl Session {
     fn sync(
         &mut self,
         after: MessageId,
+        after_change: Option<ChangeId>,
         reference: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         let busy = self.sync_run.is_some() || self.catch_up.is_fetching();
         if !busy {
-            return self.start_sync(after, reference, ctx);
+            return self.start_sync(after, after_change, reference, ctx);
         }
         if self.sync_queue.len() >= MAX_QUEUED_SYNCS {
             let err = WireError::new(
@@ -654,12 +691,17 @@ impl Session {
             return Self::send_error(ctx, &err, reference.as_deref());
         }
         self.pending += 1;
-        self.sync_queue.push_back(QueuedSync { after, reference });
+        self.sync_queue.push_back(QueuedSync {
+            after,
+            after_change,
+            reference,
+        });
     }
 
     fn start_sync(
         &mut self,
         after: MessageId,
+        after_change: Option<ChangeId>,
         reference: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
@@ -668,6 +710,8 @@ impl Session {
             reference,
             count: 0,
             last: after,
+            after_change,
+            changes: 0,
             held: Held::default(),
         });
         self.sync_step(ctx);
@@ -680,7 +724,7 @@ impl Session {
         }
         if let Some(q) = self.sync_queue.pop_front() {
             self.pending = self.pending.saturating_sub(1);
-            self.start_sync(q.after, q.reference, ctx);
+            self.start_sync(q.after, q.after_change, q.reference, ctx);
         }
     }
 
@@ -706,23 +750,101 @@ impl Session {
                         session.sync_run = Some(run);
                         return session.when_drained(step.bytes, ctx, |s, ctx| s.sync_step(ctx));
                     }
-                    ctx.text(protocol::encode(
-                        &ServerEvent::Ack(Ack::Sync {
-                            count: run.count,
-                            last_id: (run.count > 0).then_some(run.last),
-                            has_more: step.more,
-                        }),
-                        run.reference.as_deref(),
-                    ));
+                    if step.more {
+                        // A full page of messages: the changes come with a later call.
+                        return session.finish_sync(run, true, ctx);
+                    }
+                    session.sync_run = Some(run);
+                    session.when_drained(step.bytes, ctx, |s, ctx| s.sync_changes_step(ctx));
                 }
-                Err(e) => Self::send_error(ctx, &store_error(&e), run.reference.as_deref()),
+                Err(e) => {
+                    Self::send_error(ctx, &store_error(&e), run.reference.as_deref());
+                    session.end_sync(run, ctx);
+                }
             }
-            for d in run.held.into_frames() {
-                ctx.text(d.frame);
-            }
-            session.answered(ctx);
-            session.next_sync(ctx);
         }));
+    }
+
+    /// The second half of a `sync`: the changes after `after_change`, a step at a
+    /// time; without one, only the newest change id (for the ack).
+    fn sync_changes_step(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(run) = self.sync_run.as_ref() else {
+            return;
+        };
+        let store = self.shared().store.clone();
+        let user = self.user;
+        let Some(after) = run.after_change else {
+            let newest = detached(async move { store.last_changes(&[user]).await });
+            ctx.spawn(newest.into_actor(self).map(|res, session, ctx| {
+                let Some(mut run) = session.sync_run.take() else {
+                    return;
+                };
+                match res {
+                    Ok(newest) => {
+                        run.after_change = newest.first().copied();
+                        session.finish_sync(run, false, ctx);
+                    }
+                    Err(e) => {
+                        Self::send_error(ctx, &store_error(&e), run.reference.as_deref());
+                        session.end_sync(run, ctx);
+                    }
+                }
+            }));
+            return;
+        };
+        let limit = STEP.min(PAGE - run.changes as u32);
+        let rows = detached(async move { store.changes_after(user, after, limit).await });
+        ctx.spawn(rows.into_actor(self).map(move |res, session, ctx| {
+            let Some(mut run) = session.sync_run.take() else {
+                return;
+            };
+            match res {
+                Ok(changes) => {
+                    let mut bytes = 0;
+                    for c in &changes {
+                        let frame = changes::change_frame(c);
+                        bytes += frame.len();
+                        ctx.text(frame);
+                        run.after_change = Some(c.id);
+                    }
+                    run.changes += changes.len();
+                    let more = changes.len() as u32 >= limit;
+                    if more && run.changes < PAGE as usize {
+                        session.sync_run = Some(run);
+                        return session.when_drained(bytes, ctx, |s, ctx| s.sync_changes_step(ctx));
+                    }
+                    session.finish_sync(run, more, ctx);
+                }
+                Err(e) => {
+                    Self::send_error(ctx, &store_error(&e), run.reference.as_deref());
+                    session.end_sync(run, ctx);
+                }
+            }
+        }));
+    }
+
+    /// Acknowledges a `sync` and ends it.
+    fn finish_sync(&mut self, run: SyncRun, has_more: bool, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.text(protocol::encode(
+            &ServerEvent::Ack(Ack::Sync {
+                count: run.count,
+                last_id: (run.count > 0).then_some(run.last),
+                has_more,
+                changes: run.changes,
+                last_change: run.after_change,
+            }),
+            run.reference.as_deref(),
+        ));
+        self.end_sync(run, ctx);
+    }
+
+    /// Releases what a `sync` held and starts the next one.
+    fn end_sync(&mut self, run: SyncRun, ctx: &mut ws::WebsocketContext<Self>) {
+        for d in run.held.into_frames() {
+            ctx.text(d.frame);
+        }
+        self.answered(ctx);
+        self.next_sync(ctx);
     }
 
     /// A store call's answer went out; finish a close that was waiting for it.
@@ -1296,9 +1418,10 @@ mod tests {
         assert_eq!(answered[0]["data"]["content"], "m2");
         assert_eq!(ack["event"], "ack", "{ack}");
         assert_eq!(ack["ref"], "s");
+        // Without `afterChange` no change is replayed; `lastChange` says where to start.
         assert_eq!(
             ack["data"],
-            json!({"count": 2, "lastId": seeded[3].id, "hasMore": false})
+            json!({"count": 2, "lastId": seeded[3].id, "hasMore": false, "changes": 0, "lastChange": 0})
         );
 
         // Nothing after the newest: an empty block, still acked.
@@ -1307,5 +1430,195 @@ mod tests {
         assert_eq!(ack["ref"], "t");
         assert_eq!(ack["data"]["count"], 0);
         assert_eq!(ack["data"]["hasMore"], false);
+    }
+
+    /// Waits until nothing is in flight (a change task counts until just after its
+    /// answer is queued).
+    async fn all_answered(realtime: &Realtime) {
+        let deadline = Instant::now() + PATIENCE;
+        while realtime.in_flight() != 0 {
+            assert!(Instant::now() < deadline, "requests still in flight");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Sends `frame` and returns the answer carrying its `ref`.
+    async fn ask(client: &mut Client, frame: Value) -> Value {
+        let reference = frame["ref"].clone();
+        client.send(frame);
+        loop {
+            let f = client.next().await;
+            if f["ref"] == reference {
+                return f;
+            }
+        }
+    }
+
+    #[actix::test]
+    async fn edits_reactions_and_deletes_reach_the_others_and_a_sync_replays_them_in_order() {
+        let (store, realtime) = node();
+        let mut ann = connect(&realtime, ANN);
+        let mut bob = connect(&realtime, BOB);
+        ann.ready(ANN).await;
+        bob.ready(BOB).await;
+
+        let sent = ask(&mut ann, json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "helo"}}))
+        .await;
+        let id = sent["data"]["id"].clone();
+        assert_eq!(sent["data"]["editedAt"], Value::Null, "{sent}");
+        assert_eq!(sent["data"]["reactions"], json!([]), "{sent}");
+        bob.expect("message:received").await;
+
+        let edited = ask(&mut ann, json!({"event": "message:edit", "ref": "2",
+            "data": {"messageId": id, "content": "hello"}}))
+        .await;
+        assert_eq!(edited["event"], "ack", "{edited}");
+        assert_eq!(edited["data"]["message"]["content"], "hello");
+        assert!(edited["data"]["message"]["editedAt"].is_string(), "{edited}");
+        assert_eq!(edited["data"]["changeId"], 1);
+        let seen = bob.expect("message:edited").await;
+        assert_eq!(seen["data"]["message"]["content"], "hello");
+        assert_eq!(seen["data"]["changeId"], 1);
+
+        let reacted = ask(&mut bob, json!({"event": "message:react", "ref": "3",
+            "data": {"messageId": id, "emoji": "👍🏽", "active": true}}))
+        .await;
+        assert_eq!(reacted["data"], json!({"changeId": 2}), "{reacted}");
+        let seen = ann.expect("message:reaction").await;
+        assert_eq!(
+            seen["data"],
+            json!({"chatId": CHAT, "messageId": id, "userId": BOB, "emoji": "👍🏽",
+                "active": true, "count": 1, "changeId": 2})
+        );
+        // The same reaction again changes nothing and tells nobody.
+        let again = ask(&mut bob, json!({"event": "message:react", "ref": "4",
+            "data": {"messageId": id, "emoji": "👍🏽", "active": true}}))
+        .await;
+        assert_eq!(again["data"], json!({"changeId": null}), "{again}");
+
+        let deleted = ask(&mut ann, json!({"event": "message:delete", "ref": "5",
+            "data": {"messageId": id}}))
+        .await;
+        assert_eq!(deleted["data"], json!({"changeId": 3}), "{deleted}");
+        let seen = bob.expect("message:deleted").await;
+        assert_eq!(
+            seen["data"],
+            json!({"chatId": CHAT, "messageId": id, "changeId": 3})
+        );
+        assert!(store.messages()[0].deleted);
+
+        // Bob's other device, offline all along, converges with one sync.
+        let mut phone = connect(&realtime, BOB);
+        let ready = loop {
+            let f = phone.next().await;
+            if f["event"] == "ready" {
+                break f;
+            }
+        };
+        assert_eq!(ready["data"]["lastChange"], 3, "{ready}");
+        phone.send(json!({"event": "sync", "ref": "s",
+            "data": {"afterId": 0, "afterChange": 0}}));
+        let mut frames = Vec::new();
+        let ack = loop {
+            let f = phone.next().await;
+            if f["event"] == "ack" {
+                break f;
+            }
+            frames.push(f);
+        };
+        let events: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap_or("")).collect();
+        assert_eq!(
+            events,
+            ["message:received", "message:edited", "message:reaction", "message:deleted"]
+        );
+        // Read now, the message is deleted: only what a deleted message shows.
+        let read = &frames[0]["data"];
+        assert_eq!(read["deleted"], true, "{read}");
+        assert!(read.get("content").is_none(), "{read}");
+        assert_eq!(frames[2]["data"]["changeId"], 2);
+        assert_eq!(
+            ack["data"],
+            json!({"count": 1, "lastId": id, "hasMore": false, "changes": 3, "lastChange": 3})
+        );
+        all_answered(&realtime).await;
+    }
+
+    #[actix::test]
+    async fn changes_to_messages_not_yours_or_not_in_your_chats_are_refused_and_change_nothing() {
+        let (store, realtime) = node();
+        let theirs = store.seed(THEIRS, BOB, "bob to cat");
+        let mut ann = connect(&realtime, ANN);
+        let mut bob = connect(&realtime, BOB);
+        ann.ready(ANN).await;
+        bob.ready(BOB).await;
+        let sent = ask(&mut ann, json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "mine"}}))
+        .await;
+        let mine = sent["data"]["id"].clone();
+
+        for (frame, code) in [
+            // Bob is in the chat but did not write it.
+            (json!({"event": "message:edit", "ref": "e", "data": {"messageId": mine, "content": "x"}}), "forbidden"),
+            (json!({"event": "message:delete", "ref": "d", "data": {"messageId": mine}}), "forbidden"),
+            (json!({"event": "message:react", "ref": "r", "data": {"messageId": mine, "emoji": "ab", "active": true}}), "invalid_data"),
+            (json!({"event": "message:react", "ref": "r2", "data": {"messageId": mine, "emoji": "👍👍", "active": true}}), "invalid_data"),
+        ] {
+            let answer = ask(&mut bob, frame.clone()).await;
+            assert_eq!(error_code(&answer), code, "{frame} → {answer}");
+        }
+        for frame in [
+            // Ann is not in the chat of bob and cat; no such message either: the same.
+            json!({"event": "message:react", "ref": "o", "data": {"messageId": theirs.id, "emoji": "👍", "active": true}}),
+            json!({"event": "message:edit", "ref": "o2", "data": {"messageId": theirs.id, "content": "x"}}),
+            json!({"event": "message:delete", "ref": "o3", "data": {"messageId": 9999}}),
+        ] {
+            let answer = ask(&mut ann, frame.clone()).await;
+            assert_eq!(error_code(&answer), "forbidden", "{frame} → {answer}");
+        }
+        // An edit with the wrong body for a plaintext message.
+        let e2ee_for_plain = ask(&mut ann, json!({"event": "message:edit", "ref": "p",
+            "data": {"messageId": mine, "e2ee": {"v": 1}}}))
+        .await;
+        assert_eq!(error_code(&e2ee_for_plain), "invalid_data");
+
+        assert_eq!(store.calls(Op::EditMessage), 0);
+        assert_eq!(store.calls(Op::DeleteMessage), 0);
+        assert_eq!(store.calls(Op::React), 0);
+        let stored = store.messages();
+        assert_eq!(stored[1].content, "mine");
+        assert!(!stored[1].deleted);
+        all_answered(&realtime).await;
+    }
+
+    #[actix::test]
+    async fn a_user_has_at_most_eight_emoji_on_a_message() {
+        let (_store, realtime) = node();
+        let mut ann = connect(&realtime, ANN);
+        ann.ready(ANN).await;
+        let sent = ask(&mut ann, json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "react"}}))
+        .await;
+        let id = sent["data"]["id"].clone();
+        let emoji = ["👍", "❤️", "😂", "😮", "😢", "🙏", "🎉", "🔥", "👀"];
+        for (i, e) in emoji.iter().enumerate() {
+            let answer = ask(&mut ann, json!({"event": "message:react", "ref": format!("r{i}"),
+                "data": {"messageId": id, "emoji": e, "active": true}}))
+            .await;
+            if i < 8 {
+                assert_eq!(answer["event"], "ack", "{e}: {answer}");
+            } else {
+                assert_eq!(error_code(&answer), "too_many_reactions", "{answer}");
+            }
+        }
+        // Taking one back makes room again.
+        let off = ask(&mut ann, json!({"event": "message:react", "ref": "off",
+            "data": {"messageId": id, "emoji": "👍", "active": false}}))
+        .await;
+        assert_eq!(off["event"], "ack", "{off}");
+        let on = ask(&mut ann, json!({"event": "message:react", "ref": "on",
+            "data": {"messageId": id, "emoji": "👀", "active": true}}))
+        .await;
+        assert_eq!(on["event"], "ack", "{on}");
     }
 }

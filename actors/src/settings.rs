@@ -22,6 +22,8 @@ pub struct RealtimeSettings {
     pub ring_timeout: Duration,
     /// Normally [`SIGNAL_MAX_BYTES`].
     pub signal_max_bytes: usize,
+    /// How long after sending a message its sender may edit it.
+    pub edit_window: Duration,
 }
 
 /// A room with no traffic for this long stops (its chat's next event starts it

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
-use crate::ids::{AudioId, CallId, ChatId, MessageId, UserId};
+use crate::ids::{AudioId, CallId, ChangeId, ChatId, MessageId, UserId};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,9 +54,10 @@ pub enum MessageStatus {
     Read,
 }
 
-/// The `message` object of PROTOCOL.md.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The `message` object of PROTOCOL.md. A message deleted for everyone serializes
+/// as `{id, chatId, senderId, deleted: true, createdAt}` and nothing else, wherever
+/// it is read (see `Serialize` below).
+#[derive(Debug, Clone)]
 pub struct Message {
     pub id: MessageId,
     pub chat_id: ChatId,
@@ -68,8 +69,103 @@ pub struct Message {
     pub encrypted: bool,
     /// The encryption envelope exactly as the sender sent it; never parsed here.
     pub e2ee: Option<Box<RawValue>>,
+    pub reply_to: Option<ReplyTo>,
+    pub edited_at: Option<Timestamp>,
+    pub deleted: bool,
+    pub reactions: Vec<Reaction>,
     pub created_at: Timestamp,
     pub status: MessageStatus,
+}
+
+/// What a reply shows of the message it answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyTo {
+    pub id: MessageId,
+    pub sender_id: UserId,
+    pub kind: MessageKind,
+    /// The first [`REPLY_PREVIEW_CHARS`] characters of a plaintext original; `None`
+    /// for an encrypted, deleted or call message.
+    pub preview: Option<String>,
+    pub deleted: bool,
+}
+
+/// Characters of the original a reply carries.
+pub const REPLY_PREVIEW_CHARS: usize = 120;
+/// Users listed per emoji in `reactions` (the count is exact).
+pub const REACTION_USERS_LISTED: usize = 20;
+
+/// One emoji's reactions on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: u32,
+    /// At most [`REACTION_USERS_LISTED`], the earliest first.
+    pub user_ids: Vec<UserId>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LiveView<'a> {
+    id: MessageId,
+    chat_id: ChatId,
+    sender_id: UserId,
+    client_id: &'a str,
+    kind: MessageKind,
+    content: &'a str,
+    audio: &'a Option<AudioInfo>,
+    encrypted: bool,
+    e2ee: &'a Option<Box<RawValue>>,
+    reply_to: &'a Option<ReplyTo>,
+    edited_at: Option<Timestamp>,
+    deleted: bool,
+    reactions: &'a [Reaction],
+    created_at: Timestamp,
+    status: MessageStatus,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletedView {
+    id: MessageId,
+    chat_id: ChatId,
+    sender_id: UserId,
+    deleted: bool,
+    created_at: Timestamp,
+}
+
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.deleted {
+            return DeletedView {
+                id: self.id,
+                chat_id: self.chat_id,
+                sender_id: self.sender_id,
+                deleted: true,
+                created_at: self.created_at,
+            }
+            .serialize(s);
+        }
+        LiveView {
+            id: self.id,
+            chat_id: self.chat_id,
+            sender_id: self.sender_id,
+            client_id: &self.client_id,
+            kind: self.kind,
+            content: &self.content,
+            audio: &self.audio,
+            encrypted: self.encrypted,
+            e2ee: &self.e2ee,
+            reply_to: &self.reply_to,
+            edited_at: self.edited_at,
+            deleted: false,
+            reactions: &self.reactions,
+            created_at: self.created_at,
+            status: self.status,
+        }
+        .serialize(s)
+    }
 }
 
 /// A message to store, already checked by its room.
@@ -83,6 +179,70 @@ pub struct NewMessage {
     pub audio_id: Option<AudioId>,
     pub encrypted: bool,
     pub e2ee: Option<Box<RawValue>>,
+    /// Checked by the store: a message of the same chat.
+    pub reply_to: Option<MessageId>,
+}
+
+/// A stored message as a change request needs to judge it, with its chat's members
+/// (to check an envelope and to fan the change out).
+#[derive(Debug, Clone)]
+pub struct ChangeTarget {
+    pub members: ChatMembers,
+    pub sender_id: UserId,
+    pub kind: MessageKind,
+    pub encrypted: bool,
+    pub deleted: bool,
+    pub created_at: Timestamp,
+}
+
+/// The new body of an edited message.
+#[derive(Debug, Clone)]
+pub enum EditBody {
+    Text(String),
+    Envelope(Box<RawValue>),
+}
+
+/// An edit, already checked against its target.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub message: MessageId,
+    pub editor: UserId,
+    pub body: EditBody,
+}
+
+/// What a reaction request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReactOutcome {
+    /// Stored: the emoji now has `count` users on the message.
+    Changed { change: ChangeId, count: u32 },
+    /// Already as asked (a second add, or removing what is not there).
+    Unchanged,
+    /// The user already has the most distinct emoji allowed on it.
+    TooMany,
+    /// The message was deleted for everyone.
+    Deleted,
+}
+
+/// One stored change, as `sync` replays it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: ChangeId,
+    pub chat_id: ChatId,
+    pub message_id: MessageId,
+    pub what: ChangeKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChangeKind {
+    /// The message as it is now (possibly deleted since).
+    Edited(Message),
+    Deleted,
+    Reaction {
+        user: UserId,
+        emoji: String,
+        active: bool,
+        count: u32,
+    },
 }
 
 /// The outcome of storing one message.
@@ -280,4 +440,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes the call log row and the call's message in its chat.
     async fn record_call(&self, call: &CallRecord) -> Result<Option<Message>, StoreError>;
+
+    /// The message `id` as a change by `user` needs it, or `None` when there is no
+    /// such message or `user` is not a member of its chat (the same answer, so ids of
+    /// other chats cannot be probed).
+    async fn change_target(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<ChangeTarget>, StoreError>;
+
+    /// Stores an edit by the message's sender and logs the change; `None` when the
+    /// message is no longer editable by them (deleted meanwhile).
+    async fn edit_message(&self, edit: &Edit) -> Result<Option<(Message, ChangeId)>, StoreError>;
+
+    /// Deletes `id` for everyone (by its sender): content, envelope, reactions and
+    /// media go; `None` when it was deleted already (or is not `user`'s).
+    async fn delete_message(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<ChangeId>, StoreError>;
+
+    /// Adds (`active`) or removes `user`'s `emoji` on `id`, at most `max_distinct`
+    /// distinct emoji per user and message.
+    async fn react(
+        &self,
+        user: UserId,
+        id: MessageId,
+        emoji: &str,
+        active: bool,
+        max_distinct: u32,
+    ) -> Result<ReactOutcome, StoreError>;
+
+    /// Changes to messages of `user`'s chats with id > `after`, oldest first.
+    async fn changes_after(
+        &self,
+        user: UserId,
+        after: ChangeId,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError>;
+
+    /// The newest change visible to each of `users` (0 when none), one per input.
+    async fn last_changes(&self, users: &[UserId]) -> Result<Vec<ChangeId>, StoreError>;
 }

@@ -383,6 +383,7 @@ mod tests {
                 audio_id: None,
                 encrypted: false,
                 e2ee: None,
+                reply_to: None,
             },
             tag,
             reply: reply.clone(),

@@ -8,7 +8,7 @@ use mysql_async::{Params, Row, TxOpts, Value};
 use parley_actors::store::{ChatKind, ChatMembers, Message};
 use parley_actors::{ChatId, Timestamp, UserId};
 
-use super::messages::{message_from_row, status_of, AUDIO_JOIN, MESSAGE_COLUMNS};
+use super::messages::{message_from_row, status_of, MESSAGE_JOINS, MESSAGE_COLUMNS};
 use super::users::UserRow;
 use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 
@@ -333,7 +333,7 @@ impl Db {
             let msg_rows: Vec<Row> = conn
                 .exec(
                     format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE m.id IN ({list})"
+                        "SELECT {MESSAGE_COLUMNS} FROM messages m {MESSAGE_JOINS} WHERE m.id IN ({list})"
                     ),
                     params,
                 )

@@ -8,7 +8,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, TxOpts, Value};
 use parley_actors::protocol::MessageKind;
 use parley_actors::store::{
-    AudioInfo, Inserted, Message, MessageStatus, NewMessage, ReadOutcome, Receipt,
+    AudioInfo, Inserted, Message, MessageStatus, NewMessage, Reaction, ReadOutcome, Receipt,
+    ReplyTo, REACTION_USERS_LISTED,
 };
 use parley_actors::ErrorCode;
 use parley_actors::{AudioId, ChatId, MessageId, Timestamp, UserId};
@@ -16,14 +17,18 @@ use serde_json::value::RawValue;
 
 use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 
-/// The columns `message_from_row` reads, in order.
+/// The columns `message_from_row` reads, in order: the message, its audio, and the
+/// message it replies to (`r`).
 pub(crate) const MESSAGE_COLUMNS: &str =
     "m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, \
-     m.audio_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms";
-/// The join `MESSAGE_COLUMNS` needs.
-pub(crate) const AUDIO_JOIN: &str = "LEFT JOIN audio_files a ON a.id = m.audio_id";
+     m.audio_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms, \
+     m.edited_at, m.deleted_at IS NOT NULL, m.reply_to_id, r.sender_id, r.kind, r.encrypted, \
+     r.deleted_at IS NOT NULL, LEFT(r.content, 120)";
+/// The joins `MESSAGE_COLUMNS` needs (both by primary key).
+pub(crate) const MESSAGE_JOINS: &str = "LEFT JOIN audio_files a ON a.id = m.audio_id \
+     LEFT JOIN messages r ON r.id = m.reply_to_id";
 
-fn kind_from(s: &str) -> MessageKind {
+pub(crate) fn kind_from(s: &str) -> MessageKind {
     match s {
         "audio" => MessageKind::Audio,
         "call" => MessageKind::Call,
@@ -57,6 +62,27 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
     let bytes: Option<u64> = col(&mut row, 11)?;
     let duration_ms: Option<u32> = col(&mut row, 12)?;
     let kind: String = col(&mut row, 4)?;
+    let edited_at: Option<NaiveDateTime> = col(&mut row, 13)?;
+    let deleted: bool = col(&mut row, 14)?;
+    let reply_id: Option<u64> = col(&mut row, 15)?;
+    let reply_to = match reply_id {
+        None => None,
+        Some(id) => {
+            let sender: u64 = col(&mut row, 16)?;
+            let kind: String = col(&mut row, 17)?;
+            let encrypted: bool = col(&mut row, 18)?;
+            let deleted: bool = col(&mut row, 19)?;
+            let text: Option<String> = col(&mut row, 20)?;
+            let kind = kind_from(&kind);
+            Some(ReplyTo {
+                id: MessageId(id),
+                sender_id: UserId(sender),
+                kind,
+                preview: text.filter(|_| !encrypted && !deleted && kind != MessageKind::Call),
+                deleted,
+            })
+        }
+    };
     Ok(Message {
         id: MessageId(id),
         chat_id: ChatId(col(&mut row, 1)?),
@@ -79,9 +105,19 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
             .map(RawValue::from_string)
             .transpose()
             .map_err(|e| DbError::Mapping(format!("stored e2ee is not JSON: {e}")))?,
+        reply_to,
+        edited_at: edited_at.map(Timestamp::from),
+        deleted,
+        reactions: Vec::new(),
         created_at: Timestamp::from(created),
         status: MessageStatus::Sent,
     })
+}
+
+/// What `messages.search_text` holds for a new or edited message: the words of a
+/// plaintext text message; nothing for anything else, so it can never match.
+pub(crate) fn search_text(kind: MessageKind, encrypted: bool, content: &str) -> Option<String> {
+    (kind == MessageKind::Text && !encrypted).then(|| crate::domain::search_text::index_text(content))
 }
 
 /// Each member's watermarks in some chats: chat → [(user, delivered_up_to, read_up_to)].
@@ -136,7 +172,7 @@ impl Db {
         Ok(marks)
     }
 
-    /// Fills in each message's status.
+    /// Fills in each message's status and reactions.
     pub(crate) async fn with_status(
         &self,
         mut msgs: Vec<Message>,
@@ -148,7 +184,98 @@ impl Db {
         for m in &mut msgs {
             m.status = status_of(m, &marks);
         }
+        self.with_reactions(&mut msgs).await?;
         Ok(msgs)
+    }
+
+    /// Fills in the reactions of `msgs` (none for deleted ones): one query a page.
+    async fn with_reactions(&self, msgs: &mut [Message]) -> Result<(), DbError> {
+        let ids: Vec<u64> = msgs.iter().filter(|m| !m.deleted).map(|m| m.id.0).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut by_message: HashMap<u64, Vec<Reaction>> = HashMap::new();
+        let mut conn = self.conn().await?;
+        for chunk in ids.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().copied());
+            // Oldest first: an emoji's place is where it was first used, and the users
+            // listed are the earliest.
+            let rows: Vec<(u64, String, u64)> = conn
+                .exec(
+                    format!(
+                        "SELECT message_id, emoji, user_id FROM message_reactions \
+                         WHERE message_id IN ({list}) ORDER BY message_id, created_at, user_id"
+                    ),
+                    params,
+                )
+                .await?;
+            for (message, emoji, user) in rows {
+                let list = by_message.entry(message).or_default();
+                match list.iter_mut().find(|r| r.emoji == emoji) {
+                    Some(r) => {
+                        r.count += 1;
+                        if r.user_ids.len() < REACTION_USERS_LISTED {
+                            r.user_ids.push(UserId(user));
+                        }
+                    }
+                    None => list.push(Reaction {
+                        emoji,
+                        count: 1,
+                        user_ids: vec![UserId(user)],
+                    }),
+                }
+            }
+        }
+        for m in msgs {
+            if let Some(r) = by_message.remove(&m.id.0) {
+                m.reactions = r;
+            }
+        }
+        Ok(())
+    }
+
+    /// The messages that the replies in `batch` answer, by id: (chat, what the reply
+    /// shows). No query when nothing in the batch is a reply.
+    async fn reply_targets(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<HashMap<MessageId, (ChatId, ReplyTo)>, DbError> {
+        let ids: Vec<u64> = batch.iter().filter_map(|m| m.reply_to.map(|r| r.0)).collect();
+        let mut found = HashMap::new();
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let mut conn = self.conn().await?;
+        for chunk in ids.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().copied());
+            let rows: Vec<(u64, u64, u64, String, bool, bool, String)> = conn
+                .exec(
+                    format!(
+                        "SELECT id, chat_id, sender_id, kind, encrypted, deleted_at IS NOT NULL, \
+                         LEFT(content, 120) FROM messages WHERE id IN ({list})"
+                    ),
+                    params,
+                )
+                .await?;
+            for (id, chat, sender, kind, encrypted, deleted, text) in rows {
+                let kind = kind_from(&kind);
+                let preview = (!encrypted && !deleted && kind != MessageKind::Call).then_some(text);
+                found.insert(
+                    MessageId(id),
+                    (
+                        ChatId(chat),
+                        ReplyTo {
+                            id: MessageId(id),
+                            sender_id: UserId(sender),
+                            kind,
+                            preview,
+                            deleted,
+                        },
+                    ),
+                );
+            }
+        }
+        Ok(found)
     }
 
     /// Stores a batch. The fast path is one multi-row INSERT (autocommit: durable
@@ -167,12 +294,41 @@ impl Db {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let replies = self.reply_targets(batch).await?;
+        let refused = |m: &NewMessage| {
+            m.reply_to
+                .is_some_and(|r| replies.get(&r).map(|(chat, _)| *chat) != Some(m.chat_id))
+        };
+        if batch.iter().any(refused) {
+            // Rare: store the others, answer these in their place.
+            let valid: Vec<NewMessage> = batch.iter().filter(|m| !refused(m)).cloned().collect();
+            let mut stored = Box::pin(self.insert_messages(&valid, consecutive_ids))
+                .await?
+                .into_iter();
+            return Ok(batch
+                .iter()
+                .map(|m| match refused(m) {
+                    true => Ok(Inserted::Rejected {
+                        code: ErrorCode::InvalidData,
+                        message: "replyToId is not a message of this chat".into(),
+                    }),
+                    false => stored
+                        .next()
+                        .ok_or_else(|| DbError::Mapping("an outcome is missing".into())),
+                })
+                .collect::<Result<_, _>>()?);
+        }
+        let replies: HashMap<MessageId, ReplyTo> =
+            replies.into_iter().map(|(id, (_, r))| (id, r)).collect();
         if batch.iter().any(|m| m.audio_id.is_some()) {
             return self.insert_one_by_one(batch).await;
         }
         let mut out = Vec::with_capacity(batch.len());
         for part in insert_parts(batch) {
-            out.extend(self.insert_rows(&batch[part], consecutive_ids).await?);
+            out.extend(
+                self.insert_rows(&batch[part], consecutive_ids, &replies)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -182,9 +338,10 @@ impl Db {
         &self,
         batch: &[NewMessage],
         consecutive_ids: bool,
+        replies: &HashMap<MessageId, ReplyTo>,
     ) -> Result<Vec<Inserted>, DbError> {
         let now = Timestamp::now();
-        let mut params: Vec<Value> = Vec::with_capacity(batch.len() * 8);
+        let mut params: Vec<Value> = Vec::with_capacity(batch.len() * 10);
         for m in batch {
             params.push(m.chat_id.0.into());
             params.push(m.sender_id.0.into());
@@ -194,10 +351,12 @@ impl Db {
             params.push(m.encrypted.into());
             params.push(m.e2ee.as_ref().map(|e| e.get().to_string()).into());
             params.push(now.naive().into());
+            params.push(m.reply_to.map(|r| r.0).into());
+            params.push(search_text(m.kind, m.encrypted, &m.content).into());
         }
         let sql = format!(
-            "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, encrypted, e2ee, created_at) VALUES {}",
-            vec!["(?,?,?,?,?,?,?,?)"; batch.len()].join(",")
+            "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, encrypted, e2ee, created_at, reply_to_id, search_text) VALUES {}",
+            vec!["(?,?,?,?,?,?,?,?,?,?)"; batch.len()].join(",")
         );
         let mut conn = self.conn().await?;
         match conn.exec_drop(sql, Params::Positional(params)).await {
@@ -238,6 +397,10 @@ impl Db {
                     audio: None,
                     encrypted: m.encrypted,
                     e2ee: m.e2ee.clone(),
+                    reply_to: m.reply_to.and_then(|r| replies.get(&r).cloned()),
+                    edited_at: None,
+                    deleted: false,
+                    reactions: Vec::new(),
                     created_at: now,
                     status: MessageStatus::Sent,
                 })
@@ -263,19 +426,21 @@ impl Db {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let res = tx
             .exec_drop(
-                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, audio_id, encrypted, e2ee, created_at) \
-                 VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    m.chat_id.0,
-                    m.sender_id.0,
-                    m.client_id.as_str(),
-                    kind_str(m.kind),
-                    m.content.as_str(),
-                    m.audio_id.map(|a| a.0),
-                    m.encrypted,
-                    m.e2ee.as_ref().map(|e| e.get().to_string()),
-                    now.naive(),
-                ),
+                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, audio_id, encrypted, e2ee, created_at, reply_to_id, search_text) \
+                 VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                Params::Positional(vec![
+                    m.chat_id.0.into(),
+                    m.sender_id.0.into(),
+                    m.client_id.as_str().into(),
+                    kind_str(m.kind).into(),
+                    m.content.as_str().into(),
+                    m.audio_id.map(|a| a.0).into(),
+                    m.encrypted.into(),
+                    m.e2ee.as_ref().map(|e| e.get().to_string()).into(),
+                    now.naive().into(),
+                    m.reply_to.map(|r| r.0).into(),
+                    search_text(m.kind, m.encrypted, &m.content).into(),
+                ]),
             )
             .await;
         match res {
@@ -338,7 +503,7 @@ impl Db {
         let mut conn = self.conn().await?;
         let row: Option<Row> = conn
             .exec_first(
-                format!("SELECT {MESSAGE_COLUMNS} FROM messages m {AUDIO_JOIN} WHERE {filter}"),
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages m {MESSAGE_JOINS} WHERE {filter}"),
                 params,
             )
             .await?;
@@ -364,7 +529,7 @@ impl Db {
                     // The (chat_id, id) index makes every page one short range scan,
                     // the oldest as cheap as the newest; without the hint the
                     // optimizer may walk the primary key backwards for old pages.
-                    "SELECT {MESSAGE_COLUMNS} FROM messages m FORCE INDEX (ix_messages_chat_id) {AUDIO_JOIN} \
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m FORCE INDEX (ix_messages_chat_id) {MESSAGE_JOINS} \
                      WHERE m.chat_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?"
                 ),
                 (chat.0, before.map_or(u64::MAX, |b| b.0), limit + 1),
@@ -392,7 +557,7 @@ impl Db {
             .exec(
                 format!(
                     "SELECT {MESSAGE_COLUMNS} FROM chat_members cm \
-                     JOIN messages m ON m.chat_id = cm.chat_id AND m.id > cm.delivered_up_to {AUDIO_JOIN} \
+                     JOIN messages m ON m.chat_id = cm.chat_id AND m.id > cm.delivered_up_to {MESSAGE_JOINS} \
                      WHERE cm.user_id = ? AND m.sender_id <> ? AND m.id > ? ORDER BY m.id LIMIT ?"
                 ),
                 (user.0, user.0, after.0, limit),
@@ -454,7 +619,7 @@ impl Db {
             .exec(
                 format!(
                     "SELECT {MESSAGE_COLUMNS} FROM chat_members cm \
-                     JOIN messages m ON m.chat_id = cm.chat_id {AUDIO_JOIN} \
+                     JOIN messages m ON m.chat_id = cm.chat_id {MESSAGE_JOINS} \
                      WHERE cm.user_id = ? AND m.id > ? ORDER BY m.id LIMIT ?"
                 ),
                 (user.0, after.0, limit),
@@ -704,6 +869,7 @@ mod tests {
             audio_id: None,
             encrypted: false,
             e2ee: None,
+            reply_to: None,
         };
         let small: Vec<NewMessage> = (0..256).map(|_| msg(100)).collect();
         assert_eq!(insert_parts(&small), vec![0..256]);

@@ -2,6 +2,7 @@
 //! driver errors converted to `DbError` in one place (`From<mysql_async::Error>`).
 
 pub mod calls;
+pub mod changes;
 pub mod chats;
 pub mod keys;
 pub mod media;

@@ -2,10 +2,13 @@
 //! query functions of this module's siblings.
 
 use async_trait::async_trait;
+use std::path::PathBuf;
+
 use parley_actors::store::{
-    CallRecord, ChatMembers, Inserted, Message, NewMessage, ReadOutcome, Receipt, Store, StoreError,
+    CallRecord, Change, ChangeTarget, ChatMembers, Edit, Inserted, Message, NewMessage,
+    ReactOutcome, ReadOutcome, Receipt, Store, StoreError,
 };
-use parley_actors::{ChatId, MessageId, Timestamp, UserId};
+use parley_actors::{ChangeId, ChatId, MessageId, Timestamp, UserId};
 
 use super::{Db, DbError};
 
@@ -23,10 +26,13 @@ pub struct MysqlStore {
     db: Db,
     /// Whether a multi-row INSERT gets consecutive ids (`innodb_autoinc_lock_mode` < 2).
     consecutive_ids: bool,
+    /// Where voice messages are stored: a message deleted for everyone takes its file
+    /// with it, and the actors know nothing of files.
+    audio_dir: PathBuf,
 }
 
 impl MysqlStore {
-    pub async fn new(db: Db) -> MysqlStore {
+    pub async fn new(db: Db, audio_dir: PathBuf) -> MysqlStore {
         let mode = db.autoinc_lock_mode().await.unwrap_or(Some(2));
         let consecutive_ids = matches!(mode, Some(0) | Some(1));
         if !consecutive_ids {
@@ -37,6 +43,7 @@ impl MysqlStore {
         MysqlStore {
             db,
             consecutive_ids,
+            audio_dir,
         }
     }
 }
@@ -116,6 +123,61 @@ impl Store for MysqlStore {
 
     async fn record_call(&self, call: &CallRecord) -> Result<Option<Message>, StoreError> {
         Ok(self.db.record_call(call).await?)
+    }
+
+    async fn change_target(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<ChangeTarget>, StoreError> {
+        Ok(super::acting_for(user, self.db.change_target(user, id)).await?)
+    }
+
+    async fn edit_message(&self, edit: &Edit) -> Result<Option<(Message, ChangeId)>, StoreError> {
+        Ok(super::acting_for(edit.editor, self.db.edit_message(edit)).await?)
+    }
+
+    async fn delete_message(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<ChangeId>, StoreError> {
+        let Some(deleted) = super::acting_for(user, self.db.delete_message(user, id)).await?
+        else {
+            return Ok(None);
+        };
+        if let Some(name) = deleted.audio_file {
+            // After the commit: a failed removal leaves an orphan file (logged), never
+            // a message pointing at a missing one.
+            if let Err(e) = tokio::fs::remove_file(self.audio_dir.join(&name)).await {
+                tracing::warn!(message = %id, error = %e, "removing a deleted message's audio");
+            }
+        }
+        Ok(Some(deleted.change))
+    }
+
+    async fn react(
+        &self,
+        user: UserId,
+        id: MessageId,
+        emoji: &str,
+        active: bool,
+        max_distinct: u32,
+    ) -> Result<ReactOutcome, StoreError> {
+        Ok(super::acting_for(user, self.db.react(user, id, emoji, active, max_distinct)).await?)
+    }
+
+    async fn changes_after(
+        &self,
+        user: UserId,
+        after: ChangeId,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        Ok(super::acting_for(user, self.db.changes_after(user, after, limit)).await?)
+    }
+
+    async fn last_changes(&self, users: &[UserId]) -> Result<Vec<ChangeId>, StoreError> {
+        Ok(self.db.last_changes(users).await?)
     }
 }
 

@@ -43,6 +43,7 @@ pub fn settings() -> RealtimeSettings {
         room_arbiters: 1,
         ring_timeout: Duration::from_secs(45),
         signal_max_bytes: crate::session::SIGNAL_MAX_BYTES,
+        edit_window: std::time::Duration::from_secs(172_800),
     }
 }
 

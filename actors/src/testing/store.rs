@@ -12,11 +12,12 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, Semaphore};
 
 use super::PATIENCE;
-use crate::ids::{AudioId, ChatId, MessageId, UserId};
+use crate::ids::{AudioId, ChangeId, ChatId, MessageId, UserId};
 use crate::protocol::MessageKind;
 use crate::store::{
-    CallRecord, ChatKind, ChatMembers, Inserted, Message, MessageStatus, NewMessage, ReadOutcome,
-    Receipt, Store, StoreError,
+    CallRecord, Change, ChangeKind, ChangeTarget, ChatKind, ChatMembers, Edit, EditBody, Inserted,
+    Message, MessageStatus, NewMessage, ReactOutcome, Reaction, ReadOutcome, Receipt, ReplyTo,
+    Store, StoreError, REACTION_USERS_LISTED, REPLY_PREVIEW_CHARS,
 };
 use crate::time::Timestamp;
 
@@ -52,6 +53,12 @@ pub enum Op {
     SetLastSeen,
     NewestMessageId,
     RecordCall,
+    ChangeTarget,
+    EditMessage,
+    DeleteMessage,
+    React,
+    ChangesAfter,
+    LastChanges,
 }
 
 /// How a store call is told to fail.
@@ -91,6 +98,10 @@ struct State {
     log: Vec<Op>,
     batches: Vec<Vec<NewMessage>>,
     failures: HashMap<Op, (Failure, usize)>,
+    /// Every change, oldest first (ids from 1).
+    changes: Vec<Change>,
+    /// (message, user, emoji), in the order added.
+    reactions: Vec<(MessageId, UserId, String)>,
 }
 
 /// An in-memory [`Store`]. Cheap to share (`Arc`); every method is safe to call
@@ -251,6 +262,7 @@ impl MemoryStore {
                 audio_id: None,
                 encrypted: false,
                 e2ee: None,
+                reply_to: None,
             },
         );
         match m {
@@ -296,6 +308,25 @@ impl MemoryStore {
         if let Some(&i) = st.by_client.get(&key) {
             return Inserted::Existing(st.messages[i].clone());
         }
+        let reply_to = match m.reply_to {
+            None => None,
+            Some(r) => match st.messages.iter().find(|o| o.id == r && o.chat_id == m.chat_id) {
+                Some(o) => Some(ReplyTo {
+                    id: o.id,
+                    sender_id: o.sender_id,
+                    kind: o.kind,
+                    preview: (!o.encrypted && !o.deleted && o.kind != MessageKind::Call)
+                        .then(|| o.content.chars().take(REPLY_PREVIEW_CHARS).collect()),
+                    deleted: o.deleted,
+                }),
+                None => {
+                    return Inserted::Rejected {
+                        code: crate::error_code::ErrorCode::InvalidData,
+                        message: "replyToId is not a message of this chat".into(),
+                    }
+                }
+            },
+        };
         if m.audio_id.is_some_and(|a| st.foreign_audio.contains(&a)) {
             return Inserted::Rejected {
                 code: crate::error_code::ErrorCode::Forbidden,
@@ -313,12 +344,57 @@ impl MemoryStore {
             audio: None,
             encrypted: m.encrypted,
             e2ee: m.e2ee.clone(),
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
             created_at: Timestamp::now(),
             status: MessageStatus::Sent,
+        };
+        let message = Message {
+            reply_to,
+            ..message
         };
         st.by_client.insert(key, st.messages.len());
         st.messages.push(message.clone());
         Inserted::Fresh(message)
+    }
+
+    /// `m` with its current reactions, as a read shows it.
+    fn read(st: &State, m: &Message) -> Message {
+        let mut m = m.clone();
+        let mut reactions: Vec<Reaction> = Vec::new();
+        for (id, user, emoji) in &st.reactions {
+            if *id != m.id {
+                continue;
+            }
+            match reactions.iter_mut().find(|r| &r.emoji == emoji) {
+                Some(r) => {
+                    r.count += 1;
+                    if r.user_ids.len() < REACTION_USERS_LISTED {
+                        r.user_ids.push(*user);
+                    }
+                }
+                None => reactions.push(Reaction {
+                    emoji: emoji.clone(),
+                    count: 1,
+                    user_ids: vec![*user],
+                }),
+            }
+        }
+        m.reactions = reactions;
+        m
+    }
+
+    fn log_change(st: &mut State, chat_id: ChatId, message_id: MessageId, what: ChangeKind) -> ChangeId {
+        let id = ChangeId(st.changes.len() as u64 + 1);
+        st.changes.push(Change {
+            id,
+            chat_id,
+            message_id,
+            what,
+        });
+        id
     }
 
     /// Messages in `user`'s chats with id > `after` that `keep` accepts, oldest first.
@@ -338,7 +414,7 @@ impl MemoryStore {
                     .is_some_and(|c| c.members.contains(&user) && keep(m, c))
             })
             .take(limit as usize)
-            .cloned()
+            .map(|m| Self::read(st, m))
             .collect()
     }
 
@@ -554,12 +630,189 @@ impl Store for MemoryStore {
                 audio_id: None,
                 encrypted: false,
                 e2ee: None,
+                reply_to: None,
             },
         );
         Ok(match inserted {
             Inserted::Fresh(m) | Inserted::Existing(m) => Some(m),
             Inserted::Rejected { .. } => None,
         })
+    }
+
+    async fn change_target(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<ChangeTarget>, StoreError> {
+        self.enter(Op::ChangeTarget).await?;
+        let st = self.state();
+        let Some(m) = st.messages.iter().find(|m| m.id == id) else {
+            return Ok(None);
+        };
+        let Some(chat) = st.chats.get(&m.chat_id).filter(|c| c.members.contains(&user)) else {
+            return Ok(None);
+        };
+        Ok(Some(ChangeTarget {
+            members: ChatMembers {
+                chat: m.chat_id,
+                kind: chat.kind,
+                members: chat.members.clone(),
+            },
+            sender_id: m.sender_id,
+            kind: m.kind,
+            encrypted: m.encrypted,
+            deleted: m.deleted,
+            created_at: m.created_at,
+        }))
+    }
+
+    async fn edit_message(&self, edit: &Edit) -> Result<Option<(Message, ChangeId)>, StoreError> {
+        self.enter(Op::EditMessage).await?;
+        let mut st = self.state();
+        let Some(i) = st
+            .messages
+            .iter()
+            .position(|m| m.id == edit.message && m.sender_id == edit.editor && !m.deleted)
+        else {
+            return Ok(None);
+        };
+        {
+            let m = &mut st.messages[i];
+            match &edit.body {
+                EditBody::Text(t) => m.content = t.clone(),
+                EditBody::Envelope(e) => m.e2ee = Some(e.clone()),
+            }
+            m.edited_at = Some(Timestamp::now());
+        }
+        let m = Self::read(&st, &st.messages[i]);
+        let change = Self::log_change(&mut st, m.chat_id, m.id, ChangeKind::Edited(m.clone()));
+        Ok(Some((m, change)))
+    }
+
+    async fn delete_message(
+        &self,
+        user: UserId,
+        id: MessageId,
+    ) -> Result<Option<ChangeId>, StoreError> {
+        self.enter(Op::DeleteMessage).await?;
+        let mut st = self.state();
+        let Some(i) = st
+            .messages
+            .iter()
+            .position(|m| m.id == id && m.sender_id == user && !m.deleted)
+        else {
+            return Ok(None);
+        };
+        let chat = {
+            let m = &mut st.messages[i];
+            m.deleted = true;
+            m.content.clear();
+            m.e2ee = None;
+            m.audio = None;
+            m.chat_id
+        };
+        st.reactions.retain(|(m, _, _)| *m != id);
+        Ok(Some(Self::log_change(&mut st, chat, id, ChangeKind::Deleted)))
+    }
+
+    async fn react(
+        &self,
+        user: UserId,
+        id: MessageId,
+        emoji: &str,
+        active: bool,
+        max_distinct: u32,
+    ) -> Result<ReactOutcome, StoreError> {
+        self.enter(Op::React).await?;
+        let mut st = self.state();
+        let Some(m) = st.messages.iter().find(|m| m.id == id) else {
+            return Ok(ReactOutcome::Deleted);
+        };
+        if m.deleted {
+            return Ok(ReactOutcome::Deleted);
+        }
+        let chat = m.chat_id;
+        let has = |st: &State| {
+            st.reactions
+                .iter()
+                .any(|(m, u, e)| *m == id && *u == user && e == emoji)
+        };
+        if active == has(&st) {
+            return Ok(ReactOutcome::Unchanged);
+        }
+        if active {
+            let mine = st
+                .reactions
+                .iter()
+                .filter(|(m, u, _)| *m == id && *u == user)
+                .count() as u32;
+            if mine >= max_distinct {
+                return Ok(ReactOutcome::TooMany);
+            }
+            st.reactions.push((id, user, emoji.to_owned()));
+        } else {
+            st.reactions
+                .retain(|(m, u, e)| !(*m == id && *u == user && e == emoji));
+        }
+        let count = st
+            .reactions
+            .iter()
+            .filter(|(m, _, e)| *m == id && e == emoji)
+            .count() as u32;
+        let what = ChangeKind::Reaction {
+            user,
+            emoji: emoji.to_owned(),
+            active,
+            count,
+        };
+        let change = Self::log_change(&mut st, chat, id, what);
+        Ok(ReactOutcome::Changed { change, count })
+    }
+
+    async fn changes_after(
+        &self,
+        user: UserId,
+        after: ChangeId,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.enter(Op::ChangesAfter).await?;
+        let st = self.state();
+        Ok(st
+            .changes
+            .iter()
+            .filter(|c| c.id > after)
+            .filter(|c| st.chats.get(&c.chat_id).is_some_and(|ch| ch.members.contains(&user)))
+            .take(limit as usize)
+            .map(|c| match &c.what {
+                // A replayed edit shows the message as it is now.
+                ChangeKind::Edited(_) => Change {
+                    what: ChangeKind::Edited(
+                        st.messages
+                            .iter()
+                            .find(|m| m.id == c.message_id)
+                            .map(|m| Self::read(&st, m))
+                            .expect("an edited message exists"),
+                    ),
+                    ..c.clone()
+                },
+                _ => c.clone(),
+            })
+            .collect())
+    }
+
+    async fn last_changes(&self, users: &[UserId]) -> Result<Vec<ChangeId>, StoreError> {
+        self.enter(Op::LastChanges).await?;
+        let st = self.state();
+        Ok(users
+            .iter()
+            .map(|u| {
+                st.changes
+                    .iter()
+                    .rev()
+                    .find(|c| st.chats.get(&c.chat_id).is_some_and(|ch| ch.members.contains(u)))
+                    .map_or(ChangeId(0), |c| c.id)
+            })
+            .collect())
     }
 }
 
@@ -583,6 +836,7 @@ mod tests {
             audio_id: None,
             encrypted: false,
             e2ee: None,
+            reply_to: None,
         }
     }
 
