@@ -21,6 +21,7 @@ struct Scene {
     a2: WsClient,
     b1: WsClient,
     b2: WsClient,
+    /// Stops Redis when dropped: a test keeps it bound (`_redis`), not `..`.
     _redis: Redis,
 }
 
@@ -167,7 +168,7 @@ async fn a_reply_carries_its_original_to_every_session_on_both_nodes() {
         mut b1,
         mut b2,
         n1,
-        ..
+        _redis,
     } = scene().await;
     // 200 characters, 300 bytes: the preview is the first 120 characters, not bytes.
     let text = format!("{}{}", "é".repeat(100), "x".repeat(100));
@@ -270,7 +271,7 @@ async fn an_edit_reaches_every_other_session_on_both_nodes_and_the_history() {
         mut a2,
         mut b1,
         mut b2,
-        ..
+        _redis,
     } = scene().await;
     let original = a1.send_text(chat, "e1", "helo wrld").await;
     for c in [&mut a2, &mut b1, &mut b2] {
@@ -326,7 +327,7 @@ async fn a_delete_for_everyone_empties_the_message_wherever_it_is_read() {
         mut a2,
         mut b1,
         mut b2,
-        ..
+        _redis,
     } = scene().await;
     let doomed = a1.send_text(chat, "d1", "the secret plans").await;
     let reply = b2.send_reply(chat, "d2", "what plans?", &doomed).await;
@@ -425,7 +426,7 @@ async fn reactions_reach_every_other_session_with_their_counts_and_show_in_the_h
         mut a2,
         mut b1,
         mut b2,
-        ..
+        _redis,
     } = scene().await;
     let m = a1.send_text(chat, "x1", "react to me").await;
     for c in [&mut a2, &mut b1, &mut b2] {
