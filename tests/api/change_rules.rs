@@ -13,7 +13,7 @@ use rsa::{PrivateKey, PublicKey};
 use serde_json::{json, Value};
 
 use crate::changes::{change_id, deleted_shape, event_for, read_message, received, sync_all};
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, AnnBob, TestApp, WsClient};
+use crate::helpers::{spawn_app, spawn_app_with, AnnBob, TestApp, WsClient};
 use parley_testkit::media::{audio_form, files_in, upload_audio, webm};
 
 const PRESENCE: &[&str] = &["user:online", "user:offline"];
@@ -96,6 +96,20 @@ async fn outsiders_and_unknown_ids_get_the_same_forbidden_and_see_nothing() {
             "an existing message of another chat reads as no message"
         );
     }
+    // Ids that are not ids are bad data, not a probe.
+    for bad in [
+        json!(-1),
+        json!("1"),
+        json!(1.5),
+        json!(u64::MAX),
+        Value::Null,
+    ] {
+        let code = e.refused("message:delete", json!({"messageId": bad})).await;
+        assert!(
+            code == "invalid_data" || code == "forbidden",
+            "{bad}: {code}"
+        );
+    }
     // A member on an unknown id gets the same answer too.
     assert_eq!(
         all_three(&mut a, &json!({"id": 99_999_999u64})).await,
@@ -172,6 +186,71 @@ async fn a_member_who_left_a_group_can_no_longer_react_edit_or_delete() {
     let read = read_message(&app, &ann, group, &own["id"]).await;
     assert_eq!(read["content"], "cat's own");
     assert_eq!(read["deleted"], false);
+
+    // What the group does from now on reaches her neither live nor by sync, nor her cursor.
+    let later = change_id(&a.edit(&hers, "after cat left").await["changeId"]);
+    change_id(&a.react(&hers, "🎉", true).await);
+    c.assert_quiet(Duration::from_millis(500), PRESENCE).await;
+    let (frames, acks) = sync_all(&mut c, 0, Some(0)).await;
+    assert!(
+        !frames
+            .iter()
+            .any(|f| f["data"]["changeId"].as_u64().is_some_and(|id| id >= later)),
+        "no change made after she left: {frames:?}"
+    );
+    assert!(
+        !frames
+            .iter()
+            .any(|f| f.to_string().contains("after cat left")),
+        "{frames:?}"
+    );
+    assert!(
+        acks.last().unwrap()["lastChange"].as_u64().unwrap_or(0) < later,
+        "{acks:?}"
+    );
+    let (_, ready) = app.ws_ready(&cat).await;
+    assert!(
+        ready["data"]["lastChange"].as_u64().unwrap() < later,
+        "{ready}"
+    );
+}
+
+#[actix_web::test]
+async fn what_waits_for_an_offline_recipient_is_pushed_as_it_is_now() {
+    let app = spawn_app().await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
+    let mut a = app.ws(&ann).await;
+    let gone = a.send_text(chat, "g", "sent in haste").await;
+    let fixed = a.send_text(chat, "f", "teh typo").await;
+    change_id(&a.delete(&gone).await);
+    let edit = a.edit(&fixed, "the typo").await;
+    change_id(&edit["changeId"]);
+    // Bob was never connected: both wait for him, and come as they are now.
+    let (b, ready) = app.ws_ready(&bob).await;
+    let mut b = b;
+    assert_eq!(ready["data"]["lastChange"], edit["changeId"]);
+    let mut pushed = Vec::new();
+    while let Some(Ok(v)) = b.next_within(Duration::from_millis(300)).await {
+        pushed.push(v);
+    }
+    assert!(
+        !pushed
+            .iter()
+            .any(|f| f.to_string().contains("haste") || f.to_string().contains("teh")),
+        "nothing of what was deleted or edited away: {pushed:?}"
+    );
+    let find = |id: &Value| {
+        pushed
+            .iter()
+            .find(|f| f["event"] == "message:received" && f["data"]["id"] == *id)
+            .map(|f| f["data"].clone())
+    };
+    if let Some(m) = find(&gone["id"]) {
+        assert_eq!(m, deleted_shape(&gone));
+    }
+    let m = find(&fixed["id"]).expect("the edited message is pushed");
+    assert_eq!(m["content"], "the typo");
+    assert_eq!(m["editedAt"], edit["message"]["editedAt"]);
 }
 
 #[actix_web::test]
@@ -487,9 +566,23 @@ async fn deleting_a_voice_message_removes_its_file_and_frees_the_quota() {
         Vec::<String>::new(),
         "the file is gone from disk"
     );
+    // Not served any more: the same answer as for an id that never existed (the
+    // row is gone, so the server cannot tell them apart; today that is 403).
+    let never = app.url("/api/media/audio/424242");
     for token in [&ann.token, &bob.token] {
         let res = app.http.get(&url).bearer_auth(token).send().await.unwrap();
-        assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+        let status = res.status();
+        assert!(status.is_client_error(), "{status}");
+        let body: Value = res.json().await.unwrap();
+        let res = app
+            .http
+            .get(&never)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status, res.status(), "as an unknown id");
+        assert_eq!(body, res.json::<Value>().await.unwrap(), "as an unknown id");
     }
     assert_eq!(usage(&app, &ann.token).await, 0, "the quota is free again");
     assert_eq!(

@@ -351,6 +351,11 @@ async fn a_client_that_was_offline_converges_to_one_that_stayed_online() {
         change_id(&a.edit(&d[0], "direct 0, edited").await["changeId"]),
         &mut [&mut seen_by_bob],
     );
+    // Edited, then deleted: the replayed edit must not bring the words back.
+    note(
+        change_id(&a.edit(&d[1], "a regretted edit").await["changeId"]),
+        &mut [&mut seen_by_bob],
+    );
     note(change_id(&a.delete(&d[1]).await), &mut [&mut seen_by_bob]);
     note(
         change_id(&a.react(&d[2], "🙏", true).await),
@@ -409,6 +414,10 @@ async fn a_client_that_was_offline_converges_to_one_that_stayed_online() {
         };
         assert!(bobs.iter().any(|b| chat == b), "only bob's chats: {f}");
     }
+    assert!(
+        !frames.iter().any(|f| f.to_string().contains("regretted")),
+        "a message deleted since is replayed deleted, edits included: {frames:?}"
+    );
     let last = acks.last().unwrap();
     assert_eq!(last["lastChange"], newest, "{acks:?}");
     assert_eq!(last["hasMore"], false, "{acks:?}");
