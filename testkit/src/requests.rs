@@ -21,6 +21,39 @@ impl WsClient {
         self.reply_to(&reference).await
     }
 
+    /// Sends `event` with `data` without waiting, for requests that race each other;
+    /// returns its ref for [`WsClient::replies`].
+    pub fn fire(&self, event: &str, data: Value) -> String {
+        let reference = format!("rq-{}", NEXT_REF.fetch_add(1, Ordering::Relaxed));
+        assert!(self.send(json!({"event": event, "ref": reference, "data": data})));
+        reference
+    }
+
+    /// The replies to these refs, in the order of `refs`, however they arrive (a
+    /// refusal may overtake an ack); other frames go to `skipped`, in order.
+    pub async fn replies(&mut self, refs: &[String]) -> Vec<Value> {
+        let mut got = std::collections::HashMap::new();
+        let earlier = std::mem::take(&mut self.skipped);
+        for v in earlier {
+            match v["ref"].as_str().filter(|r| refs.iter().any(|x| x == r)) {
+                Some(r) => {
+                    got.insert(r.to_string(), v);
+                }
+                None => self.skipped.push(v),
+            }
+        }
+        while got.len() < refs.len() {
+            let v = self.next().await;
+            match v["ref"].as_str().filter(|r| refs.iter().any(|x| x == r)) {
+                Some(r) => {
+                    got.insert(r.to_string(), v);
+                }
+                None => self.skipped.push(v),
+            }
+        }
+        refs.iter().map(|r| got.remove(r).unwrap()).collect()
+    }
+
     /// The `data` of the `ack` to this request; fails the test on an `error`.
     pub async fn acked(&mut self, event: &str, data: Value) -> Value {
         let reply = self.request(event, data.clone()).await;

@@ -12,21 +12,38 @@ use crate::changes::{change_id, deleted_shape, history, sync_all};
 use crate::helpers::{spawn_app, two_nodes, AnnBob, Redis, TestApp, TestUser, WsClient};
 
 /// A client's copy of its chats, kept by PROTOCOL.md's convergence rules: one copy per
-/// message id; an edit replaces the message (its reactions are kept apart); a delete
-/// empties it and always applies; a reaction sets that emoji's count and adds or
-/// removes the user; an edit or reaction not newer than the last one applied to the
-/// content (or to that emoji) is ignored.
+/// message id; an edit replaces the message; a delete empties it and always applies; a
+/// reaction sets that emoji's count and adds or removes the user; an edit not newer than
+/// the last one applied to the content is ignored.
+///
+/// Reactions are kept apart from the message, with one refinement of the rules: the
+/// count follows the newest change to that emoji, but whether a user is listed follows
+/// the newest change to that user's reaction — with only "newest per emoji", a client
+/// that gets two people's reactions out of order (two nodes) would drop the older one
+/// from `userIds` for good. Users are listed in the order of their change ids (the
+/// order the server stored them in), emoji in the order of their earliest listed user.
 #[derive(Debug, Default)]
-struct Model {
+pub(crate) struct Model {
     messages: BTreeMap<u64, Value>,
     content_change: HashMap<u64, u64>,
-    emoji_change: HashMap<(u64, String), u64>,
+    reactions: HashMap<u64, BTreeMap<String, EmojiState>>,
+    /// Orders what was read with a message (change 0) as it was listed.
+    seq: u64,
     /// Every change id applied.
-    changes: BTreeSet<u64>,
+    pub(crate) changes: BTreeSet<u64>,
+}
+
+/// One emoji on one message.
+#[derive(Debug, Default)]
+struct EmojiState {
+    count: u64,
+    count_change: u64,
+    /// Per user: (change, seq, active) of the newest change to their reaction.
+    users: HashMap<u64, (u64, u64, bool)>,
 }
 
 impl Model {
-    fn apply(&mut self, frame: &Value) {
+    pub(crate) fn apply(&mut self, frame: &Value) {
         let d = &frame["data"];
         match frame["event"].as_str().unwrap_or_default() {
             "message:received" => self.received(d),
@@ -45,9 +62,26 @@ impl Model {
     }
 
     fn received(&mut self, m: &Value) {
-        self.messages
-            .entry(id(&m["id"]))
-            .or_insert_with(|| m.clone());
+        let mid = id(&m["id"]);
+        if !self.messages.contains_key(&mid) {
+            self.insert(mid, m);
+        }
+    }
+
+    /// A message seen for the first time, with the reactions it was read with.
+    fn insert(&mut self, mid: u64, m: &Value) {
+        self.messages.insert(mid, m.clone());
+        let emoji = self.reactions.entry(mid).or_default();
+        for r in m["reactions"].as_array().into_iter().flatten() {
+            let st = emoji
+                .entry(r["emoji"].as_str().expect("emoji").to_string())
+                .or_default();
+            st.count = r["count"].as_u64().expect("count");
+            for u in r["userIds"].as_array().expect("userIds") {
+                self.seq += 1;
+                st.users.insert(id(u), (0, self.seq, true));
+            }
+        }
     }
 
     fn edited(&mut self, m: &Value, change: u64) {
@@ -57,7 +91,7 @@ impl Model {
             return self.deleted(mid, change);
         }
         let Some(cur) = self.messages.get_mut(&mid) else {
-            self.messages.insert(mid, m.clone());
+            self.insert(mid, m);
             return;
         };
         let stale = self.content_change.get(&mid).is_some_and(|c| *c >= change);
@@ -65,9 +99,7 @@ impl Model {
             return;
         }
         self.content_change.insert(mid, change);
-        let reactions = cur["reactions"].clone();
         *cur = m.clone();
-        cur["reactions"] = reactions;
     }
 
     fn deleted(&mut self, mid: u64, change: u64) {
@@ -75,6 +107,7 @@ impl Model {
         if let Some(cur) = self.messages.get_mut(&mid) {
             *cur = deleted_shape(cur);
         }
+        self.reactions.remove(&mid);
     }
 
     fn reaction(
@@ -87,53 +120,77 @@ impl Model {
         change: u64,
     ) {
         self.changes.insert(change);
-        let Some(cur) = self.messages.get_mut(&mid) else {
-            return;
-        };
-        let key = (mid, emoji.to_string());
-        if cur["deleted"] == true || self.emoji_change.get(&key).is_some_and(|c| *c >= change) {
-            return;
-        }
-        self.emoji_change.insert(key, change);
-        let list = cur["reactions"].as_array_mut().expect("reactions");
-        let pos = list.iter().position(|r| r["emoji"] == emoji);
-        if count == 0 {
-            if let Some(p) = pos {
-                list.remove(p);
-            }
+        let live = self
+            .messages
+            .get(&mid)
+            .is_some_and(|m| m["deleted"] != true);
+        if !live {
             return;
         }
-        let p = pos.unwrap_or_else(|| {
-            list.push(json!({"emoji": emoji, "count": 0, "userIds": []}));
-            list.len() - 1
-        });
-        list[p]["count"] = json!(count);
-        let ids = list[p]["userIds"].as_array_mut().expect("userIds");
-        if !active {
-            ids.retain(|u| *u != user);
-        } else if !ids.contains(&json!(user)) && ids.len() < 20 {
-            ids.push(json!(user));
+        let st = self
+            .reactions
+            .entry(mid)
+            .or_default()
+            .entry(emoji.to_string())
+            .or_default();
+        if change > st.count_change {
+            st.count = count;
+            st.count_change = change;
+        }
+        if st.users.get(&user).is_none_or(|(c, _, _)| change > *c) {
+            st.users.insert(user, (change, 0, active));
         }
     }
 
     /// The caller's own reaction, from its ack (which carries only the change id).
     fn own_reaction(&mut self, mid: u64, user: u64, emoji: &str, active: bool, change: u64) {
-        let before = self.messages[&mid]["reactions"]
-            .as_array()
-            .and_then(|l| l.iter().find(|r| r["emoji"] == emoji))
-            .and_then(|r| r["count"].as_u64())
-            .unwrap_or(0);
+        let before = self
+            .reactions
+            .get(&mid)
+            .and_then(|e| e.get(emoji))
+            .map_or(0, |st| st.count);
         let count = if active { before + 1 } else { before - 1 };
         self.reaction(mid, user, emoji, active, count, change);
     }
 
+    /// A message's `reactions` as the model has them.
+    fn reactions_of(&self, mid: u64) -> Value {
+        let mut list: Vec<((u64, u64), Value)> = Vec::new();
+        for (emoji, st) in self.reactions.get(&mid).into_iter().flatten() {
+            if st.count == 0 {
+                continue;
+            }
+            let mut on: Vec<(u64, u64, u64)> = st
+                .users
+                .iter()
+                .filter(|(_, (_, _, active))| *active)
+                .map(|(u, (c, seq, _))| (*c, *seq, *u))
+                .collect();
+            on.sort_unstable();
+            let first = on.first().map_or((u64::MAX, 0), |(c, seq, _)| (*c, *seq));
+            let ids: Vec<u64> = on.iter().take(20).map(|(_, _, u)| *u).collect();
+            list.push((
+                first,
+                json!({"emoji": emoji, "count": st.count, "userIds": ids}),
+            ));
+        }
+        list.sort_by_key(|(first, _)| *first);
+        Value::Array(list.into_iter().map(|(_, r)| r).collect())
+    }
+
     /// What is compared: every message but its `status` (the sender's view of the
     /// receipts, which no change touches).
-    fn view(&self, chats: &[u64]) -> BTreeMap<u64, Value> {
+    pub(crate) fn view(&self, chats: &[u64]) -> BTreeMap<u64, Value> {
         self.messages
             .iter()
             .filter(|(_, m)| chats.iter().any(|c| m["chatId"] == *c))
-            .map(|(k, m)| (*k, without_status(m)))
+            .map(|(k, m)| {
+                let mut m = without_status(m);
+                if m["deleted"] != true {
+                    m["reactions"] = self.reactions_of(*k);
+                }
+                (*k, m)
+            })
             .collect()
     }
 }
@@ -151,7 +208,11 @@ fn without_status(m: &Value) -> Value {
 }
 
 /// The chats' messages as `user` reads them over HTTP, by id, without `status`.
-async fn http_view(app: &TestApp, user: &TestUser, chats: &[u64]) -> BTreeMap<u64, Value> {
+pub(crate) async fn http_view(
+    app: &TestApp,
+    user: &TestUser,
+    chats: &[u64],
+) -> BTreeMap<u64, Value> {
     let mut all = BTreeMap::new();
     for chat in chats {
         for m in history(app, user, *chat).await {
@@ -163,14 +224,14 @@ async fn http_view(app: &TestApp, user: &TestUser, chats: &[u64]) -> BTreeMap<u6
 
 /// A user's session with its model: every frame it reads is applied, and so are its
 /// own actions (from their acks).
-struct Device {
-    ws: WsClient,
+pub(crate) struct Device {
+    pub(crate) ws: WsClient,
     user: u64,
-    model: Model,
+    pub(crate) model: Model,
 }
 
 impl Device {
-    fn new(ws: WsClient, user: &TestUser) -> Device {
+    pub(crate) fn new(ws: WsClient, user: &TestUser) -> Device {
         Device {
             ws,
             user: user.id,
@@ -194,7 +255,7 @@ impl Device {
     }
 
     /// Reads and applies frames until the model has every one of `changes` and `messages`.
-    async fn catch_up(&mut self, changes: &BTreeSet<u64>, messages: &[&Value]) {
+    pub(crate) async fn catch_up(&mut self, changes: &BTreeSet<u64>, messages: &[&Value]) {
         self.apply_skipped();
         loop {
             let missing_change = changes.iter().any(|c| !self.model.changes.contains(c));

@@ -16,6 +16,7 @@ mod health;
 mod media;
 mod migrations;
 mod process;
+mod races;
 mod reactions;
 mod realtime;
 mod spa;
