@@ -35,11 +35,15 @@ CREATE TABLE message_changes (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- Who reacted with what. The emoji compares byte for byte (utf8mb4_bin): under
--- unicode_ci distinct emoji can compare equal.
+-- unicode_ci distinct emoji can compare equal. change_id is the change that added
+-- the reaction: reactions are listed in that order, the one a live client sees them
+-- arrive in (a time would not do: two reactions can share a millisecond, and one
+-- that waited for the message's lock would sort before the one that held it).
 CREATE TABLE message_reactions (
     message_id  BIGINT UNSIGNED NOT NULL,
     user_id     BIGINT UNSIGNED NOT NULL,
     emoji       VARCHAR(32) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    change_id   BIGINT UNSIGNED NOT NULL DEFAULT 0,
     created_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
     PRIMARY KEY (message_id, emoji, user_id),
     KEY ix_message_reactions_user (message_id, user_id),

@@ -13,8 +13,8 @@ use crate::directory::{Deliver, SessionHandle};
 use crate::e2ee;
 use crate::error_code::ErrorCode;
 use crate::ids::MessageId;
-use crate::protocol::{self, Ack, EditMessage, MessageRef, React, ServerEvent, WireError};
 use crate::ids::UserId;
+use crate::protocol::{self, Ack, EditMessage, MessageRef, React, ServerEvent, WireError};
 use crate::room::MAX_TEXT_CHARS;
 use crate::store::{
     Change, ChangeKind, ChangeTarget, Edit, EditBody, MessageKind, ReactOutcome, StoreError,
@@ -110,7 +110,7 @@ async fn run(
                 id: change_id,
                 chat_id,
                 message_id: message.id,
-                what: ChangeKind::Edited(message),
+                what: ChangeKind::Edited(Box::new(message)),
             };
             shared
                 .bus
@@ -200,10 +200,7 @@ fn deleted() -> WireError {
 
 /// Why a change to a message is refused when it is not in the caller's chats.
 fn not_found() -> WireError {
-    WireError::new(
-        ErrorCode::Forbidden,
-        "no such message in a chat of yours",
-    )
+    WireError::new(ErrorCode::Forbidden, "no such message in a chat of yours")
 }
 
 fn store_error(e: &StoreError, what: &str) -> WireError {
@@ -214,7 +211,10 @@ fn store_error(e: &StoreError, what: &str) -> WireError {
         ),
         StoreError::Other { .. } => {
             tracing::error!(error = %e.chain(), "storing a {what}");
-            WireError::new(ErrorCode::Internal, format!("the {what} could not be stored"))
+            WireError::new(
+                ErrorCode::Internal,
+                format!("the {what} could not be stored"),
+            )
         }
     }
 }
@@ -336,4 +336,3 @@ pub fn change_frame(change: &Change) -> ByteString {
     };
     protocol::encode(&event, None)
 }
-

@@ -29,9 +29,9 @@ use actix_web_actors::ws;
 use futures_util::Stream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::changes::{self, ChangeRequest};
 use crate::directory::{Deliver, SessionHandle};
 use crate::error_code::ErrorCode;
-use crate::changes::{self, ChangeRequest};
 use crate::ids::{ChangeId, ChatId, MessageId, SessionId, UserId};
 use crate::messages::{CallEvent, Control, FromSession, SessionClosed, SessionGone, SessionOpened};
 pub use crate::messages::{Close, Hold, Resync};
@@ -525,9 +525,7 @@ impl Session {
             ClientEvent::MessageRead(r) => self.read(r.chat_id, r.message_id, reference, ctx),
             ClientEvent::Sync(s) => self.sync(s.after_id, s.after_change, reference, ctx),
             ClientEvent::MessageEdit(e) => self.change(ChangeRequest::Edit(e), reference, ctx),
-            ClientEvent::MessageDelete(d) => {
-                self.change(ChangeRequest::Delete(d), reference, ctx)
-            }
+            ClientEvent::MessageDelete(d) => self.change(ChangeRequest::Delete(d), reference, ctx),
             ClientEvent::MessageReact(r) => self.change(ChangeRequest::React(r), reference, ctx),
             ClientEvent::CallInitiate(e) => self.call(CallEvent::Initiate(e), reference, ctx),
             ClientEvent::CallAnswer(e) => self.call(CallEvent::Answer(e), reference, ctx),
@@ -1462,27 +1460,39 @@ mod tests {
         ann.ready(ANN).await;
         bob.ready(BOB).await;
 
-        let sent = ask(&mut ann, json!({"event": "message:send", "ref": "1",
-            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "helo"}}))
+        let sent = ask(
+            &mut ann,
+            json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "helo"}}),
+        )
         .await;
         let id = sent["data"]["id"].clone();
         assert_eq!(sent["data"]["editedAt"], Value::Null, "{sent}");
         assert_eq!(sent["data"]["reactions"], json!([]), "{sent}");
         bob.expect("message:received").await;
 
-        let edited = ask(&mut ann, json!({"event": "message:edit", "ref": "2",
-            "data": {"messageId": id, "content": "hello"}}))
+        let edited = ask(
+            &mut ann,
+            json!({"event": "message:edit", "ref": "2",
+            "data": {"messageId": id, "content": "hello"}}),
+        )
         .await;
         assert_eq!(edited["event"], "ack", "{edited}");
         assert_eq!(edited["data"]["message"]["content"], "hello");
-        assert!(edited["data"]["message"]["editedAt"].is_string(), "{edited}");
+        assert!(
+            edited["data"]["message"]["editedAt"].is_string(),
+            "{edited}"
+        );
         assert_eq!(edited["data"]["changeId"], 1);
         let seen = bob.expect("message:edited").await;
         assert_eq!(seen["data"]["message"]["content"], "hello");
         assert_eq!(seen["data"]["changeId"], 1);
 
-        let reacted = ask(&mut bob, json!({"event": "message:react", "ref": "3",
-            "data": {"messageId": id, "emoji": "👍🏽", "active": true}}))
+        let reacted = ask(
+            &mut bob,
+            json!({"event": "message:react", "ref": "3",
+            "data": {"messageId": id, "emoji": "👍🏽", "active": true}}),
+        )
         .await;
         assert_eq!(reacted["data"], json!({"changeId": 2}), "{reacted}");
         let seen = ann.expect("message:reaction").await;
@@ -1492,13 +1502,19 @@ mod tests {
                 "active": true, "count": 1, "changeId": 2})
         );
         // The same reaction again changes nothing and tells nobody.
-        let again = ask(&mut bob, json!({"event": "message:react", "ref": "4",
-            "data": {"messageId": id, "emoji": "👍🏽", "active": true}}))
+        let again = ask(
+            &mut bob,
+            json!({"event": "message:react", "ref": "4",
+            "data": {"messageId": id, "emoji": "👍🏽", "active": true}}),
+        )
         .await;
         assert_eq!(again["data"], json!({"changeId": null}), "{again}");
 
-        let deleted = ask(&mut ann, json!({"event": "message:delete", "ref": "5",
-            "data": {"messageId": id}}))
+        let deleted = ask(
+            &mut ann,
+            json!({"event": "message:delete", "ref": "5",
+            "data": {"messageId": id}}),
+        )
         .await;
         assert_eq!(deleted["data"], json!({"changeId": 3}), "{deleted}");
         let seen = bob.expect("message:deleted").await;
@@ -1527,10 +1543,18 @@ mod tests {
             }
             frames.push(f);
         };
-        let events: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap_or("")).collect();
+        let events: Vec<&str> = frames
+            .iter()
+            .map(|f| f["event"].as_str().unwrap_or(""))
+            .collect();
         assert_eq!(
             events,
-            ["message:received", "message:edited", "message:reaction", "message:deleted"]
+            [
+                "message:received",
+                "message:edited",
+                "message:reaction",
+                "message:deleted"
+            ]
         );
         // Read now, the message is deleted: only what a deleted message shows.
         let read = &frames[0]["data"];
@@ -1552,17 +1576,32 @@ mod tests {
         let mut bob = connect(&realtime, BOB);
         ann.ready(ANN).await;
         bob.ready(BOB).await;
-        let sent = ask(&mut ann, json!({"event": "message:send", "ref": "1",
-            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "mine"}}))
+        let sent = ask(
+            &mut ann,
+            json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "mine"}}),
+        )
         .await;
         let mine = sent["data"]["id"].clone();
 
         for (frame, code) in [
             // Bob is in the chat but did not write it.
-            (json!({"event": "message:edit", "ref": "e", "data": {"messageId": mine, "content": "x"}}), "forbidden"),
-            (json!({"event": "message:delete", "ref": "d", "data": {"messageId": mine}}), "forbidden"),
-            (json!({"event": "message:react", "ref": "r", "data": {"messageId": mine, "emoji": "ab", "active": true}}), "invalid_data"),
-            (json!({"event": "message:react", "ref": "r2", "data": {"messageId": mine, "emoji": "👍👍", "active": true}}), "invalid_data"),
+            (
+                json!({"event": "message:edit", "ref": "e", "data": {"messageId": mine, "content": "x"}}),
+                "forbidden",
+            ),
+            (
+                json!({"event": "message:delete", "ref": "d", "data": {"messageId": mine}}),
+                "forbidden",
+            ),
+            (
+                json!({"event": "message:react", "ref": "r", "data": {"messageId": mine, "emoji": "ab", "active": true}}),
+                "invalid_data",
+            ),
+            (
+                json!({"event": "message:react", "ref": "r2", "data": {"messageId": mine, "emoji": "👍👍", "active": true}}),
+                "invalid_data",
+            ),
         ] {
             let answer = ask(&mut bob, frame.clone()).await;
             assert_eq!(error_code(&answer), code, "{frame} → {answer}");
@@ -1577,8 +1616,11 @@ mod tests {
             assert_eq!(error_code(&answer), "forbidden", "{frame} → {answer}");
         }
         // An edit with the wrong body for a plaintext message.
-        let e2ee_for_plain = ask(&mut ann, json!({"event": "message:edit", "ref": "p",
-            "data": {"messageId": mine, "e2ee": {"v": 1}}}))
+        let e2ee_for_plain = ask(
+            &mut ann,
+            json!({"event": "message:edit", "ref": "p",
+            "data": {"messageId": mine, "e2ee": {"v": 1}}}),
+        )
         .await;
         assert_eq!(error_code(&e2ee_for_plain), "invalid_data");
 
@@ -1596,14 +1638,20 @@ mod tests {
         let (_store, realtime) = node();
         let mut ann = connect(&realtime, ANN);
         ann.ready(ANN).await;
-        let sent = ask(&mut ann, json!({"event": "message:send", "ref": "1",
-            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "react"}}))
+        let sent = ask(
+            &mut ann,
+            json!({"event": "message:send", "ref": "1",
+            "data": {"chatId": CHAT, "clientId": "a1", "kind": "text", "content": "react"}}),
+        )
         .await;
         let id = sent["data"]["id"].clone();
         let emoji = ["👍", "❤️", "😂", "😮", "😢", "🙏", "🎉", "🔥", "👀"];
         for (i, e) in emoji.iter().enumerate() {
-            let answer = ask(&mut ann, json!({"event": "message:react", "ref": format!("r{i}"),
-                "data": {"messageId": id, "emoji": e, "active": true}}))
+            let answer = ask(
+                &mut ann,
+                json!({"event": "message:react", "ref": format!("r{i}"),
+                "data": {"messageId": id, "emoji": e, "active": true}}),
+            )
             .await;
             if i < 8 {
                 assert_eq!(answer["event"], "ack", "{e}: {answer}");
@@ -1612,12 +1660,18 @@ mod tests {
             }
         }
         // Taking one back makes room again.
-        let off = ask(&mut ann, json!({"event": "message:react", "ref": "off",
-            "data": {"messageId": id, "emoji": "👍", "active": false}}))
+        let off = ask(
+            &mut ann,
+            json!({"event": "message:react", "ref": "off",
+            "data": {"messageId": id, "emoji": "👍", "active": false}}),
+        )
         .await;
         assert_eq!(off["event"], "ack", "{off}");
-        let on = ask(&mut ann, json!({"event": "message:react", "ref": "on",
-            "data": {"messageId": id, "emoji": "👀", "active": true}}))
+        let on = ask(
+            &mut ann,
+            json!({"event": "message:react", "ref": "on",
+            "data": {"messageId": id, "emoji": "👀", "active": true}}),
+        )
         .await;
         assert_eq!(on["event"], "ack", "{on}");
     }

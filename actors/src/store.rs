@@ -235,7 +235,7 @@ pub struct Change {
 #[derive(Debug, Clone)]
 pub enum ChangeKind {
     /// The message as it is now (possibly deleted since).
-    Edited(Message),
+    Edited(Box<Message>),
     Deleted,
     Reaction {
         user: UserId,

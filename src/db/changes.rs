@@ -138,8 +138,11 @@ impl Db {
             (now.naive(), id.0),
         )
         .await?;
-        tx.exec_drop("DELETE FROM message_reactions WHERE message_id = ?", (id.0,))
-            .await?;
+        tx.exec_drop(
+            "DELETE FROM message_reactions WHERE message_id = ?",
+            (id.0,),
+        )
+        .await?;
         let mut audio_file = None;
         if let Some(audio) = audio {
             let file: Option<(u64, u64, String)> = tx
@@ -245,6 +248,13 @@ impl Db {
         )
         .await?;
         let change = ChangeId(tx.last_insert_id().unwrap_or_default());
+        if active {
+            tx.exec_drop(
+                "UPDATE message_reactions SET change_id = ? WHERE message_id = ? AND user_id = ? AND emoji = ?",
+                (change.0, id.0, user.0, emoji),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(ReactOutcome::Changed { change, count })
     }
@@ -276,11 +286,7 @@ impl Db {
                 (after.0, user.0, limit),
             )
             .await?;
-        let edited: Vec<u64> = rows
-            .iter()
-            .filter(|r| r.3 == "edit")
-            .map(|r| r.2)
-            .collect();
+        let edited: Vec<u64> = rows.iter().filter(|r| r.3 == "edit").map(|r| r.2).collect();
         let mut messages: HashMap<MessageId, Message> = HashMap::new();
         for chunk in edited.chunks(MAX_ID_LIST) {
             let (list, params) = super::id_list(chunk.iter().copied());
@@ -307,6 +313,7 @@ impl Db {
                         messages
                             .get(&MessageId(message))
                             .cloned()
+                            .map(Box::new)
                             .ok_or_else(|| DbError::Mapping("an edited message vanished".into()))?,
                     ),
                     "delete" => ChangeKind::Deleted,

@@ -117,7 +117,8 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
 /// What `messages.search_text` holds for a new or edited message: the words of a
 /// plaintext text message; nothing for anything else, so it can never match.
 pub(crate) fn search_text(kind: MessageKind, encrypted: bool, content: &str) -> Option<String> {
-    (kind == MessageKind::Text && !encrypted).then(|| crate::domain::search_text::index_text(content))
+    (kind == MessageKind::Text && !encrypted)
+        .then(|| crate::domain::search_text::index_text(content))
 }
 
 /// Each member's watermarks in some chats: chat → [(user, delivered_up_to, read_up_to)].
@@ -198,13 +199,14 @@ impl Db {
         let mut conn = self.conn().await?;
         for chunk in ids.chunks(MAX_ID_LIST) {
             let (list, params) = super::id_list(chunk.iter().copied());
-            // Oldest first: an emoji's place is where it was first used, and the users
-            // listed are the earliest.
+            // In the order they were added (change id): an emoji's place is where it
+            // was first used, and the users listed are the earliest — the order a live
+            // client saw the reactions arrive in.
             let rows: Vec<(u64, String, u64)> = conn
                 .exec(
                     format!(
                         "SELECT message_id, emoji, user_id FROM message_reactions \
-                         WHERE message_id IN ({list}) ORDER BY message_id, created_at, user_id"
+                         WHERE message_id IN ({list}) ORDER BY message_id, change_id"
                     ),
                     params,
                 )
@@ -240,7 +242,10 @@ impl Db {
         &self,
         batch: &[NewMessage],
     ) -> Result<HashMap<MessageId, (ChatId, ReplyTo)>, DbError> {
-        let ids: Vec<u64> = batch.iter().filter_map(|m| m.reply_to.map(|r| r.0)).collect();
+        let ids: Vec<u64> = batch
+            .iter()
+            .filter_map(|m| m.reply_to.map(|r| r.0))
+            .collect();
         let mut found = HashMap::new();
         if ids.is_empty() {
             return Ok(found);
@@ -305,7 +310,7 @@ impl Db {
             let mut stored = Box::pin(self.insert_messages(&valid, consecutive_ids))
                 .await?
                 .into_iter();
-            return Ok(batch
+            return batch
                 .iter()
                 .map(|m| match refused(m) {
                     true => Ok(Inserted::Rejected {
@@ -316,7 +321,7 @@ impl Db {
                         .next()
                         .ok_or_else(|| DbError::Mapping("an outcome is missing".into())),
                 })
-                .collect::<Result<_, _>>()?);
+                .collect();
         }
         let replies: HashMap<MessageId, ReplyTo> =
             replies.into_iter().map(|(id, (_, r))| (id, r)).collect();

@@ -142,8 +142,7 @@ impl Store for MysqlStore {
         user: UserId,
         id: MessageId,
     ) -> Result<Option<ChangeId>, StoreError> {
-        let Some(deleted) = super::acting_for(user, self.db.delete_message(user, id)).await?
-        else {
+        let Some(deleted) = super::acting_for(user, self.db.delete_message(user, id)).await? else {
             return Ok(None);
         };
         if let Some(name) = deleted.audio_file {

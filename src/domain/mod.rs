@@ -3,9 +3,9 @@
 
 mod email;
 pub mod fold;
-pub mod search_text;
 mod login;
 mod password;
+pub mod search_text;
 mod username;
 
 pub use email::Email;

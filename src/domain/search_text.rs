@@ -17,7 +17,12 @@ pub const MIN_QUERY_WORD_CHARS: usize = 2;
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| w.chars().take(MAX_WORD_CHARS).flat_map(char::to_lowercase).collect())
+        .map(|w| {
+            w.chars()
+                .take(MAX_WORD_CHARS)
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
 }
 
 /// What `messages.search_text` holds for a plaintext message with `content`.
@@ -63,9 +68,6 @@ mod tests {
             Some("+wcaf* +wok*")
         );
         assert_eq!(match_expression("\"x\" -a +b* (c)"), None);
-        assert_eq!(
-            match_expression("-hello* @>").as_deref(),
-            Some("+whello*")
-        );
+        assert_eq!(match_expression("-hello* @>").as_deref(), Some("+whello*"));
     }
 }

@@ -6,11 +6,25 @@ import { Socket } from './socket.js';
 import * as e2ee from './e2ee.js';
 import { rememberDuration } from './voice.js';
 import { toast, announce } from './ui.js';
+import { ChangeCursor, withDefaults, mergeCopy, applyEdit, applyDelete, applyReaction, refreshQuotes } from './changes.js';
 
 const TOKEN_KEY = 'parley:token';
 const STATUS_RANK = { failed: -1, pending: 0, sent: 1, delivered: 2, read: 3 };
 const RETRYABLE = new Set(['disconnected', 'timeout', 'stopped', 'rate_limited', 'unavailable', 'internal']);
 const PAGE = 50;
+// The server's edit window (messages.edit_window_secs, 48 h by default); the server
+// has the final word, this only decides whether the menu offers "Edit".
+export const EDIT_WINDOW_MS = 48 * 3600 * 1000;
+const ACTION_ERRORS = {
+  edit_window_closed: 'This message can no longer be edited (more than 48 hours old).',
+  message_deleted: 'This message was deleted.',
+  too_many_reactions: 'You can add at most 8 different reactions to a message.',
+  forbidden: 'You cannot change this message.',
+  disconnected: 'You are offline; try again when the connection is back.',
+  stopped: 'You are offline; try again when the connection is back.',
+  timeout: 'The server did not answer in time; try again.',
+  rate_limited: 'Too many actions at once; wait a moment and try again.',
+};
 const CHAT_PAGE = 50; // chats per page of the list (the server allows 1..200)
 
 export const keyOf = (m) => `${m.senderId}|${m.clientId}`;
@@ -39,20 +53,22 @@ export class ChatStore {
 
   /** Adds or merges a message. Returns `{msg, isNew}`. */
   upsert(incoming) {
-    const key = keyOf(incoming);
+    // A deleted message comes without its client id: find it by id when we have it.
+    const known = incoming.id ? this.keyById.get(Number(incoming.id)) : undefined;
+    const key = known || keyOf(withDefaults(incoming));
     const existing = this.byKey.get(key);
     if (!existing) {
-      const msg = { ...incoming };
+      const msg = withDefaults(incoming);
       this.byKey.set(key, msg);
       if (msg.id) this.keyById.set(Number(msg.id), key);
       return { msg, isNew: true };
     }
     const before = existing.status;
     const local = { localSeq: existing.localSeq, localAudio: existing.localAudio, error: existing.error };
-    Object.assign(existing, incoming);
+    mergeCopy(existing, incoming);
     if (incoming.id) {
       existing.error = null;
-      if (local.localAudio) existing.localAudio = local.localAudio;
+      if (local.localAudio && !existing.deleted) existing.localAudio = local.localAudio;
       if (before && STATUS_RANK[before] > (STATUS_RANK[incoming.status] ?? 0)) existing.status = before;
     }
     existing.localSeq = local.localSeq;
@@ -93,6 +109,7 @@ export class App extends EventTarget {
     this.deliverQueue = new Set();
     this.deliverTimer = null;
     this.localSeq = 0;
+    this.changes = new ChangeCursor();
     this.socket = new Socket(() => this.token, () => this.checkAuth());
     this.wireSocket();
     setUnauthorizedHandler(() => this.sessionExpired());
@@ -167,6 +184,7 @@ export class App extends EventTarget {
     }
     this.me = me;
     this.users.set(me.id, { ...me, online: true });
+    this.changes.load(me.id);
     this.loadOutbox();
     e2ee.init(me).catch((e) => {
       console.warn('encryption keys', e);
@@ -198,6 +216,7 @@ export class App extends EventTarget {
     }
     setToken(null);
     e2ee.reset();
+    this.changes.clear();
     this.token = null;
     this.me = null;
     this.chats.clear();
@@ -375,7 +394,18 @@ export class App extends EventTarget {
     return {
       id: null, chatId: f.chatId, senderId: this.me.id, clientId: f.clientId, kind: f.kind,
       content: f.content || '', encrypted: !!f.encrypted, e2ee: f.e2ee || null, audio: entry.audio || null,
+      replyTo: f.replyToId ? this.quoteOf(f.chatId, f.replyToId) : null, editedAt: null, deleted: false, reactions: [],
       createdAt: entry.createdAt, status: 'pending', localSeq: ++this.localSeq,
+    };
+  }
+
+  /** The `replyTo` of a message we are about to send, from our own copy of the original. */
+  quoteOf(chatId, messageId) {
+    const o = this.stores.get(chatId)?.byId(messageId);
+    if (!o) return { id: messageId, senderId: null, kind: 'text', preview: '…', deleted: false }; // until the ack brings it
+    return {
+      id: o.id, senderId: o.senderId, kind: o.kind, deleted: !!o.deleted,
+      preview: o.deleted || o.encrypted || o.kind !== 'text' ? null : String(o.content || '').slice(0, 120),
     };
   }
 
@@ -501,18 +531,19 @@ export class App extends EventTarget {
     this.emit('encryption', { chatId, on });
   }
 
-  /** Sends a text. Resolves false (and says why) when it could not be queued. */
-  async sendText(chatId, text) {
+  /** Sends a text (optionally a reply). Resolves false (and says why) when it could not be queued. */
+  async sendText(chatId, text, { replyToId = null } = {}) {
     const chat = this.chats.get(chatId);
     if (!chat || !this.me) return false;
     const clientId = crypto.randomUUID();
     const frame = { chatId, clientId, kind: 'text', content: text };
+    if (replyToId) frame.replyToId = Number(replyToId);
     if (this.isEncrypted(chatId)) {
       const memberIds = chat.members.map((m) => m.id);
       try {
         const env = await e2ee.encrypt(text, { chatId, senderId: this.me.id, clientId, memberIds });
         Object.assign(frame, { content: '', encrypted: true, e2ee: env });
-        e2ee.seed({ chatId, senderId: this.me.id, clientId }, text);
+        e2ee.seed({ chatId, senderId: this.me.id, clientId, e2ee: env }, text);
       } catch (e) {
         if (e instanceof e2ee.MissingKeyError) {
           const names = e.users.map((id) => this.user(id)?.username || `user ${id}`).join(', ');
@@ -673,6 +704,93 @@ export class App extends EventTarget {
     for (const clientId of this.outbox.keys()) this.trySend(clientId);
   }
 
+  // ---------- edits, deletes, reactions ----------
+
+  /** Applies a change to our copy of a message (open chat and chat list) and tells the views. */
+  applyToMessage(chatId, messageId, fn, { quotes = true } = {}) {
+    const s = this.stores.get(chatId);
+    const m = s?.byId(messageId);
+    if (m && fn(m)) {
+      this.emit('message', { chatId, msg: m, isNew: false, changed: true });
+      if (quotes) for (const q of refreshQuotes(s.byKey.values(), m)) this.emit('message', { chatId, msg: q, isNew: false, requote: true });
+    }
+    const chat = this.chats.get(chatId);
+    const last = chat?.lastMessage;
+    if (last && Number(last.id) === Number(messageId) && last !== m) fn(last);
+    if (chat) this.emit('chats');
+  }
+
+  onEdited({ message, changeId }) {
+    if (!message?.id) return;
+    this.changes.advance(changeId);
+    this.applyToMessage(message.chatId, message.id, (m) => applyEdit(m, message, changeId));
+  }
+
+  onDeleted({ chatId, messageId, changeId }) {
+    if (!messageId) return;
+    this.changes.advance(changeId);
+    this.applyToMessage(chatId, messageId, (m) => applyDelete(m, changeId));
+  }
+
+  onReaction(ev) {
+    if (!ev?.messageId) return;
+    this.changes.advance(ev.changeId);
+    this.applyToMessage(ev.chatId, ev.messageId, (m) => applyReaction(m, ev), { quotes: false });
+  }
+
+  /** A request for a change; rejects with an Error whose message can be shown as is. */
+  async action(event, data) {
+    try {
+      return await this.socket.request(event, data);
+    } catch (e) {
+      const err = new Error(ACTION_ERRORS[e.code] || e.message || String(e));
+      err.code = e.code;
+      throw err;
+    }
+  }
+
+  canEdit(m) {
+    return !!m && !!m.id && m.senderId === this.me?.id && m.kind === 'text' && !m.deleted
+      && Date.now() - new Date(m.createdAt).getTime() < EDIT_WINDOW_MS;
+  }
+
+  /** Replaces the text of our own message; an encrypted one is encrypted again (same aad). */
+  async editMessage(msg, text) {
+    const chat = this.chats.get(msg.chatId);
+    const data = { messageId: msg.id };
+    let env = null;
+    if (msg.encrypted) {
+      const memberIds = (chat?.members || []).map((m) => m.id);
+      try {
+        env = await e2ee.encrypt(text, { chatId: msg.chatId, senderId: msg.senderId, clientId: msg.clientId, memberIds });
+      } catch (e) {
+        if (e instanceof e2ee.MissingKeyError) {
+          const names = e.users.map((id) => this.user(id)?.username || `user ${id}`).join(', ');
+          throw new Error(`Not edited: ${names} ${e.users.length > 1 ? 'have' : 'has'} no encryption key.`);
+        }
+        throw new Error(`Not edited: encryption failed (${e.message || e}).`);
+      }
+      e2ee.seed({ ...msg, e2ee: env }, text);
+      data.e2ee = env;
+    } else data.content = text;
+    const ack = await this.action('message:edit', data);
+    const message = ack?.message?.id ? ack.message
+      : { ...msg, content: env ? '' : text, e2ee: env, editedAt: new Date().toISOString() };
+    this.applyToMessage(msg.chatId, msg.id, (m) => applyEdit(m, message, ack?.changeId ?? null));
+  }
+
+  async deleteMessage(msg) {
+    const ack = await this.action('message:delete', { messageId: msg.id });
+    this.applyToMessage(msg.chatId, msg.id, (m) => applyDelete(m, ack?.changeId ?? null));
+  }
+
+  /** Adds (`active`) or removes our reaction. */
+  async react(msg, emoji, active) {
+    const ack = await this.action('message:react', { messageId: msg.id, emoji, active });
+    const ev = { userId: this.me.id, emoji, active, changeId: ack?.changeId ?? null };
+    this.applyToMessage(msg.chatId, msg.id, (m) => applyReaction(m, ev, { own: true }), { quotes: false });
+  }
+
   // ---------- typing ----------
 
   sendTyping(chatId, active) {
@@ -689,7 +807,10 @@ export class App extends EventTarget {
   wireSocket() {
     const s = this.socket;
     s.addEventListener('state', (e) => this.emit('connection', e.detail));
-    s.addEventListener('ready', () => this.onReady());
+    s.addEventListener('ready', (e) => this.onReady(e.detail));
+    s.addEventListener('message:edited', (e) => this.onEdited(e.detail));
+    s.addEventListener('message:deleted', (e) => this.onDeleted(e.detail));
+    s.addEventListener('message:reaction', (e) => this.onReaction(e.detail));
     s.addEventListener('message:received', (e) => this.ingest(e.detail, this.syncing ? 'sync' : 'live'));
     s.addEventListener('message:delivered', (e) => this.onDelivered(e.detail));
     s.addEventListener('message:read', (e) => this.onRead(e.detail));
@@ -706,10 +827,16 @@ export class App extends EventTarget {
     s.addEventListener('error', (e) => console.warn('server error frame', e.detail));
   }
 
-  async onReady() {
+  async onReady(ready = {}) {
     const reconnect = this.everReady;
     this.everReady = true;
     const after = this.maxSeenId;
+    // Changes: a tab that has applied changes before asks for what it missed since;
+    // a fresh one starts from now (what it loads over HTTP is already current).
+    const lastChange = Number(ready.lastChange) || 0;
+    let changeFrom = null;
+    if (this.changes.value === null) this.changes.advance(lastChange);
+    else if (this.changes.value < lastChange) changeFrom = this.changes.value;
     if (reconnect) {
       try {
         const page = await get(`/api/chats?limit=${CHAT_PAGE}`);
@@ -723,9 +850,20 @@ export class App extends EventTarget {
     try {
       let from = after;
       for (let i = 0; i < 1000; i++) {
-        const ack = await this.socket.request('sync', { afterId: from }, 60000);
-        if (!ack?.hasMore || !ack.lastId || ack.lastId <= from) break;
-        from = ack.lastId;
+        const req = { afterId: from };
+        if (changeFrom !== null) req.afterChange = changeFrom;
+        const ack = await this.socket.request('sync', req, 60000);
+        let moved = false;
+        if (changeFrom !== null && ack?.lastChange != null) {
+          this.changes.advance(ack.lastChange);
+          moved = Number(ack.lastChange) > changeFrom;
+          if (moved) changeFrom = Number(ack.lastChange);
+        }
+        if (ack?.lastId && ack.lastId > from) {
+          from = ack.lastId;
+          moved = true;
+        }
+        if (!ack?.hasMore || !moved) break;
       }
     } catch (e) {
       console.warn('sync failed', e);

@@ -249,9 +249,15 @@ export async function encrypt(text, { chatId, senderId, clientId, memberIds }) {
   return { v: 1, alg: ALG, iv: b64(iv), ciphertext: b64(ciphertext), keys: wrapped };
 }
 
+// An edit keeps the chat, sender and client id (the aad) but brings a new envelope,
+// so the cache is keyed by the envelope's fresh iv as well.
+function plainKey(message) {
+  return `${message.chatId}:${message.senderId}:${message.clientId}:${message.e2ee?.iv ?? ''}`;
+}
+
 /** The plaintext of an encrypted message; rejects when this browser cannot read it. */
 export function decrypt(message) {
-  const cacheKey = `${message.chatId}:${message.senderId}:${message.clientId}`;
+  const cacheKey = plainKey(message);
   if (plainCache.has(cacheKey)) return plainCache.get(cacheKey);
   const p = (async () => {
     const env = message.e2ee;
@@ -276,7 +282,7 @@ export function decrypt(message) {
   return p;
 }
 
-/** Our own just-encrypted text, so the pending bubble shows it without a round trip. */
+/** Our own just-encrypted text (`message` with its new `e2ee`), so it shows without a round trip. */
 export function seed(message, text) {
-  plainCache.set(`${message.chatId}:${message.senderId}:${message.clientId}`, Promise.resolve(text));
+  plainCache.set(plainKey(message), Promise.resolve(text));
 }

@@ -310,7 +310,11 @@ impl MemoryStore {
         }
         let reply_to = match m.reply_to {
             None => None,
-            Some(r) => match st.messages.iter().find(|o| o.id == r && o.chat_id == m.chat_id) {
+            Some(r) => match st
+                .messages
+                .iter()
+                .find(|o| o.id == r && o.chat_id == m.chat_id)
+            {
                 Some(o) => Some(ReplyTo {
                     id: o.id,
                     sender_id: o.sender_id,
@@ -386,7 +390,12 @@ impl MemoryStore {
         m
     }
 
-    fn log_change(st: &mut State, chat_id: ChatId, message_id: MessageId, what: ChangeKind) -> ChangeId {
+    fn log_change(
+        st: &mut State,
+        chat_id: ChatId,
+        message_id: MessageId,
+        what: ChangeKind,
+    ) -> ChangeId {
         let id = ChangeId(st.changes.len() as u64 + 1);
         st.changes.push(Change {
             id,
@@ -649,7 +658,11 @@ impl Store for MemoryStore {
         let Some(m) = st.messages.iter().find(|m| m.id == id) else {
             return Ok(None);
         };
-        let Some(chat) = st.chats.get(&m.chat_id).filter(|c| c.members.contains(&user)) else {
+        let Some(chat) = st
+            .chats
+            .get(&m.chat_id)
+            .filter(|c| c.members.contains(&user))
+        else {
             return Ok(None);
         };
         Ok(Some(ChangeTarget {
@@ -685,7 +698,12 @@ impl Store for MemoryStore {
             m.edited_at = Some(Timestamp::now());
         }
         let m = Self::read(&st, &st.messages[i]);
-        let change = Self::log_change(&mut st, m.chat_id, m.id, ChangeKind::Edited(m.clone()));
+        let change = Self::log_change(
+            &mut st,
+            m.chat_id,
+            m.id,
+            ChangeKind::Edited(Box::new(m.clone())),
+        );
         Ok(Some((m, change)))
     }
 
@@ -712,7 +730,12 @@ impl Store for MemoryStore {
             m.chat_id
         };
         st.reactions.retain(|(m, _, _)| *m != id);
-        Ok(Some(Self::log_change(&mut st, chat, id, ChangeKind::Deleted)))
+        Ok(Some(Self::log_change(
+            &mut st,
+            chat,
+            id,
+            ChangeKind::Deleted,
+        )))
     }
 
     async fn react(
@@ -781,7 +804,11 @@ impl Store for MemoryStore {
             .changes
             .iter()
             .filter(|c| c.id > after)
-            .filter(|c| st.chats.get(&c.chat_id).is_some_and(|ch| ch.members.contains(&user)))
+            .filter(|c| {
+                st.chats
+                    .get(&c.chat_id)
+                    .is_some_and(|ch| ch.members.contains(&user))
+            })
             .take(limit as usize)
             .map(|c| match &c.what {
                 // A replayed edit shows the message as it is now.
@@ -790,7 +817,7 @@ impl Store for MemoryStore {
                         st.messages
                             .iter()
                             .find(|m| m.id == c.message_id)
-                            .map(|m| Self::read(&st, m))
+                            .map(|m| Box::new(Self::read(&st, m)))
                             .expect("an edited message exists"),
                     ),
                     ..c.clone()
@@ -809,7 +836,11 @@ impl Store for MemoryStore {
                 st.changes
                     .iter()
                     .rev()
-                    .find(|c| st.chats.get(&c.chat_id).is_some_and(|ch| ch.members.contains(u)))
+                    .find(|c| {
+                        st.chats
+                            .get(&c.chat_id)
+                            .is_some_and(|ch| ch.members.contains(u))
+                    })
                     .map_or(ChangeId(0), |c| c.id)
             })
             .collect())

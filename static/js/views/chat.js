@@ -1,13 +1,18 @@
 // One conversation: header (peer, presence, encryption switch, call), the message
 // history with infinite scroll upwards, the typing line and the composer with
-// hold-to-record voice messages.
+// hold-to-record voice messages; each message's actions (reply, edit, delete for
+// everyone, copy, reactions).
 
 import { h, clear, icon, icons, avatar, timeOf, dayLabel, lastSeen, duration, toast, announce, fingerprintGroups } from '../ui.js';
 import * as e2ee from '../e2ee.js';
 import { Recorder, recordingSupported, audioPlayer } from '../voice.js';
 import { keyOf } from '../app.js';
 import { callText, tickIcon, STATUS_LABEL } from './sidebar.js';
-import { chatInfoDialog } from './dialogs.js';
+import { chatInfoDialog, confirmDialog } from './dialogs.js';
+import { openMenu, openReactionPicker, onLongPress, closePopup, popupOwner } from './message-actions.js';
+import { actionable, plainLine, quoteEl, reactionsEl, reactionSig, toolsEl, DELETED_TEXT } from './message-parts.js';
+import { registerChatView, windowOf, inView, loadAround, loadNewer, leaveWindow, jumpToMessage } from './jump.js';
+import { messageSearch } from './search.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const TYPING_REPEAT_MS = 3000;
@@ -20,8 +25,9 @@ export function chatView(app, chat, { navigate, calls }) {
   const me = app.me;
   const isGroup = chat.kind === 'group';
   const store = app.store(chatId);
-  const rows = new Map(); // key -> { el, msg, sig }
+  const rows = new Map(); // key -> { el, msg, sig, rsig }
   const offs = [];
+  let mode = null; // the composer answers or edits a message: { kind: 'reply' | 'edit', msg, draft }
 
   // ---------- header ----------
   const peer = () => app.peerOf(chat);
@@ -36,19 +42,21 @@ export function chatView(app, chat, { navigate, calls }) {
   const callBtn = isGroup ? null : h('button', { type: 'button', class: 'icon-btn call-btn', 'aria-label': 'Start video call', title: 'Video call', html: icons.video });
   const infoBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Chat details and key fingerprints', title: 'Details', html: icons.info });
   const back = h('a', { href: '/', class: 'icon-btn back-btn', 'data-link': true, 'aria-label': 'Back to chats', html: icons.back });
+  const search = messageSearch(app, chat);
   const header = h('header', { class: 'chat-head' },
     back, headAvatar,
     h('div', { class: 'chat-head-text' }, title, sub),
-    h('div', { class: 'head-actions' }, lockBtn, callBtn, infoBtn));
+    h('div', { class: 'head-actions' }, search.button, lockBtn, callBtn, infoBtn));
 
   const banners = h('div', { class: 'banners' });
 
   // ---------- messages ----------
   const topNote = h('div', { class: 'history-note', role: 'status' });
   const list = h('div', { class: 'msg-list' });
+  const bottomNote = h('div', { class: 'history-note newer-note', role: 'status' });
   const scroller = h('div', {
     class: 'messages', role: 'log', 'aria-live': 'off', 'aria-label': `Messages with ${titleText()}`, tabindex: '0',
-  }, topNote, list);
+  }, topNote, list, bottomNote);
   const jump = h('button', { type: 'button', class: 'jump-btn', hidden: true, 'aria-label': 'Jump to latest messages' },
     h('span', { class: 'icon rot', html: icons.back }), h('span', { class: 'jump-count' }));
   const typing = h('div', { class: 'typing-line', 'aria-live': 'polite' });
@@ -79,11 +87,13 @@ export function chatView(app, chat, { navigate, calls }) {
     recCancel, h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), recTime, meter, recHint, recSend);
   const form = h('form', { class: 'composer', 'aria-label': 'Write a message' },
     h('div', { class: 'composer-box' }, input), micBtn, sendBtn, recorderBar);
+  // "Replying to …" / "Editing message" above the composer
+  const modeBar = h('div', { class: 'compose-mode', role: 'group', 'aria-label': 'Reply or edit', hidden: true });
 
   const el = h('section', { class: 'chat', 'aria-labelledby': 'chat-title', dataset: { chatId } },
-    header, banners,
+    header, search.el, banners,
     h('div', { class: 'messages-wrap' }, scroller, jump),
-    typing, sendError, form);
+    typing, sendError, modeBar, form);
 
   // ---------- header state ----------
   function renderHeader() {
@@ -145,9 +155,11 @@ export function chatView(app, chat, { navigate, calls }) {
 
   // ---------- messages ----------
   function bodySig(m) {
-    if (m.kind === 'audio') return `audio|${m.clientId}|${m.audio?.audioId ? 'srv' : 'local'}`;
+    const q = m.replyTo;
+    const extra = `${m.deleted ? 'deleted' : ''}|${m.editedAt || ''}|${q ? `${q.id}:${q.deleted}:${q.preview}:${q.senderId}` : ''}`;
+    if (m.kind === 'audio') return `audio|${m.clientId}|${extra}`;
     if (m.kind === 'call') return `call|${m.content}`;
-    return `${m.kind}|${m.encrypted ? 'e' : ''}|${m.content}`;
+    return `${m.kind}|${m.encrypted ? `e:${m.e2ee?.iv}` : ''}|${m.content}|${extra}`;
   }
 
   function ticks(m) {
@@ -159,6 +171,7 @@ export function chatView(app, chat, { navigate, calls }) {
     const own = m.senderId === me.id;
     const meta = h('span', { class: 'meta' },
       m.encrypted ? h('span', { class: 'meta-lock', role: 'img', 'aria-label': 'End-to-end encrypted', html: icons.lock }) : null,
+      m.editedAt && !m.deleted ? h('span', { class: 'edited', title: `Edited ${timeOf(m.editedAt)}` }, 'edited') : null,
       h('time', { datetime: m.createdAt }, timeOf(m.createdAt)),
       own ? ticks(m) : null);
     if (own && m.status === 'failed' && m.retry) {
@@ -209,18 +222,45 @@ export function chatView(app, chat, { navigate, calls }) {
           h('span', { class: 'call-text' }, callText(m, me.id)),
           h('time', { datetime: m.createdAt }, timeOf(m.createdAt))));
     }
+    const key = keyOf(m);
+    const rowEl = h('div', { class: `msg-row ${own ? 'own' : 'theirs'}`, dataset: { key, id: m.id || '', status: m.status || '' } },
+      h('div', { class: 'day-sep', hidden: true }, h('span', {})),
+      h('div', { class: 'msg-line' }, bubbleOf(m), actionable(m) ? toolsFor(key) : null),
+      reactionsEl(app, m, (emoji, active, chip) => toggleReaction(key, emoji, active, chip)));
+    // right click (or the context-menu key) and a long touch open the menu
+    onLongPress(rowEl, (x, y) => openActions(key, { x, y }));
+    rowEl.addEventListener('contextmenu', (e) => {
+      if (!actionable(rows.get(key)?.msg)) return;
+      const sel = window.getSelection?.();
+      if (sel && !sel.isCollapsed && rowEl.contains(sel.anchorNode)) return; // copying a selection: the browser's menu
+      e.preventDefault();
+      openActions(key, e.clientX || e.clientY ? { x: e.clientX, y: e.clientY } : null);
+    });
+    return rowEl;
+  }
+
+  function bubbleOf(m) {
+    const own = m.senderId === me.id;
+    const sender = isGroup && !own ? h('div', { class: 'sender' }, app.user(m.senderId)?.username || 'Someone') : null;
+    if (m.deleted) {
+      return h('div', { class: 'bubble deleted' }, sender,
+        h('div', { class: 'text deleted-text' }, h('span', { class: 'icon', html: icons.ban }), DELETED_TEXT),
+        metaOf(m));
+    }
     let body;
     if (m.kind === 'audio') {
       const audio = m.localAudio && !m.audio?.audioId ? { ...m.audio, url: null } : m.audio || {};
       body = audio.url || audio.audioId ? audioPlayer(audio) : localPlayer(m);
     } else body = textBody(m);
-    const bubble = h('div', { class: `bubble${m.encrypted ? ' encrypted' : ''}${m.kind === 'audio' ? ' audio' : ''}` },
-      isGroup && !own ? h('div', { class: 'sender' }, app.user(m.senderId)?.username || 'Someone') : null,
+    return h('div', { class: `bubble${m.encrypted ? ' encrypted' : ''}${m.kind === 'audio' ? ' audio' : ''}` },
+      sender,
+      quoteEl(app, store, m, jumpTo),
       body,
       metaOf(m));
-    return h('div', { class: `msg-row ${own ? 'own' : 'theirs'}`, dataset: { key: keyOf(m), id: m.id || '', status: m.status || '' } },
-      h('div', { class: 'day-sep', hidden: true }, h('span', {})),
-      bubble);
+  }
+
+  function toolsFor(key) {
+    return toolsEl({ onReact: () => openPicker(key, null), onMenu: () => openActions(key, null) });
   }
 
   // A pending voice message plays straight from the recording.
@@ -230,30 +270,65 @@ export function chatView(app, chat, { navigate, calls }) {
     return p;
   }
 
-  function updateRow(row, m) {
+  // A row stays in place (no re-animation, focus kept); its parts are rebuilt when they change.
+  function updateRow(row, m, force = false) {
     const sig = bodySig(m);
-    if (sig !== row.sig && !(m.kind === 'audio')) {
-      const fresh = buildRow(m);
-      row.el.replaceWith(fresh);
-      row.el = fresh;
-      row.sig = sig;
+    const line = row.el.querySelector('.msg-line');
+    if (!line) {
+      // a call line
+      if (sig !== row.sig) {
+        const fresh = buildRow(m);
+        row.el.replaceWith(fresh);
+        row.el = fresh;
+        row.sig = sig;
+      }
     } else {
-      const meta = row.el.querySelector('.meta');
-      if (meta) meta.replaceWith(metaOf(m));
+      const bubble = line.querySelector('.bubble');
+      // a voice message keeps its player (and its playback) unless it was deleted or requoted
+      const rebuild = force || (sig !== row.sig && (m.kind !== 'audio' || m.deleted || !bubble.querySelector('.voice')));
+      if (rebuild) keepFocus(row.el, () => bubble.replaceWith(bubbleOf(m)));
+      else bubble.querySelector('.meta')?.replaceWith(metaOf(m));
+      row.sig = sig;
+      const tools = line.querySelector('.msg-tools');
+      if (actionable(m) && !tools) line.append(toolsFor(keyOf(m)));
+      if (!actionable(m) && tools) keepFocus(row.el, () => tools.remove());
+      const rsig = reactionSig(m);
+      if (rsig !== (row.rsig ?? '')) {
+        keepFocus(row.el, () => row.el.querySelector('.reactions')
+          .replaceWith(reactionsEl(app, m, (emoji, active, chip) => toggleReaction(keyOf(m), emoji, active, chip))));
+      }
+      row.rsig = rsig;
     }
     row.el.dataset.id = m.id || '';
     row.el.dataset.status = m.status || '';
     row.msg = m;
   }
 
-  function place(m) {
+  // Puts focus back on the same control (or the nearest one) after a part was rebuilt.
+  function keepFocus(rowEl, fn) {
+    const a = document.activeElement;
+    if (!a || !rowEl.contains(a)) return fn();
+    let sel = null;
+    if (a.dataset.emoji) sel = `.chip-reaction[data-emoji="${CSS.escape(a.dataset.emoji)}"]`;
+    else if (a.dataset.tool) sel = `[data-tool="${a.dataset.tool}"]`;
+    else if (a.classList.contains('reply-quote')) sel = '.reply-quote';
+    fn();
+    if (a.isConnected) return; // not in the part that was rebuilt
+    const to = sel && (rowEl.querySelector(sel) || rowEl.querySelector('[data-tool="react"]') || rowEl.querySelector('.chip-reaction'));
+    if (to) return to.focus({ preventScroll: true });
+    // the row itself keeps the reader's place (focusable from script only)
+    if (!rowEl.hasAttribute('tabindex')) rowEl.setAttribute('tabindex', '-1');
+    rowEl.focus({ preventScroll: true });
+  }
+
+  function place(m, force = false) {
     const key = keyOf(m);
     let row = rows.get(key);
     if (row) {
-      updateRow(row, m);
+      updateRow(row, m, force);
       return false;
     }
-    row = { el: buildRow(m), msg: m, sig: bodySig(m) };
+    row = { el: buildRow(m), msg: m, sig: bodySig(m), rsig: reactionSig(m) };
     rows.set(key, row);
     const sorted = store.sorted();
     const i = sorted.findIndex((x) => keyOf(x) === key);
@@ -270,14 +345,21 @@ export function chatView(app, chat, { navigate, calls }) {
   }
 
   function reconcile() {
+    // Rows already in place stay put: moving a node would take the focus off it (a
+    // message just jumped to, a voice message's controls).
+    let at = list.firstChild;
     for (const m of store.sorted()) {
+      if (!inView(store, m)) continue;
       const key = keyOf(m);
       let row = rows.get(key);
       if (!row) {
-        row = { el: buildRow(m), msg: m, sig: bodySig(m) };
+        row = { el: buildRow(m), msg: m, sig: bodySig(m), rsig: reactionSig(m) };
         rows.set(key, row);
-      } else if (row.msg !== m || row.el.dataset.status !== (m.status || '')) updateRow(row, m);
-      list.append(row.el);
+      }
+      const wasAt = row.el === at;
+      if (row.msg !== m || row.el.dataset.status !== (m.status || '')) updateRow(row, m);
+      if (wasAt) at = row.el.nextSibling;
+      else list.insertBefore(row.el, at);
     }
     decorate();
   }
@@ -355,10 +437,16 @@ export function chatView(app, chat, { navigate, calls }) {
     input.focus();
   });
 
-  offs.push(app.on('message', ({ chatId: c, msg, isNew, own }) => {
+  offs.push(app.on('message', ({ chatId: c, msg, isNew, own, changed, requote }) => {
     if (c !== chatId) return;
+    if (!inView(store, msg)) return outsideWindow(msg, { isNew, own });
     const stick = nearBottom();
-    const added = place(msg);
+    const added = place(msg, !!requote);
+    if (mode && mode.msg === msg) onModeMessageChanged();
+    if (changed && msg.senderId !== me.id && !added) {
+      const who = app.user(msg.senderId)?.username || 'Someone';
+      if (msg.deleted) announce(`${who} deleted a message`);
+    }
     if (added) {
       decorate();
       renderTopNote();
@@ -371,7 +459,7 @@ export function chatView(app, chat, { navigate, calls }) {
       if (msg.senderId !== me.id) {
         app.markReadSoon(chatId);
         const who = app.user(msg.senderId)?.username || 'Someone';
-        const what = msg.kind === 'audio' ? 'voice message' : msg.kind === 'call' ? callText(msg, me.id) : msg.encrypted ? 'encrypted message' : msg.content;
+        const what = msg.deleted ? 'deleted message' : msg.kind === 'audio' ? 'voice message' : msg.kind === 'call' ? callText(msg, me.id) : msg.encrypted ? 'encrypted message' : msg.content;
         announce(`${who}: ${what}`);
       }
     }
@@ -379,6 +467,94 @@ export function chatView(app, chat, { navigate, calls }) {
   offs.push(app.on('history', ({ chatId: c }) => {
     if (c === chatId) renderTopNote();
   }));
+
+  // ---------- a window of older history (after a jump, see jump.js) ----------
+  // The view shows the store's messages up to the window's newest; newer pages load
+  // as the reader scrolls down; the jump button goes back to the present.
+
+  function rowOf(messageId) {
+    const m = store.byId(messageId);
+    return (m && rows.get(keyOf(m))?.el) || null;
+  }
+
+  function clearRows() {
+    rows.clear();
+    clear(list);
+    unseen = 0;
+    jump.querySelector('.jump-count').textContent = '';
+  }
+
+  // Waits until no older page is loading, so the store can change runs.
+  async function settle() {
+    while (store.loading) await store.loading.catch(() => {});
+  }
+
+  function renderWindow() {
+    const w = windowOf(store);
+    bottomNote.textContent = w?.loading ? 'Loading newer messages…' : '';
+    bottomNote.classList.toggle('loading', !!w?.loading);
+    if (w) jump.hidden = false;
+  }
+
+  async function showAround(messageId) {
+    await settle();
+    await loadAround(store, messageId);
+    clearRows();
+    reconcile();
+    renderTopNote();
+    renderWindow();
+  }
+
+  async function loadNewerRows() {
+    const w = windowOf(store);
+    if (!w || w.loading) return;
+    const p = loadNewer(store);
+    renderWindow();
+    try {
+      await p;
+    } catch (e) {
+      bottomNote.textContent = `Could not load messages: ${e.message}`;
+      return;
+    }
+    for (const m of store.sorted()) if (inView(store, m) && !rows.has(keyOf(m))) place(m);
+    decorate();
+    renderWindow();
+    if (windowOf(store) && nearBottom()) loadNewerRows();
+  }
+
+  async function backToLatest() {
+    await settle();
+    leaveWindow(store);
+    clearRows();
+    jump.hidden = true;
+    renderWindow();
+    await loadOlder();
+  }
+
+  // A message past the window: counted on the jump button; sending one goes back to
+  // the present, where it shows.
+  function outsideWindow(msg, { isNew, own }) {
+    if (own) {
+      backToLatest();
+      return;
+    }
+    if (!isNew || msg.senderId === me.id) return;
+    unseen += 1;
+    jump.hidden = false;
+    jump.querySelector('.jump-count').textContent = String(unseen);
+    const who = app.user(msg.senderId)?.username || 'Someone';
+    announce(`New message from ${who}`);
+  }
+
+  scroller.addEventListener('scroll', () => {
+    if (!windowOf(store)) return;
+    jump.hidden = false;
+    if (nearBottom()) loadNewerRows();
+  }, { passive: true });
+  jump.addEventListener('click', () => {
+    if (windowOf(store)) backToLatest();
+  });
+  offs.push(registerChatView(chatId, { rowOf, settle, showAround }));
 
   // ---------- typing ----------
   function renderTyping() {
@@ -429,13 +605,16 @@ export function chatView(app, chat, { navigate, calls }) {
   }
   function syncComposer() {
     const has = input.value.trim().length > 0;
-    sendBtn.hidden = !has && recordingSupported();
-    micBtn.hidden = has || !recordingSupported();
+    const editing = mode?.kind === 'edit';
+    sendBtn.hidden = !has && recordingSupported() && !editing;
+    micBtn.hidden = has || !recordingSupported() || editing;
+    sendBtn.setAttribute('aria-label', editing ? 'Save edit' : 'Send message');
     input.style.setProperty('height', 'auto');
     input.style.setProperty('height', `${Math.min(input.scrollHeight, 160)}px`);
   }
   input.addEventListener('input', () => {
     syncComposer();
+    if (mode?.kind === 'edit') return;
     if (!input.value.trim()) return stopTyping();
     const now = Date.now();
     if (now - lastTypingSent > TYPING_REPEAT_MS) {
@@ -450,23 +629,245 @@ export function chatView(app, chat, { navigate, calls }) {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
       e.preventDefault();
       form.requestSubmit();
+    } else if (e.key === 'Escape' && mode && recState === 'idle') {
+      e.preventDefault();
+      e.stopPropagation();
+      exitMode();
     }
   });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = input.value.replace(/\s+$/, '').replace(/^\n+/, '');
+    if (mode?.kind === 'edit') return saveEdit(text);
     if (!text.trim()) return;
     sendError.hidden = true;
+    const reply = mode?.kind === 'reply' ? mode.msg : null;
     input.value = '';
+    if (reply) exitMode({ restoreDraft: false });
     syncComposer();
     stopTyping();
-    const ok = await app.sendText(chatId, text);
+    const ok = await app.sendText(chatId, text, { replyToId: reply?.id });
     if (!ok && !input.value) {
       input.value = text;
+      if (reply && !mode) enterMode('reply', reply);
       syncComposer();
     }
     input.focus();
   });
+
+  // ---------- message actions: reply, edit, delete, copy, reactions ----------
+  function enterMode(kind, msg) {
+    const draft = mode?.kind === 'edit' ? mode.draft : input.value;
+    mode = { kind, msg, draft };
+    renderMode();
+    syncComposer();
+  }
+
+  function exitMode({ restoreDraft = true } = {}) {
+    if (!mode) return;
+    const was = mode;
+    mode = null;
+    if (was.kind === 'edit' && restoreDraft) input.value = was.draft || '';
+    renderMode();
+    syncComposer();
+  }
+
+  function renderMode() {
+    clear(modeBar);
+    form.classList.toggle('editing', mode?.kind === 'edit');
+    if (!mode) {
+      modeBar.hidden = true;
+      return;
+    }
+    const m = mode.msg;
+    const editing = mode.kind === 'edit';
+    const who = m.senderId === me.id ? 'yourself' : app.user(m.senderId)?.username || 'someone';
+    const preview = h('span', { class: 'mode-preview' });
+    preview.textContent = plainLine(m, { onText: (t) => { preview.textContent = t; } });
+    const cancel = h('button', {
+      type: 'button', class: 'icon-btn mode-cancel', 'aria-label': editing ? 'Cancel edit' : 'Cancel reply', html: icons.close,
+    });
+    cancel.addEventListener('click', () => {
+      exitMode();
+      input.focus();
+    });
+    modeBar.append(
+      h('span', { class: 'icon mode-icon', html: editing ? icons.edit : icons.reply }),
+      h('div', { class: 'mode-text' }, h('strong', {}, editing ? 'Editing message' : `Replying to ${who}`), preview),
+      cancel);
+    modeBar.setAttribute('aria-label', editing ? 'Editing message' : `Replying to ${who}`);
+    modeBar.hidden = false;
+  }
+
+  function onModeMessageChanged() {
+    if (mode.kind === 'edit' && mode.msg.deleted) {
+      exitMode();
+      app.emit('send-error', { chatId, text: 'The message you were editing was deleted.' });
+      return;
+    }
+    renderMode();
+  }
+
+  function startReply(m) {
+    enterMode('reply', m);
+    input.focus();
+    announce(`Replying to ${m.senderId === me.id ? 'your message' : app.user(m.senderId)?.username || 'message'}`);
+  }
+
+  async function startEdit(m) {
+    let text = m.content || '';
+    if (m.encrypted) {
+      try {
+        text = await e2ee.decrypt(m);
+      } catch {
+        toast('This message cannot be decrypted on this device, so it cannot be edited here.', 'error');
+        return;
+      }
+    }
+    enterMode('edit', m);
+    input.value = text;
+    syncComposer();
+    input.focus();
+    input.setSelectionRange(text.length, text.length);
+    announce('Editing message. Escape cancels.');
+  }
+
+  let saving = false;
+  async function saveEdit(text) {
+    const m = mode.msg;
+    if (saving) return;
+    if (!text.trim()) {
+      app.emit('send-error', { chatId, text: 'A message cannot be empty: use “Delete for everyone” instead.' });
+      return;
+    }
+    let before = m.content;
+    if (m.encrypted) before = await e2ee.decrypt(m).catch(() => null);
+    if (text === before) {
+      exitMode();
+      input.focus();
+      return;
+    }
+    sendError.hidden = true;
+    sendBtn.disabled = true;
+    saving = true;
+    try {
+      await app.editMessage(m, text);
+      if (mode?.msg === m) exitMode();
+      announce('Message edited');
+    } catch (e) {
+      app.emit('send-error', { chatId, text: e.message });
+    } finally {
+      sendBtn.disabled = false;
+      saving = false;
+    }
+    input.focus();
+  }
+
+  const busy = new Set(); // `${messageId}|${emoji}` reactions on their way
+
+  function react(m, emoji, active) {
+    const k = `${m.id}|${emoji}`;
+    if (busy.has(k)) return;
+    busy.add(k);
+    app.react(m, emoji, active)
+      .then(() => announce(active ? `Reacted with ${emoji}` : `Removed ${emoji}`))
+      .catch((e) => toast(e.message, 'error'))
+      .finally(() => busy.delete(k));
+  }
+
+  function toggleReaction(key, emoji, active) {
+    const m = rows.get(key)?.msg;
+    if (actionable(m)) react(m, emoji, active);
+  }
+
+  const toolOf = (key, tool) => () => rows.get(key)?.el.querySelector(`[data-tool="${tool}"]`);
+
+  function openPicker(key, point) {
+    const m = rows.get(key)?.msg;
+    if (!actionable(m)) return;
+    if (!point && popupOwner() === `picker:${key}`) return closePopup(); // the button toggles it
+    const chosen = new Set((m.reactions || []).filter((r) => (r.userIds || []).includes(me.id)).map((r) => r.emoji));
+    const btn = toolOf(key, 'react');
+    btn()?.setAttribute('aria-expanded', 'true');
+    openReactionPicker({
+      chosen,
+      anchor: point ? null : btn,
+      point,
+      returnFocus: () => btn() || toolOf(key, 'menu')() || input,
+      onPick: (emoji, active) => react(m, emoji, active),
+      onClose: () => btn()?.setAttribute('aria-expanded', 'false'),
+      owner: `picker:${key}`,
+    });
+  }
+
+  function openActions(key, point) {
+    const row = rows.get(key);
+    const m = row?.msg;
+    if (!actionable(m)) return;
+    if (!point && popupOwner() === `menu:${key}`) return closePopup(); // the button toggles it
+    const btn = toolOf(key, 'menu');
+    const items = [{ label: 'Reply', icon: icons.reply, run: () => startReply(m) }];
+    if (app.canEdit(m)) items.push({ label: 'Edit', icon: icons.edit, run: () => startEdit(m) });
+    if (m.kind === 'text') items.push({ label: 'Copy', icon: icons.copy, run: () => copyText(m) });
+    items.push({ label: 'React', icon: icons.smile, popup: true, run: () => openPicker(key, point) });
+    if (m.senderId === me.id) {
+      items.push({ label: 'Delete for everyone', icon: icons.trash, danger: true, keepFocus: true, run: () => confirmDelete(key) });
+    }
+    btn()?.setAttribute('aria-expanded', 'true');
+    row.el.classList.add('menu-open');
+    openMenu({
+      label: 'Message actions',
+      owner: `menu:${key}`,
+      items,
+      anchor: point ? null : btn,
+      point,
+      returnFocus: () => btn() || input,
+      onClose: () => {
+        btn()?.setAttribute('aria-expanded', 'false');
+        rows.get(key)?.el.classList.remove('menu-open');
+      },
+    });
+  }
+
+  async function copyText(m) {
+    let text = m.content || '';
+    if (m.encrypted) text = await e2ee.decrypt(m).catch(() => null);
+    if (text === null) return toast('This message cannot be decrypted on this device.', 'error');
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch {
+      // no clipboard permission (or an old browser): the selection way
+      const ta = h('textarea', { class: 'sr-only', 'aria-hidden': 'true', readonly: true });
+      ta.value = text;
+      document.body.append(ta);
+      ta.select();
+      const ok = document.execCommand?.('copy');
+      ta.remove();
+      if (!ok) return toast('Could not copy to the clipboard.', 'error');
+    }
+    toast('Copied to the clipboard.', 'ok', 2000);
+  }
+
+  async function confirmDelete(key) {
+    const m = rows.get(key)?.msg;
+    if (!actionable(m)) return;
+    const ok = await confirmDialog('Delete this message for everyone? It will be removed for every member of this chat. This cannot be undone.', 'Delete');
+    if (ok) {
+      try {
+        await app.deleteMessage(m);
+        announce('Message deleted');
+      } catch (e) {
+        toast(e.message, 'error');
+      }
+    }
+    (toolOf(key, 'menu')() || input).focus({ preventScroll: true });
+  }
+
+  // Jumps to the quoted original (views/jump.js loads the history around it when it
+  // is not in the view).
+  function jumpTo(messageId) {
+    jumpToMessage(chatId, messageId);
+  }
 
   // ---------- voice recording ----------
   let rec = null;
@@ -642,6 +1043,8 @@ export function chatView(app, chat, { navigate, calls }) {
   syncComposer();
   const p = peer();
   if (p && p.hasPublicKey) e2ee.publicKeyOf(p.id).catch(() => {});
+  // Coming back to a chat shows the present, not the window a jump left.
+  if (windowOf(store)) leaveWindow(store);
   if (store.nextBefore === undefined) {
     loadOlder();
   } else {
@@ -652,6 +1055,7 @@ export function chatView(app, chat, { navigate, calls }) {
 
   el.focusComposer = () => input.focus();
   el.destroy = () => {
+    search.destroy();
     stopTyping();
     if (rec) cancelRecording();
     offs.forEach((f) => f());

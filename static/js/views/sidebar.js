@@ -46,6 +46,7 @@ function fmt(ms) {
 
 export function previewText(app, msg) {
   if (!msg) return '';
+  if (msg.deleted) return '🚫 Message deleted';
   if (msg.kind === 'call') return `📹 ${callText(msg, app.me?.id)}`;
   if (msg.kind === 'audio') return '🎤 Voice message';
   if (msg.encrypted) return '🔒 Encrypted message';
@@ -186,7 +187,7 @@ export function sidebarView(app, navigate) {
     if (!last) return { text: chat.kind === 'group' ? 'Group created' : 'No messages yet', msg: null };
     let text = previewText(app, last);
     if (last.encrypted && last.e2ee) {
-      const k = `${last.chatId}:${last.senderId}:${last.clientId}`;
+      const k = `${last.chatId}:${last.senderId}:${last.clientId}:${last.e2ee.iv}`; // an edit brings a new iv
       if (decrypted.has(k)) text = `🔒 ${decrypted.get(k)}`;
       else {
         e2ee.decrypt(last).then((t) => {
