@@ -12,16 +12,12 @@ use crate::changes::{change_id, deleted_shape, history, sync_all};
 use crate::helpers::{spawn_app, two_nodes, AnnBob, Redis, TestApp, TestUser, WsClient};
 
 /// A client's copy of its chats, kept by PROTOCOL.md's convergence rules: one copy per
-/// message id; an edit replaces the message; a delete empties it and always applies; a
-/// reaction sets that emoji's count and adds or removes the user; an edit not newer than
-/// the last one applied to the content is ignored.
-///
-/// Reactions are kept apart from the message, with one refinement of the rules: the
-/// count follows the newest change to that emoji, but whether a user is listed follows
-/// the newest change to that user's reaction — with only "newest per emoji", a client
-/// that gets two people's reactions out of order (two nodes) would drop the older one
-/// from `userIds` for good. Users are listed in the order of their change ids (the
-/// order the server stored them in), emoji in the order of their earliest listed user.
+/// message id; an edit replaces the message unless not newer than the last edit applied;
+/// a delete empties it and always applies; a reaction's count follows the newest change
+/// to that emoji, and whether a user is listed follows the newest change to that user's
+/// reaction (with "newest per emoji" alone, a client that got two people's reactions out
+/// of order, from two nodes, would drop one of them for good). Users are listed in the
+/// order of the change ids that added them, emoji in the order of their earliest user.
 #[derive(Debug, Default)]
 pub(crate) struct Model {
     messages: BTreeMap<u64, Value>,
