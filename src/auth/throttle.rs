@@ -1,5 +1,5 @@
 //! Rate limits for the expensive, guessable endpoints: logins per client IP,
-//! registrations per IP, user searches per user (GCRA buckets from `governor`), and
+//! registrations per IP, user and message searches per user (GCRA buckets from `governor`), and
 //! the per-account login delay (`login_delay`). All in memory per process (a node
 //! behind nginx sees the real IP through `X-Forwarded-For`). An IPv6 client is keyed
 //! by its /64: one subscriber holds the whole prefix.
@@ -35,6 +35,9 @@ struct Inner {
     known_sources: KnownSources,
     register_by_ip: DefaultKeyedRateLimiter<IpAddr>,
     search_by_user: DefaultKeyedRateLimiter<UserId>,
+    /// Message searches: a bucket of their own, so finding a person and finding a
+    /// message do not eat into each other.
+    message_search_by_user: DefaultKeyedRateLimiter<UserId>,
     trusted_proxies: Vec<IpAddr>,
     checks: AtomicU64,
 }
@@ -63,6 +66,7 @@ impl LoginThrottle {
                 known_sources,
                 register_by_ip: RateLimiter::keyed(per_minute(l.register_per_ip_per_min)),
                 search_by_user: RateLimiter::keyed(per_minute(l.search_per_min)),
+                message_search_by_user: RateLimiter::keyed(per_minute(l.search_per_min)),
                 trusted_proxies: settings
                     .server
                     .trusted_proxies
@@ -117,6 +121,12 @@ impl LoginThrottle {
         check(&self.inner.search_by_user, &user)
     }
 
+    /// `Err(wait)` when this user has searched their messages too often.
+    pub fn check_message_search(&self, user: UserId) -> Result<(), Duration> {
+        self.housekeeping();
+        check(&self.inner.message_search_by_user, &user)
+    }
+
     /// The client's address: the peer, or what a trusted proxy says it forwarded.
     pub fn client_ip(&self, req: &HttpRequest) -> IpAddr {
         let peer = req
@@ -143,6 +153,7 @@ impl LoginThrottle {
             self.inner.login_by_ip.retain_recent();
             self.inner.register_by_ip.retain_recent();
             self.inner.search_by_user.retain_recent();
+            self.inner.message_search_by_user.retain_recent();
         }
     }
 }

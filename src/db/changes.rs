@@ -67,12 +67,28 @@ impl Db {
         // (or a forged target) changes nothing.
         match &edit.body {
             EditBody::Text(text) => {
+                // The words are indexed under the message's chat (domain::search_text).
+                let chat: Option<u64> = tx
+                    .exec_first(
+                        "SELECT chat_id FROM messages WHERE id = ? FOR UPDATE",
+                        (edit.message.0,),
+                    )
+                    .await?;
+                let Some(chat) = chat else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
                 tx.exec_drop(
                     "UPDATE messages SET content = ?, search_text = ?, edited_at = ? \
                      WHERE id = ? AND sender_id = ? AND kind = 'text' AND encrypted = 0 AND deleted_at IS NULL",
                     (
                         text.as_str(),
-                        search_text(parley_actors::store::MessageKind::Text, false, text),
+                        search_text(
+                            ChatId(chat),
+                            parley_actors::store::MessageKind::Text,
+                            false,
+                            text,
+                        ),
                         now.naive(),
                         edit.message.0,
                         edit.editor.0,

@@ -114,11 +114,17 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
     })
 }
 
-/// What `messages.search_text` holds for a new or edited message: the words of a
-/// plaintext text message; nothing for anything else, so it can never match.
-pub(crate) fn search_text(kind: MessageKind, encrypted: bool, content: &str) -> Option<String> {
+/// What `messages.search_text` holds for a new or edited message of `chat`: the words
+/// of a plaintext text message (indexed under its chat); nothing for anything else, so
+/// it can never match.
+pub(crate) fn search_text(
+    chat: ChatId,
+    kind: MessageKind,
+    encrypted: bool,
+    content: &str,
+) -> Option<String> {
     (kind == MessageKind::Text && !encrypted)
-        .then(|| crate::domain::search_text::index_text(content))
+        .then(|| crate::domain::search_text::index_text(chat, content))
 }
 
 /// Each member's watermarks in some chats: chat → [(user, delivered_up_to, read_up_to)].
@@ -357,7 +363,7 @@ impl Db {
             params.push(m.e2ee.as_ref().map(|e| e.get().to_string()).into());
             params.push(now.naive().into());
             params.push(m.reply_to.map(|r| r.0).into());
-            params.push(search_text(m.kind, m.encrypted, &m.content).into());
+            params.push(search_text(m.chat_id, m.kind, m.encrypted, &m.content).into());
         }
         let sql = format!(
             "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, encrypted, e2ee, created_at, reply_to_id, search_text) VALUES {}",
@@ -444,7 +450,7 @@ impl Db {
                     m.e2ee.as_ref().map(|e| e.get().to_string()).into(),
                     now.naive().into(),
                     m.reply_to.map(|r| r.0).into(),
-                    search_text(m.kind, m.encrypted, &m.content).into(),
+                    search_text(m.chat_id, m.kind, m.encrypted, &m.content).into(),
                 ]),
             )
             .await;

@@ -4,10 +4,12 @@
 pub mod calls;
 pub mod changes;
 pub mod chats;
+pub mod history;
 pub mod keys;
 pub mod media;
 pub mod messages;
 pub mod migrate;
+pub mod search;
 pub mod store;
 pub mod users;
 

@@ -19,5 +19,6 @@ mod process;
 mod races;
 mod reactions;
 mod realtime;
+mod search;
 mod spa;
 mod users;
