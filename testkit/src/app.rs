@@ -162,6 +162,11 @@ impl TestApp {
         WsClient::connect_ready(&self.ws_url(&user.token)).await
     }
 
+    /// [`TestApp::ws`], also returning the `ready` frame (its `lastChange`).
+    pub async fn ws_ready(&self, user: &TestUser) -> (WsClient, Value) {
+        WsClient::connect_ready_frame(&self.ws_url(&user.token)).await
+    }
+
     /// A direct connection to this test's database.
     pub async fn mysql(&self) -> mysql_async::Conn {
         mysql_async::Conn::from_url(self.db_url.as_str())

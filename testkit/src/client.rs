@@ -300,6 +300,21 @@ impl WsClient {
         c
     }
 
+    /// [`WsClient::connect_ready`] that also hands back the `ready` frame itself (its
+    /// `pushed` and `lastChange`).
+    pub async fn connect_ready_frame(url: &str) -> (WsClient, Value) {
+        let mut c = WsClient::connect(url).await;
+        let mut before = Vec::new();
+        loop {
+            let v = c.next().await;
+            if v["event"] == "ready" {
+                c.backlog.extend(before);
+                return (c, v);
+            }
+            before.push(v);
+        }
+    }
+
     pub fn from_stream<S>(stream: tokio_tungstenite::WebSocketStream<S>) -> WsClient
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

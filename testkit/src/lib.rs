@@ -2,7 +2,8 @@
 //! in-process ([`app`]) and one to start the real binary ([`binary`]), one HTTP and
 //! WebSocket protocol client ([`client`]), one MariaDB/Redis harness ([`db`]), the
 //! ann/bob/direct-chat [`fixture`], voice messages ([`media`]), raw WebSocket frames
-//! ([`raw`]) and the small things every suite needs ([`util`]).
+//! ([`raw`]), two nodes on one Redis ([`cluster`]), request/reply over the WebSocket
+//! ([`requests`]) and the small things every suite needs ([`util`]).
 //!
 //! A dev-dependency of the root package only (`publish = false`); each suite keeps a
 //! thin `helpers`/`support` module that re-exports from here, so a test file names
@@ -13,10 +14,12 @@
 pub mod app;
 pub mod binary;
 pub mod client;
+pub mod cluster;
 pub mod db;
 pub mod fixture;
 pub mod media;
 pub mod raw;
+pub mod requests;
 pub mod util;
 
 /// The JWT secret every test server signs with (in-process and binary alike).

@@ -4,6 +4,7 @@
 
 pub use parley_testkit::app::{spawn, spawn_app, spawn_app_with, test_settings, TestApp};
 pub use parley_testkit::client::{assert_error, TestUser, WsClient, WAIT};
+pub use parley_testkit::cluster::{two_nodes, two_nodes_with};
 pub use parley_testkit::db::{fresh_db_url, mysql_server, Redis};
 pub use parley_testkit::fixture::AnnBob;
 pub use parley_testkit::util::{closed_port, wait_until};

@@ -6,13 +6,18 @@ mod helpers;
 
 mod auth;
 mod calls;
+mod change_rules;
+mod changes;
 mod chats;
 mod cluster;
+mod convergence;
 mod encryption;
 mod health;
 mod media;
 mod migrations;
 mod process;
+mod races;
+mod reactions;
 mod realtime;
 mod search;
 mod spa;
