@@ -25,8 +25,12 @@ int_id!(
     ChatId,
     /// A stored message (`messages.id`); ids grow with time within the whole server.
     MessageId,
-    /// An uploaded audio file (`audio_files.id`).
+    /// An uploaded voice message (`media_files.id` of kind audio): the id of the
+    /// old `audioId` field and `/api/media/audio/:id` route, the same number as its
+    /// `MediaId`.
     AudioId,
+    /// An uploaded image, file or voice message (`media_files.id`).
+    MediaId,
     /// One WebSocket connection, unique within this process.
     SessionId,
     /// An edit, delete or reaction (`message_changes.id`): increasing, so a client

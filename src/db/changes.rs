@@ -139,7 +139,7 @@ impl Db {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let row: Option<(u64, Option<u64>)> = tx
             .exec_first(
-                "SELECT chat_id, audio_id FROM messages \
+                "SELECT chat_id, media_id FROM messages \
                  WHERE id = ? AND sender_id = ? AND deleted_at IS NULL FOR UPDATE",
                 (id.0, user.0),
             )
@@ -149,7 +149,7 @@ impl Db {
             return Ok(None);
         };
         tx.exec_drop(
-            "UPDATE messages SET content = '', e2ee = NULL, audio_id = NULL, reply_to_id = NULL, \
+            "UPDATE messages SET content = '', e2ee = NULL, media_id = NULL, reply_to_id = NULL, \
              search_text = NULL, edited_at = NULL, deleted_at = ? WHERE id = ?",
             (now.naive(), id.0),
         )
@@ -163,12 +163,12 @@ impl Db {
         if let Some(audio) = audio {
             let file: Option<(u64, u64, String)> = tx
                 .exec_first(
-                    "SELECT uploader_id, bytes, storage_name FROM audio_files WHERE id = ? FOR UPDATE",
+                    "SELECT uploader_id, bytes, storage_name FROM media_files WHERE id = ? FOR UPDATE",
                     (audio,),
                 )
                 .await?;
             if let Some((uploader, bytes, name)) = file {
-                tx.exec_drop("DELETE FROM audio_files WHERE id = ?", (audio,))
+                tx.exec_drop("DELETE FROM media_files WHERE id = ?", (audio,))
                     .await?;
                 // LEAST: the total is unsigned, and never goes below zero.
                 tx.exec_drop(

@@ -21,11 +21,11 @@ use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 /// message it replies to (`r`).
 pub(crate) const MESSAGE_COLUMNS: &str =
     "m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, \
-     m.audio_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms, \
+     m.media_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms, \
      m.edited_at, m.deleted_at IS NOT NULL, m.reply_to_id, r.sender_id, r.kind, r.encrypted, \
      r.deleted_at IS NOT NULL, LEFT(r.content, 120)";
 /// The joins `MESSAGE_COLUMNS` needs (both by primary key).
-pub(crate) const MESSAGE_JOINS: &str = "LEFT JOIN audio_files a ON a.id = m.audio_id \
+pub(crate) const MESSAGE_JOINS: &str = "LEFT JOIN media_files a ON a.id = m.media_id \
      LEFT JOIN messages r ON r.id = m.reply_to_id";
 
 pub(crate) fn kind_from(s: &str) -> MessageKind {
@@ -437,7 +437,7 @@ impl Db {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let res = tx
             .exec_drop(
-                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, audio_id, encrypted, e2ee, created_at, reply_to_id, search_text) \
+                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, media_id, encrypted, e2ee, created_at, reply_to_id, search_text) \
                  VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 Params::Positional(vec![
                     m.chat_id.0.into(),
@@ -470,7 +470,7 @@ impl Db {
         let id = tx.last_insert_id().unwrap_or_default();
         if let Some(audio) = m.audio_id {
             tx.exec_drop(
-                "UPDATE audio_files SET message_id = ? \
+                "UPDATE media_files SET message_id = ? \
                  WHERE id = ? AND uploader_id = ? AND chat_id = ? AND message_id IS NULL",
                 (id, audio.0, m.sender_id.0, m.chat_id.0),
             )
