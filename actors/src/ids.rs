@@ -25,10 +25,11 @@ int_id!(
     ChatId,
     /// A stored message (`messages.id`); ids grow with time within the whole server.
     MessageId,
-    /// An uploaded voice message as the old route and field name it (`media_files.id`:
-    /// the same number as its [`MediaId`]).
+    /// An uploaded voice message (`media_files.id` of kind audio): the id of the
+    /// old `audioId` field and `/api/media/audio/:id` route, the same number as its
+    /// `MediaId`.
     AudioId,
-    /// An upload of any kind: image, audio or file (`media_files.id`).
+    /// An uploaded image, file or voice message (`media_files.id`).
     MediaId,
     /// One WebSocket connection, unique within this process.
     SessionId,

@@ -1,6 +1,6 @@
-//! The `audio_files` table (uploaded voice messages) and what bounds it per user:
-//! `user_storage` (stored bytes, upload rate) and `upload_reservations` (uploads in
-//! flight).
+//! The `media_files` table (uploaded images, files and voice messages) and what
+//! bounds it per user: `user_storage` (stored bytes, upload rate) and
+//! `upload_reservations` (uploads in flight).
 
 use std::time::Duration;
 
@@ -144,7 +144,7 @@ impl Db {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         tx.exec_drop(
-            "INSERT INTO audio_files (uploader_id, chat_id, storage_name, mime, bytes, duration_ms) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO media_files (uploader_id, chat_id, storage_name, mime, bytes, duration_ms) VALUES (?,?,?,?,?,?)",
             (a.uploader.0, a.chat.0, a.storage_name, a.mime, a.bytes, a.duration_ms),
         )
         .await?;
@@ -192,7 +192,7 @@ impl Db {
         let mut conn = self.conn().await?;
         let row: Option<(u64, String, String)> = conn
             .exec_first(
-                "SELECT chat_id, storage_name, mime FROM audio_files WHERE id = ?",
+                "SELECT chat_id, storage_name, mime FROM media_files WHERE id = ?",
                 (id.0,),
             )
             .await?;
@@ -212,7 +212,7 @@ impl Db {
         let mut conn = self.conn().await?;
         let rows: Vec<(u64, String)> = conn
             .exec(
-                "SELECT id, storage_name FROM audio_files \
+                "SELECT id, storage_name FROM media_files \
                  WHERE message_id IS NULL AND created_at < UTC_TIMESTAMP(3) - INTERVAL ? SECOND LIMIT 500",
                 (older_than_secs,),
             )
@@ -230,7 +230,7 @@ impl Db {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let row: Option<(u64, u64)> = tx
             .exec_first(
-                "SELECT uploader_id, bytes FROM audio_files WHERE id = ? AND message_id IS NULL FOR UPDATE",
+                "SELECT uploader_id, bytes FROM media_files WHERE id = ? AND message_id IS NULL FOR UPDATE",
                 (id.0,),
             )
             .await?;
@@ -238,7 +238,7 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         };
-        tx.exec_drop("DELETE FROM audio_files WHERE id = ?", (id.0,))
+        tx.exec_drop("DELETE FROM media_files WHERE id = ?", (id.0,))
             .await?;
         // LEAST: the total is unsigned, and never goes below zero whatever happened.
         tx.exec_drop(
