@@ -908,7 +908,7 @@ mod tests {
         );
         let ack = ann.wait_frames(1).await;
         assert_eq!((ack[0].event(), ack[0].reference()), ("ack", Some("photo")));
-        let got = &bob.wait_frames(1).await[0];
+        let got = bob.wait_frames(1).await.swap_remove(0);
         let m = got.data();
         assert_eq!(m["kind"], json!("image"));
         assert_eq!(m["content"], json!("the view"));
