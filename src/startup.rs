@@ -159,11 +159,7 @@ impl Resources {
             None => None,
         };
 
-        let store = MysqlStore::new(
-            db.clone(),
-            crate::audio::audio_dir(&settings.storage.uploads_dir),
-        )
-        .await;
+        let store = MysqlStore::new(db.clone(), settings.storage.uploads_dir.clone()).await;
         let cluster = settings.redis.url.as_ref().map(|url| ClusterSettings {
             url: url.clone(),
             prefix: settings.redis.prefix.clone(),

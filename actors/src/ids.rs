@@ -48,3 +48,10 @@ impl std::fmt::Display for CallId {
         self.0.fmt(f)
     }
 }
+
+impl From<AudioId> for MediaId {
+    /// An old client's `audioId` names the same row as a `mediaId`.
+    fn from(a: AudioId) -> MediaId {
+        MediaId(a.0)
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod arrivals;
 mod asap;
+pub mod attachment;
 pub mod bus;
 pub mod call;
 pub mod changes;

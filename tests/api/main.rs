@@ -4,6 +4,7 @@
 #[allow(unused_imports)]
 mod helpers;
 
+mod attachment_messages;
 mod attachments;
 mod auth;
 mod calls;
