@@ -69,7 +69,7 @@ fn media_from_row(mut row: mysql_async::Row) -> Result<MediaRow, DbError> {
     Ok(MediaRow {
         id: MediaId(col(&mut row, 0)?),
         chat: ChatId(col(&mut row, 1)?),
-        kind: MediaKind::from_db(&kind)
+        kind: MediaKind::parse(&kind)
             .ok_or_else(|| DbError::Mapping(format!("unknown media kind {kind:?}")))?,
         name: col(&mut row, 3)?,
         storage_name: col(&mut row, 4)?,
@@ -292,7 +292,7 @@ impl Db {
             .map(|(id, kind, storage_name, thumb_name)| {
                 Ok(StaleMedia {
                     id: MediaId(id),
-                    kind: MediaKind::from_db(&kind)
+                    kind: MediaKind::parse(&kind)
                         .ok_or_else(|| DbError::Mapping(format!("unknown media kind {kind:?}")))?,
                     storage_name,
                     thumb_name,

@@ -1,41 +1,10 @@
 //! What an upload is, decided by its first bytes (never by its name or the
 //! client's Content-Type), and the name it is shown under.
 
-use serde::Serialize;
-
 use crate::audio::AudioType;
 
 /// Bytes needed to recognise every accepted type (WebP: `RIFF....WEBP`).
 pub const SNIFF_BYTES: usize = 12;
-
-/// The three kinds of upload (`media_files.kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaKind {
-    Image,
-    Audio,
-    File,
-}
-
-impl MediaKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MediaKind::Image => "image",
-            MediaKind::Audio => "audio",
-            MediaKind::File => "file",
-        }
-    }
-
-    /// The stored value back (`None` for a value this build does not know).
-    pub fn from_db(s: &str) -> Option<MediaKind> {
-        match s {
-            "image" => Some(MediaKind::Image),
-            "audio" => Some(MediaKind::Audio),
-            "file" => Some(MediaKind::File),
-            _ => None,
-        }
-    }
-}
 
 /// The image formats Parley decodes, re-encodes and thumbnails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

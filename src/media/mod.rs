@@ -9,15 +9,7 @@ pub mod kind;
 pub mod pool;
 pub mod sweep;
 
-pub use kind::{display_name, ImageType, MediaKind, Sniffed};
+pub use kind::{display_name, ImageType, Sniffed};
+// The kind and the upload object are the actors' too (a message's `media`).
+pub use parley_actors::attachment::{media_url, thumbnail_url, MediaInfo, MediaKind};
 pub use pool::ImagePool;
-
-/// `/api/media/<id>`: where a media's bytes are downloaded.
-pub fn media_url(id: parley_actors::MediaId) -> String {
-    format!("/api/media/{id}")
-}
-
-/// `/api/media/<id>/thumbnail`.
-pub fn thumbnail_url(id: parley_actors::MediaId) -> String {
-    format!("/api/media/{id}/thumbnail")
-}

@@ -4,16 +4,16 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use parley_actors::{AudioId, MediaId};
+use parley_actors::AudioId;
 use serde::Serialize;
 
 use super::resource;
 use crate::auth::AuthUser;
 use crate::config::Settings;
-use crate::db::messages::audio_url;
+use parley_actors::attachment::audio_url;
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::media::{media_url, thumbnail_url, ImagePool, MediaKind};
+use crate::media::{media_url, thumbnail_url, ImagePool, MediaInfo};
 use crate::upload::{self, attachment, voice};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -51,26 +51,6 @@ struct UploadedAudio {
     url: String,
     bytes: u64,
     mime: &'static str,
-    duration_ms: Option<u32>,
-}
-
-/// The upload object of PROTOCOL.md (also a message's `media`).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UploadedMedia {
-    media_id: MediaId,
-    kind: MediaKind,
-    mime: &'static str,
-    bytes: u64,
-    name: String,
-    url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    width: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    height: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    thumbnail_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<u32>,
 }
 
@@ -127,10 +107,11 @@ async fn upload_media(
     let (declared, boundary) = body_of(&req, settings.limits.media_max_bytes, "uploads")?;
     let s = attachment::receive_media(user.0, declared, boundary, payload, &db, &settings, &pool)
         .await?;
-    Ok(HttpResponse::Created().json(UploadedMedia {
+    // The upload object of PROTOCOL.md, the same as a message's `media`.
+    Ok(HttpResponse::Created().json(MediaInfo {
         media_id: s.id,
         kind: s.kind,
-        mime: s.mime,
+        mime: s.mime.to_owned(),
         bytes: s.bytes,
         name: s.name,
         url: media_url(s.id),
