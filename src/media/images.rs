@@ -357,4 +357,25 @@ mod tests {
             Err(Refused::Unsupported(_))
         ));
     }
+
+    /// The README's figure: a 12 MP photo (4000 × 3000 JPEG) is decoded, re-encoded
+    /// and thumbnailed by one worker in the time printed here (`--nocapture`).
+    #[test]
+    fn a_12_megapixel_photo_is_processed_on_one_worker() {
+        let img = image::RgbImage::from_fn(4000, 3000, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x ^ y) % 239) as u8])
+        });
+        let mut jpeg = Vec::new();
+        DynamicImage::ImageRgb8(img)
+            .write_with_encoder(JpegEncoder::new_with_quality(&mut jpeg, 90))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let p = process(&jpeg, ImageType::Jpeg, LIMITS).unwrap();
+        let took = started.elapsed();
+        println!("12 MP JPEG ({} bytes): processed in {took:?}", jpeg.len());
+        assert_eq!((p.ty, p.width, p.height), (ImageType::Jpeg, 4000, 3000));
+        let thumb = image::load_from_memory(&p.thumbnail).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (320, 240));
+        assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    }
 }

@@ -67,11 +67,11 @@ pub async fn receive_media(
                 files::dir_for(&settings.storage.uploads_dir, MediaKind::Audio),
                 crate::audio::storage_name(ty),
             );
-            store_as_sent(user, got, MediaKind::Audio, ty.mime(), (&dir, &name), db).await
+            store_as_sent(user, got, MediaKind::Audio, ty.mime(), (dir.as_path(), name.as_str()), db).await
         }
         Sniffed::File => {
             let name = files::storage_name(None);
-            store_as_sent(user, got, MediaKind::File, FILE_MIME, (&rules.dir, &name), db).await
+            store_as_sent(user, got, MediaKind::File, FILE_MIME, (rules.dir.as_path(), name.as_str()), db).await
         }
     }
 }
@@ -170,7 +170,7 @@ async fn store_image(
                 duration_ms: None,
                 width: Some(processed.width),
                 height: Some(processed.height),
-                thumb: Some((&thumb_name, processed.thumbnail.len() as u64)),
+                thumb: Some((thumb_name.as_str(), processed.thumbnail.len() as u64)),
                 encrypted: false,
             },
             got.held.id(),

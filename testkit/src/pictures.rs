@@ -133,9 +133,14 @@ pub fn png_claiming(w: u32, h: u32) -> Vec<u8> {
 }
 
 /// The form the web client sends to `POST /api/media`: the chat and the file,
-/// named `name` (the type is the server's to find out).
+/// named `name` (the type is the server's to find out). The name goes as browsers
+/// send it, UTF-8 in `filename="…"` (reqwest would otherwise switch to
+/// `filename*=`, which browsers do not send).
 pub fn media_form(chat: u64, bytes: Vec<u8>, name: &str) -> Form {
-    Form::new().text("chatId", chat.to_string()).part(
+    Form::new()
+        .percent_encode_noop()
+        .text("chatId", chat.to_string())
+        .part(
         "file",
         Part::bytes(bytes)
             .file_name(name.to_string())

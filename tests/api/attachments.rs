@@ -176,12 +176,8 @@ async fn a_decompression_bomb_is_refused_from_its_header() {
     let before = peak_rss_kib();
     let started = Instant::now();
     let res = post(&app, &ann, media_form(chat, png_claiming(100_000, 100_000), "bomb.png")).await;
-    let body = assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "image_too_large").await;
+    assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "image_too_large").await;
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("100000"),
-        "{body}"
-    );
     // 100 000² pixels would be 40 GB; nothing near that was ever resident.
     let grew_mib = peak_rss_kib().saturating_sub(before) / 1024;
     assert!(grew_mib < 256, "peak RSS grew by {grew_mib} MiB");
