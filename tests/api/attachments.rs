@@ -201,15 +201,20 @@ async fn bad_images_and_long_animations_are_refused_and_leave_nothing() {
     garbage.extend(std::iter::repeat_n(0x42, 4000));
     let res = post(&app, &ann, media_form(chat, garbage, "broken.png")).await;
     assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
-    let mut cut = jpeg(200, 200);
-    cut.truncate(cut.len() / 3);
-    let res = post(&app, &ann, media_form(chat, cut, "cut.jpg")).await;
+    let mut not_jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    not_jpeg.extend((0..3000u32).map(|i| (i * 7 % 13) as u8));
+    let res = post(&app, &ann, media_form(chat, not_jpeg, "fake.jpg")).await;
     assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
     assert_eq!(media_rows(&app).await, 0);
     assert_eq!(stored(&app), (vec![], vec![]));
     // Three frames are fine.
     let up = uploaded(&app, &ann, chat, gif(20, 20, 3), "short.gif").await;
     assert_eq!(up["mime"], "image/gif");
+    // A cut-off JPEG shows what it has, as browsers do: stored re-encoded, whole.
+    let mut cut = jpeg(200, 200);
+    cut.truncate(cut.len() / 2);
+    let up = uploaded(&app, &ann, chat, cut, "cut.jpg").await;
+    assert_eq!((up["width"].as_u64(), up["height"].as_u64()), (Some(200), Some(200)));
 }
 
 #[actix_web::test]
