@@ -11,7 +11,6 @@ use base64::Engine;
 use mysql_async::prelude::Queryable;
 use parley::e2ee::{self, Envelope};
 use parley::{ChatId, UserId};
-use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use rsa::PrivateKey;
 use serde_json::{json, Value};
@@ -19,14 +18,7 @@ use serde_json::{json, Value};
 use crate::changes::{change_id, deleted_shape, event_for, read_message, received, sync_all};
 use crate::helpers::{spawn_app, two_nodes, AnnBob, Redis, TestApp, TestUser};
 use parley_testkit::media::{audio_form, files_in, upload_audio, webm};
-
-/// A `w` × `h` PNG with a gradient (so it is an image worth a thumbnail).
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 128]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
+use parley_testkit::pictures::{media_form, png};
 
 /// Bytes no sniffer takes for an image or audio: a file.
 fn pdf() -> Vec<u8> {
@@ -45,9 +37,7 @@ async fn upload(
     name: &str,
     extra: &[(&str, &str)],
 ) -> Value {
-    let mut form = Form::new()
-        .text("chatId", chat.to_string())
-        .part("file", Part::bytes(bytes).file_name(name.to_string()));
+    let mut form = media_form(chat, bytes, name);
     for (k, v) in extra {
         form = form.text(k.to_string(), v.to_string());
     }
