@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, TxOpts};
+use parley_actors::attachment::MediaKind;
 use parley_actors::store::{
     Change, ChangeKind, ChangeTarget, Edit, EditBody, Message, ReactOutcome,
 };
-use parley_actors::attachment::MediaKind;
 use parley_actors::{ChangeId, ChatId, MessageId, Timestamp, UserId};
 
 use super::messages::{kind_from, message_from_row, search_text, MESSAGE_COLUMNS, MESSAGE_JOINS};

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, TxOpts, Value};
-use parley_actors::protocol::MessageKind;
 use parley_actors::attachment::{self, MediaInfo, MediaKind};
+use parley_actors::protocol::MessageKind;
 use parley_actors::store::{
     reply_preview, AudioInfo, Inserted, Message, MessageStatus, NewMessage, Reaction, ReadOutcome,
     Receipt, ReplyTo, REACTION_USERS_LISTED,
