@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod redis;
 pub mod routes;
+pub mod search_index;
 pub mod startup;
 pub mod telemetry;
 pub mod transport;
