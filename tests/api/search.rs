@@ -768,7 +768,11 @@ async fn edits_and_deletes_racing_the_indexer_leave_no_old_words() {
         .query_first("SELECT COUNT(*) FROM message_search")
         .await
         .unwrap();
-    assert_eq!(rows, Some(16), "one row per live message, none for the deleted");
+    assert_eq!(
+        rows,
+        Some(16),
+        "one row per live message, none for the deleted"
+    );
 }
 
 /// A process that stored messages and died before indexing them leaves them without
