@@ -7,31 +7,28 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, TxOpts};
+use parley_actors::attachment::MediaKind;
 use parley_actors::store::{
-    Change, ChangeKind, ChangeTarget, Edit, EditBody, Message, ReactOutcome,
+    Change, ChangeKind, ChangeTarget, Edit, EditBody, Message, MessageKind, ReactOutcome,
 };
 use parley_actors::{ChangeId, ChatId, MessageId, Timestamp, UserId};
 
-use super::messages::{kind_from, message_from_row, search_text, MESSAGE_COLUMNS, MESSAGE_JOINS};
+use super::messages::{kind_from, message_from_row, MESSAGE_COLUMNS, MESSAGE_JOINS};
+use super::search_index::{self, searchable};
 use super::{Db, DbError, MAX_ID_LIST};
 
 /// What deleting a message left to do outside the database: its upload's files.
 pub struct Deleted {
     pub change: ChangeId,
-    /// The files of the upload it carried (the upload itself, its thumbnail), to
-    /// remove from disk.
-    pub files: Vec<StoredFile>,
+    /// The upload it carried, whose row is gone: its files are to remove from disk.
+    pub upload: Option<RemovedUpload>,
 }
 
-/// A file of an upload, by the directory it is stored in under the uploads root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredFile {
-    /// A voice message (`uploads/audio/`, where they always were).
-    Audio(String),
-    /// An image or any other file (`uploads/media/`).
-    Media(String),
-    /// An image's thumbnail (`uploads/media/thumbs/`).
-    Thumbnail(String),
+/// Where a removed upload's files are (`media::files::remove` takes these).
+pub struct RemovedUpload {
+    pub kind: MediaKind,
+    pub storage_name: String,
+    pub thumb_name: Option<String>,
 }
 
 impl Db {
@@ -76,7 +73,7 @@ impl Db {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         // The conditions repeat what the actors checked, so an edit racing a delete
         // (or a forged target) changes nothing.
-        match &edit.body {
+        let changed = match &edit.body {
             EditBody::Text(text) => {
                 // The words are indexed under the message's chat (domain::search_text).
                 let chat: Option<u64> = tx
@@ -90,22 +87,17 @@ impl Db {
                     return Ok(None);
                 };
                 tx.exec_drop(
-                    "UPDATE messages SET content = ?, search_text = ?, edited_at = ? \
+                    "UPDATE messages SET content = ?, edited_at = ? \
                      WHERE id = ? AND sender_id = ? AND kind = 'text' AND encrypted = 0 AND deleted_at IS NULL",
-                    (
-                        text.as_str(),
-                        search_text(
-                            ChatId(chat),
-                            parley_actors::store::MessageKind::Text,
-                            false,
-                            text,
-                        ),
-                        now.naive(),
-                        edit.message.0,
-                        edit.editor.0,
-                    ),
+                    (text.as_str(), now.naive(), edit.message.0, edit.editor.0),
                 )
-                .await?
+                .await?;
+                let changed = tx.affected_rows();
+                if changed == 1 {
+                    let words = searchable(ChatId(chat), MessageKind::Text, false, text);
+                    search_index::set_row(&mut tx, edit.message, words).await?;
+                }
+                changed
             }
             EditBody::Envelope(env) => {
                 tx.exec_drop(
@@ -113,10 +105,11 @@ impl Db {
                      WHERE id = ? AND sender_id = ? AND kind = 'text' AND encrypted = 1 AND deleted_at IS NULL",
                     (env.get(), now.naive(), edit.message.0, edit.editor.0),
                 )
-                .await?
+                .await?;
+                tx.affected_rows()
             }
-        }
-        if tx.affected_rows() != 1 {
+        };
+        if changed != 1 {
             tx.rollback().await?;
             return Ok(None);
         }
@@ -161,16 +154,17 @@ impl Db {
         };
         tx.exec_drop(
             "UPDATE messages SET content = '', e2ee = NULL, media_id = NULL, reply_to_id = NULL, \
-             search_text = NULL, edited_at = NULL, deleted_at = ? WHERE id = ?",
+             edited_at = NULL, deleted_at = ? WHERE id = ?",
             (now.naive(), id.0),
         )
         .await?;
+        search_index::set_row(&mut tx, id, None).await?;
         tx.exec_drop(
             "DELETE FROM message_reactions WHERE message_id = ?",
             (id.0,),
         )
         .await?;
-        let mut files = Vec::new();
+        let mut upload = None;
         if let Some(media) = media {
             type FileRow = (u64, u64, String, String, Option<String>);
             // Counted against the quota as stored: the file and its thumbnail.
@@ -190,11 +184,13 @@ impl Db {
                     (bytes, uploader),
                 )
                 .await?;
-                files.push(match kind.as_str() {
-                    "audio" => StoredFile::Audio(name),
-                    _ => StoredFile::Media(name),
+                upload = Some(RemovedUpload {
+                    kind: MediaKind::parse(&kind).ok_or_else(|| {
+                        DbError::Mapping(format!("media {media} has kind {kind:?}"))
+                    })?,
+                    storage_name: name,
+                    thumb_name: thumb,
                 });
-                files.extend(thumb.map(StoredFile::Thumbnail));
             }
         }
         tx.exec_drop(
@@ -205,7 +201,7 @@ impl Db {
         .await?;
         let change = ChangeId(tx.last_insert_id().unwrap_or_default());
         tx.commit().await?;
-        Ok(Some(Deleted { change, files }))
+        Ok(Some(Deleted { change, upload }))
     }
 
     /// Adds or removes `user`'s `emoji` on `id`. The message row is locked for the
