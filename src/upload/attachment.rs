@@ -54,7 +54,20 @@ pub async fn receive_media(
     pool: &ImagePool,
 ) -> Result<StoredMedia, ApiError> {
     let rules = rules(settings);
-    let got = receive(user, declared, boundary, payload, db, settings, &rules).await?;
+    let (got, held) = receive(user, declared, boundary, payload, db, settings, &rules).await?;
+    held.settle(store(user, got, &rules, db, settings, pool).await)
+        .await
+}
+
+/// The received file stored as its kind says.
+async fn store(
+    user: UserId,
+    got: Received,
+    rules: &Rules,
+    db: &Db,
+    settings: &Settings,
+    pool: &ImagePool,
+) -> Result<StoredMedia, ApiError> {
     let sniffed = if got.encrypted {
         Sniffed::File
     } else {
@@ -121,10 +134,9 @@ async fn store_as_sent(
                 thumb: None,
                 encrypted: got.encrypted,
             },
-            got.held.id(),
+            got.reservation,
         )
         .await?;
-    got.held.stored();
     file.keep();
     Ok(StoredMedia {
         id,
@@ -189,10 +201,9 @@ async fn store_image(
                 thumb: Some((thumb_name.as_str(), processed.thumbnail.len() as u64)),
                 encrypted: false,
             },
-            got.held.id(),
+            got.reservation,
         )
         .await?;
-    got.held.stored();
     file.keep();
     thumb.keep();
     Ok(StoredMedia {

@@ -38,7 +38,8 @@ pub struct Rules {
     pub dir: PathBuf,
 }
 
-/// A body received: the file in a temporary place, its reservation still held.
+/// A body received: the file in a temporary place, its reservation (held by the
+/// `Held` returned beside it) ended by the row that stores it.
 pub struct Received {
     pub chat: ChatId,
     pub file: PartialFile,
@@ -49,7 +50,7 @@ pub struct Received {
     pub file_name: Option<String>,
     pub duration_ms: Option<u32>,
     pub encrypted: bool,
-    pub held: Held,
+    pub reservation: ReservationId,
 }
 
 /// 413 before reading a body whose announced length cannot fit the limit.
@@ -64,7 +65,8 @@ pub fn refuse_oversized(declared: Option<u64>, max: u64, what: &str) -> Result<(
 
 /// Streams the multipart `payload` (`file` + `chatId` + the rule's fields, split at
 /// `boundary`, `declared` bytes long when the client said so) into a temporary file
-/// of `user`'s, reserving room for it first.
+/// of `user`'s, reserving room for it first. A refused body gives its room back
+/// before the refusal is answered.
 pub async fn receive(
     user: UserId,
     declared: Option<u64>,
@@ -73,7 +75,7 @@ pub async fn receive(
     db: &Db,
     settings: &Settings,
     rules: &Rules,
-) -> Result<Received, ApiError> {
+) -> Result<(Received, Held), ApiError> {
     // Before a byte of the body is read: the file can be no larger than the body
     // (without a Content-Length, than the limit), so that much is checked against
     // the disk's floor and taken from the user's quota and upload rate.
@@ -81,10 +83,37 @@ pub async fn receive(
     tokio::fs::create_dir_all(&rules.dir)
         .await
         .map_err(io_error)?;
-    let min_free = settings.storage.min_free_bytes;
-    check_free_space(&rules.dir, most, min_free)?;
+    check_free_space(&rules.dir, most, settings.storage.min_free_bytes)?;
     let held = reserve(user, most, db, settings).await?;
+    let body = Body {
+        user,
+        most,
+        reservation: held.id(),
+    };
+    let read = read_body(&body, boundary, payload, db, settings, rules).await;
+    match read {
+        Ok(r) => Ok((r, held)),
+        Err(e) => Err(held.release(e).await),
+    }
+}
 
+/// Who sends a body, how much room it holds, and under which reservation.
+struct Body {
+    user: UserId,
+    most: u64,
+    reservation: ReservationId,
+}
+
+async fn read_body(
+    body: &Body,
+    boundary: String,
+    payload: web::Payload,
+    db: &Db,
+    settings: &Settings,
+    rules: &Rules,
+) -> Result<Received, ApiError> {
+    let (user, most) = (body.user, body.most);
+    let min_free = settings.storage.min_free_bytes;
     let mut multipart = body::multipart(payload, boundary, rules);
     let mut chat: Option<ChatId> = None;
     let mut member_checked = false;
@@ -164,7 +193,7 @@ pub async fn receive(
         file_name: written.file_name,
         duration_ms,
         encrypted,
-        held,
+        reservation: body.reservation,
     })
 }
 
@@ -200,6 +229,28 @@ impl Held {
     /// The upload is stored: its row ended the reservation in the same transaction.
     pub fn stored(mut self) {
         self.id = None;
+    }
+
+    /// Gives the room back now, then hands on `why` the upload failed: the client
+    /// hears of the refusal only once its quota is whole again.
+    pub async fn release(mut self, why: ApiError) -> ApiError {
+        if let Some(id) = self.id.take() {
+            if let Err(e) = self.db.release_upload(id).await {
+                tracing::debug!(error = %e, "releasing an upload reservation");
+            }
+        }
+        why
+    }
+
+    /// `stored` when `result` is, else `release`.
+    pub async fn settle<T>(self, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        match result {
+            Ok(v) => {
+                self.stored();
+                Ok(v)
+            }
+            Err(e) => Err(self.release(e).await),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use actix_web::web;
 use parley_actors::{AudioId, UserId};
 
-use super::{move_into, receive, Rules};
+use super::{move_into, receive, Received, Rules};
 use crate::audio::{self, AudioType};
 use crate::config::Settings;
 use crate::db::media::NewMedia;
@@ -46,7 +46,11 @@ pub async fn receive_audio(
     settings: &Settings,
 ) -> Result<Stored, ApiError> {
     let rules = rules(settings);
-    let got = receive(user, declared, boundary, payload, db, settings, &rules).await?;
+    let (got, held) = receive(user, declared, boundary, payload, db, settings, &rules).await?;
+    held.settle(store(user, got, &rules, db).await).await
+}
+
+async fn store(user: UserId, got: Received, rules: &Rules, db: &Db) -> Result<Stored, ApiError> {
     // `accept` let only audio through.
     let kind = AudioType::sniff(&got.head)
         .ok_or_else(|| ApiError::UnsupportedMediaType("not audio".into()))?;
@@ -68,10 +72,9 @@ pub async fn receive_audio(
                 thumb: None,
                 encrypted: false,
             },
-            got.held.id(),
+            got.reservation,
         )
         .await?;
-    got.held.stored();
     file.keep();
     Ok(Stored {
         id: AudioId(id.0),
