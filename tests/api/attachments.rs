@@ -238,9 +238,9 @@ async fn bad_images_and_long_animations_are_refused_and_leave_nothing() {
         "unsupported_media_type",
     )
     .await;
-    let mut cut = jpeg(200, 200);
-    cut.truncate(cut.len() / 3);
-    let res = post(&app, &ann, media_form(chat, cut, "cut.jpg")).await;
+    let mut not_jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    not_jpeg.extend((0..3000u32).map(|i| (i * 7 % 13) as u8));
+    let res = post(&app, &ann, media_form(chat, not_jpeg, "fake.jpg")).await;
     assert_error(
         res,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -252,6 +252,14 @@ async fn bad_images_and_long_animations_are_refused_and_leave_nothing() {
     // Three frames are fine.
     let up = uploaded(&app, &ann, chat, gif(20, 20, 3), "short.gif").await;
     assert_eq!(up["mime"], "image/gif");
+    // A cut-off JPEG shows what it has, as browsers do: stored re-encoded, whole.
+    let mut cut = jpeg(200, 200);
+    cut.truncate(cut.len() / 2);
+    let up = uploaded(&app, &ann, chat, cut, "cut.jpg").await;
+    assert_eq!(
+        (up["width"].as_u64(), up["height"].as_u64()),
+        (Some(200), Some(200))
+    );
 }
 
 #[actix_web::test]
