@@ -26,7 +26,10 @@ pub(crate) const MESSAGE_COLUMNS: &str =
      m.edited_at, m.deleted_at IS NOT NULL, m.reply_to_id, r.sender_id, r.kind, r.encrypted, \
      r.deleted_at IS NOT NULL, LEFT(r.content, 120), \
      a.kind, a.name, a.width, a.height, a.thumb_name IS NOT NULL";
-/// The joins `MESSAGE_COLUMNS` needs (both by primary key).
+/// The joins `MESSAGE_COLUMNS` needs (both by primary key). EXPLAIN of a history page
+/// (50,000 messages, every tenth with an upload): `m` range on `ix_messages_chat_id`
+/// read backwards (no filesort), `a` and `r` `eq_ref` on PRIMARY — the plan of before
+/// uploads had kinds.
 pub(crate) const MESSAGE_JOINS: &str = "LEFT JOIN media_files a ON a.id = m.media_id \
      LEFT JOIN messages r ON r.id = m.reply_to_id";
 

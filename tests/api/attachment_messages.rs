@@ -1,6 +1,6 @@
 //! Photos, files and voice messages as messages (issue 18): sent by `mediaId` with a
 //! caption and a reply, received on another node with their `media`, read back by
-//! history, sync and the chat list; the upload is claimed once and only by
+//! history, sync, the chat list and search (a caption); the upload is claimed once and only by
 //! the rules of PROTOCOL.md ("Attachments"), a refusal stores nothing; encrypted
 //! attachments; and a delete for everyone that takes the files and the quota with it.
 
@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::changes::{change_id, deleted_shape, event_for, read_message, received, sync_all};
 use crate::helpers::{spawn_app, two_nodes, AnnBob, Redis, TestApp, TestUser};
+use crate::search::settled;
 use parley_testkit::media::{audio_form, files_in, upload_audio, webm};
 use parley_testkit::pictures::{media_form, png};
 
@@ -663,6 +664,11 @@ async fn deleting_an_image_for_everyone_removes_its_file_and_thumbnail_and_frees
             "{path}"
         );
     }
+    // Its caption is found like a text message's words, with the upload.
+    settled(&app).await;
+    let found = get_json(&app, &bob, "/api/messages/search?query=gone").await;
+    assert_eq!(found["messages"][0]["id"], sent["id"], "{found}");
+    assert_eq!(found["messages"][0]["media"], up);
 
     change_id(&a.delete(&sent).await);
     event_for(&mut b, "message:deleted", &sent["id"]).await;
@@ -692,6 +698,8 @@ async fn deleting_an_image_for_everyone_removes_its_file_and_thumbnail_and_frees
         .unwrap()
         .unwrap();
     assert_eq!(rows, 0, "the upload's row is gone");
+    let found = get_json(&app, &bob, "/api/messages/search?query=gone").await;
+    assert_eq!(found["messages"], json!([]), "nor is its caption found");
     b.assert_quiet(std::time::Duration::from_millis(200), PRESENCE)
         .await;
 }

@@ -50,7 +50,7 @@ fn client_id() -> String {
 /// Waits until the search indexer has caught up with every message stored so far.
 /// It indexes in the order messages were stored, so once the newest message that
 /// has searchable words has its row, so does every one before it.
-async fn settled(app: &TestApp) {
+pub(crate) async fn settled(app: &TestApp) {
     let mut conn = app.mysql().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
