@@ -3,6 +3,7 @@
 import { h, clear, icon, icons, avatar, listTime, toast } from '../ui.js';
 import * as e2ee from '../e2ee.js';
 import { newGroupDialog } from './dialogs.js';
+import { mediaLine } from './media-parts.js';
 
 export function callText(msg, meId) {
   let c = {};
@@ -49,6 +50,7 @@ export function previewText(app, msg) {
   if (msg.deleted) return '🚫 Message deleted';
   if (msg.kind === 'call') return `📹 ${callText(msg, app.me?.id)}`;
   if (msg.kind === 'audio') return '🎤 Voice message';
+  if (msg.kind === 'image' || msg.kind === 'file') return mediaLine(msg);
   if (msg.encrypted) return '🔒 Encrypted message';
   return msg.content;
 }
