@@ -83,11 +83,11 @@ export function attachments(app, chatId, { chatEl, composerInput, reply, onSent 
   }
 
   function addFiles(files) {
-    const list = [...(files || [])].filter((f) => f && f.size >= 0);
-    if (!list.length) return;
+    const chosen = [...(files || [])].filter((f) => f instanceof Blob);
+    if (!chosen.length) return;
     showError('');
     let dropped = 0;
-    for (const file of list) {
+    for (const file of chosen) {
       if (items.length >= MAX_ITEMS) {
         dropped += 1;
         continue;
