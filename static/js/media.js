@@ -25,7 +25,7 @@ export function humanSize(bytes) {
     v /= 1024;
     i += 1;
   }
-  return `${v >= 10 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+  return `${v >= 10 ? Math.round(v) : v.toFixed(1).replace(/\.0$/, '')} ${units[i]}`;
 }
 
 // ---------- upload ----------
@@ -44,6 +44,7 @@ function uploadError(status, body, retryAfter) {
   let text;
   if (status === 0) text = 'Cannot reach the server. Check your connection.';
   else if (code === 'quota_exceeded') text = 'Your storage is full: delete some attachments you sent, then try again.';
+  else if (code === 'image_too_large') text = 'This picture is too large to send (too many pixels or frames).';
   else if (code === 'too_large' || status === 413) text = 'This file is too large to send.';
   else if (code === 'unsupported_media_type' || status === 415) text = 'This type of file cannot be sent.';
   else if (code === 'rate_limited' || status === 429) {
@@ -52,6 +53,10 @@ function uploadError(status, body, retryAfter) {
   } else if (code === 'storage_full') text = 'The server has no room for this file right now.';
   else if (code === 'forbidden') text = 'You cannot send files to this chat.';
   else text = said || 'The upload failed.';
+  // the server's own words say which limit, when it gives them
+  if (said && (status === 413 || status === 415) && code !== 'quota_exceeded') {
+    text = `${text} (${said.replace(/\b(\d{4,}) bytes\b/g, (_, n) => humanSize(Number(n)))})`;
+  }
   const err = new ApiError(status, code, text);
   err.serverMessage = said || null;
   return err;

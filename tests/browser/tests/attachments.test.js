@@ -105,8 +105,16 @@ const SUNSET = png(800, 600, 40);
 const FOREST = png(480, 640, 200);
 const SECRET = png(640, 400, 120);
 
+// A smaller upload limit than the default, so a refused upload is quick to make.
+const MEDIA_MAX_BYTES = 8 * 1024 * 1024;
+class SmallUploads extends Parley {
+  env() {
+    return { ...super.env(), PARLEY__LIMITS__MEDIA_MAX_BYTES: String(MEDIA_MAX_BYTES) };
+  }
+}
+
 before(async () => {
-  server = await new Parley('attachments').start();
+  server = await new SmallUploads('attachments').start();
   browser = await launchBrowser();
   amy = await person(browser, server, { name: 'amy' });
   bob = await person(browser, server, { name: 'bob' });
@@ -263,6 +271,24 @@ test('paste and drag-and-drop add files to the tray; remove and Escape empty it'
   await ap.keyboard.press('Escape');
   await tray(ap).waitFor({ state: 'hidden' });
   assert.equal(await ap.evaluate(() => document.activeElement?.id), 'composer-input', 'the focus is back in the composer');
+});
+
+test('a file over the size limit is refused in words, and nothing is sent', async () => {
+  const ap = amy.page;
+  const bp = bob.page;
+  const rowsBefore = await bp.locator('.msg-row').count();
+  await attach(ap, { name: 'huge.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(MEDIA_MAX_BYTES + 1024 * 1024, 7) });
+  await tray(ap).getByRole('button', { name: /^Send/ }).click();
+  const alert = tray(ap).getByRole('alert');
+  await alert.filter({ hasText: /too large/ }).waitFor({ timeout: 20000 });
+  const text = await alert.innerText();
+  assert.match(text, /This file is too large to send/, text);
+  assert.doesNotMatch(text, /\{|"code"|http_/, 'words, not the raw error');
+  await tray(ap).getByText('huge.bin').waitFor(); // still there, to remove
+  await tray(ap).getByRole('button', { name: 'Discard' }).click();
+  await tray(ap).waitFor({ state: 'hidden' });
+  await sleep(300);
+  assert.equal(await bp.locator('.msg-row').count(), rowsBefore, 'no message arrived');
 });
 
 test('a slow upload shows its progress; Cancel sends nothing and stores nothing', async () => {
