@@ -14,7 +14,8 @@
 #   /opt/parley/previous         symlink to the release before it (rollback target)
 #   /etc/parley/parley.toml      configuration (from systemd/parley.toml.example, once)
 #   /etc/parley/parley.env       secrets, root:parley 0640 (generated once, never rewritten)
-#   /var/lib/parley/uploads/     voice messages (parley writes, nginx reads)
+#   /var/lib/parley/uploads/     voice messages (audio/), images, files and thumbnails
+#                                (media/, media/thumbs/): parley writes, nginx reads
 #   /etc/systemd/system/parley.service, parley@.service
 #   /etc/nginx/sites-available/parley.conf (+ sites-enabled symlink; written once)
 #
@@ -362,7 +363,7 @@ ensure_user_and_dirs() {
       useradd --system --gid parley --home-dir /var/lib/parley --no-create-home \
         --shell /usr/sbin/nologin --comment "Parley messenger" parley
     fi
-    # nginx's worker group reads the voice messages (X-Accel-Redirect).
+    # nginx's worker group reads the uploads (X-Accel-Redirect).
     if [ -f /etc/nginx/nginx.conf ]; then
       local u
       u=$(awk '$1 == "user" { gsub(/;/, ""); print ($3 != "" ? $3 : $2); exit }' /etc/nginx/nginx.conf)
@@ -374,9 +375,10 @@ ensure_user_and_dirs() {
   install -d -m 0755 "$ETC"
   if [ "$SYSTEM" = 1 ]; then
     # setgid: files Parley creates (umask 0027) belong to nginx's group, read-only.
-    install -d -o parley -g "$web_group" -m 2750 "$VAR/uploads" "$VAR/uploads/audio"
+    install -d -o parley -g "$web_group" -m 2750 "$VAR/uploads" "$VAR/uploads/audio" \
+      "$VAR/uploads/media" "$VAR/uploads/media/thumbs"
   else
-    install -d -m 0755 "$VAR/uploads" "$VAR/uploads/audio"
+    install -d -m 0755 "$VAR/uploads" "$VAR/uploads/audio" "$VAR/uploads/media" "$VAR/uploads/media/thumbs"
   fi
 }
 
@@ -453,11 +455,12 @@ SQL
 install_config() {
   if [ ! -f "$ETC/parley.toml" ]; then
     log "writing $ETC/parley.toml (from systemd/parley.toml.example)"
-    # With the nginx site (it has the matching internal location), nginx sends the
-    # audio bytes; without nginx, Parley sends them itself.
+    # With the nginx site (it has the matching internal locations), nginx sends the
+    # uploaded bytes; without nginx, Parley sends them itself.
     local accel='s|^# x_accel_prefix = "/_parley_audio/" .*|x_accel_prefix = "/_parley_audio/"   # nginx sends the audio bytes (systemd/nginx/parley.conf)|'
-    if [ "$SYSTEM" = 1 ] && ! have nginx; then accel='p;d'; fi
-    substitute_paths <"$SCRIPT_DIR/systemd/parley.toml.example" | sed -e "$accel" >"$ETC/parley.toml.tmp"
+    local accel_media='s|^# x_accel_media_prefix = "/_parley_media/" .*|x_accel_media_prefix = "/_parley_media/"   # nginx sends image, file and thumbnail bytes|'
+    if [ "$SYSTEM" = 1 ] && ! have nginx; then accel='p;d'; accel_media='p;d'; fi
+    substitute_paths <"$SCRIPT_DIR/systemd/parley.toml.example" | sed -e "$accel" -e "$accel_media" >"$ETC/parley.toml.tmp"
     chmod 0644 "$ETC/parley.toml.tmp"
     mv -T "$ETC/parley.toml.tmp" "$ETC/parley.toml"
   else

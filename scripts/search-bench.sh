@@ -101,16 +101,16 @@ time_ms() {
   done | sql "$DB" | sed -n 's/^T //p' | sort -n | awk '{a[NR]=$1} END {printf "%.1f (max %.1f)", a[int((NR+1)/2)], a[NR]}'
 }
 
-COLS="m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, m.audio_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms"
+COLS="m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, m.media_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms"
 FILTER="m.id < 18446744073709551615 AND m.kind = 'text' AND m.encrypted = 0 AND m.deleted_at IS NULL"
 # The server's query (src/db/search.rs, without its SET STATEMENT time limit): $1 user,
 # $2 AGAINST expression, $3 extra condition (the chat), $4 table.
 fts() {
-  echo "SELECT $COLS FROM ${4:-messages} m JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 LEFT JOIN audio_files a ON a.id = m.audio_id WHERE MATCH(m.search_text) AGAINST('$2' IN BOOLEAN MODE) ${3:-} AND $FILTER ORDER BY m.id DESC LIMIT 21"
+  echo "SELECT $COLS FROM ${4:-messages} m JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 LEFT JOIN media_files a ON a.id = m.media_id WHERE MATCH(m.search_text) AGAINST('$2' IN BOOLEAN MODE) ${3:-} AND $FILTER ORDER BY m.id DESC LIMIT 21"
 }
 # The naive alternative: a substring of the content, message by message.
 like() {
-  echo "SELECT $COLS FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 LEFT JOIN audio_files a ON a.id = m.audio_id WHERE m.content LIKE '%$2%' ${3:-} AND $FILTER ORDER BY m.id DESC LIMIT 21"
+  echo "SELECT $COLS FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 LEFT JOIN media_files a ON a.id = m.media_id WHERE m.content LIKE '%$2%' ${3:-} AND $FILTER ORDER BY m.id DESC LIMIT 21"
 }
 # The server's expression (QueryWords::against) for words $2 in chats $1: one group of
 # required words per chat.

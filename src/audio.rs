@@ -1,12 +1,9 @@
 //! Voice message files: what a file is (decided by its first bytes, never by its
 //! name or the client's Content-Type), where it lives (`uploads_dir/audio/<random>`),
-//! how much room its file system has left, and the sweep that removes uploads never
-//! attached to a message.
+//! how much room its file system has left. The sweep of unsent uploads is
+//! `crate::media::sweep`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use crate::db::Db;
 
 /// Bytes needed to recognise every supported container.
 pub const SNIFF_BYTES: usize = 12;
@@ -105,39 +102,6 @@ impl Drop for PartialFile {
     fn drop(&mut self) {
         if let Some(p) = self.path.take() {
             let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-/// Removes unattached uploads older than `ttl`, every `ttl / 2` (at most every minute),
-/// and the reservations of uploads a crashed process never finished.
-pub async fn sweep_unattached(db: Db, uploads: PathBuf, ttl: Duration) {
-    let every = (ttl / 2).clamp(Duration::from_millis(500), Duration::from_secs(60));
-    let dir = audio_dir(&uploads);
-    loop {
-        tokio::time::sleep(every).await;
-        match db.delete_stale_reservations(ttl.as_secs()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(reservations = n, "released abandoned upload reservations"),
-            Err(e) => tracing::debug!(error = %e, "reservation sweep skipped"),
-        }
-        let stale = match db.stale_audio(ttl.as_secs()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(error = %e, "audio sweep skipped");
-                continue;
-            }
-        };
-        for (id, name) in stale {
-            match db.delete_unattached_audio(id).await {
-                Ok(true) => {
-                    if let Err(e) = tokio::fs::remove_file(dir.join(&name)).await {
-                        tracing::warn!(audio = %id, error = %e, "removing an unattached upload");
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::debug!(error = %e, "audio sweep"),
-            }
         }
     }
 }

@@ -135,12 +135,17 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
-    /// Where uploads live (`audio/` below it). Default `uploads`.
+    /// Where uploads live: voice messages in `audio/`, images and files in `media/`,
+    /// thumbnails in `media/thumbs/`. Default `uploads`.
     pub uploads_dir: PathBuf,
-    /// When set (e.g. `/protected-audio/`), audio downloads answer with `X-Accel-Redirect`
-    /// so nginx sends the bytes. Default unset.
+    /// When set (e.g. `/_parley_audio/`), voice-message downloads answer with
+    /// `X-Accel-Redirect` so nginx sends the bytes of `uploads_dir/audio/`. Default unset.
     pub x_accel_prefix: Option<String>,
-    /// Uploads never attached to a message are deleted after this long. Default `3600`.
+    /// When set (e.g. `/_parley_media/`), image, file and thumbnail downloads answer with
+    /// `X-Accel-Redirect` so nginx sends the bytes of `uploads_dir/media/`. Default unset.
+    pub x_accel_media_prefix: Option<String>,
+    /// Uploads of any kind never attached to a message are deleted (with their
+    /// thumbnails) after this long. Default `3600`.
     pub unattached_audio_ttl_secs: u64,
     /// Uploads are refused (507 `storage_full`) when they would leave the uploads file
     /// system with less than this free, so uploads never fill a disk the database may
@@ -190,8 +195,23 @@ pub struct LimitSettings {
     /// Bytes queued for one WebSocket client that is not reading before it is closed
     /// with 1013 (it reconnects and `sync`s; nothing is lost). Default `4194304` (4 MiB).
     pub ws_outbound_bytes: usize,
-    /// Largest voice message upload. Default `10485760` (10 MiB).
+    /// Largest voice message upload (`POST /api/messages/upload-audio`). Default
+    /// `10485760` (10 MiB).
     pub audio_max_bytes: u64,
+    /// Largest upload to `POST /api/media` (image, file or audio; an image as stored
+    /// after re-encoding too). Default `26214400` (25 MiB).
+    pub media_max_bytes: u64,
+    /// Images with more pixels (width × height, read from the header before any
+    /// decoding) are refused with 413 `image_too_large`. Default `40000000`.
+    pub image_max_pixels: u64,
+    /// Animated GIFs with more frames are refused with 413 `image_too_large`.
+    /// Default `300`.
+    pub image_max_frames: u32,
+    /// Images decoded and encoded at once, each on its own thread off the async
+    /// runtime. Default `2`.
+    pub image_workers: usize,
+    /// Image uploads that may wait for a free worker; past it 503 `busy`. Default `8`.
+    pub image_queue: usize,
     /// Sustained WebSocket events per second per connection. Default `50`.
     pub ws_events_per_sec: u32,
     /// Burst of WebSocket events above the sustained rate. Default `200`.
@@ -217,10 +237,11 @@ pub struct LimitSettings {
     pub max_sessions_per_user: usize,
     /// WebSockets this process holds open at most. Default `100000`.
     pub max_connections: usize,
-    /// Bytes of voice messages one user may keep stored (sent or not yet sent);
-    /// past it an upload gets 413 `quota_exceeded`. Default `1073741824` (1 GiB).
+    /// Bytes of uploads (voice messages, images with their thumbnails, files) one
+    /// user may keep stored (sent or not yet sent); past it an upload gets 413
+    /// `quota_exceeded`. Default `1073741824` (1 GiB).
     pub user_storage_bytes: u64,
-    /// Voice-message uploads one user may start per minute (a burst of this many,
+    /// Uploads of any kind one user may start per minute (a burst of this many,
     /// then one every `60 / n` seconds); past it 429 `rate_limited`. Default `10`.
     pub uploads_per_min: u32,
     /// New chats (direct or group) one user may start per minute. Default `20`.
@@ -301,6 +322,7 @@ impl Default for Settings {
             storage: StorageSettings {
                 uploads_dir: "uploads".into(),
                 x_accel_prefix: None,
+                x_accel_media_prefix: None,
                 unattached_audio_ttl_secs: 3600,
                 min_free_bytes: 1024 * 1024 * 1024,
             },
@@ -322,6 +344,11 @@ impl Default for Settings {
                 ws_frame_bytes: 64 * 1024,
                 ws_outbound_bytes: 4 * 1024 * 1024,
                 audio_max_bytes: 10 * 1024 * 1024,
+                media_max_bytes: 25 * 1024 * 1024,
+                image_max_pixels: 40_000_000,
+                image_max_frames: 300,
+                image_workers: 2,
+                image_queue: 8,
                 ws_events_per_sec: 50,
                 ws_events_burst: 200,
                 login_per_ip_per_min: 30,
@@ -478,6 +505,22 @@ impl Settings {
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.limits.image_workers == 0 || self.limits.image_max_pixels == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.image_workers and limits.image_max_pixels must be at least 1".into(),
+            ));
+        }
+        // The stored name is appended as is: without the slashes nginx would look
+        // for `/_parley_mediaabc.png`.
+        if let Some(p) = &self.storage.x_accel_media_prefix {
+            if !p.starts_with('/') || !p.ends_with('/') {
+                return Err(ConfigError::Invalid(
+                    "storage.x_accel_media_prefix must start and end with '/' \
+                     (e.g. \"/_parley_media/\")"
+                        .into(),
+                ));
             }
         }
         if self.limits.group_max_members < 2 {

@@ -33,8 +33,11 @@ pub enum ApiError {
     #[error("{0}")]
     TooLarge(String),
     /// The user's stored uploads leave no room for this one.
-    #[error("storage quota exceeded: your voice messages use {used} of your {quota} bytes; this upload does not fit")]
+    #[error("storage quota exceeded: your uploads use {used} of your {quota} bytes; this upload does not fit")]
     QuotaExceeded { used: u64, quota: u64 },
+    /// An image past `limits.image_max_pixels` or `limits.image_max_frames`.
+    #[error("{0}")]
+    ImageTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("too many requests; retry in {}s", whole_secs(*.retry_after))]
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::TooLarge(_) => ErrorCode::TooLarge,
             ApiError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            ApiError::ImageTooLarge(_) => ErrorCode::ImageTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
@@ -264,6 +268,11 @@ mod tests {
                 ApiError::QuotaExceeded { used: 2, quota: 1 },
                 413,
                 "quota_exceeded",
+            ),
+            (
+                ApiError::ImageTooLarge("100000 × 100000".into()),
+                413,
+                "image_too_large",
             ),
             (ApiError::TooManySessions(32), 429, "too_many_sessions"),
             (ApiError::Unavailable("later"), 503, "unavailable"),

@@ -5,6 +5,7 @@ pub mod db;
 pub mod domain;
 pub mod e2ee;
 pub mod error;
+pub mod media;
 pub mod metrics;
 pub mod redis;
 pub mod routes;

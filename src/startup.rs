@@ -126,6 +126,7 @@ struct Resources {
     throttle: web::Data<LoginThrottle>,
     tickets: web::Data<WsTickets>,
     chat_limit: web::Data<routes::chats::ChatRateLimit>,
+    images: web::Data<crate::media::ImagePool>,
 }
 
 impl Resources {
@@ -158,11 +159,7 @@ impl Resources {
             None => None,
         };
 
-        let store = MysqlStore::new(
-            db.clone(),
-            crate::audio::audio_dir(&settings.storage.uploads_dir),
-        )
-        .await;
+        let store = MysqlStore::new(db.clone(), settings.storage.uploads_dir.clone()).await;
         let cluster = settings.redis.url.as_ref().map(|url| ClusterSettings {
             url: url.clone(),
             prefix: settings.redis.prefix.clone(),
@@ -171,7 +168,7 @@ impl Resources {
         let realtime = Realtime::start(Arc::new(store), settings.realtime(), cluster)
             .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
 
-        actix_web::rt::spawn(crate::audio::sweep_unattached(
+        actix_web::rt::spawn(crate::media::sweep::sweep_unattached(
             db.clone(),
             settings.storage.uploads_dir.clone(),
             Duration::from_secs(settings.storage.unattached_audio_ttl_secs),
@@ -211,6 +208,10 @@ impl Resources {
             }),
             realtime_data: web::Data::new(realtime.clone()),
             chat_limit: web::Data::new(routes::chats::ChatRateLimit::new(&settings)),
+            images: web::Data::new(crate::media::ImagePool::new(
+                settings.limits.image_workers,
+                settings.limits.image_queue,
+            )),
             settings: web::Data::new(settings),
             throttle: web::Data::new(throttle),
             tickets: web::Data::new(tickets),
@@ -348,6 +349,7 @@ fn http_server(
         r.realtime_data.clone(),
     );
     let settings_data = settings.clone();
+    let images = r.images.clone();
     let app = move || {
         App::new()
             .app_data(extractors::json_config(json_limit))
@@ -360,6 +362,7 @@ fn http_server(
             .app_data(throttle.clone())
             .app_data(tickets.clone())
             .app_data(chat_limit.clone())
+            .app_data(images.clone())
             .app_data(readiness.clone())
             .app_data(settings_data.clone())
             .app_data(realtime_data.clone())

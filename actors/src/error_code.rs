@@ -95,6 +95,8 @@ error_codes! {
     CalleeBusy = "callee_busy", 409;
     TooLarge = "too_large", 413;
     QuotaExceeded = "quota_exceeded", 413;
+    /// An image with more pixels or frames than the server decodes.
+    ImageTooLarge = "image_too_large", 413;
     UnsupportedMediaType = "unsupported_media_type", 415;
     RateLimited = "rate_limited", 429;
     TooManySessions = "too_many_sessions", 429;

@@ -25,8 +25,12 @@ int_id!(
     ChatId,
     /// A stored message (`messages.id`); ids grow with time within the whole server.
     MessageId,
-    /// An uploaded audio file (`audio_files.id`).
+    /// An uploaded voice message (`media_files.id` of kind audio): the id of the
+    /// old `audioId` field and `/api/media/audio/:id` route, the same number as its
+    /// `MediaId`.
     AudioId,
+    /// An uploaded image, file or voice message (`media_files.id`).
+    MediaId,
     /// One WebSocket connection, unique within this process.
     SessionId,
     /// An edit, delete or reaction (`message_changes.id`): increasing, so a client
@@ -42,5 +46,12 @@ pub struct CallId(pub String);
 impl std::fmt::Display for CallId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+impl From<AudioId> for MediaId {
+    /// An old client's `audioId` names the same row as a `mediaId`.
+    fn from(a: AudioId) -> MediaId {
+        MediaId(a.0)
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error_code::ErrorCode;
-use crate::ids::{AudioId, CallId, ChangeId, ChatId, MessageId, UserId};
+use crate::ids::{AudioId, CallId, ChangeId, ChatId, MediaId, MessageId, UserId};
 // Defined with the stored message, so the store needs nothing of the wire.
 use crate::store::Message;
 pub use crate::store::MessageKind;
@@ -50,8 +50,14 @@ pub struct SendMessage {
     pub chat_id: ChatId,
     pub client_id: String,
     pub kind: MessageKind,
+    /// The text, or an attachment's optional caption.
     #[serde(default)]
     pub content: Option<String>,
+    /// The upload an image, file or audio message carries.
+    #[serde(default)]
+    pub media_id: Option<MediaId>,
+    /// What clients of before attachments name a voice message's upload by: the same
+    /// number as its `mediaId` (see `room::validate`).
     #[serde(default)]
     pub audio_id: Option<AudioId>,
     #[serde(default)]

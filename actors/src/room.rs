@@ -17,7 +17,7 @@ use actix::prelude::*;
 use crate::directory::{Deliver, SessionHandle};
 use crate::e2ee;
 use crate::error_code::ErrorCode;
-use crate::ids::{ChatId, UserId};
+use crate::ids::{ChatId, MediaId, UserId};
 use crate::protocol::{self, Ack, MessageKind, SendMessage, ServerEvent, Typing, WireError};
 use crate::store::{ChatMembers, Inserted, NewMessage, StoreError};
 use crate::writer::{Job, Persisted, Writer};
@@ -367,34 +367,36 @@ fn validate(
             "clientId must be 1 to 64 characters of A-Z a-z 0-9 - _ . :",
         ));
     }
-    let content = m.content.unwrap_or_default();
+    let media = named_media(&m)?;
+    let mut content = m.content.unwrap_or_default();
     match m.kind {
         MessageKind::Call => {
-            return Err(WireError::new(
-                ErrorCode::InvalidData,
-                "kind must be \"text\" or \"audio\"",
+            return Err(invalid(
+                "kind must be \"text\", \"image\", \"file\" or \"audio\"",
             ))
         }
         MessageKind::Text => {
-            if m.audio_id.is_some() {
-                return Err(WireError::new(
-                    ErrorCode::InvalidData,
-                    "a text message has no audioId",
-                ));
+            if media.is_some() {
+                return Err(invalid("a text message carries no mediaId"));
             }
             if !m.encrypted && content.trim().is_empty() {
-                return Err(WireError::new(
-                    ErrorCode::InvalidData,
-                    "content must not be empty",
-                ));
+                return Err(invalid("content must not be empty"));
             }
         }
-        MessageKind::Audio => {
-            if m.audio_id.is_none() {
-                return Err(WireError::new(
-                    ErrorCode::InvalidData,
-                    "an audio message needs audioId",
+        MessageKind::Image | MessageKind::File | MessageKind::Audio => {
+            if media.is_none() {
+                return Err(invalid("an image, file or audio message needs mediaId"));
+            }
+            if m.encrypted && m.kind == MessageKind::Audio {
+                // The server cannot tell what an encrypted upload holds: it is stored
+                // as a file, and the envelope says what it is.
+                return Err(invalid(
+                    "an encrypted attachment is sent as kind \"image\" or \"file\"",
                 ));
+            }
+            // A caption of blanks is no caption (a reply then shows no preview).
+            if content.trim().is_empty() {
+                content.clear();
             }
         }
     }
@@ -434,11 +436,29 @@ fn validate(
         client_id: m.client_id,
         kind: m.kind,
         content,
-        audio_id: m.audio_id,
+        media_id: media,
         encrypted: m.encrypted,
         e2ee: m.e2ee,
         reply_to: m.reply_to_id,
     })
+}
+
+fn invalid(message: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::InvalidData, message)
+}
+
+/// The upload a `message:send` names: `mediaId`, or the `audioId` of a client of
+/// before attachments on an audio message (with both, they must be the same).
+fn named_media(m: &SendMessage) -> Result<Option<MediaId>, WireError> {
+    match (m.media_id, m.audio_id) {
+        (Some(media), Some(audio)) if media != MediaId::from(audio) => {
+            Err(invalid("mediaId and audioId name different uploads"))
+        }
+        (_, Some(_)) if m.kind != MessageKind::Audio => {
+            Err(invalid("audioId is for audio messages; use mediaId"))
+        }
+        (media, audio) => Ok(media.or(audio.map(MediaId::from))),
+    }
 }
 
 /// Routes a request to its room, starting it on first use.
@@ -531,8 +551,8 @@ mod tests {
 
     use super::*;
     use crate::store::ChatKind;
+    use crate::attachment::MediaKind;
     use crate::testing::{self, Failure, Fake, MemoryStore, Op};
-    use crate::AudioId;
 
     const ANN: UserId = UserId(1);
     const BOB: UserId = UserId(2);
@@ -643,6 +663,38 @@ mod tests {
                 "invalid_data",
             ),
             ("audio without id", json!({"kind": "audio"}), "invalid_data"),
+            ("image without id", json!({"kind": "image", "content": "x"}), "invalid_data"),
+            ("file without id", json!({"kind": "file"}), "invalid_data"),
+            (
+                "media id on text",
+                json!({"kind": "text", "content": "x", "mediaId": 5}),
+                "invalid_data",
+            ),
+            (
+                "audio id on an image",
+                json!({"kind": "image", "audioId": 5}),
+                "invalid_data",
+            ),
+            (
+                "audio and media ids differ",
+                json!({"kind": "audio", "audioId": 5, "mediaId": 6}),
+                "invalid_data",
+            ),
+            (
+                "caption too long",
+                json!({"kind": "image", "mediaId": 5, "content": "x".repeat(MAX_TEXT_CHARS + 1)}),
+                "too_large",
+            ),
+            (
+                "encrypted audio",
+                json!({"kind": "audio", "mediaId": 5, "encrypted": true, "e2ee": envelope(&[ANN, BOB, CAT])}),
+                "invalid_data",
+            ),
+            (
+                "encrypted image with a caption",
+                json!({"kind": "image", "mediaId": 5, "content": "x", "encrypted": true, "e2ee": envelope(&[ANN, BOB, CAT])}),
+                "invalid_data",
+            ),
             (
                 "encrypted, no e2ee",
                 json!({"kind": "text", "encrypted": true}),
@@ -825,7 +877,8 @@ mod tests {
             refused(&f, &ann, "broken", text("c1", "hi")).await,
             "internal"
         );
-        f.store.foreign_audio(AudioId(7));
+        f.store
+            .add_upload(MediaId(7), BOB, CHAT, MediaKind::Audio, false);
         let audio =
             send_message(json!({"chatId": CHAT, "clientId": "c2", "kind": "audio", "audioId": 7}));
         assert_eq!(refused(&f, &ann, "not yours", audio).await, "forbidden");
@@ -837,6 +890,99 @@ mod tests {
         let ack = ann.next_frame(3).await;
         assert_eq!((ack.event(), ack.reference()), ("ack", Some("retry")));
         assert_eq!(bob.wait_frames(1).await[0].event(), "message:received");
+        assert_eq!(f.in_flight(), 0);
+    }
+
+    #[actix::test]
+    async fn an_attachment_reaches_every_member_with_its_upload_caption_and_reply() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        let original = f.store.seed(CHAT, BOB, "what does it look like?");
+        f.store
+            .add_upload(MediaId(5), ANN, CHAT, MediaKind::Image, false);
+        f.post(
+            &ann,
+            "photo",
+            send_message(json!({"chatId": CHAT, "clientId": "p1", "kind": "image", "mediaId": 5, "content": "the view", "replyToId": original.id})),
+        );
+        let ack = ann.wait_frames(1).await;
+        assert_eq!((ack[0].event(), ack[0].reference()), ("ack", Some("photo")));
+        let got = bob.wait_frames(1).await.swap_remove(0);
+        let m = got.data();
+        assert_eq!(m["kind"], json!("image"));
+        assert_eq!(m["content"], json!("the view"));
+        assert_eq!(m["audio"], json!(null));
+        assert_eq!(
+            m["media"],
+            json!({"mediaId": 5, "kind": "image", "mime": "image/png", "bytes": 1234, "name": "photo.png", "url": "/api/media/5", "width": 640, "height": 480, "thumbnailUrl": "/api/media/5/thumbnail"})
+        );
+        assert_eq!(m["replyTo"]["preview"], json!("what does it look like?"));
+
+        // A reply to the image shows its caption; to a voice message without one, nothing.
+        f.store
+            .add_upload(MediaId(6), ANN, CHAT, MediaKind::Audio, false);
+        f.post(
+            &ann,
+            "voice",
+            send_message(json!({"chatId": CHAT, "clientId": "v1", "kind": "audio", "audioId": 6, "content": "  "})),
+        );
+        let voice = ann.wait_frames(2).await[1].data().clone();
+        assert_eq!(voice["content"], json!(""), "a blank caption is none");
+        assert_eq!(voice["audio"]["audioId"], json!(6));
+        assert_eq!(voice["audio"]["url"], json!("/api/media/audio/6"));
+        assert_eq!(voice["media"]["url"], json!("/api/media/6"));
+        assert_eq!(voice["media"]["durationMs"], json!(1500));
+        for (client_id, quoted, preview) in [
+            ("r1", &m["id"], json!("the view")),
+            ("r2", &voice["id"], json!(null)),
+        ] {
+            f.post(
+                &bob,
+                client_id,
+                send_message(json!({"chatId": CHAT, "clientId": client_id, "kind": "text", "content": "nice", "replyToId": quoted})),
+            );
+            let reply = bob
+                .wait_until(0, "the reply's ack", |fr| fr.reference() == Some(client_id))
+                .await;
+            assert_eq!(reply.data()["replyTo"]["preview"], preview, "{client_id}");
+        }
+        assert_eq!(f.in_flight(), 0);
+    }
+
+    #[actix::test]
+    async fn an_upload_is_claimed_once_and_a_refused_attachment_is_neither_stored_nor_fanned_out(
+    ) {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        f.store
+            .add_upload(MediaId(1), ANN, CHAT, MediaKind::File, false);
+        f.store
+            .add_upload(MediaId(2), BOB, CHAT, MediaKind::Image, false);
+        f.store.add_upload(MediaId(3), ANN, CHAT, MediaKind::Image, true);
+        f.store
+            .add_upload(MediaId(4), ANN, CHAT, MediaKind::File, false);
+        let send = |client_id: &str, kind: &str, media: u64| {
+            send_message(json!({"chatId": CHAT, "clientId": client_id, "kind": kind, "mediaId": media}))
+        };
+        f.post(&ann, "first", send("f1", "file", 1));
+        ann.wait_frames(1).await;
+        bob.wait_frames(1).await;
+        for (reference, message, code) in [
+            ("again", send("f2", "file", 1), "forbidden"),
+            ("bob's", send("f3", "image", 2), "forbidden"),
+            ("unknown", send("f4", "image", 99), "forbidden"),
+            ("a file as an image", send("f5", "image", 4), "invalid_data"),
+            ("encrypted upload in plaintext", send("f6", "image", 3), "invalid_data"),
+        ] {
+            assert_eq!(refused(&f, &ann, reference, message).await, code, "{reference}");
+        }
+        assert_eq!(f.store.messages().len(), 1, "only the first is stored");
+        assert_eq!(bob.settled().await.len(), 1, "nothing refused is fanned out");
+        for unsent in [2, 3, 4] {
+            assert_eq!(f.store.upload_claim(MediaId(unsent)), Some(None), "{unsent}");
+        }
         assert_eq!(f.in_flight(), 0);
     }
 

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::attachment::{MediaInfo, MediaKind};
 use crate::error_code::ErrorCode;
-use crate::ids::{AudioId, CallId, ChangeId, ChatId, MessageId, UserId};
+use crate::ids::{AudioId, CallId, ChangeId, ChatId, MediaId, MessageId, UserId};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -23,8 +24,23 @@ pub enum ChatKind {
 pub enum MessageKind {
     Text,
     Audio,
+    Image,
+    File,
     /// A call's trace in the history (missed, rejected, duration); made by the server only.
     Call,
+}
+
+impl MessageKind {
+    /// The kind of upload a plaintext message of this kind carries; `None` for text
+    /// and call messages, which carry none.
+    pub fn media_kind(self) -> Option<MediaKind> {
+        match self {
+            MessageKind::Image => Some(MediaKind::Image),
+            MessageKind::Audio => Some(MediaKind::Audio),
+            MessageKind::File => Some(MediaKind::File),
+            MessageKind::Text | MessageKind::Call => None,
+        }
+    }
 }
 
 /// A chat and who is in it.
@@ -35,7 +51,8 @@ pub struct ChatMembers {
     pub members: Vec<UserId>,
 }
 
-/// The voice message attached to a message.
+/// The voice message attached to a message, as clients of before attachments read
+/// it (the same upload as `media`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AudioInfo {
@@ -44,6 +61,20 @@ pub struct AudioInfo {
     pub mime: String,
     pub bytes: u64,
     pub duration_ms: Option<u32>,
+}
+
+impl AudioInfo {
+    /// The `audio` object of an audio message carrying `media`.
+    pub fn of(media: &MediaInfo) -> AudioInfo {
+        let id = AudioId(media.media_id.0);
+        AudioInfo {
+            audio_id: id,
+            url: crate::attachment::audio_url(id),
+            mime: media.mime.clone(),
+            bytes: media.bytes,
+            duration_ms: media.duration_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,8 +95,12 @@ pub struct Message {
     pub sender_id: UserId,
     pub client_id: String,
     pub kind: MessageKind,
+    /// The text, or an attachment's caption (empty when none).
     pub content: String,
+    /// For an audio message, its upload as `audio` showed it before attachments.
     pub audio: Option<AudioInfo>,
+    /// The upload the message carries (image, audio or file).
+    pub media: Option<MediaInfo>,
     pub encrypted: bool,
     /// The encryption envelope exactly as the sender sent it; never parsed here.
     pub e2ee: Option<Box<RawValue>>,
@@ -84,10 +119,30 @@ pub struct ReplyTo {
     pub id: MessageId,
     pub sender_id: UserId,
     pub kind: MessageKind,
-    /// The first [`REPLY_PREVIEW_CHARS`] characters of a plaintext original; `None`
-    /// for an encrypted, deleted or call message.
+    /// The first [`REPLY_PREVIEW_CHARS`] characters of a plaintext original (an
+    /// attachment's caption); `None` for an encrypted, deleted or call message and an
+    /// attachment without a caption. See [`reply_preview`].
     pub preview: Option<String>,
     pub deleted: bool,
+}
+
+/// What a reply shows of an original of `kind` whose text (or caption) starts with
+/// `text` (at least its first [`REPLY_PREVIEW_CHARS`] characters): the one rule, for
+/// every store.
+pub fn reply_preview(
+    kind: MessageKind,
+    encrypted: bool,
+    deleted: bool,
+    text: &str,
+) -> Option<String> {
+    if encrypted || deleted || kind == MessageKind::Call {
+        return None;
+    }
+    if kind != MessageKind::Text && text.is_empty() {
+        // An attachment without a caption: the client shows the attachment itself.
+        return None;
+    }
+    Some(text.chars().take(REPLY_PREVIEW_CHARS).collect())
 }
 
 /// Characters of the original a reply carries.
@@ -115,6 +170,7 @@ struct LiveView<'a> {
     kind: MessageKind,
     content: &'a str,
     audio: &'a Option<AudioInfo>,
+    media: &'a Option<MediaInfo>,
     encrypted: bool,
     e2ee: &'a Option<Box<RawValue>>,
     reply_to: &'a Option<ReplyTo>,
@@ -155,6 +211,7 @@ impl Serialize for Message {
             kind: self.kind,
             content: &self.content,
             audio: &self.audio,
+            media: &self.media,
             encrypted: self.encrypted,
             e2ee: &self.e2ee,
             reply_to: &self.reply_to,
@@ -175,8 +232,11 @@ pub struct NewMessage {
     pub sender_id: UserId,
     pub client_id: String,
     pub kind: MessageKind,
+    /// The text, or an attachment's caption (possibly empty).
     pub content: String,
-    pub audio_id: Option<AudioId>,
+    /// The upload an image, file or audio message carries, to be claimed by the store
+    /// (see [`crate::attachment::refusal`]).
+    pub media_id: Option<MediaId>,
     pub encrypted: bool,
     pub e2ee: Option<Box<RawValue>>,
     /// Checked by the store: a message of the same chat.
@@ -252,7 +312,7 @@ pub enum Inserted {
     Fresh(Message),
     /// The sender used this client id before: here is that first message.
     Existing(Message),
-    /// Refused by a rule only the database can check (e.g. the audio is not yours).
+    /// Refused by a rule only the database can check (e.g. the upload is not yours).
     Rejected { code: ErrorCode, message: String },
 }
 
@@ -483,4 +543,105 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest change visible to each of `users` (0 when none), one per input.
     async fn last_changes(&self, users: &[UserId]) -> Result<Vec<ChangeId>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn image_message() -> Message {
+        let id = MediaId(9);
+        Message {
+            id: MessageId(3),
+            chat_id: ChatId(2),
+            sender_id: UserId(1),
+            client_id: "c1".into(),
+            kind: MessageKind::Image,
+            content: "the view".into(),
+            audio: None,
+            media: Some(MediaInfo {
+                media_id: id,
+                kind: MediaKind::Image,
+                mime: "image/jpeg".into(),
+                bytes: 2048,
+                name: "view.jpg".into(),
+                url: crate::attachment::media_url(id),
+                width: Some(1200),
+                height: Some(800),
+                thumbnail_url: Some(crate::attachment::thumbnail_url(id)),
+                duration_ms: None,
+            }),
+            encrypted: false,
+            e2ee: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
+            created_at: Timestamp::now(),
+            status: MessageStatus::Sent,
+        }
+    }
+
+    #[test]
+    fn a_message_carries_its_media_and_a_deleted_one_only_five_keys() {
+        let m = image_message();
+        let v = serde_json::to_value(&m).expect("json");
+        assert_eq!(v["media"]["mediaId"], json!(9));
+        assert_eq!(v["media"]["thumbnailUrl"], json!("/api/media/9/thumbnail"));
+        assert_eq!(v["audio"], json!(null));
+        assert_eq!(v["kind"], json!("image"));
+        let deleted = Message {
+            deleted: true,
+            ..m
+        };
+        let v = serde_json::to_value(&deleted).expect("json");
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+        assert!(v.get("media").is_none());
+    }
+
+    #[test]
+    fn a_reply_previews_a_caption_and_nothing_for_an_attachment_without_one() {
+        use MessageKind::{Audio, Call, File, Image, Text};
+        assert_eq!(reply_preview(Image, false, false, "x").as_deref(), Some("x"));
+        assert_eq!(reply_preview(File, false, false, ""), None);
+        assert_eq!(reply_preview(Audio, false, false, ""), None);
+        assert_eq!(reply_preview(Text, false, false, "").as_deref(), Some(""));
+        assert_eq!(reply_preview(Image, true, false, "x"), None);
+        assert_eq!(reply_preview(Image, false, true, "x"), None);
+        assert_eq!(reply_preview(Call, false, false, "{}"), None);
+        let long = "é".repeat(REPLY_PREVIEW_CHARS + 5);
+        assert_eq!(
+            reply_preview(File, false, false, &long).map(|p| p.chars().count()),
+            Some(REPLY_PREVIEW_CHARS)
+        );
+    }
+
+    #[test]
+    fn an_audio_message_shows_its_upload_as_audio_too() {
+        let media = MediaInfo {
+            media_id: MediaId(4),
+            kind: MediaKind::Audio,
+            mime: "audio/ogg".into(),
+            bytes: 10,
+            name: "voice.ogg".into(),
+            url: crate::attachment::media_url(MediaId(4)),
+            width: None,
+            height: None,
+            thumbnail_url: None,
+            duration_ms: Some(700),
+        };
+        let a = AudioInfo::of(&media);
+        assert_eq!(
+            serde_json::to_value(&a).expect("json"),
+            json!({"audioId": 4, "url": "/api/media/audio/4", "mime": "audio/ogg", "bytes": 10, "durationMs": 700})
+        );
+    }
 }

@@ -380,7 +380,7 @@ mod tests {
                 client_id: format!("c{tag}"),
                 kind: MessageKind::Text,
                 content: format!("m{tag}"),
-                audio_id: None,
+                media_id: None,
                 encrypted: false,
                 e2ee: None,
                 reply_to: None,

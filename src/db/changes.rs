@@ -15,12 +15,23 @@ use parley_actors::{ChangeId, ChatId, MessageId, Timestamp, UserId};
 use super::messages::{kind_from, message_from_row, search_text, MESSAGE_COLUMNS, MESSAGE_JOINS};
 use super::{Db, DbError, MAX_ID_LIST};
 
-/// What deleting a message left to do outside the database: its media file.
+/// What deleting a message left to do outside the database: its upload's files.
 pub struct Deleted {
     pub change: ChangeId,
-    /// The stored name of the voice message it carried (under the uploads' audio
-    /// directory), to remove from disk.
-    pub audio_file: Option<String>,
+    /// The files of the upload it carried (the upload itself, its thumbnail), to
+    /// remove from disk.
+    pub files: Vec<StoredFile>,
+}
+
+/// A file of an upload, by the directory it is stored in under the uploads root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredFile {
+    /// A voice message (`uploads/audio/`, where they always were).
+    Audio(String),
+    /// An image or any other file (`uploads/media/`).
+    Media(String),
+    /// An image's thumbnail (`uploads/media/thumbs/`).
+    Thumbnail(String),
 }
 
 impl Db {
@@ -126,9 +137,9 @@ impl Db {
     }
 
     /// Deletes `id` for everyone, by its sender `user`: the row keeps its id, chat,
-    /// sender and time, and loses its content, envelope, reply, reactions and voice
-    /// message (row and quota; the file is the caller's to remove). `None` when it is
-    /// not `user`'s or was deleted already.
+    /// sender and time, and loses its content, envelope, reply, reactions and upload
+    /// (row and quota, thumbnail included; the files are the caller's to remove).
+    /// `None` when it is not `user`'s or was deleted already.
     pub async fn delete_message(
         &self,
         user: UserId,
@@ -139,17 +150,17 @@ impl Db {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let row: Option<(u64, Option<u64>)> = tx
             .exec_first(
-                "SELECT chat_id, audio_id FROM messages \
+                "SELECT chat_id, media_id FROM messages \
                  WHERE id = ? AND sender_id = ? AND deleted_at IS NULL FOR UPDATE",
                 (id.0, user.0),
             )
             .await?;
-        let Some((chat, audio)) = row else {
+        let Some((chat, media)) = row else {
             tx.rollback().await?;
             return Ok(None);
         };
         tx.exec_drop(
-            "UPDATE messages SET content = '', e2ee = NULL, audio_id = NULL, reply_to_id = NULL, \
+            "UPDATE messages SET content = '', e2ee = NULL, media_id = NULL, reply_to_id = NULL, \
              search_text = NULL, edited_at = NULL, deleted_at = ? WHERE id = ?",
             (now.naive(), id.0),
         )
@@ -159,16 +170,19 @@ impl Db {
             (id.0,),
         )
         .await?;
-        let mut audio_file = None;
-        if let Some(audio) = audio {
-            let file: Option<(u64, u64, String)> = tx
+        let mut files = Vec::new();
+        if let Some(media) = media {
+            type FileRow = (u64, u64, String, String, Option<String>);
+            // Counted against the quota as stored: the file and its thumbnail.
+            let file: Option<FileRow> = tx
                 .exec_first(
-                    "SELECT uploader_id, bytes, storage_name FROM audio_files WHERE id = ? FOR UPDATE",
-                    (audio,),
+                    "SELECT uploader_id, bytes + COALESCE(thumb_bytes, 0), kind, storage_name, thumb_name \
+                     FROM media_files WHERE id = ? FOR UPDATE",
+                    (media,),
                 )
                 .await?;
-            if let Some((uploader, bytes, name)) = file {
-                tx.exec_drop("DELETE FROM audio_files WHERE id = ?", (audio,))
+            if let Some((uploader, bytes, kind, name, thumb)) = file {
+                tx.exec_drop("DELETE FROM media_files WHERE id = ?", (media,))
                     .await?;
                 // LEAST: the total is unsigned, and never goes below zero.
                 tx.exec_drop(
@@ -176,7 +190,11 @@ impl Db {
                     (bytes, uploader),
                 )
                 .await?;
-                audio_file = Some(name);
+                files.push(match kind.as_str() {
+                    "audio" => StoredFile::Audio(name),
+                    _ => StoredFile::Media(name),
+                });
+                files.extend(thumb.map(StoredFile::Thumbnail));
             }
         }
         tx.exec_drop(
@@ -187,7 +205,7 @@ impl Db {
         .await?;
         let change = ChangeId(tx.last_insert_id().unwrap_or_default());
         tx.commit().await?;
-        Ok(Some(Deleted { change, audio_file }))
+        Ok(Some(Deleted { change, files }))
     }
 
     /// Adds or removes `user`'s `emoji` on `id`. The message row is locked for the

@@ -1,29 +1,86 @@
-//! The `audio_files` table (uploaded voice messages) and what bounds it per user:
-//! `user_storage` (stored bytes, upload rate) and `upload_reservations` (uploads in
-//! flight).
+//! The `media_files` table (uploaded images, files and voice messages) and what
+//! bounds it per user: `user_storage` (stored bytes, upload rate) and
+//! `upload_reservations` (uploads in flight).
 
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
-use parley_actors::{AudioId, ChatId, UserId};
+use parley_actors::{ChatId, MediaId, UserId};
 
 use super::{Db, DbError};
+use crate::media::MediaKind;
 
-pub struct AudioRow {
-    pub id: AudioId,
+/// A stored upload, as downloads need it.
+#[derive(Debug, Clone)]
+pub struct MediaRow {
+    pub id: MediaId,
     pub chat: ChatId,
+    pub kind: MediaKind,
+    pub name: String,
     pub storage_name: String,
     pub mime: String,
+    pub bytes: u64,
+    pub duration_ms: Option<u32>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub thumb_name: Option<String>,
+    pub encrypted: bool,
 }
 
-pub struct NewAudio<'a> {
+/// An upload to record.
+pub struct NewMedia<'a> {
     pub uploader: UserId,
     pub chat: ChatId,
+    pub kind: MediaKind,
+    pub name: &'a str,
     pub storage_name: &'a str,
     pub mime: &'a str,
     pub bytes: u64,
     pub duration_ms: Option<u32>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub thumb: Option<(&'a str, u64)>,
+    pub encrypted: bool,
+}
+
+/// An upload the sweep may remove.
+pub struct StaleMedia {
+    pub id: MediaId,
+    pub kind: MediaKind,
+    pub storage_name: String,
+    pub thumb_name: Option<String>,
+}
+
+/// The columns `media_from_row` reads, in order.
+const MEDIA_COLUMNS: &str = "id, chat_id, kind, name, storage_name, mime, bytes, duration_ms, \
+     width, height, thumb_name, encrypted";
+
+fn media_from_row(mut row: mysql_async::Row) -> Result<MediaRow, DbError> {
+    fn col<T: mysql_async::prelude::FromValue>(
+        row: &mut mysql_async::Row,
+        i: usize,
+    ) -> Result<T, DbError> {
+        row.take_opt(i)
+            .ok_or_else(|| DbError::Mapping(format!("media column {i} missing")))?
+            .map_err(|e| DbError::Mapping(format!("media column {i}: {e}")))
+    }
+    let kind: String = col(&mut row, 2)?;
+    Ok(MediaRow {
+        id: MediaId(col(&mut row, 0)?),
+        chat: ChatId(col(&mut row, 1)?),
+        kind: MediaKind::parse(&kind)
+            .ok_or_else(|| DbError::Mapping(format!("unknown media kind {kind:?}")))?,
+        name: col(&mut row, 3)?,
+        storage_name: col(&mut row, 4)?,
+        mime: col(&mut row, 5)?,
+        bytes: col(&mut row, 6)?,
+        duration_ms: col(&mut row, 7)?,
+        width: col(&mut row, 8)?,
+        height: col(&mut row, 9)?,
+        thumb_name: col(&mut row, 10)?,
+        encrypted: col(&mut row, 11)?,
+    })
 }
 
 /// Room taken for an upload in flight (a row of `upload_reservations`).
@@ -134,25 +191,46 @@ impl Db {
         Ok(())
     }
 
-    /// Stores an upload: its row, the uploader's stored bytes, and the end of its
-    /// reservation, in one transaction (a crash never counts it twice or not at all).
-    pub async fn insert_audio(
+    /// Stores an upload: its row, the uploader's stored bytes (the file's and its
+    /// thumbnail's), and the end of its reservation, in one transaction (a crash
+    /// never counts it twice or not at all).
+    pub async fn insert_media(
         &self,
-        a: &NewAudio<'_>,
+        m: &NewMedia<'_>,
         reservation: ReservationId,
-    ) -> Result<AudioId, DbError> {
+    ) -> Result<MediaId, DbError> {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        let (thumb_name, thumb_bytes) = match m.thumb {
+            Some((name, bytes)) => (Some(name), Some(bytes)),
+            None => (None, None),
+        };
         tx.exec_drop(
-            "INSERT INTO audio_files (uploader_id, chat_id, storage_name, mime, bytes, duration_ms) VALUES (?,?,?,?,?,?)",
-            (a.uploader.0, a.chat.0, a.storage_name, a.mime, a.bytes, a.duration_ms),
+            "INSERT INTO media_files (uploader_id, chat_id, kind, name, storage_name, mime, bytes, \
+             duration_ms, width, height, thumb_name, thumb_bytes, encrypted) \
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            mysql_async::Params::Positional(vec![
+                m.uploader.0.into(),
+                m.chat.0.into(),
+                m.kind.as_str().into(),
+                m.name.into(),
+                m.storage_name.into(),
+                m.mime.into(),
+                m.bytes.into(),
+                m.duration_ms.into(),
+                m.width.into(),
+                m.height.into(),
+                thumb_name.into(),
+                thumb_bytes.into(),
+                m.encrypted.into(),
+            ]),
         )
         .await?;
-        let id = AudioId(tx.last_insert_id().unwrap_or_default());
+        let id = MediaId(tx.last_insert_id().unwrap_or_default());
         tx.exec_drop(
             "INSERT INTO user_storage (user_id, used_bytes) VALUES (?, ?) \
              ON DUPLICATE KEY UPDATE used_bytes = used_bytes + VALUES(used_bytes)",
-            (a.uploader.0, a.bytes),
+            (m.uploader.0, m.bytes + thumb_bytes.unwrap_or(0)),
         )
         .await?;
         tx.exec_drop(
@@ -188,49 +266,51 @@ impl Db {
         Ok(conn.affected_rows())
     }
 
-    pub async fn audio(&self, id: AudioId) -> Result<Option<AudioRow>, DbError> {
+    /// The upload `id`, whatever its kind.
+    pub async fn media(&self, id: MediaId) -> Result<Option<MediaRow>, DbError> {
         let mut conn = self.conn().await?;
-        let row: Option<(u64, String, String)> = conn
+        let row: Option<mysql_async::Row> = conn
             .exec_first(
-                "SELECT chat_id, storage_name, mime FROM audio_files WHERE id = ?",
+                format!("SELECT {MEDIA_COLUMNS} FROM media_files WHERE id = ?"),
                 (id.0,),
             )
             .await?;
-        Ok(row.map(|(chat, storage_name, mime)| AudioRow {
-            id,
-            chat: ChatId(chat),
-            storage_name,
-            mime,
-        }))
+        row.map(media_from_row).transpose()
     }
 
-    /// Uploads never attached to a message and older than `older_than_secs`.
-    pub async fn stale_audio(
-        &self,
-        older_than_secs: u64,
-    ) -> Result<Vec<(AudioId, String)>, DbError> {
+    /// Uploads of any kind never attached to a message and older than `older_than_secs`.
+    pub async fn stale_media(&self, older_than_secs: u64) -> Result<Vec<StaleMedia>, DbError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(u64, String)> = conn
+        let rows: Vec<(u64, String, String, Option<String>)> = conn
             .exec(
-                "SELECT id, storage_name FROM audio_files \
+                "SELECT id, kind, storage_name, thumb_name FROM media_files \
                  WHERE message_id IS NULL AND created_at < UTC_TIMESTAMP(3) - INTERVAL ? SECOND LIMIT 500",
                 (older_than_secs,),
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name)| (AudioId(id), name))
-            .collect())
+        rows.into_iter()
+            .map(|(id, kind, storage_name, thumb_name)| {
+                Ok(StaleMedia {
+                    id: MediaId(id),
+                    kind: MediaKind::parse(&kind)
+                        .ok_or_else(|| DbError::Mapping(format!("unknown media kind {kind:?}")))?,
+                    storage_name,
+                    thumb_name,
+                })
+            })
+            .collect()
     }
 
     /// Deletes an upload's row unless a message claimed it meanwhile, and takes its
-    /// bytes off the uploader's total in the same transaction; true when deleted.
-    pub async fn delete_unattached_audio(&self, id: AudioId) -> Result<bool, DbError> {
+    /// bytes (and its thumbnail's) off the uploader's total in the same transaction;
+    /// true when deleted.
+    pub async fn delete_unattached_media(&self, id: MediaId) -> Result<bool, DbError> {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let row: Option<(u64, u64)> = tx
             .exec_first(
-                "SELECT uploader_id, bytes FROM audio_files WHERE id = ? AND message_id IS NULL FOR UPDATE",
+                "SELECT uploader_id, bytes + COALESCE(thumb_bytes, 0) FROM media_files \
+                 WHERE id = ? AND message_id IS NULL FOR UPDATE",
                 (id.0,),
             )
             .await?;
@@ -238,7 +318,7 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         };
-        tx.exec_drop("DELETE FROM audio_files WHERE id = ?", (id.0,))
+        tx.exec_drop("DELETE FROM media_files WHERE id = ?", (id.0,))
             .await?;
         // LEAST: the total is unsigned, and never goes below zero whatever happened.
         tx.exec_drop(

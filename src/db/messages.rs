@@ -7,30 +7,34 @@ use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, TxOpts, Value};
 use parley_actors::protocol::MessageKind;
+use parley_actors::attachment::{self, MediaInfo, MediaKind};
 use parley_actors::store::{
-    AudioInfo, Inserted, Message, MessageStatus, NewMessage, Reaction, ReadOutcome, Receipt,
-    ReplyTo, REACTION_USERS_LISTED,
+    reply_preview, AudioInfo, Inserted, Message, MessageStatus, NewMessage, Reaction, ReadOutcome,
+    Receipt, ReplyTo, REACTION_USERS_LISTED,
 };
 use parley_actors::ErrorCode;
-use parley_actors::{AudioId, ChatId, MessageId, Timestamp, UserId};
+use parley_actors::{ChatId, MediaId, MessageId, Timestamp, UserId};
 use serde_json::value::RawValue;
 
 use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 
-/// The columns `message_from_row` reads, in order: the message, its audio, and the
-/// message it replies to (`r`).
+/// The columns `message_from_row` reads, in order: the message, its upload (`a`), and
+/// the message it replies to (`r`).
 pub(crate) const MESSAGE_COLUMNS: &str =
     "m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, \
-     m.audio_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms, \
+     m.media_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms, \
      m.edited_at, m.deleted_at IS NOT NULL, m.reply_to_id, r.sender_id, r.kind, r.encrypted, \
-     r.deleted_at IS NOT NULL, LEFT(r.content, 120)";
+     r.deleted_at IS NOT NULL, LEFT(r.content, 120), \
+     a.kind, a.name, a.width, a.height, a.thumb_name IS NOT NULL";
 /// The joins `MESSAGE_COLUMNS` needs (both by primary key).
-pub(crate) const MESSAGE_JOINS: &str = "LEFT JOIN audio_files a ON a.id = m.audio_id \
+pub(crate) const MESSAGE_JOINS: &str = "LEFT JOIN media_files a ON a.id = m.media_id \
      LEFT JOIN messages r ON r.id = m.reply_to_id";
 
 pub(crate) fn kind_from(s: &str) -> MessageKind {
     match s {
         "audio" => MessageKind::Audio,
+        "image" => MessageKind::Image,
+        "file" => MessageKind::File,
         "call" => MessageKind::Call,
         _ => MessageKind::Text,
     }
@@ -40,12 +44,10 @@ pub(crate) fn kind_str(k: MessageKind) -> &'static str {
     match k {
         MessageKind::Text => "text",
         MessageKind::Audio => "audio",
+        MessageKind::Image => "image",
+        MessageKind::File => "file",
         MessageKind::Call => "call",
     }
-}
-
-pub(crate) fn audio_url(id: AudioId) -> String {
-    format!("/api/media/audio/{id}")
 }
 
 pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
@@ -55,7 +57,7 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
             .map_err(|e| DbError::Mapping(format!("message column {i}: {e}")))
     }
     let id: u64 = col(&mut row, 0)?;
-    let audio_id: Option<u64> = col(&mut row, 6)?;
+    let media_id: Option<u64> = col(&mut row, 6)?;
     let e2ee: Option<String> = col(&mut row, 8)?;
     let created: NaiveDateTime = col(&mut row, 9)?;
     let mime: Option<String> = col(&mut row, 10)?;
@@ -78,28 +80,50 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
                 id: MessageId(id),
                 sender_id: UserId(sender),
                 kind,
-                preview: text.filter(|_| !encrypted && !deleted && kind != MessageKind::Call),
+                preview: text.and_then(|t| reply_preview(kind, encrypted, deleted, &t)),
                 deleted,
             })
         }
     };
+    let media = match (media_id, mime, bytes) {
+        (Some(media), Some(mime), Some(bytes)) => {
+            let media = MediaId(media);
+            let stored: Option<String> = col(&mut row, 21)?;
+            let has_thumbnail: Option<bool> = col(&mut row, 25)?;
+            Some(MediaInfo {
+                media_id: media,
+                kind: stored
+                    .as_deref()
+                    .and_then(MediaKind::parse)
+                    .ok_or_else(|| DbError::Mapping(format!("media {media} has no kind")))?,
+                mime,
+                bytes,
+                name: col::<Option<String>>(&mut row, 22)?.unwrap_or_default(),
+                url: attachment::media_url(media),
+                width: col(&mut row, 23)?,
+                height: col(&mut row, 24)?,
+                thumbnail_url: has_thumbnail
+                    .unwrap_or(false)
+                    .then(|| attachment::thumbnail_url(media)),
+                duration_ms,
+            })
+        }
+        _ => None,
+    };
+    let kind = kind_from(&kind);
     Ok(Message {
         id: MessageId(id),
         chat_id: ChatId(col(&mut row, 1)?),
         sender_id: UserId(col(&mut row, 2)?),
         client_id: col(&mut row, 3)?,
-        kind: kind_from(&kind),
+        kind,
         content: col(&mut row, 5)?,
-        audio: match (audio_id, mime, bytes) {
-            (Some(a), Some(mime), Some(bytes)) => Some(AudioInfo {
-                audio_id: AudioId(a),
-                url: audio_url(AudioId(a)),
-                mime,
-                bytes,
-                duration_ms,
-            }),
-            _ => None,
-        },
+        // Clients of before attachments read a voice message from `audio`.
+        audio: media
+            .as_ref()
+            .filter(|_| kind == MessageKind::Audio)
+            .map(AudioInfo::of),
+        media,
         encrypted: col::<bool>(&mut row, 7)?,
         e2ee: e2ee
             .map(RawValue::from_string)
@@ -115,15 +139,15 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
 }
 
 /// What `messages.search_text` holds for a new or edited message of `chat`: the words
-/// of a plaintext text message (indexed under its chat); nothing for anything else, so
-/// it can never match.
+/// of a plaintext text message or attachment caption (indexed under its chat); nothing
+/// for anything else (encrypted, call, no caption), so it can never match.
 pub(crate) fn search_text(
     chat: ChatId,
     kind: MessageKind,
     encrypted: bool,
     content: &str,
 ) -> Option<String> {
-    (kind == MessageKind::Text && !encrypted)
+    (kind != MessageKind::Call && !encrypted && !content.is_empty())
         .then(|| crate::domain::search_text::index_text(chat, content))
 }
 
@@ -270,7 +294,7 @@ impl Db {
                 .await?;
             for (id, chat, sender, kind, encrypted, deleted, text) in rows {
                 let kind = kind_from(&kind);
-                let preview = (!encrypted && !deleted && kind != MessageKind::Call).then_some(text);
+                let preview = reply_preview(kind, encrypted, deleted, &text);
                 found.insert(
                     MessageId(id),
                     (
@@ -293,7 +317,8 @@ impl Db {
     /// when it returns). Ids are `LAST_INSERT_ID()` onwards: InnoDB gives a multi-row
     /// INSERT consecutive ids unless `innodb_autoinc_lock_mode = 2`, which
     /// `consecutive_ids` reports at start-up; then ids are read back by client id.
-    /// A duplicate client id or an audio message takes the one-by-one path. A batch
+    /// A duplicate client id or a message with an upload (image, file, audio) takes the
+    /// one-by-one path, where the upload is claimed. A batch
     /// of large messages is split into INSERTs of at most `INSERT_MAX_BYTES`, so a
     /// few users' big (encrypted) messages cannot make one statement exceed MySQL's
     /// `max_allowed_packet` and fail everyone's messages queued with them.
@@ -331,7 +356,7 @@ impl Db {
         }
         let replies: HashMap<MessageId, ReplyTo> =
             replies.into_iter().map(|(id, (_, r))| (id, r)).collect();
-        if batch.iter().any(|m| m.audio_id.is_some()) {
+        if batch.iter().any(|m| m.media_id.is_some()) {
             return self.insert_one_by_one(batch).await;
         }
         let mut out = Vec::with_capacity(batch.len());
@@ -406,6 +431,7 @@ impl Db {
                     kind: m.kind,
                     content: m.content.clone(),
                     audio: None,
+                    media: None,
                     encrypted: m.encrypted,
                     e2ee: m.e2ee.clone(),
                     reply_to: m.reply_to.and_then(|r| replies.get(&r).cloned()),
@@ -427,7 +453,7 @@ impl Db {
         Ok(out)
     }
 
-    /// One message in its own transaction; an audio message claims its upload.
+    /// One message in its own transaction; a message with an upload claims it.
     async fn insert_one(&self, m: &NewMessage) -> Result<Inserted, DbError> {
         if let Some(existing) = self.message_by_client_id(m.sender_id, &m.client_id).await? {
             return Ok(Inserted::Existing(existing));
@@ -435,9 +461,15 @@ impl Db {
         let now = Timestamp::now();
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        if let Some(media) = m.media_id {
+            if let Some(refused) = claimable(&mut tx, m, media).await? {
+                tx.rollback().await?;
+                return Ok(refused);
+            }
+        }
         let res = tx
             .exec_drop(
-                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, audio_id, encrypted, e2ee, created_at, reply_to_id, search_text) \
+                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, media_id, encrypted, e2ee, created_at, reply_to_id, search_text) \
                  VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 Params::Positional(vec![
                     m.chat_id.0.into(),
@@ -445,7 +477,7 @@ impl Db {
                     m.client_id.as_str().into(),
                     kind_str(m.kind).into(),
                     m.content.as_str().into(),
-                    m.audio_id.map(|a| a.0).into(),
+                    m.media_id.map(|a| a.0).into(),
                     m.encrypted.into(),
                     m.e2ee.as_ref().map(|e| e.get().to_string()).into(),
                     now.naive().into(),
@@ -468,19 +500,18 @@ impl Db {
             Err(e) => return Err(e.into()),
         }
         let id = tx.last_insert_id().unwrap_or_default();
-        if let Some(audio) = m.audio_id {
+        if let Some(media) = m.media_id {
+            // The row is locked since `claimable`; the conditions are repeated so the
+            // claim can never take what is not the sender's.
             tx.exec_drop(
-                "UPDATE audio_files SET message_id = ? \
+                "UPDATE media_files SET message_id = ? \
                  WHERE id = ? AND uploader_id = ? AND chat_id = ? AND message_id IS NULL",
-                (id, audio.0, m.sender_id.0, m.chat_id.0),
+                (id, media.0, m.sender_id.0, m.chat_id.0),
             )
             .await?;
             if tx.affected_rows() != 1 {
                 tx.rollback().await?;
-                return Ok(Inserted::Rejected {
-                    code: ErrorCode::Forbidden,
-                    message: "this audio is not yours to send here, or it was sent already".into(),
-                });
+                return Ok(not_yours());
             }
         }
         tx.commit().await?;
@@ -774,6 +805,44 @@ impl Db {
     }
 }
 
+fn not_yours() -> Inserted {
+    Inserted::Rejected {
+        code: ErrorCode::Forbidden,
+        message: attachment::NOT_YOURS.into(),
+    }
+}
+
+/// Locks the upload `m` names and checks it may carry it (`attachment::refusal`);
+/// the refusal to answer with, or `None` when the claim may go ahead. An upload that
+/// is not the sender's, of another chat, sent already or unknown is `forbidden`, all
+/// alike; only the sender's own learns why the kinds do not fit (`invalid_data`).
+async fn claimable(
+    tx: &mut mysql_async::Transaction<'_>,
+    m: &NewMessage,
+    media: MediaId,
+) -> Result<Option<Inserted>, DbError> {
+    let row: Option<(String, bool)> = tx
+        .exec_first(
+            "SELECT kind, encrypted FROM media_files \
+             WHERE id = ? AND uploader_id = ? AND chat_id = ? AND message_id IS NULL FOR UPDATE",
+            (media.0, m.sender_id.0, m.chat_id.0),
+        )
+        .await?;
+    let Some((kind, encrypted)) = row else {
+        return Ok(Some(not_yours()));
+    };
+    let kind = MediaKind::parse(&kind)
+        .ok_or_else(|| DbError::Mapping(format!("media {media} has kind {kind:?}")))?;
+    Ok(
+        attachment::refusal(m.kind.media_kind(), m.encrypted, kind, encrypted).map(|message| {
+            Inserted::Rejected {
+                code: ErrorCode::InvalidData,
+                message,
+            }
+        }),
+    )
+}
+
 /// Most bytes of message data in one INSERT (MySQL's `max_allowed_packet` is 16 MiB
 /// by default in MariaDB, and a batch of 256 frames of 64 KiB would reach it).
 const INSERT_MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -877,7 +946,7 @@ mod tests {
             client_id: "c".into(),
             kind: MessageKind::Text,
             content: "x".repeat(bytes),
-            audio_id: None,
+            media_id: None,
             encrypted: false,
             e2ee: None,
             reply_to: None,

@@ -118,7 +118,7 @@ impl Db {
              SELECT {MESSAGE_COLUMNS} FROM messages m \
              JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? {MESSAGE_JOINS} \
              WHERE MATCH(m.search_text) AGAINST(? IN BOOLEAN MODE) \
-             AND m.id < ? AND m.kind = 'text' AND m.encrypted = 0 AND m.deleted_at IS NULL \
+             AND m.id < ? AND m.kind <> 'call' AND m.encrypted = 0 AND m.deleted_at IS NULL \
              ORDER BY m.id DESC LIMIT ?"
         );
         let params: Vec<Value> = vec![

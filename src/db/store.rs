@@ -10,6 +10,7 @@ use parley_actors::store::{
 };
 use parley_actors::{ChangeId, ChatId, MessageId, Timestamp, UserId};
 
+use super::changes::StoredFile;
 use super::{Db, DbError};
 
 impl From<DbError> for StoreError {
@@ -26,13 +27,13 @@ pub struct MysqlStore {
     db: Db,
     /// Whether a multi-row INSERT gets consecutive ids (`innodb_autoinc_lock_mode` < 2).
     consecutive_ids: bool,
-    /// Where voice messages are stored: a message deleted for everyone takes its file
-    /// with it, and the actors know nothing of files.
-    audio_dir: PathBuf,
+    /// The uploads' root (`storage.uploads_dir`): a message deleted for everyone takes
+    /// its files with it, and the actors know nothing of files.
+    uploads_dir: PathBuf,
 }
 
 impl MysqlStore {
-    pub async fn new(db: Db, audio_dir: PathBuf) -> MysqlStore {
+    pub async fn new(db: Db, uploads_dir: PathBuf) -> MysqlStore {
         let mode = db.autoinc_lock_mode().await.unwrap_or(Some(2));
         let consecutive_ids = matches!(mode, Some(0) | Some(1));
         if !consecutive_ids {
@@ -43,7 +44,18 @@ impl MysqlStore {
         MysqlStore {
             db,
             consecutive_ids,
-            audio_dir,
+            uploads_dir,
+        }
+    }
+}
+
+impl MysqlStore {
+    /// Where `file` is on disk.
+    fn path_of(&self, file: &StoredFile) -> PathBuf {
+        match file {
+            StoredFile::Audio(name) => crate::audio::audio_dir(&self.uploads_dir).join(name),
+            StoredFile::Media(name) => self.uploads_dir.join("media").join(name),
+            StoredFile::Thumbnail(name) => self.uploads_dir.join("media/thumbs").join(name),
         }
     }
 }
@@ -145,11 +157,11 @@ impl Store for MysqlStore {
         let Some(deleted) = super::acting_for(user, self.db.delete_message(user, id)).await? else {
             return Ok(None);
         };
-        if let Some(name) = deleted.audio_file {
+        for file in &deleted.files {
             // After the commit: a failed removal leaves an orphan file (logged), never
             // a message pointing at a missing one.
-            if let Err(e) = tokio::fs::remove_file(self.audio_dir.join(&name)).await {
-                tracing::warn!(message = %id, error = %e, "removing a deleted message's audio");
+            if let Err(e) = tokio::fs::remove_file(self.path_of(file)).await {
+                tracing::warn!(message = %id, error = %e, "removing a deleted message's upload");
             }
         }
         Ok(Some(deleted.change))

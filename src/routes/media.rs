@@ -1,26 +1,26 @@
-//! Voice messages over HTTP: upload (the streaming, sniffing and quota accounting
-//! are `crate::upload`), download (members only, with Range support, or handed to
-//! nginx with `X-Accel-Redirect`) and the user's usage.
+//! Uploads over HTTP: `POST /api/media` (any kind; the streaming, sniffing, image
+//! processing and quota accounting are `crate::upload`), the old voice-message
+//! upload, and the user's usage. Downloads are `routes::downloads`.
 
-use actix_files::NamedFile;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use parley_actors::AudioId;
 use serde::Serialize;
 
-use super::{require_member, resource};
-use crate::audio;
+use super::resource;
 use crate::auth::AuthUser;
 use crate::config::Settings;
-use crate::db::messages::audio_url;
+use parley_actors::attachment::audio_url;
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::upload;
+use crate::media::{media_url, thumbnail_url, ImagePool, MediaInfo};
+use crate::upload::{self, attachment, voice};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/messages/upload-audio").route(web::post().to(upload)))
-        .service(resource("/media/audio/{audioId}").route(web::get().to(download)))
+    cfg.service(resource("/messages/upload-audio").route(web::post().to(upload_audio)))
+        .service(resource("/media").route(web::post().to(upload_media)))
         .service(resource("/media/usage").route(web::get().to(usage)));
+    super::downloads::configure(cfg);
 }
 
 #[derive(Serialize)]
@@ -31,7 +31,7 @@ struct Usage {
     uploads_per_min: u32,
 }
 
-/// GET /api/media/usage: how much of the caller's voice-message quota is used.
+/// GET /api/media/usage: how much of the caller's upload quota is used.
 async fn usage(
     user: AuthUser,
     db: web::Data<Db>,
@@ -46,7 +46,7 @@ async fn usage(
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Uploaded {
+struct UploadedAudio {
     audio_id: AudioId,
     url: String,
     bytes: u64,
@@ -54,21 +54,15 @@ struct Uploaded {
     duration_ms: Option<u32>,
 }
 
-/// POST /api/messages/upload-audio: multipart `file` + `chatId` (+ `durationMs`).
-/// The type comes from the file's first bytes; the body is streamed to disk.
-async fn upload(
-    user: AuthUser,
-    req: HttpRequest,
-    payload: web::Payload,
-    db: web::Data<Db>,
-    settings: web::Data<Settings>,
-) -> Result<HttpResponse, ApiError> {
+/// The Content-Length (when sent) and the multipart boundary of an upload, after
+/// refusing one whose announced length cannot fit `max`.
+fn body_of(req: &HttpRequest, max: u64, what: &str) -> Result<(Option<u64>, String), ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    upload::refuse_oversized(declared, settings.limits.audio_max_bytes)?;
+    upload::refuse_oversized(declared, max, what)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -77,8 +71,22 @@ async fn upload(
     let boundary = multer::parse_boundary(content_type).map_err(|_| {
         ApiError::UnsupportedMediaType("expected Content-Type: multipart/form-data".into())
     })?;
-    let stored = upload::receive(user.0, declared, boundary, payload, &db, &settings).await?;
-    Ok(HttpResponse::Created().json(Uploaded {
+    Ok((declared, boundary))
+}
+
+/// POST /api/messages/upload-audio: multipart `file` + `chatId` (+ `durationMs`).
+/// Audio only; the type comes from the file's first bytes; the body is streamed to disk.
+async fn upload_audio(
+    user: AuthUser,
+    req: HttpRequest,
+    payload: web::Payload,
+    db: web::Data<Db>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let (declared, boundary) =
+        body_of(&req, settings.limits.audio_max_bytes, "voice messages")?;
+    let stored = voice::receive_audio(user.0, declared, boundary, payload, &db, &settings).await?;
+    Ok(HttpResponse::Created().json(UploadedAudio {
         audio_id: stored.id,
         url: audio_url(stored.id),
         bytes: stored.bytes,
@@ -87,42 +95,29 @@ async fn upload(
     }))
 }
 
-/// GET /api/media/audio/{audioId}: the bytes, to members of the audio's chat only.
-async fn download(
+/// POST /api/media: multipart `file` + `chatId` (+ `encrypted`, `durationMs`).
+async fn upload_media(
     user: AuthUser,
     req: HttpRequest,
-    path: web::Path<u64>,
+    payload: web::Payload,
     db: web::Data<Db>,
     settings: web::Data<Settings>,
+    pool: web::Data<ImagePool>,
 ) -> Result<HttpResponse, ApiError> {
-    let audio = db
-        .audio(AudioId(path.into_inner()))
-        .await?
-        // Unknown ids look like someone else's: no probing which exist.
-        .ok_or(ApiError::Forbidden("this audio is not in a chat of yours"))?;
-    require_member(&db, audio.chat, user.0).await?;
-    let mime: actix_web::mime::Mime = audio.mime.parse().map_err(ApiError::internal)?;
-    if let Some(prefix) = &settings.storage.x_accel_prefix {
-        return Ok(HttpResponse::Ok()
-            .insert_header((
-                "X-Accel-Redirect",
-                format!("{prefix}{}", audio.storage_name),
-            ))
-            .insert_header((header::CACHE_CONTROL, "private, max-age=86400"))
-            .content_type(mime)
-            .finish());
-    }
-    let file = NamedFile::open_async(
-        audio::audio_dir(&settings.storage.uploads_dir).join(&audio.storage_name),
-    )
-    .await
-    .map_err(|_| ApiError::NotFound("audio file"))?
-    .set_content_type(mime)
-    .disable_content_disposition();
-    let mut res = file.into_response(&req);
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("private, max-age=86400"),
-    );
-    Ok(res)
+    let (declared, boundary) = body_of(&req, settings.limits.media_max_bytes, "uploads")?;
+    let s = attachment::receive_media(user.0, declared, boundary, payload, &db, &settings, &pool)
+        .await?;
+    // The upload object of PROTOCOL.md, the same as a message's `media`.
+    Ok(HttpResponse::Created().json(MediaInfo {
+        media_id: s.id,
+        kind: s.kind,
+        mime: s.mime.to_owned(),
+        bytes: s.bytes,
+        name: s.name,
+        url: media_url(s.id),
+        width: s.width,
+        height: s.height,
+        thumbnail_url: s.has_thumbnail.then(|| thumbnail_url(s.id)),
+        duration_ms: s.duration_ms,
+    }))
 }

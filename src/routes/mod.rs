@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod calls;
 pub mod chats;
+pub mod downloads;
 pub mod encryption;
 pub mod health;
 pub mod media;

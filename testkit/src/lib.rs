@@ -1,7 +1,7 @@
 //! The test kit of tests/api, tests/faults and tests/deploy: one way to start the app
 //! in-process ([`app`]) and one to start the real binary ([`binary`]), one HTTP and
 //! WebSocket protocol client ([`client`]), one MariaDB/Redis harness ([`db`]), the
-//! ann/bob/direct-chat [`fixture`], voice messages ([`media`]), raw WebSocket frames
+//! ann/bob/direct-chat [`fixture`], voice messages ([`media`]), images ([`pictures`]), raw WebSocket frames
 //! ([`raw`]), two nodes on one Redis ([`cluster`]), request/reply over the WebSocket
 //! ([`requests`]) and the small things every suite needs ([`util`]).
 //!
@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod db;
 pub mod fixture;
 pub mod media;
+pub mod pictures;
 pub mod raw;
 pub mod requests;
 pub mod util;

@@ -4,6 +4,8 @@
 #[allow(unused_imports)]
 mod helpers;
 
+mod attachment_messages;
+mod attachments;
 mod auth;
 mod calls;
 mod change_rules;

@@ -27,7 +27,7 @@ fn files_in(app: &TestApp) -> Vec<String> {
 
 async fn audio_rows(app: &TestApp) -> u64 {
     let mut conn = app.mysql().await;
-    conn.query_first("SELECT COUNT(*) FROM audio_files")
+    conn.query_first("SELECT COUNT(*) FROM media_files")
         .await
         .unwrap()
         .unwrap()

@@ -37,7 +37,7 @@ async fn migrations_apply_once_and_a_second_run_is_a_no_op() {
         .await
         .unwrap();
     for t in [
-        "audio_files",
+        "media_files",
         "calls",
         "chat_members",
         "chats",

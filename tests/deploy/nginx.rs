@@ -11,6 +11,11 @@ use crate::support::{
     SiteLayout, TempDir,
 };
 use parley_testkit::media::{audio_form, upload_audio, webm};
+use parley_testkit::pictures::{contains, gps_exif, jpeg, media_form, with_exif, EXIF_SECRET};
+
+/// What nginx sends with uploaded bytes (X-Accel-Redirect) instead of the site's CSP.
+const MEDIA_CSP: &str =
+    "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'";
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
@@ -36,6 +41,15 @@ fn assert_connect_src_is_the_site_only(csp: &str) {
 
 /// The headers every response carries, errors included.
 fn assert_security_headers(res: &Response, what: &str) {
+    assert_headers_with_csp(res, CSP, what);
+}
+
+/// The headers of uploaded bytes sent by nginx: the same, with the sandboxing CSP.
+fn assert_media_headers(res: &Response, what: &str) {
+    assert_headers_with_csp(res, MEDIA_CSP, what);
+}
+
+fn assert_headers_with_csp(res: &Response, csp: &str, what: &str) {
     let h = res.headers();
     let get = |name: &str| {
         h.get(name)
@@ -44,8 +58,10 @@ fn assert_security_headers(res: &Response, what: &str) {
             .unwrap()
             .to_string()
     };
-    assert_eq!(get("content-security-policy"), CSP, "{what}");
-    assert_connect_src_is_the_site_only(&get("content-security-policy"));
+    assert_eq!(get("content-security-policy"), csp, "{what}");
+    if csp == CSP {
+        assert_connect_src_is_the_site_only(&get("content-security-policy"));
+    }
     assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
     assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
     assert_eq!(get("x-frame-options"), "DENY", "{what}");
@@ -115,6 +131,10 @@ fn the_site_keeps_the_required_directives() {
         "location ^~ /_parley_audio/ {",
         "internal;",
         "alias /var/lib/parley/uploads/audio/;",
+        "location ^~ /_parley_media/ {",
+        "alias /var/lib/parley/uploads/media/;",
+        "location = /api/media {",
+        "client_max_body_size 26m;",
         "location = /metrics {",
         "gzip on;",
         "# server 127.0.0.1:30002;",
@@ -153,6 +173,7 @@ async fn stack_with(metrics_listen: String) -> Stack {
     let (static_dir, uploads) = (opt.join("current/static"), var.join("uploads"));
     let app = spawn_app_with(move |s| {
         s.storage.x_accel_prefix = Some("/_parley_audio/".into());
+        s.storage.x_accel_media_prefix = Some("/_parley_media/".into());
         s.storage.uploads_dir = uploads;
         s.static_files.dir = static_dir;
         s.metrics.listen = metrics_listen;
@@ -206,7 +227,12 @@ impl Stack {
     }
 
     fn audio_files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.dir.join("var/uploads/audio"))
+        self.files_in("var/uploads/audio")
+    }
+
+    /// The names in `dir` (below the test's directory), without temporary files.
+    fn files_in(&self, dir: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.join(dir))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| !n.starts_with('.'))
@@ -475,7 +501,7 @@ async fn voice_messages_are_sent_by_nginx_through_x_accel_redirect() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_security_headers(&res, "audio");
+    assert_media_headers(&res, "audio");
     assert_eq!(header(&res, "content-type"), "audio/webm");
     assert_eq!(header(&res, "content-length"), "5000");
     assert_eq!(header(&res, "accept-ranges"), "bytes");
@@ -525,7 +551,7 @@ async fn voice_messages_are_sent_by_nginx_through_x_accel_redirect() {
     ] {
         let res = s.get(&path).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
-        assert_security_headers(&res, &path);
+        assert_media_headers(&res, &path);
         let res = s
             .app
             .http
@@ -544,4 +570,101 @@ async fn voice_messages_are_sent_by_nginx_through_x_accel_redirect() {
     let res = upload(&s, &ann, chat, webm(12 * 1024 * 1024)).await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_security_headers(&res, "upload 413");
+}
+
+async fn get_as(s: &Stack, user: &TestUser, path: &str) -> Response {
+    s.app
+        .http
+        .get(s.nginx.url(path))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn images_thumbnails_and_files_are_sent_by_nginx_with_their_headers() {
+    let s = stack().await;
+    let ann = s.register("ann").await;
+    let bob = s.register("bob").await;
+    let eve = s.register("eve").await;
+    let chat = s.app.direct_chat(&ann, &bob).await;
+    let url = s.nginx.url("/api/media");
+
+    // A photo with GPS in its EXIF, through nginx's upload location.
+    let photo = with_exif(&jpeg(640, 480), &gps_exif());
+    let res = upload_audio(&s.app.http, &url, &ann.token, media_form(chat, photo, "IMG 1.jpg")).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_security_headers(&res, "media upload");
+    let img: Value = res.json().await.unwrap();
+    assert_eq!((img["width"].as_u64(), img["height"].as_u64()), (Some(480), Some(640)));
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    pdf.extend((0..300_000u32).map(|i| (i % 253) as u8));
+    let res = upload_audio(&s.app.http, &url, &ann.token, media_form(chat, pdf.clone(), "doc.pdf")).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let file: Value = res.json().await.unwrap();
+
+    let res = get_as(&s, &bob, img["url"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_media_headers(&res, "image");
+    assert_eq!(header(&res, "content-type"), "image/jpeg");
+    assert_eq!(header(&res, "content-disposition"), "inline; filename*=UTF-8''IMG%201.jpg");
+    assert_eq!(header(&res, "cache-control"), "private, max-age=86400");
+    assert!(res.headers().get("x-accel-redirect").is_none(), "internal header leaked");
+    assert_eq!(header(&res, "content-length"), img["bytes"].to_string());
+    let served = res.bytes().await.unwrap().to_vec();
+    let on_disk = s.files_in("var/uploads/media");
+    let stored_img = on_disk.iter().find(|n| n.ends_with(".jpg")).unwrap();
+    assert_eq!(served, std::fs::read(s.dir.join("var/uploads/media").join(stored_img)).unwrap());
+    assert!(!contains(&served, b"Exif\0\0") && !contains(&served, EXIF_SECRET));
+    let decoded = image::load_from_memory(&served).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (480, 640));
+
+    let res = get_as(&s, &bob, img["thumbnailUrl"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_media_headers(&res, "thumbnail");
+    assert_eq!(header(&res, "content-type"), "image/jpeg");
+    let thumb = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (240, 320));
+
+    let res = get_as(&s, &bob, file["url"].as_str().unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_media_headers(&res, "file");
+    assert_eq!(header(&res, "content-type"), "application/octet-stream");
+    assert_eq!(header(&res, "content-disposition"), "attachment; filename*=UTF-8''doc.pdf");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), pdf);
+    let res = s
+        .app
+        .http
+        .get(s.nginx.url(file["url"].as_str().unwrap()))
+        .bearer_auth(&bob.token)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&res, "content-disposition"), "attachment; filename*=UTF-8''doc.pdf");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), pdf[1000..2000].to_vec());
+
+    // Outsiders are refused by Parley; the internal location is unreachable.
+    for path in [img["url"].as_str().unwrap(), img["thumbnailUrl"].as_str().unwrap()] {
+        let res = get_as(&s, &eve, path).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let thumbs = s.files_in("var/uploads/media/thumbs");
+    assert_eq!(thumbs.len(), 1, "{thumbs:?}");
+    for path in [
+        format!("/_parley_media/{stored_img}"),
+        format!("/_parley_media/thumbs/{}", thumbs[0]),
+        "/_parley_media/".to_string(),
+    ] {
+        let res = get_as(&s, &bob, &path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+
+    // The upload location takes 25 MiB and refuses what could never fit.
+    let res = upload_audio(&s.app.http, &url, &ann.token, media_form(chat, vec![1; 25 * 1024 * 1024], "big.bin")).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "25 MiB through nginx");
+    let res = upload_audio(&s.app.http, &url, &ann.token, media_form(chat, vec![1; 27 * 1024 * 1024], "huge.bin")).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -155,6 +155,7 @@ impl Deployment {
             format!("uploads_dir = \"{p}/var/lib/parley/uploads\""),
             format!("dir = \"{p}/opt/parley/current/static\""),
             "x_accel_prefix = \"/_parley_audio/\"".to_string(),
+            "x_accel_media_prefix = \"/_parley_media/\"".to_string(),
             "[metrics]".to_string(),
         ] {
             assert!(
@@ -176,7 +177,9 @@ impl Deployment {
             .expect("sites-enabled/parley.conf links to the site");
         assert!(site.contains(&format!("root {p}/opt/parley/current/static;")));
         assert!(site.contains(&format!("alias {p}/var/lib/parley/uploads/audio/;")));
+        assert!(site.contains(&format!("alias {p}/var/lib/parley/uploads/media/;")));
         assert!(self.prefix.join("var/lib/parley/uploads/audio").is_dir());
+        assert!(self.prefix.join("var/lib/parley/uploads/media/thumbs").is_dir());
     }
 }
 

@@ -547,11 +547,11 @@ async fn a_full_uploads_disk_gives_507_and_leaves_no_partial_file_or_row() {
 
     let (status, body) = upload(&p, &a.token, chat, webm(400 * 1024)).await;
     let left_files = files_in(&audio);
-    let rows = count(&db.url, "SELECT COUNT(*) FROM audio_files").await;
+    let rows = count(&db.url, "SELECT COUNT(*) FROM media_files").await;
     // Room again: the same upload goes through.
     std::fs::remove_file(&filler).unwrap();
     let (status_after, body_after) = upload(&p, &a.token, chat, webm(400 * 1024)).await;
-    let rows_after = count(&db.url, "SELECT COUNT(*) FROM audio_files").await;
+    let rows_after = count(&db.url, "SELECT COUNT(*) FROM media_files").await;
     reliability(
         "uploads-disk-full",
         &[

@@ -1,6 +1,7 @@
 //! The in-memory [`Store`] of the test kit: it follows the rules of `src/db` where
 //! the actors depend on them (ids grow, `(sender, clientId)` is idempotent,
-//! delivered/read are per-member watermarks, a call leaves a `call` message), logs
+//! delivered/read are per-member watermarks, a call leaves a `call` message, an
+//! upload is claimed once by its uploader's message in its chat), logs
 //! every call and can be told to fail or stall. It does not check what only the
 //! routes check (e.g. group sizes).
 
@@ -12,12 +13,14 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, Semaphore};
 
 use super::PATIENCE;
-use crate::ids::{AudioId, ChangeId, ChatId, MessageId, UserId};
+use crate::attachment::{self, MediaInfo, MediaKind};
+use crate::error_code::ErrorCode;
+use crate::ids::{ChangeId, ChatId, MediaId, MessageId, UserId};
 use crate::protocol::MessageKind;
 use crate::store::{
-    CallRecord, Change, ChangeKind, ChangeTarget, ChatKind, ChatMembers, Edit, EditBody, Inserted,
-    Message, MessageStatus, NewMessage, ReactOutcome, Reaction, ReadOutcome, Receipt, ReplyTo,
-    Store, StoreError, REACTION_USERS_LISTED, REPLY_PREVIEW_CHARS,
+    reply_preview, AudioInfo, CallRecord, Change, ChangeKind, ChangeTarget, ChatKind, ChatMembers,
+    Edit, EditBody, Inserted, Message, MessageStatus, NewMessage, ReactOutcome, Reaction,
+    ReadOutcome, Receipt, ReplyTo, Store, StoreError, REACTION_USERS_LISTED,
 };
 use crate::time::Timestamp;
 
@@ -86,13 +89,24 @@ struct Chat {
     marks: HashMap<UserId, (MessageId, MessageId)>,
 }
 
+/// An upload as `POST /api/media` leaves it.
+struct Upload {
+    uploader: UserId,
+    chat: ChatId,
+    info: MediaInfo,
+    encrypted: bool,
+    /// The message that claimed it.
+    message: Option<MessageId>,
+}
+
 #[derive(Default)]
 struct State {
     chats: BTreeMap<ChatId, Chat>,
     /// Every message, oldest (lowest id) first.
     messages: Vec<Message>,
     by_client: HashMap<(UserId, String), usize>,
-    foreign_audio: HashSet<AudioId>,
+    /// Uploads still stored (a delete for everyone removes its message's).
+    uploads: HashMap<MediaId, Upload>,
     last_seen: HashMap<UserId, Timestamp>,
     calls: Vec<CallRecord>,
     log: Vec<Op>,
@@ -155,9 +169,52 @@ impl MemoryStore {
         }
     }
 
-    /// Audio that is someone else's: a message naming it is rejected, as `src/db` does.
-    pub fn foreign_audio(&self, audio: AudioId) {
-        self.state().foreign_audio.insert(audio);
+    /// An upload by `uploader` into `chat`, not yet sent, as `POST /api/media` stores
+    /// it: an image (640 × 480, with a thumbnail), a voice message or a file; an
+    /// `encrypted` one is opaque bytes, stored as a file whatever `kind` says.
+    pub fn add_upload(
+        &self,
+        id: MediaId,
+        uploader: UserId,
+        chat: ChatId,
+        kind: MediaKind,
+        encrypted: bool,
+    ) {
+        let kind = if encrypted { MediaKind::File } else { kind };
+        let image = kind == MediaKind::Image;
+        let (mime, name) = match kind {
+            MediaKind::Image => ("image/png", "photo.png"),
+            MediaKind::Audio => ("audio/webm", "voice.webm"),
+            MediaKind::File => ("application/octet-stream", "notes.pdf"),
+        };
+        let info = MediaInfo {
+            media_id: id,
+            kind,
+            mime: mime.into(),
+            bytes: 1234,
+            name: name.into(),
+            url: attachment::media_url(id),
+            width: image.then_some(640),
+            height: image.then_some(480),
+            thumbnail_url: image.then(|| attachment::thumbnail_url(id)),
+            duration_ms: (kind == MediaKind::Audio).then_some(1500),
+        };
+        self.state().uploads.insert(
+            id,
+            Upload {
+                uploader,
+                chat,
+                info,
+                encrypted,
+                message: None,
+            },
+        );
+    }
+
+    /// `None` when the upload is gone (never made, or deleted with its message), else
+    /// the message that claimed it, if any.
+    pub fn upload_claim(&self, id: MediaId) -> Option<Option<MessageId>> {
+        self.state().uploads.get(&id).map(|u| u.message)
     }
 
     /// The next `times` calls of `op` fail with `failure`.
@@ -259,7 +316,7 @@ impl MemoryStore {
                 client_id,
                 kind: MessageKind::Text,
                 content: content.into(),
-                audio_id: None,
+                media_id: None,
                 encrypted: false,
                 e2ee: None,
                 reply_to: None,
@@ -319,25 +376,45 @@ impl MemoryStore {
                     id: o.id,
                     sender_id: o.sender_id,
                     kind: o.kind,
-                    preview: (!o.encrypted && !o.deleted && o.kind != MessageKind::Call)
-                        .then(|| o.content.chars().take(REPLY_PREVIEW_CHARS).collect()),
+                    preview: reply_preview(o.kind, o.encrypted, o.deleted, &o.content),
                     deleted: o.deleted,
                 }),
                 None => {
                     return Inserted::Rejected {
-                        code: crate::error_code::ErrorCode::InvalidData,
+                        code: ErrorCode::InvalidData,
                         message: "replyToId is not a message of this chat".into(),
                     }
                 }
             },
         };
-        if m.audio_id.is_some_and(|a| st.foreign_audio.contains(&a)) {
-            return Inserted::Rejected {
-                code: crate::error_code::ErrorCode::Forbidden,
-                message: "this audio is not yours to send here, or it was sent already".into(),
+        if let Some(media) = m.media_id {
+            let Some(up) = st.uploads.get(&media).filter(|u| {
+                u.uploader == m.sender_id && u.chat == m.chat_id && u.message.is_none()
+            }) else {
+                return Inserted::Rejected {
+                    code: ErrorCode::Forbidden,
+                    message: attachment::NOT_YOURS.into(),
+                };
             };
+            let refused =
+                attachment::refusal(m.kind.media_kind(), m.encrypted, up.info.kind, up.encrypted);
+            if let Some(message) = refused {
+                return Inserted::Rejected {
+                    code: ErrorCode::InvalidData,
+                    message,
+                };
+            }
         }
         let id = MessageId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let media = m.media_id.and_then(|media| {
+            let up = st.uploads.get_mut(&media)?;
+            up.message = Some(id);
+            Some(up.info.clone())
+        });
+        let audio = media
+            .as_ref()
+            .filter(|_| m.kind == MessageKind::Audio)
+            .map(AudioInfo::of);
         let message = Message {
             id,
             chat_id: m.chat_id,
@@ -345,7 +422,8 @@ impl MemoryStore {
             client_id: m.client_id.clone(),
             kind: m.kind,
             content: m.content.clone(),
-            audio: None,
+            audio,
+            media,
             encrypted: m.encrypted,
             e2ee: m.e2ee.clone(),
             reply_to: None,
@@ -636,7 +714,7 @@ impl Store for MemoryStore {
                 client_id: format!("call:{}", call.call_id),
                 kind: MessageKind::Call,
                 content,
-                audio_id: None,
+                media_id: None,
                 encrypted: false,
                 e2ee: None,
                 reply_to: None,
@@ -727,8 +805,11 @@ impl Store for MemoryStore {
             m.content.clear();
             m.e2ee = None;
             m.audio = None;
+            m.media = None;
             m.chat_id
         };
+        // The upload goes with it (src/db removes the row and the files).
+        st.uploads.retain(|_, u| u.message != Some(id));
         st.reactions.retain(|(m, _, _)| *m != id);
         Ok(Some(Self::log_change(
             &mut st,
@@ -864,7 +945,7 @@ mod tests {
             client_id: client_id.into(),
             kind: MessageKind::Text,
             content: "hi".into(),
-            audio_id: None,
+            media_id: None,
             encrypted: false,
             e2ee: None,
             reply_to: None,
@@ -944,13 +1025,74 @@ mod tests {
         assert_eq!(s.direct_chat(BOB, CAT).await.expect("ok"), None);
         assert_eq!(s.contacts(CAT).await.expect("ok"), [ANN, BOB]);
         assert_eq!(s.newest_message_id().await.expect("ok"), MessageId(2));
-        s.foreign_audio(AudioId(5));
-        let mut audio = new_message(ChatId(1), ANN, "v");
-        audio.audio_id = Some(AudioId(5));
-        assert!(matches!(
-            s.insert_messages(&[audio]).await.expect("ok")[0],
-            Inserted::Rejected { .. }
-        ));
+    }
+
+    /// The code a message naming `media` was refused with, or `None` when stored.
+    async fn refused(s: &MemoryStore, m: NewMessage) -> Option<ErrorCode> {
+        match &s.insert_messages(&[m]).await.expect("ok")[0] {
+            Inserted::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    fn carrying(
+        sender: UserId,
+        client_id: &str,
+        kind: MessageKind,
+        media: u64,
+        encrypted: bool,
+    ) -> NewMessage {
+        NewMessage {
+            kind,
+            media_id: Some(MediaId(media)),
+            content: String::new(),
+            encrypted,
+            ..new_message(ChatId(1), sender, client_id)
+        }
+    }
+
+    #[actix::test]
+    async fn the_memory_store_claims_an_upload_once_by_the_rules_of_src_db() {
+        use MessageKind::{Audio, File, Image};
+        let s = MemoryStore::new();
+        s.add_chat(ChatId(1), ChatKind::Direct, &[ANN, BOB]);
+        s.add_chat(ChatId(2), ChatKind::Group, &[ANN, BOB, CAT]);
+        s.add_upload(MediaId(1), ANN, ChatId(1), MediaKind::Image, false);
+        s.add_upload(MediaId(2), ANN, ChatId(2), MediaKind::Image, false);
+        s.add_upload(MediaId(3), ANN, ChatId(1), MediaKind::File, true);
+        s.add_upload(MediaId(4), ANN, ChatId(1), MediaKind::Audio, false);
+        for (why, m, code) in [
+            ("someone else's", carrying(BOB, "b", Image, 1, false), ErrorCode::Forbidden),
+            ("another chat's", carrying(ANN, "a", Image, 2, false), ErrorCode::Forbidden),
+            ("no such upload", carrying(ANN, "a", Image, 99, false), ErrorCode::Forbidden),
+            ("an image as a file", carrying(ANN, "a", File, 1, false), ErrorCode::InvalidData),
+            ("plaintext in an encrypted message", carrying(ANN, "a", Image, 1, true), ErrorCode::InvalidData),
+            ("an encrypted upload in plaintext", carrying(ANN, "a", File, 3, false), ErrorCode::InvalidData),
+        ] {
+            assert_eq!(refused(&s, m).await, Some(code), "{why}");
+        }
+        assert!(s.messages().is_empty(), "nothing refused is stored");
+        assert_eq!(s.upload_claim(MediaId(1)), Some(None));
+        assert_eq!(refused(&s, carrying(ANN, "img", Image, 1, false)).await, None);
+        assert_eq!(
+            refused(&s, carrying(ANN, "again", Image, 1, false)).await,
+            Some(ErrorCode::Forbidden),
+            "claimed once"
+        );
+        assert_eq!(refused(&s, carrying(ANN, "sealed", Image, 3, true)).await, None);
+        assert_eq!(refused(&s, carrying(ANN, "voice", Audio, 4, false)).await, None);
+        let stored = s.messages();
+        assert_eq!(stored.len(), 3);
+        let image = stored[0].media.as_ref().expect("media");
+        assert_eq!((image.kind, image.width, image.height), (MediaKind::Image, Some(640), Some(480)));
+        assert!(stored[0].audio.is_none(), "audio is for audio messages only");
+        let voice = &stored[2];
+        assert_eq!(voice.audio.as_ref().map(|a| a.audio_id.0), Some(4));
+        assert_eq!(voice.media.as_ref().map(|m| m.kind), Some(MediaKind::Audio));
+        assert_eq!(s.upload_claim(MediaId(1)), Some(Some(stored[0].id)));
+        s.delete_message(ANN, stored[0].id).await.expect("ok");
+        assert_eq!(s.upload_claim(MediaId(1)), None, "deleted with its message");
+        assert!(s.messages()[0].media.is_none());
     }
 
     #[actix::test]

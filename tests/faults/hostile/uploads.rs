@@ -203,7 +203,7 @@ async fn a_burst_of_uploads_is_cut_by_the_rate_and_the_quota() {
     let (other_status, other_body, _, _) = upload(&p, &other, chat_big, 100 * 1024).await;
 
     let files = files_in(&audio);
-    let rows = count(&db.url, "SELECT COUNT(*) FROM audio_files").await;
+    let rows = count(&db.url, "SELECT COUNT(*) FROM media_files").await;
     let reservations = count(&db.url, "SELECT COUNT(*) FROM upload_reservations").await;
     let usage_big = usage(&p, &big).await;
 
@@ -316,7 +316,7 @@ async fn an_upload_in_flight_holds_its_room_and_gives_it_back_when_abandoned() {
     // Room again: the same upload now fits.
     let (third, third_body, _, _) = upload(&p, &a, chat, MIB).await;
     // And a completed slow upload is stored like any other.
-    let rows = count(&db.url, "SELECT COUNT(*) FROM audio_files").await;
+    let rows = count(&db.url, "SELECT COUNT(*) FROM media_files").await;
 
     reliability(
         "hostile-upload-in-flight",
@@ -381,7 +381,7 @@ async fn uploads_stop_at_the_free_space_floor_before_and_while_streaming() {
     }
     let free_at_floor = disk.free();
     let (status, body, took) = refusal.expect("the floor refuses an upload");
-    let rows_before = count(&db.url, "SELECT COUNT(*) FROM audio_files").await;
+    let rows_before = count(&db.url, "SELECT COUNT(*) FROM media_files").await;
 
     // While streaming: an upload that fits starts, then the disk fills from elsewhere
     // (a log, the database): the upload stops at the floor, leaving nothing behind.
@@ -395,7 +395,7 @@ async fn uploads_stop_at_the_free_space_floor_before_and_while_streaming() {
     std::fs::write(&filler, vec![0u8; (room - floor + MIB as u64 / 2) as usize]).unwrap();
     let mid = slow.finish().await;
     let files_after = files_in(&audio);
-    let rows_after = count(&db.url, "SELECT COUNT(*) FROM audio_files").await;
+    let rows_after = count(&db.url, "SELECT COUNT(*) FROM media_files").await;
     let reservations = count(&db.url, "SELECT COUNT(*) FROM upload_reservations").await;
     std::fs::remove_file(&filler).unwrap();
     let (after, after_body, _, _) = upload(&p, &b, chat, MIB).await;
@@ -469,7 +469,7 @@ async fn swept_unsent_uploads_give_their_quota_back() {
     // Never sent: the sweep deletes them, and their bytes leave the user's total.
     let swept = crate::support::wait_until(Duration::from_secs(15), "swept", || {
         let url = db.url.clone();
-        async move { count(&url, "SELECT COUNT(*) FROM audio_files").await == 0 }
+        async move { count(&url, "SELECT COUNT(*) FROM media_files").await == 0 }
     })
     .await;
     let used_after = usage(&p, &a).await["storageUsedBytes"].as_u64();
