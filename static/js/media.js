@@ -51,6 +51,10 @@ function uploadError(status, body, retryAfter) {
     const secs = Number(retryAfter);
     text = `Too many uploads at once. Try again ${secs > 0 ? `in ${secs} s` : 'in a moment'}.`;
   } else if (code === 'storage_full') text = 'The server has no room for this file right now.';
+  else if (code === 'unavailable' || status === 503) {
+    const secs = Number(retryAfter);
+    text = `The server is busy. Try again ${secs > 0 ? `in ${secs} s` : 'in a moment'}.`;
+  }
   else if (code === 'forbidden') text = 'You cannot send files to this chat.';
   else text = said || 'The upload failed.';
   // the server's own words say which limit, when it gives them
