@@ -177,6 +177,7 @@ export function attachments(app, chatId, { chatEl, composerInput, reply, onSent 
       else showError(e.message || String(e));
     } finally {
       uploading = null;
+      progressText.textContent = '';
       render();
     }
     if (sent) onSent?.(sent);

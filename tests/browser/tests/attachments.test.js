@@ -31,6 +31,7 @@ let chatId;
 
 const box = (page) => page.getByRole('textbox', { name: 'Message' });
 const tray = (page) => page.getByRole('group', { name: 'Attachments to send' });
+const trayItem = (page, name) => tray(page).locator('.tray-item', { has: page.locator('.tray-name', { hasText: name }) });
 
 async function attach(page, files) {
   const [chooser] = await Promise.all([
@@ -147,7 +148,7 @@ test('a photo chosen with the file chooser arrives with its caption as a thumbna
   const bp = bob.page;
   await attach(ap, { name: 'sunset.png', mimeType: 'image/png', buffer: SUNSET });
   const t = tray(ap);
-  await t.getByText('sunset.png').waitFor();
+  await trayItem(ap, 'sunset.png').waitFor();
   assert.equal(await t.locator('.tray-thumb').count(), 1, 'a preview of the photo');
   assert.ok(await ap.evaluate(() => document.activeElement?.classList.contains('tray-caption')), 'the caption field has the focus');
   await shot(ap, 'attach-tray');
@@ -245,7 +246,7 @@ test('paste and drag-and-drop add files to the tray; remove and Escape empty it'
     const ev = new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true });
     document.getElementById('composer-input').dispatchEvent(ev);
   }, png(24, 24, 90).toString('base64'));
-  await tray(ap).getByText('pasted.png').waitFor();
+  await trayItem(ap, 'pasted.png').waitFor();
   assert.equal(await box(ap).inputValue(), '', 'nothing pasted into the text');
 
   const target = ap.locator('.messages');
@@ -260,7 +261,7 @@ test('paste and drag-and-drop add files to the tray; remove and Escape empty it'
   assert.ok(await ap.locator('.drop-target').isVisible(), 'a drop target shows while dragging');
   await shot(ap, 'attach-drop');
   await target.dispatchEvent('drop', { dataTransfer: dt });
-  await tray(ap).getByText('dropped.txt').waitFor();
+  await trayItem(ap, 'dropped.txt').waitFor();
   assert.ok(!(await ap.locator('.chat.dragging').count()), 'the drop target is gone after the drop');
   assert.equal(await tray(ap).locator('.tray-item').count(), 2);
   await checkAxe(ap, 'attachment tray');
@@ -284,7 +285,7 @@ test('a file over the size limit is refused in words, and nothing is sent', asyn
   const text = await alert.innerText();
   assert.match(text, /This file is too large to send/, text);
   assert.doesNotMatch(text, /\{|"code"|http_/, 'words, not the raw error');
-  await tray(ap).getByText('huge.bin').waitFor(); // still there, to remove
+  await trayItem(ap, 'huge.bin').waitFor(); // still there, to remove
   await tray(ap).getByRole('button', { name: 'Discard' }).click();
   await tray(ap).waitFor({ state: 'hidden' });
   await sleep(300);
@@ -315,7 +316,7 @@ test('a slow upload shows its progress; Cancel sends nothing and stores nothing'
     await shot(ap, 'attach-progress');
     await ap.getByRole('button', { name: 'Cancel upload' }).click();
     await bar.waitFor({ state: 'hidden' });
-    await tray(ap).getByText('big.bin').waitFor(); // still there, to send again or discard
+    await trayItem(ap, 'big.bin').waitFor(); // still there, to send again or discard
   } finally {
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
   }
