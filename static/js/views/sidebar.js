@@ -190,7 +190,8 @@ export function sidebarView(app, navigate) {
     let text = previewText(app, last);
     if (last.encrypted && last.e2ee) {
       const k = `${last.chatId}:${last.senderId}:${last.clientId}:${last.e2ee.iv}`; // an edit brings a new iv
-      if (decrypted.has(k)) text = `🔒 ${decrypted.get(k)}`;
+      // an attachment's plaintext is JSON: its caption or its kind is what shows
+      if (decrypted.has(k)) text = `🔒 ${last.kind === 'image' || last.kind === 'file' ? mediaLine(last, decrypted.get(k)) : decrypted.get(k)}`;
       else {
         e2ee.decrypt(last).then((t) => {
           decrypted.set(k, t);

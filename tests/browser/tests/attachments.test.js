@@ -188,8 +188,8 @@ test('the viewer moves between the chat\'s photos with the arrow keys; Escape cl
   await bp.waitForFunction((el) => el.complete && el.naturalWidth === 800, await full.elementHandle(), { timeout: 15000 });
   assert.ok(await dialog.evaluate((d) => d.contains(document.activeElement)), 'the focus is in the viewer');
   await dialog.getByRole('button', { name: 'Download' }).waitFor();
-  await checkAxe(bp, 'image viewer');
   await shot(bp, 'attach-viewer');
+  await checkAxe(bp, 'image viewer');
 
   await bp.keyboard.press('ArrowRight');
   await bp.getByRole('dialog', { name: 'forest.png' }).waitFor();
@@ -312,8 +312,8 @@ test('a slow upload shows its progress; Cancel sends nothing and stores nothing'
     await sleep(1200);
     const b = Number(await bar.getAttribute('aria-valuenow'));
     assert.ok(b > a && b < 100, `the progress moves (${a}% → ${b}%)`);
-    await checkAxe(ap, 'attachment tray while uploading');
     await shot(ap, 'attach-progress');
+    await checkAxe(ap, 'attachment tray while uploading');
     await ap.getByRole('button', { name: 'Cancel upload' }).click();
     await bar.waitFor({ state: 'hidden' });
     await trayItem(ap, 'big.bin').waitFor(); // still there, to send again or discard
@@ -354,6 +354,11 @@ test('in an encrypted chat the photo is encrypted in the browser and decrypted b
   const t = await thumb.evaluate((el) => ({ src: el.src.slice(0, 30), w: el.naturalWidth, h: el.naturalHeight }));
   assert.ok(t.src.startsWith('data:image/jpeg;base64,'), 'the thumbnail comes from the envelope');
   assert.ok(t.w <= 160 && t.h <= 160, `a small thumbnail (${t.w}×${t.h})`);
+
+  // the chat list shows the caption (decrypted), not the envelope's JSON
+  const preview = bp.locator('.chat-item .preview').first();
+  await preview.filter({ hasText: 'Only for you' }).waitFor();
+  assert.doesNotMatch(await preview.innerText(), /[{}]|"key"/);
 
   // the full photo, decrypted in the browser
   await tile.click();
@@ -403,8 +408,8 @@ test('at 375 px the photos, the tray and the viewer fit the screen', async () =>
     assert.ok((await overflow()) <= 0, 'no horizontal overflow with the tray open');
     const tb = await tray(page).boundingBox();
     assert.ok(tb.x >= 0 && tb.x + tb.width <= 375, `the tray fits (${JSON.stringify(tb)})`);
-    await checkAxe(page, 'attachment tray at 375 px');
     await shot(page, 'attach-tray-mobile');
+    await checkAxe(page, 'attachment tray at 375 px');
     await page.keyboard.press('Escape');
     await tray(page).waitFor({ state: 'hidden' });
 
@@ -416,8 +421,8 @@ test('at 375 px the photos, the tray and the viewer fit the screen', async () =>
       const b = await el.boundingBox();
       assert.ok(b.x >= 0 && b.x + b.width <= 375 && b.y >= 0 && b.y + b.height <= 740, `fits the screen (${JSON.stringify(b)})`);
     }
-    await checkAxe(page, 'image viewer at 375 px');
     await shot(page, 'attach-viewer-mobile');
+    await checkAxe(page, 'image viewer at 375 px');
     await page.keyboard.press('Escape');
     await dialog.waitFor({ state: 'detached' });
     assert.deepEqual(page.errors, []);
