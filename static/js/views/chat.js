@@ -102,7 +102,8 @@ export function chatView(app, chat, { navigate, calls }) {
     },
   });
   const form = h('form', { class: 'composer', 'aria-label': 'Write a message' },
-    attach.button, attach.fileInput, h('div', { class: 'composer-box' }, input), micBtn, sendBtn, recorderBar);
+    // the attach button after the text, so Shift+Tab from the text still reaches the messages
+    h('div', { class: 'composer-box' }, input, attach.button), attach.fileInput, micBtn, sendBtn, recorderBar);
   el.append(
     header, search.el, banners,
     h('div', { class: 'messages-wrap' }, scroller, jump),
