@@ -33,10 +33,11 @@ const box = (page) => page.getByRole('textbox', { name: 'Message' });
 const tray = (page) => page.getByRole('group', { name: 'Attachments to send' });
 const trayItem = (page, name) => tray(page).locator('.tray-item', { has: page.locator('.tray-name', { hasText: name }) });
 
-async function attach(page, files) {
+async function attach(page, files, { keyboard = false } = {}) {
+  const button = page.getByRole('button', { name: 'Attach file' });
   const [chooser] = await Promise.all([
     page.waitForEvent('filechooser'),
-    page.getByRole('button', { name: 'Attach file' }).click(),
+    keyboard ? button.focus().then(() => page.keyboard.press('Enter')) : button.click(),
   ]);
   assert.ok(chooser.isMultiple(), 'the file input takes several files');
   await chooser.setFiles(files);
@@ -44,10 +45,11 @@ async function attach(page, files) {
 }
 
 /** Sends what is in the tray and waits until the server has stored the last message. */
-async function sendTray(page, caption) {
+async function sendTray(page, caption, { keyboard = false } = {}) {
   if (caption !== undefined) await page.getByLabel('Caption').fill(caption);
   const before = await page.locator('.msg-row.own').count();
-  await tray(page).getByRole('button', { name: /^Send/ }).click();
+  if (keyboard) await page.getByLabel('Caption').press('Enter');
+  else await tray(page).getByRole('button', { name: /^Send/ }).click();
   const error = page.locator('.tray-error:not([hidden]), .send-error:not([hidden])');
   await Promise.race([
     page.waitForFunction((n) => {
@@ -146,13 +148,14 @@ test('two people open a chat', async () => {
 test('a photo chosen with the file chooser arrives with its caption as a thumbnail', async () => {
   const ap = amy.page;
   const bp = bob.page;
-  await attach(ap, { name: 'sunset.png', mimeType: 'image/png', buffer: SUNSET });
+  await attach(ap, { name: 'sunset.png', mimeType: 'image/png', buffer: SUNSET }, { keyboard: true });
   const t = tray(ap);
   await trayItem(ap, 'sunset.png').waitFor();
   assert.equal(await t.locator('.tray-thumb').count(), 1, 'a preview of the photo');
   assert.ok(await ap.evaluate(() => document.activeElement?.classList.contains('tray-caption')), 'the caption field has the focus');
   await shot(ap, 'attach-tray');
-  await sendTray(ap, 'Sunset at the lake');
+  await sendTray(ap, 'Sunset at the lake', { keyboard: true }); // Enter in the caption sends
+  assert.equal(await ap.evaluate(() => document.activeElement?.id), 'composer-input', 'the focus is back in the composer');
 
   const row = bp.locator('.msg-row.theirs').filter({ has: bp.locator('.media-image') }).last();
   await row.locator('.caption', { hasText: 'Sunset at the lake' }).waitFor({ timeout: 15000 });
@@ -234,6 +237,30 @@ test('a file shows its name and size and downloads as an attachment', async () =
   assert.equal(download.suggestedFilename(), 'notes.html');
   const saved = readFileSync(await download.path());
   assert.deepEqual(saved, html, 'the downloaded bytes are the file');
+});
+
+test('deleting an attachment for everyone removes it on both sides and on the server', async () => {
+  const ap = amy.page;
+  const bp = bob.page;
+  await attach(ap, { name: 'draft.txt', mimeType: 'text/plain', buffer: Buffer.from('a draft to take back\n') });
+  await sendTray(ap);
+  const id = await ap.locator('.msg-row.own').filter({ has: ap.locator('.file-name', { hasText: 'draft.txt' }) }).getAttribute('data-id');
+  const own = ap.locator(`.msg-row[data-id="${id}"]`); // by id: once deleted it has no file name
+  const theirs = bp.locator(`.msg-row[data-id="${id}"]`);
+  await theirs.locator('.file-name', { hasText: 'draft.txt' }).waitFor({ timeout: 15000 });
+  const url = await bp.evaluate((mid) => window.parley.store(Number(mid.chat)).byId(mid.id)?.media?.url, { chat: chatId, id: Number(id) });
+  assert.equal((await apiGet(bp, url)).status, 200);
+  const used = (await usage(ap)).storageUsedBytes;
+
+  await own.hover();
+  await own.getByRole('button', { name: 'Message actions' }).click();
+  await ap.getByRole('menuitem', { name: 'Delete for everyone' }).click();
+  await ap.getByRole('dialog', { name: 'Please confirm' }).getByRole('button', { name: 'Delete' }).click();
+  await own.locator('.bubble.deleted').waitFor();
+  await theirs.locator('.bubble.deleted').waitFor({ timeout: 15000 });
+  assert.equal(await theirs.locator('.file-card').count(), 0, 'the file is gone from the bubble');
+  assert.equal((await apiGet(bp, url)).status, 403, 'the file is gone from the server');
+  assert.ok((await usage(ap)).storageUsedBytes < used, 'its bytes are given back');
 });
 
 test('paste and drag-and-drop add files to the tray; remove and Escape empty it', async () => {
