@@ -19,6 +19,7 @@ const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 
 const A = { email: 'amy@example.com', username: 'amy', password: 'correct horse battery' };
 const B = { email: 'bob@example.com', username: 'bob', password: 'battery staple horse' };
+const C = { email: 'cat@example.com', username: 'cat', password: 'horse battery correct' };
 
 let server;
 let browser;
@@ -108,11 +109,17 @@ const SUNSET = png(800, 600, 40);
 const FOREST = png(480, 640, 200);
 const SECRET = png(640, 400, 120);
 
-// A smaller upload limit than the default, so a refused upload is quick to make.
+// A smaller upload limit than the default, so a refused upload is quick to make, and
+// a known upload rate (amy's uploads in this file stay well under it).
 const MEDIA_MAX_BYTES = 8 * 1024 * 1024;
+const UPLOADS_PER_MIN = 12;
 class SmallUploads extends Parley {
   env() {
-    return { ...super.env(), PARLEY__LIMITS__MEDIA_MAX_BYTES: String(MEDIA_MAX_BYTES) };
+    return {
+      ...super.env(),
+      PARLEY__LIMITS__MEDIA_MAX_BYTES: String(MEDIA_MAX_BYTES),
+      PARLEY__LIMITS__UPLOADS_PER_MIN: String(UPLOADS_PER_MIN),
+    };
   }
 }
 
@@ -453,6 +460,40 @@ test('at 375 px the photos, the tray and the viewer fit the screen', async () =>
     await page.keyboard.press('Escape');
     await dialog.waitFor({ state: 'detached' });
     assert.deepEqual(page.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('too many uploads in a minute: the refusal says when to try again', async () => {
+  const { context, page } = await person(browser, server, { name: 'cat' });
+  try {
+    await register(page, C);
+    const amyId = Number(server.query("SELECT id FROM users WHERE username = 'amy'")[0][0]);
+    const catChat = await page.evaluate((id) => window.parley.openDirect(id).then((c) => c.id), amyId);
+    // the minute's uploads, straight to the API
+    const statuses = await page.evaluate(async ({ chat, n }) => {
+      const token = localStorage.getItem('parley:token');
+      const out = [];
+      for (let i = 0; i < n; i++) {
+        const form = new FormData();
+        form.append('chatId', String(chat));
+        form.append('file', new File([`note ${i}\n`], `note-${i}.txt`, { type: 'text/plain' }));
+        const res = await fetch('/api/media', { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: form });
+        out.push(res.status);
+      }
+      return out;
+    }, { chat: catChat, n: UPLOADS_PER_MIN });
+    assert.deepEqual(statuses, Array(UPLOADS_PER_MIN).fill(201));
+    await page.goto(`/chat/${catChat}`);
+    await box(page).waitFor();
+    await attach(page, { name: 'one-too-many.txt', mimeType: 'text/plain', buffer: Buffer.from('one more\n') });
+    await tray(page).getByRole('button', { name: /^Send/ }).click();
+    const alert = tray(page).getByRole('alert');
+    await alert.filter({ hasText: /Too many uploads/ }).waitFor({ timeout: 15000 });
+    assert.match(await alert.innerText(), /^Too many uploads at once\. Try again in \d+ s\.$/);
+    await trayItem(page, 'one-too-many.txt').waitFor(); // kept, to send again later
+    assert.equal(await page.locator('.msg-row.own').count(), 0, 'nothing sent');
   } finally {
     await context.close();
   }
