@@ -136,14 +136,15 @@ export function attachments(app, chatId, { chatEl, composerInput, reply, onSent 
     const text = captionInput.value.trim();
     const encrypted = app.isEncrypted(chatId);
     const answering = reply();
-    const total = items.length;
+    // what is in the tray now; files added meanwhile wait for the next Send
+    const batch = items.slice();
+    const total = batch.length;
     let sent = 0;
     uploading = { abort: null, cancelled: false };
     render();
     cancelBtn.focus();
     try {
-      while (items.length) {
-        const item = items[0];
+      for (const item of batch) {
         const name = item.file.name || 'file';
         const which = total > 1 ? `${sent + 1} of ${total}: ` : '';
         setProgress(name, 0, which);
@@ -160,13 +161,15 @@ export function attachments(app, chatId, { chatEl, composerInput, reply, onSent 
         uploading.abort = up.abort;
         const media = await up.promise;
         uploading.abort = null;
-        rememberLocal(media.mediaId, item.file);
+        // our own photo shows from the file we have (no download, no decryption)
+        if (item.preview || isPicture(secret)) rememberLocal(media.mediaId, item.file);
         const kind = encrypted ? (isPicture(secret) ? 'image' : 'file') : media.kind;
         const ok = await app.sendMedia(chatId, media, {
           caption: sent === 0 ? text : '', secret, kind, replyToId: answering?.id ?? null,
         });
         if (!ok) break; // app said why (send-error)
-        items.shift();
+        const at = items.indexOf(item);
+        if (at >= 0) items.splice(at, 1);
         if (item.preview) URL.revokeObjectURL(item.preview);
         sent += 1;
         if (sent === 1) captionInput.value = '';

@@ -49,14 +49,15 @@ async function attach(page, files, { keyboard = false } = {}) {
 async function sendTray(page, caption, { keyboard = false } = {}) {
   if (caption !== undefined) await page.getByLabel('Caption').fill(caption);
   const before = await page.locator('.msg-row.own').count();
+  const files = await tray(page).locator('.tray-item').count();
   if (keyboard) await page.getByLabel('Caption').press('Enter');
   else await tray(page).getByRole('button', { name: /^Send/ }).click();
   const error = page.locator('.tray-error:not([hidden]), .send-error:not([hidden])');
   await Promise.race([
     page.waitForFunction((n) => {
       const own = [...document.querySelectorAll('.msg-row.own')];
-      return own.length > n && own.every((r) => r.dataset.id);
-    }, before, { timeout: 30000 }),
+      return own.length >= n && own.every((r) => r.dataset.id);
+    }, before + files, { timeout: 30000 }),
     error.first().waitFor({ timeout: 30000 }).then(async () => {
       throw new Error(`not sent: ${await error.first().innerText()}`);
     }),
@@ -249,8 +250,17 @@ test('a file shows its name and size and downloads as an attachment', async () =
 test('deleting an attachment for everyone removes it on both sides and on the server', async () => {
   const ap = amy.page;
   const bp = bob.page;
-  await attach(ap, { name: 'draft.txt', mimeType: 'text/plain', buffer: Buffer.from('a draft to take back\n') });
-  await sendTray(ap);
+  // two files in one go: two messages, the caption with the first
+  await attach(ap, [
+    { name: 'draft.txt', mimeType: 'text/plain', buffer: Buffer.from('a draft to take back\n') },
+    { name: 'second.txt', mimeType: 'text/plain', buffer: Buffer.from('and another one\n') },
+  ]);
+  assert.equal(await tray(ap).getByRole('button', { name: /^Send/ }).innerText(), 'Send 2 files');
+  await sendTray(ap, 'Two drafts');
+  const second = bp.locator('.msg-row.theirs').filter({ has: bp.locator('.file-name', { hasText: 'second.txt' }) });
+  await second.waitFor({ timeout: 15000 });
+  assert.equal(await second.locator('.caption').count(), 0, 'the caption goes with the first file only');
+  await bp.locator('.msg-row.theirs').filter({ has: bp.locator('.file-name', { hasText: 'draft.txt' }) }).locator('.caption', { hasText: 'Two drafts' }).waitFor();
   const id = await ap.locator('.msg-row.own').filter({ has: ap.locator('.file-name', { hasText: 'draft.txt' }) }).getAttribute('data-id');
   const own = ap.locator(`.msg-row[data-id="${id}"]`); // by id: once deleted it has no file name
   const theirs = bp.locator(`.msg-row[data-id="${id}"]`);
