@@ -10,6 +10,7 @@ use mysql_async::{Row, TxOpts};
 use parley_actors::store::{
     Change, ChangeKind, ChangeTarget, Edit, EditBody, Message, ReactOutcome,
 };
+use parley_actors::attachment::MediaKind;
 use parley_actors::{ChangeId, ChatId, MessageId, Timestamp, UserId};
 
 use super::messages::{kind_from, message_from_row, search_text, MESSAGE_COLUMNS, MESSAGE_JOINS};
@@ -18,20 +19,15 @@ use super::{Db, DbError, MAX_ID_LIST};
 /// What deleting a message left to do outside the database: its upload's files.
 pub struct Deleted {
     pub change: ChangeId,
-    /// The files of the upload it carried (the upload itself, its thumbnail), to
-    /// remove from disk.
-    pub files: Vec<StoredFile>,
+    /// The upload it carried, whose row is gone: its files are to remove from disk.
+    pub upload: Option<RemovedUpload>,
 }
 
-/// A file of an upload, by the directory it is stored in under the uploads root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredFile {
-    /// A voice message (`uploads/audio/`, where they always were).
-    Audio(String),
-    /// An image or any other file (`uploads/media/`).
-    Media(String),
-    /// An image's thumbnail (`uploads/media/thumbs/`).
-    Thumbnail(String),
+/// Where a removed upload's files are (`media::files::remove` takes these).
+pub struct RemovedUpload {
+    pub kind: MediaKind,
+    pub storage_name: String,
+    pub thumb_name: Option<String>,
 }
 
 impl Db {
@@ -170,7 +166,7 @@ impl Db {
             (id.0,),
         )
         .await?;
-        let mut files = Vec::new();
+        let mut upload = None;
         if let Some(media) = media {
             type FileRow = (u64, u64, String, String, Option<String>);
             // Counted against the quota as stored: the file and its thumbnail.
@@ -190,11 +186,13 @@ impl Db {
                     (bytes, uploader),
                 )
                 .await?;
-                files.push(match kind.as_str() {
-                    "audio" => StoredFile::Audio(name),
-                    _ => StoredFile::Media(name),
+                upload = Some(RemovedUpload {
+                    kind: MediaKind::parse(&kind).ok_or_else(|| {
+                        DbError::Mapping(format!("media {media} has kind {kind:?}"))
+                    })?,
+                    storage_name: name,
+                    thumb_name: thumb,
                 });
-                files.extend(thumb.map(StoredFile::Thumbnail));
             }
         }
         tx.exec_drop(
@@ -205,7 +203,7 @@ impl Db {
         .await?;
         let change = ChangeId(tx.last_insert_id().unwrap_or_default());
         tx.commit().await?;
-        Ok(Some(Deleted { change, files }))
+        Ok(Some(Deleted { change, upload }))
     }
 
     /// Adds or removes `user`'s `emoji` on `id`. The message row is locked for the

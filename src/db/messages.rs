@@ -139,15 +139,16 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
 }
 
 /// What `messages.search_text` holds for a new or edited message of `chat`: the words
-/// of a plaintext text message or attachment caption (indexed under its chat); nothing
-/// for anything else (encrypted, call, no caption), so it can never match.
+/// of a plaintext text message (indexed under its chat); nothing for anything else, so
+/// it can never match. (Captions are indexed by the search indexer that replaces this
+/// column, off the message path.)
 pub(crate) fn search_text(
     chat: ChatId,
     kind: MessageKind,
     encrypted: bool,
     content: &str,
 ) -> Option<String> {
-    (kind != MessageKind::Call && !encrypted && !content.is_empty())
+    (kind == MessageKind::Text && !encrypted)
         .then(|| crate::domain::search_text::index_text(chat, content))
 }
 

@@ -10,7 +10,6 @@ use parley_actors::store::{
 };
 use parley_actors::{ChangeId, ChatId, MessageId, Timestamp, UserId};
 
-use super::changes::StoredFile;
 use super::{Db, DbError};
 
 impl From<DbError> for StoreError {
@@ -45,17 +44,6 @@ impl MysqlStore {
             db,
             consecutive_ids,
             uploads_dir,
-        }
-    }
-}
-
-impl MysqlStore {
-    /// Where `file` is on disk.
-    fn path_of(&self, file: &StoredFile) -> PathBuf {
-        match file {
-            StoredFile::Audio(name) => crate::audio::audio_dir(&self.uploads_dir).join(name),
-            StoredFile::Media(name) => self.uploads_dir.join("media").join(name),
-            StoredFile::Thumbnail(name) => self.uploads_dir.join("media/thumbs").join(name),
         }
     }
 }
@@ -157,12 +145,16 @@ impl Store for MysqlStore {
         let Some(deleted) = super::acting_for(user, self.db.delete_message(user, id)).await? else {
             return Ok(None);
         };
-        for file in &deleted.files {
+        if let Some(up) = deleted.upload {
             // After the commit: a failed removal leaves an orphan file (logged), never
             // a message pointing at a missing one.
-            if let Err(e) = tokio::fs::remove_file(self.path_of(file)).await {
-                tracing::warn!(message = %id, error = %e, "removing a deleted message's upload");
-            }
+            crate::media::files::remove(
+                &self.uploads_dir,
+                up.kind,
+                &up.storage_name,
+                up.thumb_name.as_deref(),
+            )
+            .await;
         }
         Ok(Some(deleted.change))
     }
