@@ -843,6 +843,14 @@ export function chatView(app, chat, { navigate, calls }) {
     const items = [{ label: 'Reply', icon: icons.reply, run: () => startReply(m) }];
     if (app.canEdit(m)) items.push({ label: 'Edit', icon: icons.edit, run: () => startEdit(m) });
     if (m.kind === 'text') items.push({ label: 'Copy', icon: icons.copy, run: () => copyText(m) });
+    if (isMediaKind(m.kind)) {
+      // the photo's or the file's own save (decrypting an encrypted one)
+      const tile = row.el.querySelector('.media-image');
+      const fileBtn = row.el.querySelector('.file-download');
+      if (tile?.viewerItem) {
+        items.push({ label: 'Download', icon: icons.download, run: () => tile.viewerItem.save().catch((e) => toast(`Could not download: ${e.message || e}`, 'error')) });
+      } else if (fileBtn) items.push({ label: 'Download', icon: icons.download, run: () => fileBtn.click() });
+    }
     items.push({ label: 'React', icon: icons.smile, popup: true, run: () => openPicker(key, point) });
     if (m.senderId === me.id) {
       items.push({ label: 'Delete for everyone', icon: icons.trash, danger: true, keepFocus: true, run: () => confirmDelete(key) });

@@ -245,6 +245,16 @@ test('a file shows its name and size and downloads as an attachment', async () =
   assert.equal(download.suggestedFilename(), 'notes.html');
   const saved = readFileSync(await download.path());
   assert.deepEqual(saved, html, 'the downloaded bytes are the file');
+
+  // the message menu has Download too
+  const row = bp.locator('.msg-row.theirs').filter({ has: bp.locator('.file-name', { hasText: 'notes.html' }) }).last();
+  await row.hover();
+  await row.getByRole('button', { name: 'Message actions' }).click();
+  const [again] = await Promise.all([
+    bp.waitForEvent('download'),
+    bp.getByRole('menu', { name: 'Message actions' }).getByRole('menuitem', { name: 'Download' }).click(),
+  ]);
+  assert.equal(again.suggestedFilename(), 'notes.html');
 });
 
 test('deleting an attachment for everyone removes it on both sides and on the server', async () => {
