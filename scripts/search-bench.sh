@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures message search on MariaDB: the FULLTEXT index ft_messages_search as the
+# Measures message search on MariaDB: the FULLTEXT index ft_message_search as the
 # server fills and queries it (tokens that name their chat, src/domain/search_text.rs
 # and src/db/search.rs), against the same index over bare words (one token per word
 # whatever the chat, filtered by chat afterwards), and against a LIKE scan over the
@@ -62,33 +62,32 @@ INSERT INTO picks
   SELECT m.seq, k.seq, FLOOR(POW(20000, RAND(m.seq * 31 + k.seq))) - 1
   FROM seq_1_to_200000 m JOIN seq_1_to_14 k ON k.seq <= 3 + m.seq * 7 % 12;
 -- messages take the chats in turn, as on a live server; 5 % are encrypted (no text)
--- and 1 % call traces, with no search_text; the others carry index_text(chat, content)
--- (for these plain words: each word behind 'c<chat>w'), written by the INSERT as the
--- server writes it — set later, every row would sit in the index's deleted list
-INSERT INTO messages (id, chat_id, sender_id, client_id, kind, content, encrypted, created_at, search_text)
+-- and 1 % call traces, with no row in message_search; the others get a row holding
+-- index_text(chat, content) (for these plain words: each word behind 'c<chat>w'), as
+-- the server's indexer writes it
+INSERT INTO messages (id, chat_id, sender_id, client_id, kind, content, encrypted, created_at)
   SELECT t.id, t.chat_id, 1, CONCAT('b', t.id),
          IF(t.id % 100 = 11, 'call', 'text'),
          CASE WHEN t.id % 100 = 11 THEN '{"outcome":"missed"}' WHEN t.id % 20 = 7 THEN '' ELSE t.content END,
          t.id % 20 = 7,
-         TIMESTAMPADD(SECOND, t.id, '2026-01-01'),
-         IF(t.id % 100 = 11 OR t.id % 20 = 7, NULL,
-            CONCAT('c', t.chat_id, 'w', REPLACE(t.content, ' ', CONCAT(' c', t.chat_id, 'w'))))
+         TIMESTAMPADD(SECOND, t.id, '2026-01-01')
   FROM (SELECT p.m AS id, 1 + p.m % 50 AS chat_id,
                CONCAT(GROUP_CONCAT(v.w ORDER BY p.k SEPARATOR ' '),
                       -- a rare word, in 12 messages of different chats
                       IF(p.m % 16661 = 5, ' zebrafish', '')) AS content
         FROM picks p JOIN vocab v ON v.i = p.r GROUP BY p.m) t;
+INSERT INTO message_search (message_id, search_text)
+  SELECT id, CONCAT('c', chat_id, 'w', REPLACE(content, ' ', CONCAT(' c', chat_id, 'w')))
+  FROM messages WHERE kind = 'text' AND encrypted = 0 AND content <> '';
 -- the alternative: the same words as bare tokens ('wkan'), one posting list per word
 -- for the whole server
-CREATE TABLE messages_words LIKE messages;
-ALTER TABLE messages_words DROP INDEX ft_messages_search;
 SET SESSION innodb_ft_enable_stopword = OFF;
-ALTER TABLE messages_words ADD FULLTEXT INDEX ft_words (search_text);
-INSERT INTO messages_words (id, chat_id, sender_id, client_id, kind, content, encrypted, created_at, search_text)
-  SELECT id, chat_id, sender_id, client_id, kind, content, encrypted, created_at,
-         IF(search_text IS NULL, NULL, CONCAT('w', REPLACE(content, ' ', ' w')))
-  FROM messages;
-ANALYZE TABLE messages, messages_words, chat_members;
+CREATE TABLE messages_words LIKE message_search;
+ALTER TABLE messages_words DROP INDEX ft_message_search, ADD FULLTEXT INDEX ft_words (search_text);
+INSERT INTO messages_words (message_id, search_text)
+  SELECT id, CONCAT('w', REPLACE(content, ' ', ' w'))
+  FROM messages WHERE kind = 'text' AND encrypted = 0 AND content <> '';
+ANALYZE TABLE messages, message_search, messages_words, chat_members;
 SQL
 fi
 
@@ -102,15 +101,15 @@ time_ms() {
 }
 
 COLS="m.id, m.chat_id, m.sender_id, m.client_id, m.kind, m.content, m.media_id, m.encrypted, m.e2ee, m.created_at, a.mime, a.bytes, a.duration_ms"
-FILTER="m.id < 18446744073709551615 AND m.kind = 'text' AND m.encrypted = 0 AND m.deleted_at IS NULL"
+FILTER="s.message_id < 18446744073709551615 AND m.kind <> 'call' AND m.encrypted = 0 AND m.deleted_at IS NULL"
 # The server's query (src/db/search.rs, without its SET STATEMENT time limit): $1 user,
-# $2 AGAINST expression, $3 extra condition (the chat), $4 table.
+# $2 AGAINST expression, $3 extra condition (the chat), $4 index table.
 fts() {
-  echo "SELECT $COLS FROM ${4:-messages} m JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 LEFT JOIN media_files a ON a.id = m.media_id WHERE MATCH(m.search_text) AGAINST('$2' IN BOOLEAN MODE) ${3:-} AND $FILTER ORDER BY m.id DESC LIMIT 21"
+  echo "SELECT $COLS FROM ${4:-message_search} s JOIN messages m ON m.id = s.message_id JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 LEFT JOIN media_files a ON a.id = m.media_id WHERE MATCH(s.search_text) AGAINST('$2' IN BOOLEAN MODE) ${3:-} AND $FILTER ORDER BY s.message_id DESC LIMIT 21"
 }
 # The naive alternative: a substring of the content, message by message.
 like() {
-  echo "SELECT $COLS FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 LEFT JOIN media_files a ON a.id = m.media_id WHERE m.content LIKE '%$2%' ${3:-} AND $FILTER ORDER BY m.id DESC LIMIT 21"
+  echo "SELECT $COLS FROM messages m JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = $1 LEFT JOIN media_files a ON a.id = m.media_id WHERE m.content LIKE '%$2%' ${3:-} AND ${FILTER//s.message_id/m.id} ORDER BY m.id DESC LIMIT 21"
 }
 # The server's expression (QueryWords::against) for words $2 in chats $1: one group of
 # required words per chat.
@@ -143,7 +142,7 @@ echo "| words | messages holding them (of 200,000) | searched | Parley: tokens p
 echo "|---|---|---|---|---|---|"
 for w in kan ka fene zebrafish "zebrafish kan"; do
   bare=""; for x in $w; do bare="$bare +w$x*"; done; bare=${bare# }
-  n=$(sql "$DB" -e "SELECT COUNT(*) FROM messages_words m WHERE MATCH(m.search_text) AGAINST('$bare' IN BOOLEAN MODE)")
+  n=$(sql "$DB" -e "SELECT COUNT(*) FROM messages_words s WHERE MATCH(s.search_text) AGAINST('$bare' IN BOOLEAN MODE)")
   for scope in "all chats of a user in 50" "all chats of a user in 3" "one chat"; do
     case $scope in
       "all chats of a user in 50") u=1; extra=""; chats=$ALL ;;

@@ -183,6 +183,10 @@ pub struct CallSettings {
 pub struct MessageSettings {
     /// How long after sending its sender may edit a message. Default `172800`.
     pub edit_window_secs: u64,
+    /// Most of the time the search indexer may be busy, in percent: it yields the
+    /// rest to sending (under overload search falls behind, then catches up).
+    /// 1–100. Default `10`.
+    pub search_index_duty_percent: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -338,6 +342,7 @@ impl Default for Settings {
             },
             messages: MessageSettings {
                 edit_window_secs: 48 * 3600,
+                search_index_duty_percent: 10,
             },
             limits: LimitSettings {
                 json_body_bytes: 64 * 1024,
@@ -522,6 +527,11 @@ impl Settings {
                         .into(),
                 ));
             }
+        }
+        if !(1..=100).contains(&self.messages.search_index_duty_percent) {
+            return Err(ConfigError::Invalid(
+                "messages.search_index_duty_percent must be 1 to 100".into(),
+            ));
         }
         if self.limits.group_max_members < 2 {
             return Err(ConfigError::Invalid(

@@ -9,6 +9,7 @@ pub mod media;
 pub mod metrics;
 pub mod redis;
 pub mod routes;
+pub mod search_index;
 pub mod startup;
 pub mod telemetry;
 pub mod transport;

@@ -61,6 +61,18 @@ pub async fn render(rt: &Realtime, db: &Db, readiness: &Readiness) -> String {
         "Messages stored and fanned out",
         m.messages_stored(),
     );
+    gauge(
+        &mut r,
+        "search_index_pending",
+        "Stored messages this node has still to make findable",
+        db.search_queue().pending() as i64,
+    );
+    counter(
+        &mut r,
+        "search_index_overflow",
+        "Messages left out of a full search queue (indexed later by a repair scan)",
+        db.search_queue().dropped_total(),
+    );
     counter(
         &mut r,
         "messages_delivered",

@@ -173,6 +173,10 @@ impl Resources {
             settings.storage.uploads_dir.clone(),
             Duration::from_secs(settings.storage.unattached_audio_ttl_secs),
         ));
+        actix_web::rt::spawn(crate::search_index::run(
+            db.clone(),
+            settings.messages.search_index_duty_percent,
+        ));
 
         let jwt = web::Data::new(JwtKeys::new(
             settings.jwt_secret(),

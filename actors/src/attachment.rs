@@ -189,6 +189,9 @@ mod tests {
         };
         let v = serde_json::to_value(&image).expect("json");
         assert_eq!(v["thumbnailUrl"], "/api/media/4/thumbnail");
-        assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(640), Some(480)));
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(640), Some(480))
+        );
     }
 }

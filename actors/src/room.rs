@@ -550,8 +550,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::ChatKind;
     use crate::attachment::MediaKind;
+    use crate::store::ChatKind;
     use crate::testing::{self, Failure, Fake, MemoryStore, Op};
 
     const ANN: UserId = UserId(1);
@@ -663,7 +663,11 @@ mod tests {
                 "invalid_data",
             ),
             ("audio without id", json!({"kind": "audio"}), "invalid_data"),
-            ("image without id", json!({"kind": "image", "content": "x"}), "invalid_data"),
+            (
+                "image without id",
+                json!({"kind": "image", "content": "x"}),
+                "invalid_data",
+            ),
             ("file without id", json!({"kind": "file"}), "invalid_data"),
             (
                 "media id on text",
@@ -951,8 +955,7 @@ mod tests {
     }
 
     #[actix::test]
-    async fn an_upload_is_claimed_once_and_a_refused_attachment_is_neither_stored_nor_fanned_out(
-    ) {
+    async fn an_upload_is_claimed_once_and_a_refused_attachment_is_neither_stored_nor_fanned_out() {
         let f = fixture();
         let ann = Fake::connect(&f.shared, 1, ANN);
         let bob = Fake::connect(&f.shared, 2, BOB);
@@ -960,11 +963,14 @@ mod tests {
             .add_upload(MediaId(1), ANN, CHAT, MediaKind::File, false);
         f.store
             .add_upload(MediaId(2), BOB, CHAT, MediaKind::Image, false);
-        f.store.add_upload(MediaId(3), ANN, CHAT, MediaKind::Image, true);
+        f.store
+            .add_upload(MediaId(3), ANN, CHAT, MediaKind::Image, true);
         f.store
             .add_upload(MediaId(4), ANN, CHAT, MediaKind::File, false);
         let send = |client_id: &str, kind: &str, media: u64| {
-            send_message(json!({"chatId": CHAT, "clientId": client_id, "kind": kind, "mediaId": media}))
+            send_message(
+                json!({"chatId": CHAT, "clientId": client_id, "kind": kind, "mediaId": media}),
+            )
         };
         f.post(&ann, "first", send("f1", "file", 1));
         ann.wait_frames(1).await;
@@ -974,14 +980,30 @@ mod tests {
             ("bob's", send("f3", "image", 2), "forbidden"),
             ("unknown", send("f4", "image", 99), "forbidden"),
             ("a file as an image", send("f5", "image", 4), "invalid_data"),
-            ("encrypted upload in plaintext", send("f6", "image", 3), "invalid_data"),
+            (
+                "encrypted upload in plaintext",
+                send("f6", "image", 3),
+                "invalid_data",
+            ),
         ] {
-            assert_eq!(refused(&f, &ann, reference, message).await, code, "{reference}");
+            assert_eq!(
+                refused(&f, &ann, reference, message).await,
+                code,
+                "{reference}"
+            );
         }
         assert_eq!(f.store.messages().len(), 1, "only the first is stored");
-        assert_eq!(bob.settled().await.len(), 1, "nothing refused is fanned out");
+        assert_eq!(
+            bob.settled().await.len(),
+            1,
+            "nothing refused is fanned out"
+        );
         for unsent in [2, 3, 4] {
-            assert_eq!(f.store.upload_claim(MediaId(unsent)), Some(None), "{unsent}");
+            assert_eq!(
+                f.store.upload_claim(MediaId(unsent)),
+                Some(None),
+                "{unsent}"
+            );
         }
         assert_eq!(f.in_flight(), 0);
     }

@@ -592,10 +592,7 @@ mod tests {
         assert_eq!(v["media"]["thumbnailUrl"], json!("/api/media/9/thumbnail"));
         assert_eq!(v["audio"], json!(null));
         assert_eq!(v["kind"], json!("image"));
-        let deleted = Message {
-            deleted: true,
-            ..m
-        };
+        let deleted = Message { deleted: true, ..m };
         let v = serde_json::to_value(&deleted).expect("json");
         let keys: Vec<&str> = v
             .as_object()
@@ -610,7 +607,10 @@ mod tests {
     #[test]
     fn a_reply_previews_a_caption_and_nothing_for_an_attachment_without_one() {
         use MessageKind::{Audio, Call, File, Image, Text};
-        assert_eq!(reply_preview(Image, false, false, "x").as_deref(), Some("x"));
+        assert_eq!(
+            reply_preview(Image, false, false, "x").as_deref(),
+            Some("x")
+        );
         assert_eq!(reply_preview(File, false, false, ""), None);
         assert_eq!(reply_preview(Audio, false, false, ""), None);
         assert_eq!(reply_preview(Text, false, false, "").as_deref(), Some(""));

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, TxOpts};
-use parley_actors::store::{
-    Change, ChangeKind, ChangeTarget, Edit, EditBody, Message, ReactOutcome,
-};
 use parley_actors::attachment::MediaKind;
+use parley_actors::store::{
+    Change, ChangeKind, ChangeTarget, Edit, EditBody, Message, MessageKind, ReactOutcome,
+};
 use parley_actors::{ChangeId, ChatId, MessageId, Timestamp, UserId};
 
-use super::messages::{kind_from, message_from_row, search_text, MESSAGE_COLUMNS, MESSAGE_JOINS};
+use super::messages::{kind_from, message_from_row, MESSAGE_COLUMNS, MESSAGE_JOINS};
+use super::search_index::{self, searchable};
 use super::{Db, DbError, MAX_ID_LIST};
 
 /// What deleting a message left to do outside the database: its upload's files.
@@ -72,7 +73,7 @@ impl Db {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         // The conditions repeat what the actors checked, so an edit racing a delete
         // (or a forged target) changes nothing.
-        match &edit.body {
+        let changed = match &edit.body {
             EditBody::Text(text) => {
                 // The words are indexed under the message's chat (domain::search_text).
                 let chat: Option<u64> = tx
@@ -86,22 +87,17 @@ impl Db {
                     return Ok(None);
                 };
                 tx.exec_drop(
-                    "UPDATE messages SET content = ?, search_text = ?, edited_at = ? \
+                    "UPDATE messages SET content = ?, edited_at = ? \
                      WHERE id = ? AND sender_id = ? AND kind = 'text' AND encrypted = 0 AND deleted_at IS NULL",
-                    (
-                        text.as_str(),
-                        search_text(
-                            ChatId(chat),
-                            parley_actors::store::MessageKind::Text,
-                            false,
-                            text,
-                        ),
-                        now.naive(),
-                        edit.message.0,
-                        edit.editor.0,
-                    ),
+                    (text.as_str(), now.naive(), edit.message.0, edit.editor.0),
                 )
-                .await?
+                .await?;
+                let changed = tx.affected_rows();
+                if changed == 1 {
+                    let words = searchable(ChatId(chat), MessageKind::Text, false, text);
+                    search_index::set_row(&mut tx, edit.message, words).await?;
+                }
+                changed
             }
             EditBody::Envelope(env) => {
                 tx.exec_drop(
@@ -109,10 +105,11 @@ impl Db {
                      WHERE id = ? AND sender_id = ? AND kind = 'text' AND encrypted = 1 AND deleted_at IS NULL",
                     (env.get(), now.naive(), edit.message.0, edit.editor.0),
                 )
-                .await?
+                .await?;
+                tx.affected_rows()
             }
-        }
-        if tx.affected_rows() != 1 {
+        };
+        if changed != 1 {
             tx.rollback().await?;
             return Ok(None);
         }
@@ -157,10 +154,11 @@ impl Db {
         };
         tx.exec_drop(
             "UPDATE messages SET content = '', e2ee = NULL, media_id = NULL, reply_to_id = NULL, \
-             search_text = NULL, edited_at = NULL, deleted_at = ? WHERE id = ?",
+             edited_at = NULL, deleted_at = ? WHERE id = ?",
             (now.naive(), id.0),
         )
         .await?;
+        search_index::set_row(&mut tx, id, None).await?;
         tx.exec_drop(
             "DELETE FROM message_reactions WHERE message_id = ?",
             (id.0,),

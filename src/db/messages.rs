@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, TxOpts, Value};
-use parley_actors::protocol::MessageKind;
 use parley_actors::attachment::{self, MediaInfo, MediaKind};
+use parley_actors::protocol::MessageKind;
 use parley_actors::store::{
     reply_preview, AudioInfo, Inserted, Message, MessageStatus, NewMessage, Reaction, ReadOutcome,
     Receipt, ReplyTo, REACTION_USERS_LISTED,
@@ -136,20 +136,6 @@ pub(crate) fn message_from_row(mut row: Row) -> Result<Message, DbError> {
         created_at: Timestamp::from(created),
         status: MessageStatus::Sent,
     })
-}
-
-/// What `messages.search_text` holds for a new or edited message of `chat`: the words
-/// of a plaintext text message (indexed under its chat); nothing for anything else, so
-/// it can never match. (Captions are indexed by the search indexer that replaces this
-/// column, off the message path.)
-pub(crate) fn search_text(
-    chat: ChatId,
-    kind: MessageKind,
-    encrypted: bool,
-    content: &str,
-) -> Option<String> {
-    (kind == MessageKind::Text && !encrypted)
-        .then(|| crate::domain::search_text::index_text(chat, content))
 }
 
 /// Each member's watermarks in some chats: chat → [(user, delivered_up_to, read_up_to)].
@@ -378,7 +364,7 @@ impl Db {
         replies: &HashMap<MessageId, ReplyTo>,
     ) -> Result<Vec<Inserted>, DbError> {
         let now = Timestamp::now();
-        let mut params: Vec<Value> = Vec::with_capacity(batch.len() * 10);
+        let mut params: Vec<Value> = Vec::with_capacity(batch.len() * 9);
         for m in batch {
             params.push(m.chat_id.0.into());
             params.push(m.sender_id.0.into());
@@ -389,11 +375,10 @@ impl Db {
             params.push(m.e2ee.as_ref().map(|e| e.get().to_string()).into());
             params.push(now.naive().into());
             params.push(m.reply_to.map(|r| r.0).into());
-            params.push(search_text(m.chat_id, m.kind, m.encrypted, &m.content).into());
         }
         let sql = format!(
-            "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, encrypted, e2ee, created_at, reply_to_id, search_text) VALUES {}",
-            vec!["(?,?,?,?,?,?,?,?,?,?)"; batch.len()].join(",")
+            "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, encrypted, e2ee, created_at, reply_to_id) VALUES {}",
+            vec!["(?,?,?,?,?,?,?,?,?)"; batch.len()].join(",")
         );
         let mut conn = self.conn().await?;
         match conn.exec_drop(sql, Params::Positional(params)).await {
@@ -470,8 +455,8 @@ impl Db {
         }
         let res = tx
             .exec_drop(
-                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, media_id, encrypted, e2ee, created_at, reply_to_id, search_text) \
-                 VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO messages (chat_id, sender_id, client_id, kind, content, media_id, encrypted, e2ee, created_at, reply_to_id) \
+                 VALUES (?,?,?,?,?,?,?,?,?,?)",
                 Params::Positional(vec![
                     m.chat_id.0.into(),
                     m.sender_id.0.into(),
@@ -483,7 +468,6 @@ impl Db {
                     m.e2ee.as_ref().map(|e| e.get().to_string()).into(),
                     now.naive().into(),
                     m.reply_to.map(|r| r.0).into(),
-                    search_text(m.chat_id, m.kind, m.encrypted, &m.content).into(),
                 ]),
             )
             .await;

@@ -10,6 +10,7 @@ pub mod media;
 pub mod messages;
 pub mod migrate;
 pub mod search;
+pub mod search_index;
 pub mod store;
 pub mod users;
 
@@ -185,6 +186,8 @@ pub struct Db {
     pool: Pool,
     acquire_timeout: Duration,
     shares: Arc<Shares>,
+    /// Stored messages waiting for the search indexer (`crate::search_index`).
+    search_queue: Arc<search_index::SearchQueue>,
 }
 
 impl Db {
@@ -215,6 +218,7 @@ impl Db {
                 per_user: defaults.per_user_connections.max(1),
                 slots: DashMap::new(),
             }),
+            search_queue: Arc::new(search_index::SearchQueue::new()),
         })
     }
 

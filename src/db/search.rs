@@ -1,12 +1,13 @@
 //! Full-text search over the messages of a user's chats. The words are matched by
-//! InnoDB's FULLTEXT index `ft_messages_search` on `messages.search_text`, whose
+//! InnoDB's FULLTEXT index `ft_message_search` on `message_search.search_text` (a row
+//! per findable message, written off the message path: `db::search_index`), whose
 //! tokens name their chat (what is indexed and how a query becomes an `AGAINST`
 //! expression: `domain::search_text`). Why this index, and what it costs, is measured
 //! by `scripts/search-bench.sh` (README, "Search: MariaDB full-text index, measured").
 //!
-//! The plan MariaDB picks (EXPLAIN): `m` by `fulltext` (ft_messages_search), which
+//! The plan MariaDB picks (EXPLAIN): `s` by `fulltext` (ft_message_search), which
 //! hands over only the messages of the chats named in the expression that hold every
-//! word, then `cm` by `eq_ref` on its primary key (chat, user) — a membership check of
+//! word, then `m` by its primary key, then `cm` by `eq_ref` on its primary key (chat, user) — a membership check of
 //! one key lookup each, kept although the expression already names only the user's
 //! chats — and a filesort of the hits. Its cost grows with the postings of the searched
 //! chats, never with the rest of the server.
@@ -50,8 +51,8 @@ pub enum SearchPage {
 impl Db {
     /// The messages of `user`'s chats (only of `chat`, when given) that hold every
     /// word of `words` as the start of one of theirs, with id < `before`, newest
-    /// first. Only plaintext text messages that are not deleted can match: theirs is
-    /// the only `search_text` set, and the query says so again, so a row written
+    /// first. Only plaintext messages that are not deleted can match: only they have
+    /// a row in `message_search`, and the query says so again, so a row written
     /// wrongly still never leaks an envelope or a deleted text.
     pub async fn search_messages(
         &self,
@@ -115,11 +116,12 @@ impl Db {
     ) -> Result<Option<Vec<Row>>, DbError> {
         let sql = format!(
             "SET STATEMENT max_statement_time = {SEARCH_MAX_SECS} FOR \
-             SELECT {MESSAGE_COLUMNS} FROM messages m \
+             SELECT {MESSAGE_COLUMNS} FROM message_search s \
+             JOIN messages m ON m.id = s.message_id \
              JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? {MESSAGE_JOINS} \
-             WHERE MATCH(m.search_text) AGAINST(? IN BOOLEAN MODE) \
-             AND m.id < ? AND m.kind <> 'call' AND m.encrypted = 0 AND m.deleted_at IS NULL \
-             ORDER BY m.id DESC LIMIT ?"
+             WHERE MATCH(s.search_text) AGAINST(? IN BOOLEAN MODE) \
+             AND s.message_id < ? AND m.kind <> 'call' AND m.encrypted = 0 AND m.deleted_at IS NULL \
+             ORDER BY s.message_id DESC LIMIT ?"
         );
         let params: Vec<Value> = vec![
             user.0.into(),

@@ -55,7 +55,9 @@ impl Store for MysqlStore {
     }
 
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
-        Ok(self.db.insert_messages(batch, self.consecutive_ids).await?)
+        let outcomes = self.db.insert_messages(batch, self.consecutive_ids).await?;
+        self.db.search_queue().push_stored(&outcomes);
+        Ok(outcomes)
     }
 
     async fn mark_delivered(

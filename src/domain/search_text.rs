@@ -2,7 +2,7 @@
 //! shorter than `innodb_ft_min_token_size` (3, and not settable without a server
 //! restart) and the words of its stopword list, yet search must match words of 2
 //! characters ("ok", "go") by prefix. So Parley tokenizes itself and stores each
-//! word in `messages.search_text` behind a prefix naming the message's chat: "ok" in
+//! word in `message_search.search_text` behind a prefix naming the message's chat: "ok" in
 //! chat 7 is indexed as `c7wok`, and a query word "ok" becomes the prefix search
 //! `+c7wok*` for each chat searched. The index only ever sees plain alphanumeric
 //! tokens, so no query can inject boolean-mode operators.
@@ -44,7 +44,7 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// What `messages.search_text` holds for a plaintext text message of `chat` with
+/// What `message_search.search_text` holds for a plaintext message of `chat` with
 /// `content`: its words of `MIN_QUERY_WORD_CHARS` or more (no query looks for a
 /// shorter one), each behind the chat's prefix.
 pub fn index_text(chat: ChatId, content: &str) -> String {

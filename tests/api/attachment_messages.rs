@@ -57,7 +57,8 @@ async fn upload(
 
 /// `message:send` of an attachment: `{chatId, clientId, kind, mediaId}` plus `more`.
 fn attachment(chat: u64, client_id: &str, kind: &str, up: &Value, more: Value) -> Value {
-    let mut data = json!({"chatId": chat, "clientId": client_id, "kind": kind, "mediaId": up["mediaId"]});
+    let mut data =
+        json!({"chatId": chat, "clientId": client_id, "kind": kind, "mediaId": up["mediaId"]});
     for (k, v) in more.as_object().unwrap() {
         data[k] = v.clone();
     }
@@ -144,11 +145,17 @@ async fn an_image_with_a_caption_and_a_reply_reaches_the_other_node_and_every_re
     assert_eq!(media, &up, "as uploaded, on the other node");
     assert_eq!(media["mime"], "image/png");
     assert_eq!(media["name"], "view.png");
-    assert_eq!((media["width"].as_u64(), media["height"].as_u64()), (Some(640), Some(480)));
+    assert_eq!(
+        (media["width"].as_u64(), media["height"].as_u64()),
+        (Some(640), Some(480))
+    );
     let id = up["mediaId"].as_u64().unwrap();
     assert_eq!(media["url"], format!("/api/media/{id}"));
     assert_eq!(media["thumbnailUrl"], format!("/api/media/{id}/thumbnail"));
-    assert!(media.get("durationMs").is_none(), "absent, not null: {media}");
+    assert!(
+        media.get("durationMs").is_none(),
+        "absent, not null: {media}"
+    );
     assert_eq!(
         got["replyTo"],
         json!({"id": question["id"], "senderId": bob.id, "kind": "text", "preview": "how is the view?", "deleted": false})
@@ -197,7 +204,10 @@ async fn the_chat_list_shows_an_attachment_as_the_last_message() {
     let mut a = app.ws(&ann).await;
     let up = upload(&app, &ann, chat, pdf(), "report.pdf", &[]).await;
     let sent = a
-        .acked("message:send", attachment(chat, "f", "file", &up, json!({})))
+        .acked(
+            "message:send",
+            attachment(chat, "f", "file", &up, json!({})),
+        )
         .await;
     let chats = get_json(&app, &bob, "/api/chats").await;
     let last = &chats["chats"][0]["lastMessage"];
@@ -216,7 +226,10 @@ async fn files_and_voice_messages_go_by_media_id_and_an_old_clients_audio_id_sti
     let file = upload(&app, &ann, chat, pdf(), "report.pdf", &[]).await;
     assert_eq!(file["kind"], "file");
     let sent = a
-        .acked("message:send", attachment(chat, "f", "file", &file, json!({})))
+        .acked(
+            "message:send",
+            attachment(chat, "f", "file", &file, json!({})),
+        )
         .await;
     let got = received(&mut b, &sent["id"]).await;
     assert_eq!(got["kind"], "file");
@@ -236,7 +249,15 @@ async fn files_and_voice_messages_go_by_media_id_and_an_old_clients_audio_id_sti
     assert_eq!(reply["replyTo"]["preview"], Value::Null);
 
     // A voice message by mediaId, with a caption: `audio` and `media` name one upload.
-    let voice = upload(&app, &ann, chat, webm(4000), "v.webm", &[("durationMs", "1500")]).await;
+    let voice = upload(
+        &app,
+        &ann,
+        chat,
+        webm(4000),
+        "v.webm",
+        &[("durationMs", "1500")],
+    )
+    .await;
     assert_eq!(voice["kind"], "audio");
     let sent = a
         .acked(
@@ -276,7 +297,10 @@ async fn files_and_voice_messages_go_by_media_id_and_an_old_clients_audio_id_sti
     assert_eq!(got["audio"]["bytes"], 3000);
     assert_eq!(got["media"]["mediaId"], old["audioId"], "the same id");
     assert_eq!(got["media"]["kind"], "audio");
-    assert_eq!(got["media"]["url"], format!("/api/media/{}", old["audioId"]));
+    assert_eq!(
+        got["media"]["url"],
+        format!("/api/media/{}", old["audioId"])
+    );
     // Both ids, the same number: fine; different: refused.
     let both = upload(&app, &ann, chat, webm(2000), "b.webm", &[]).await;
     let code = a
@@ -309,11 +333,17 @@ async fn an_upload_is_claimed_once_by_its_uploader_in_its_chat_and_a_refusal_sto
     let bobs = upload(&app, &bob, chat, png(64, 48), "b.png", &[]).await;
 
     let first = a
-        .acked("message:send", attachment(chat, "one", "image", &image, json!({})))
+        .acked(
+            "message:send",
+            attachment(chat, "one", "image", &image, json!({})),
+        )
         .await;
     // The same clientId again is the same message; a new one is a second claim.
     let again = a
-        .acked("message:send", attachment(chat, "one", "image", &image, json!({})))
+        .acked(
+            "message:send",
+            attachment(chat, "one", "image", &image, json!({})),
+        )
         .await;
     assert_eq!(again["id"], first["id"]);
     let stored = messages_stored(&app).await;
@@ -335,7 +365,13 @@ async fn an_upload_is_claimed_once_by_its_uploader_in_its_chat_and_a_refusal_sto
         ),
         (
             "an id that does not exist",
-            attachment(chat, "five", "image", &json!({"mediaId": 987_654}), json!({})),
+            attachment(
+                chat,
+                "five",
+                "image",
+                &json!({"mediaId": 987_654}),
+                json!({}),
+            ),
             "forbidden",
         ),
         (
@@ -365,7 +401,13 @@ async fn an_upload_is_claimed_once_by_its_uploader_in_its_chat_and_a_refusal_sto
         ),
         (
             "a caption over 10,000 characters",
-            attachment(chat, "eleven", "file", &file, json!({"content": "x".repeat(10_001)})),
+            attachment(
+                chat,
+                "eleven",
+                "file",
+                &file,
+                json!({"content": "x".repeat(10_001)}),
+            ),
             "too_large",
         ),
     ] {
@@ -373,18 +415,31 @@ async fn an_upload_is_claimed_once_by_its_uploader_in_its_chat_and_a_refusal_sto
     }
     // Bob sending Ann's upload in their chat: the same answer as an unknown id.
     assert_eq!(
-        b.refused("message:send", attachment(chat, "b1", "file", &file, json!({})))
-            .await,
+        b.refused(
+            "message:send",
+            attachment(chat, "b1", "file", &file, json!({}))
+        )
+        .await,
         "forbidden"
     );
-    assert_eq!(messages_stored(&app).await, stored, "nothing refused is stored");
-    assert_eq!(claimed_by(&app, &image["mediaId"]).await, first["id"].as_u64());
+    assert_eq!(
+        messages_stored(&app).await,
+        stored,
+        "nothing refused is stored"
+    );
+    assert_eq!(
+        claimed_by(&app, &image["mediaId"]).await,
+        first["id"].as_u64()
+    );
     for unsent in [&file, &other_image, &elsewhere, &bobs] {
         assert_eq!(claimed_by(&app, &unsent["mediaId"]).await, None, "{unsent}");
     }
     // Refused the wrong way, it can still be sent the right way.
-    a.acked("message:send", attachment(chat, "file", "file", &file, json!({})))
-        .await;
+    a.acked(
+        "message:send",
+        attachment(chat, "file", "file", &file, json!({})),
+    )
+    .await;
     a.acked(
         "message:send",
         attachment(group, "group", "image", &elsewhere, json!({})),
@@ -507,9 +562,17 @@ async fn an_encrypted_upload_goes_only_in_an_encrypted_image_or_file_message_and
             ),
         ),
     ] {
-        assert_eq!(a.refused("message:send", data).await, "invalid_data", "{why}");
+        assert_eq!(
+            a.refused("message:send", data).await,
+            "invalid_data",
+            "{why}"
+        );
     }
-    assert_eq!(messages_stored(&app).await, stored, "nothing refused is stored");
+    assert_eq!(
+        messages_stored(&app).await,
+        stored,
+        "nothing refused is stored"
+    );
     assert_eq!(claimed_by(&app, &secret["mediaId"]).await, None);
 
     let sent = a
@@ -532,8 +595,15 @@ async fn an_encrypted_upload_goes_only_in_an_encrypted_image_or_file_message_and
     assert_eq!(got["media"]["mime"], "application/octet-stream");
     // Bob opens the envelope, fetches the bytes and decrypts them.
     let env: Envelope = serde_json::from_value(got["e2ee"].clone()).unwrap();
-    let opened = e2ee::decrypt(&env, ChatId(chat), UserId(ann.id), "e5", UserId(bob.id), &private)
-        .unwrap();
+    let opened = e2ee::decrypt(
+        &env,
+        ChatId(chat),
+        UserId(ann.id),
+        "e5",
+        UserId(bob.id),
+        &private,
+    )
+    .unwrap();
     let inner: Value = serde_json::from_str(&opened).unwrap();
     assert_eq!(inner["text"], "for your eyes");
     let key: [u8; 32] = B64
@@ -587,13 +657,21 @@ async fn deleting_an_image_for_everyone_removes_its_file_and_thumbnail_and_frees
     let url = up["url"].as_str().unwrap().to_string();
     let thumb = up["thumbnailUrl"].as_str().unwrap().to_string();
     for path in [&url, &thumb] {
-        assert_eq!(get(&app, &bob, path).await.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            get(&app, &bob, path).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
     }
 
     change_id(&a.delete(&sent).await);
     event_for(&mut b, "message:deleted", &sent["id"]).await;
     assert_eq!(files(&media_dir), Vec::<String>::new(), "the image is gone");
-    assert_eq!(files(&thumbs_dir), Vec::<String>::new(), "the thumbnail too");
+    assert_eq!(
+        files(&thumbs_dir),
+        Vec::<String>::new(),
+        "the thumbnail too"
+    );
     assert_eq!(usage(&app, &ann).await, 0, "the quota is free again");
     for user in [&ann, &bob] {
         for path in [&url, &thumb] {
@@ -614,5 +692,6 @@ async fn deleting_an_image_for_everyone_removes_its_file_and_thumbnail_and_frees
         .unwrap()
         .unwrap();
     assert_eq!(rows, 0, "the upload's row is gone");
-    b.assert_quiet(std::time::Duration::from_millis(200), PRESENCE).await;
+    b.assert_quiet(std::time::Duration::from_millis(200), PRESENCE)
+        .await;
 }

@@ -216,8 +216,9 @@ async fn an_edit_racing_a_delete_never_brings_the_words_back() {
     let mut conn = n1.mysql().await;
     let left: Option<u64> = conn
         .query_first(format!(
-            "SELECT COUNT(*) FROM messages WHERE id IN ({ids}) AND \
-             (content <> '' OR e2ee IS NOT NULL OR search_text IS NOT NULL OR deleted_at IS NULL)"
+            "SELECT COUNT(*) FROM messages m WHERE id IN ({ids}) AND \
+             (content <> '' OR e2ee IS NOT NULL OR deleted_at IS NULL OR \
+              EXISTS (SELECT 1 FROM message_search s WHERE s.message_id = m.id))"
         ))
         .await
         .unwrap();

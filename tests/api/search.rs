@@ -1,8 +1,14 @@
 //! Message search (`GET /api/messages/search`) and the history pages that jump to a
 //! hit (`GET /api/messages?around=` and `?after=`). Messages are sent over the
 //! WebSocket as a client sends them, so what is indexed is what the server stores.
+//! The index is written after a message is stored (off the message path), so every
+//! search here first waits for the indexer to catch up (`settled`): a "never found"
+//! then means the indexer had its chance.
 
 use base64::Engine;
+use mysql_async::prelude::Queryable;
+use parley::domain::search_text::index_text;
+use parley_actors::ChatId;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -41,8 +47,45 @@ fn client_id() -> String {
     )
 }
 
+/// Waits until the search indexer has caught up with every message stored so far.
+/// It indexes in the order messages were stored, so once the newest message that
+/// has searchable words has its row, so does every one before it.
+async fn settled(app: &TestApp) {
+    let mut conn = app.mysql().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let recent: Vec<(u64, u64, String)> = conn
+            .query(
+                "SELECT id, chat_id, content FROM messages WHERE deleted_at IS NULL \
+                 AND encrypted = 0 AND kind <> 'call' AND content <> '' ORDER BY id DESC LIMIT 100",
+            )
+            .await
+            .unwrap();
+        let newest = recent
+            .iter()
+            .find(|(_, chat, content)| !index_text(ChatId(*chat), content).is_empty());
+        let Some((id, _, _)) = newest else { return };
+        let indexed: Option<u64> = conn
+            .exec_first(
+                "SELECT message_id FROM message_search WHERE message_id = ?",
+                (*id,),
+            )
+            .await
+            .unwrap();
+        if indexed.is_some() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "message {id} was not indexed within 15 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The search's hits as (id, content), newest first, and its `nextBefore`.
 async fn search(app: &TestApp, user: &TestUser, params: &str) -> (Vec<(u64, String)>, Value) {
+    settled(app).await;
     let body = get_ok(app, &format!("/api/messages/search?{params}"), user).await;
     let hits = body["messages"]
         .as_array()
@@ -691,4 +734,73 @@ async fn after_pages_towards_the_present_without_repeats_or_gaps() {
     .await;
     assert!(ids_of(&page).is_empty());
     assert!(page["nextAfter"].is_null());
+}
+
+/// The indexer writes a message's row after it is stored; an edit or a delete may
+/// come before or after that. Either way the index ends as the message is: found by
+/// its new words only, or not at all.
+#[actix_web::test]
+async fn edits_and_deletes_racing_the_indexer_leave_no_old_words() {
+    let app = app().await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
+    let mut a = app.ws(&ann).await;
+    for i in 0..30 {
+        let m = a
+            .send_text(chat, &client_id(), &format!("draftword number{i}"))
+            .await;
+        let id = &m["id"];
+        let frame = if i % 2 == 0 {
+            json!({"event": "message:edit", "ref": "c", "data": {"messageId": id, "content": format!("finalword number{i}")}})
+        } else {
+            json!({"event": "message:delete", "ref": "c", "data": {"messageId": id}})
+        };
+        a.send(frame);
+        let reply = a.reply_to("c").await;
+        assert_eq!(reply["event"], "ack", "{reply}");
+    }
+    // Stored last, indexed last: once it is found, every queued id was handled.
+    a.send_text(chat, &client_id(), "marker").await;
+    assert_eq!(found(&app, &bob, "marker").await, ["marker"]);
+    assert!(found(&app, &bob, "draftword").await.is_empty());
+    assert_eq!(found(&app, &bob, "finalword").await.len(), 15);
+    let mut conn = app.mysql().await;
+    let rows: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM message_search")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        Some(16),
+        "one row per live message, none for the deleted"
+    );
+}
+
+/// A process that stored messages and died before indexing them leaves them without
+/// a row; the next process to start finds them by its repair scan.
+#[actix_web::test]
+async fn messages_a_dead_process_left_unindexed_are_indexed_by_the_next_one() {
+    let app = app().await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
+    let mut a = app.ws(&ann).await;
+    send_all(&mut a, chat, &["lost words one", "lost words two"]).await;
+    assert_eq!(found(&app, &bob, "lost").await.len(), 2);
+    let mut conn = app.mysql().await;
+    conn.query_drop("DELETE FROM message_search").await.unwrap();
+    let (hits, _) = {
+        // Without `settled`: nothing is queued, so the rows stay missing.
+        let body = get_ok(&app, "/api/messages/search?query=lost", &bob).await;
+        (body["messages"].as_array().unwrap().len(), ())
+    };
+    assert_eq!(hits, 0);
+
+    let next = crate::helpers::spawn(app.settings.clone(), false).await;
+    crate::helpers::wait_until(
+        std::time::Duration::from_secs(15),
+        "the new process indexes what was left",
+        || async {
+            let body = get_ok(&next, "/api/messages/search?query=lost", &bob).await;
+            body["messages"].as_array().unwrap().len() == 2
+        },
+    )
+    .await;
 }

@@ -1062,30 +1062,69 @@ mod tests {
         s.add_upload(MediaId(3), ANN, ChatId(1), MediaKind::File, true);
         s.add_upload(MediaId(4), ANN, ChatId(1), MediaKind::Audio, false);
         for (why, m, code) in [
-            ("someone else's", carrying(BOB, "b", Image, 1, false), ErrorCode::Forbidden),
-            ("another chat's", carrying(ANN, "a", Image, 2, false), ErrorCode::Forbidden),
-            ("no such upload", carrying(ANN, "a", Image, 99, false), ErrorCode::Forbidden),
-            ("an image as a file", carrying(ANN, "a", File, 1, false), ErrorCode::InvalidData),
-            ("plaintext in an encrypted message", carrying(ANN, "a", Image, 1, true), ErrorCode::InvalidData),
-            ("an encrypted upload in plaintext", carrying(ANN, "a", File, 3, false), ErrorCode::InvalidData),
+            (
+                "someone else's",
+                carrying(BOB, "b", Image, 1, false),
+                ErrorCode::Forbidden,
+            ),
+            (
+                "another chat's",
+                carrying(ANN, "a", Image, 2, false),
+                ErrorCode::Forbidden,
+            ),
+            (
+                "no such upload",
+                carrying(ANN, "a", Image, 99, false),
+                ErrorCode::Forbidden,
+            ),
+            (
+                "an image as a file",
+                carrying(ANN, "a", File, 1, false),
+                ErrorCode::InvalidData,
+            ),
+            (
+                "plaintext in an encrypted message",
+                carrying(ANN, "a", Image, 1, true),
+                ErrorCode::InvalidData,
+            ),
+            (
+                "an encrypted upload in plaintext",
+                carrying(ANN, "a", File, 3, false),
+                ErrorCode::InvalidData,
+            ),
         ] {
             assert_eq!(refused(&s, m).await, Some(code), "{why}");
         }
         assert!(s.messages().is_empty(), "nothing refused is stored");
         assert_eq!(s.upload_claim(MediaId(1)), Some(None));
-        assert_eq!(refused(&s, carrying(ANN, "img", Image, 1, false)).await, None);
+        assert_eq!(
+            refused(&s, carrying(ANN, "img", Image, 1, false)).await,
+            None
+        );
         assert_eq!(
             refused(&s, carrying(ANN, "again", Image, 1, false)).await,
             Some(ErrorCode::Forbidden),
             "claimed once"
         );
-        assert_eq!(refused(&s, carrying(ANN, "sealed", Image, 3, true)).await, None);
-        assert_eq!(refused(&s, carrying(ANN, "voice", Audio, 4, false)).await, None);
+        assert_eq!(
+            refused(&s, carrying(ANN, "sealed", Image, 3, true)).await,
+            None
+        );
+        assert_eq!(
+            refused(&s, carrying(ANN, "voice", Audio, 4, false)).await,
+            None
+        );
         let stored = s.messages();
         assert_eq!(stored.len(), 3);
         let image = stored[0].media.as_ref().expect("media");
-        assert_eq!((image.kind, image.width, image.height), (MediaKind::Image, Some(640), Some(480)));
-        assert!(stored[0].audio.is_none(), "audio is for audio messages only");
+        assert_eq!(
+            (image.kind, image.width, image.height),
+            (MediaKind::Image, Some(640), Some(480))
+        );
+        assert!(
+            stored[0].audio.is_none(),
+            "audio is for audio messages only"
+        );
         let voice = &stored[2];
         assert_eq!(voice.audio.as_ref().map(|a| a.audio_id.0), Some(4));
         assert_eq!(voice.media.as_ref().map(|m| m.kind), Some(MediaKind::Audio));
