@@ -135,7 +135,11 @@ fn budget(limits: ImageLimits) -> u64 {
 
 /// Decodes (the first frame of an animation) and applies the EXIF orientation, so
 /// the stored pixels are upright without the metadata that said how to turn them.
-fn decode_upright(data: &[u8], ty: ImageType, limits: ImageLimits) -> Result<DynamicImage, Refused> {
+fn decode_upright(
+    data: &[u8],
+    ty: ImageType,
+    limits: ImageLimits,
+) -> Result<DynamicImage, Refused> {
     let mut reader = ImageReader::with_format(Cursor::new(data), ty.format());
     reader.limits(decode_limits(limits));
     let mut decoder = reader.into_decoder().map_err(refusal)?;
@@ -211,7 +215,8 @@ fn thumb_size(w: u32, h: u32) -> (u32, u32) {
         return (w.max(1), h.max(1));
     }
     let scale = |side: u32| {
-        let v = (u64::from(side) * u64::from(THUMB_MAX_SIDE) + u64::from(long) / 2) / u64::from(long);
+        let v =
+            (u64::from(side) * u64::from(THUMB_MAX_SIDE) + u64::from(long) / 2) / u64::from(long);
         u32::try_from(v).unwrap_or(THUMB_MAX_SIDE).max(1)
     };
     (scale(w), scale(h))
@@ -232,7 +237,10 @@ fn copy_animated_gif(data: &[u8], limits: ImageLimits) -> Result<Option<Vec<u8>>
     options.check_frame_consistency(true);
     let mut decoder = options.read_info(data).map_err(gif_refusal)?;
     let (width, height) = (decoder.width(), decoder.height());
-    let palette = decoder.global_palette().map(<[u8]>::to_vec).unwrap_or_default();
+    let palette = decoder
+        .global_palette()
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
     let area_budget = limits.max_pixels.saturating_mul(ANIMATION_PIXEL_FACTOR);
     let mut frames: Vec<gif::Frame<'static>> = Vec::new();
     let mut area = 0u64;
@@ -255,9 +263,8 @@ fn copy_animated_gif(data: &[u8], limits: ImageLimits) -> Result<Option<Vec<u8>>
         return Ok(None);
     }
     let repeat = decoder.repeat();
-    let mut encoder =
-        gif::Encoder::new(Vec::with_capacity(data.len()), width, height, &palette)
-            .map_err(gif_encode_refusal)?;
+    let mut encoder = gif::Encoder::new(Vec::with_capacity(data.len()), width, height, &palette)
+        .map_err(gif_encode_refusal)?;
     encoder.set_repeat(repeat).map_err(gif_encode_refusal)?;
     for frame in &frames {
         encoder
@@ -269,9 +276,9 @@ fn copy_animated_gif(data: &[u8], limits: ImageLimits) -> Result<Option<Vec<u8>>
 
 fn refusal(e: image::ImageError) -> Refused {
     match e {
-        image::ImageError::Limits(_) => Refused::TooLarge(
-            "the image needs more memory to decode than the server allows".into(),
-        ),
+        image::ImageError::Limits(_) => {
+            Refused::TooLarge("the image needs more memory to decode than the server allows".into())
+        }
         other => Refused::Unsupported(format!("the image cannot be decoded: {other}")),
     }
 }
@@ -328,7 +335,11 @@ mod tests {
         for &b in bytes {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc

@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn images_audio_and_the_rest_are_told_apart_by_their_first_bytes() {
         let cases: [(&[u8], Sniffed); 9] = [
-            (&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10], Sniffed::Image(ImageType::Jpeg)),
+            (
+                &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10],
+                Sniffed::Image(ImageType::Jpeg),
+            ),
             (
                 b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR",
                 Sniffed::Image(ImageType::Png),

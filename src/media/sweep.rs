@@ -32,7 +32,9 @@ async fn sweep_once(db: &Db, uploads: &std::path::Path, ttl: Duration) {
     };
     for m in stale {
         match db.delete_unattached_media(m.id).await {
-            Ok(true) => files::remove(uploads, m.kind, &m.storage_name, m.thumb_name.as_deref()).await,
+            Ok(true) => {
+                files::remove(uploads, m.kind, &m.storage_name, m.thumb_name.as_deref()).await
+            }
             Ok(false) => {}
             Err(e) => tracing::debug!(media = %m.id, error = %e, "upload sweep"),
         }

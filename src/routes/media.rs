@@ -10,11 +10,11 @@ use serde::Serialize;
 use super::resource;
 use crate::auth::AuthUser;
 use crate::config::Settings;
-use parley_actors::attachment::audio_url;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::media::{media_url, thumbnail_url, ImagePool, MediaInfo};
 use crate::upload::{self, attachment, voice};
+use parley_actors::attachment::audio_url;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/messages/upload-audio").route(web::post().to(upload_audio)))
@@ -83,8 +83,7 @@ async fn upload_audio(
     db: web::Data<Db>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
-    let (declared, boundary) =
-        body_of(&req, settings.limits.audio_max_bytes, "voice messages")?;
+    let (declared, boundary) = body_of(&req, settings.limits.audio_max_bytes, "voice messages")?;
     let stored = voice::receive_audio(user.0, declared, boundary, payload, &db, &settings).await?;
     Ok(HttpResponse::Created().json(UploadedAudio {
         audio_id: stored.id,

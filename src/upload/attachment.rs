@@ -67,11 +67,27 @@ pub async fn receive_media(
                 files::dir_for(&settings.storage.uploads_dir, MediaKind::Audio),
                 crate::audio::storage_name(ty),
             );
-            store_as_sent(user, got, MediaKind::Audio, ty.mime(), (dir.as_path(), name.as_str()), db).await
+            store_as_sent(
+                user,
+                got,
+                MediaKind::Audio,
+                ty.mime(),
+                (dir.as_path(), name.as_str()),
+                db,
+            )
+            .await
         }
         Sniffed::File => {
             let name = files::storage_name(None);
-            store_as_sent(user, got, MediaKind::File, FILE_MIME, (rules.dir.as_path(), name.as_str()), db).await
+            store_as_sent(
+                user,
+                got,
+                MediaKind::File,
+                FILE_MIME,
+                (rules.dir.as_path(), name.as_str()),
+                db,
+            )
+            .await
         }
     }
 }

@@ -147,10 +147,7 @@ pub(super) async fn write_file(
 
 /// Opens a temporary file for an upload whose first bytes are `head`, or the
 /// rule's refusal.
-async fn open_for(
-    rules: &Rules,
-    head: &[u8],
-) -> Result<(PartialFile, tokio::fs::File), ApiError> {
+async fn open_for(rules: &Rules, head: &[u8]) -> Result<(PartialFile, tokio::fs::File), ApiError> {
     (rules.accept)(head)?;
     let path = rules
         .dir

@@ -4,8 +4,8 @@
 //! with the file then is the route's: `voice` (the old audio-only route) and
 //! `attachment` (`POST /api/media`). `routes::media` keeps the HTTP side.
 
-mod body;
 pub mod attachment;
+mod body;
 pub mod voice;
 
 use std::path::{Path, PathBuf};
@@ -55,7 +55,9 @@ pub struct Received {
 /// 413 before reading a body whose announced length cannot fit the limit.
 pub fn refuse_oversized(declared: Option<u64>, max: u64, what: &str) -> Result<(), ApiError> {
     if declared.is_some_and(|n| n > max + MULTIPART_OVERHEAD) {
-        return Err(ApiError::TooLarge(format!("{what} are limited to {max} bytes")));
+        return Err(ApiError::TooLarge(format!(
+            "{what} are limited to {max} bytes"
+        )));
     }
     Ok(())
 }
@@ -101,9 +103,12 @@ pub async fn receive(
     {
         match field.name().unwrap_or_default() {
             "chatId" => {
-                let id = body::text(field, rules).await?.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(ErrorCode::InvalidField, "chatId must be a chat id")
-                })?;
+                let id = body::text(field, rules)
+                    .await?
+                    .parse::<u64>()
+                    .map_err(|_| {
+                        ApiError::bad_request(ErrorCode::InvalidField, "chatId must be a chat id")
+                    })?;
                 // Known before the file: refuse outsiders before reading it.
                 require_member(db, ChatId(id), user).await?;
                 chat = Some(ChatId(id));

@@ -12,7 +12,12 @@ use reqwest::multipart::{Form, Part};
 /// A `w` × `h` picture with a gradient (opaque: JPEG has no alpha).
 pub fn picture(w: u32, h: u32) -> DynamicImage {
     DynamicImage::ImageRgba8(RgbaImage::from_fn(w, h, |x, y| {
-        Rgba([(x * 255 / w.max(1)) as u8, (y * 255 / h.max(1)) as u8, 90, 255])
+        Rgba([
+            (x * 255 / w.max(1)) as u8,
+            (y * 255 / h.max(1)) as u8,
+            90,
+            255,
+        ])
     }))
 }
 
@@ -141,12 +146,12 @@ pub fn media_form(chat: u64, bytes: Vec<u8>, name: &str) -> Form {
         .percent_encode_noop()
         .text("chatId", chat.to_string())
         .part(
-        "file",
-        Part::bytes(bytes)
-            .file_name(name.to_string())
-            .mime_str("application/octet-stream")
-            .unwrap(),
-    )
+            "file",
+            Part::bytes(bytes)
+                .file_name(name.to_string())
+                .mime_str("application/octet-stream")
+                .unwrap(),
+        )
 }
 
 /// Whether `needle` occurs in `hay`.

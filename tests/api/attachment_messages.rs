@@ -483,8 +483,8 @@ fn the_worked_example_of_an_encrypted_attachment_is_what_aes_gcm_makes() {
     let hex: String = uploaded.iter().map(|b| format!("{b:02x}")).collect();
     let protocol = include_str!("../../docs/PROTOCOL.md");
     for line in [
-        format!("key        {}", B64.encode(&key)),
-        format!("iv         {}", B64.encode(&iv)),
+        format!("key        {}", B64.encode(key)),
+        format!("iv         {}", B64.encode(iv)),
         format!("uploaded   {hex}"),
         format!(
             "plaintext  {}",

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use reqwest::multipart::{Form, Part};
 use reqwest::header::HeaderMap;
+use reqwest::multipart::{Form, Part};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
@@ -49,8 +49,16 @@ async fn download(app: &TestApp, user: &TestUser, path: &str) -> (HeaderMap, Vec
     let res = get(app, user, path).await;
     assert_eq!(res.status(), StatusCode::OK, "{path}");
     let headers = res.headers().clone();
-    assert_eq!(header(&headers, "x-content-type-options"), "nosniff", "{path}");
-    assert_eq!(header(&headers, "content-security-policy"), SANDBOX, "{path}");
+    assert_eq!(
+        header(&headers, "x-content-type-options"),
+        "nosniff",
+        "{path}"
+    );
+    assert_eq!(
+        header(&headers, "content-security-policy"),
+        SANDBOX,
+        "{path}"
+    );
     (headers, res.bytes().await.unwrap().to_vec())
 }
 
@@ -76,7 +84,11 @@ fn stored(app: &TestApp) -> (Vec<String>, Vec<String>) {
 async fn check_image(app: &TestApp, viewer: &TestUser, up: &Value, mime: &str, size: (u32, u32)) {
     assert_eq!(up["kind"], "image", "{up}");
     assert_eq!(up["mime"], mime, "{up}");
-    assert_eq!((up["width"].as_u64(), up["height"].as_u64()), (Some(u64::from(size.0)), Some(u64::from(size.1))), "{up}");
+    assert_eq!(
+        (up["width"].as_u64(), up["height"].as_u64()),
+        (Some(u64::from(size.0)), Some(u64::from(size.1))),
+        "{up}"
+    );
     let id = up["mediaId"].as_u64().unwrap();
     assert_eq!(up["url"], format!("/api/media/{id}"));
     assert_eq!(up["thumbnailUrl"], format!("/api/media/{id}/thumbnail"));
@@ -94,7 +106,12 @@ async fn check_image(app: &TestApp, viewer: &TestUser, up: &Value, mime: &str, s
     let (h, thumb) = download(app, viewer, up["thumbnailUrl"].as_str().unwrap()).await;
     assert_eq!(header(&h, "content-type"), "image/jpeg");
     let t = image::load_from_memory_with_format(&thumb, image::ImageFormat::Jpeg).unwrap();
-    assert!(t.width().max(t.height()) <= 320, "{}×{}", t.width(), t.height());
+    assert!(
+        t.width().max(t.height()) <= 320,
+        "{}×{}",
+        t.width(),
+        t.height()
+    );
     assert!(t.width() >= 1 && t.height() >= 1);
 }
 
@@ -153,7 +170,8 @@ async fn a_photo_loses_its_exif_and_gps_and_stays_upright() {
     // Nor does anything on disk keep the original.
     let (files, thumbs) = stored(&app);
     for name in files {
-        let bytes = std::fs::read(app.settings.storage.uploads_dir.join("media").join(&name)).unwrap();
+        let bytes =
+            std::fs::read(app.settings.storage.uploads_dir.join("media").join(&name)).unwrap();
         assert!(!contains(&bytes, EXIF_SECRET), "{name} on disk");
     }
     assert_eq!(thumbs.len(), 1);
@@ -175,14 +193,28 @@ async fn a_decompression_bomb_is_refused_from_its_header() {
     let AnnBob { ann, chat, .. } = app.ann_bob().await;
     let before = peak_rss_kib();
     let started = Instant::now();
-    let res = post(&app, &ann, media_form(chat, png_claiming(100_000, 100_000), "bomb.png")).await;
+    let res = post(
+        &app,
+        &ann,
+        media_form(chat, png_claiming(100_000, 100_000), "bomb.png"),
+    )
+    .await;
     assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "image_too_large").await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     // 100 000² pixels would be 40 GB; nothing near that was ever resident.
     let grew_mib = peak_rss_kib().saturating_sub(before) / 1024;
     assert!(grew_mib < 256, "peak RSS grew by {grew_mib} MiB");
     // Wide but short, or within pixels but lying: the same answer.
-    let res = post(&app, &ann, media_form(chat, png_claiming(4_000_000, 11), "wide.png")).await;
+    let res = post(
+        &app,
+        &ann,
+        media_form(chat, png_claiming(4_000_000, 11), "wide.png"),
+    )
+    .await;
     assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "image_too_large").await;
     // Nothing left behind, and the server still serves.
     assert_eq!(media_rows(&app).await, 0);
@@ -200,16 +232,34 @@ async fn bad_images_and_long_animations_are_refused_and_leave_nothing() {
     let mut garbage = b"\x89PNG\r\n\x1a\n".to_vec();
     garbage.extend(std::iter::repeat_n(0x42, 4000));
     let res = post(&app, &ann, media_form(chat, garbage, "broken.png")).await;
-    assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
-    let mut cut = jpeg(200, 200);
-    cut.truncate(cut.len() / 3);
-    let res = post(&app, &ann, media_form(chat, cut, "cut.jpg")).await;
-    assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    assert_error(
+        res,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let mut not_jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    not_jpeg.extend((0..3000u32).map(|i| (i * 7 % 13) as u8));
+    let res = post(&app, &ann, media_form(chat, not_jpeg, "fake.jpg")).await;
+    assert_error(
+        res,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
     assert_eq!(media_rows(&app).await, 0);
     assert_eq!(stored(&app), (vec![], vec![]));
     // Three frames are fine.
     let up = uploaded(&app, &ann, chat, gif(20, 20, 3), "short.gif").await;
     assert_eq!(up["mime"], "image/gif");
+    // A cut-off JPEG shows what it has, as browsers do: stored re-encoded, whole.
+    let mut cut = jpeg(200, 200);
+    cut.truncate(cut.len() / 2);
+    let up = uploaded(&app, &ann, chat, cut, "cut.jpg").await;
+    assert_eq!(
+        (up["width"].as_u64(), up["height"].as_u64()),
+        (Some(200), Some(200))
+    );
 }
 
 #[actix_web::test]
@@ -220,9 +270,18 @@ async fn files_and_audio_come_back_byte_for_byte_and_files_only_as_attachments()
     pdf.extend((0..20_000u32).map(|i| (i * 31 % 251) as u8));
     let hostile: [(&str, Vec<u8>); 4] = [
         ("report.pdf", pdf),
-        ("page.html", b"<html><script>alert(document.cookie)</script></html>".to_vec()),
-        ("logo.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>".to_vec()),
-        ("app.js", b"fetch('/api/users/me').then(r => r.text()).then(alert)".to_vec()),
+        (
+            "page.html",
+            b"<html><script>alert(document.cookie)</script></html>".to_vec(),
+        ),
+        (
+            "logo.svg",
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>".to_vec(),
+        ),
+        (
+            "app.js",
+            b"fetch('/api/users/me').then(r => r.text()).then(alert)".to_vec(),
+        ),
     ];
     for (name, bytes) in hostile {
         let up = uploaded(&app, &ann, chat, bytes.clone(), name).await;
@@ -240,7 +299,12 @@ async fn files_and_audio_come_back_byte_for_byte_and_files_only_as_attachments()
             header(&h, "content-disposition"),
             format!("attachment; filename*=UTF-8''{name}")
         );
-        let res = get(&app, &bob, &format!("{}/thumbnail", up["url"].as_str().unwrap())).await;
+        let res = get(
+            &app,
+            &bob,
+            &format!("{}/thumbnail", up["url"].as_str().unwrap()),
+        )
+        .await;
         assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
     }
 
@@ -250,7 +314,10 @@ async fn files_and_audio_come_back_byte_for_byte_and_files_only_as_attachments()
     let res = post(&app, &ann, form).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let up: Value = res.json().await.unwrap();
-    assert_eq!((up["kind"].as_str(), up["mime"].as_str()), (Some("audio"), Some("audio/webm")));
+    assert_eq!(
+        (up["kind"].as_str(), up["mime"].as_str()),
+        (Some("audio"), Some("audio/webm"))
+    );
     assert_eq!(up["durationMs"], 2500);
     let id = up["mediaId"].as_u64().unwrap();
     for path in [format!("/api/media/{id}"), format!("/api/media/audio/{id}")] {
@@ -294,7 +361,10 @@ async fn names_are_cleaned_for_display_and_never_reach_the_disk() {
         .http
         .post(app.url("/api/media"))
         .bearer_auth(&ann.token)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(body)
         .send()
         .await
@@ -309,9 +379,16 @@ async fn names_are_cleaned_for_display_and_never_reach_the_disk() {
     );
     let (files, _) = stored(&app);
     assert_eq!(files.len(), 1, "{files:?}");
-    assert!(files[0].ends_with(".bin") && files[0].len() == 36, "random: {files:?}");
+    assert!(
+        files[0].ends_with(".bin") && files[0].len() == 36,
+        "random: {files:?}"
+    );
     let uploads = &app.settings.storage.uploads_dir;
-    assert!(!uploads.parent().unwrap().join("evil\t\u{202E}fdp.exe").exists());
+    assert!(!uploads
+        .parent()
+        .unwrap()
+        .join("evil\t\u{202E}fdp.exe")
+        .exists());
     // A name with non-ASCII characters is percent-encoded, not mangled.
     let up = uploaded(&app, &ann, chat, b"hello".to_vec(), "отчёт 1.txt").await;
     assert_eq!(up["name"], "отчёт 1.txt");
@@ -359,7 +436,10 @@ async fn encrypted_uploads_are_stored_exactly_as_sent() {
     assert_eq!(up["kind"], "file");
     assert_eq!(up["mime"], "application/octet-stream");
     assert_eq!(up["bytes"], bytes.len() as u64);
-    assert!(up.get("thumbnailUrl").is_none() && up.get("width").is_none(), "{up}");
+    assert!(
+        up.get("thumbnailUrl").is_none() && up.get("width").is_none(),
+        "{up}"
+    );
     let (_, got) = download(&app, &bob, up["url"].as_str().unwrap()).await;
     assert_eq!(got, bytes);
     let (files, thumbs) = stored(&app);
@@ -435,15 +515,21 @@ async fn unsent_uploads_of_every_kind_are_swept_with_their_thumbnails() {
 
 #[actix_web::test]
 async fn with_a_media_accel_prefix_nginx_is_told_to_send_files_and_thumbnails() {
-    let app = spawn_app_with(|s| s.storage.x_accel_media_prefix = Some("/_parley_media/".into()))
-        .await;
+    let app =
+        spawn_app_with(|s| s.storage.x_accel_media_prefix = Some("/_parley_media/".into())).await;
     let AnnBob { ann, bob, chat } = app.ann_bob().await;
     let up = uploaded(&app, &ann, chat, png(30, 30), "p.png").await;
     let (files, thumbs) = stored(&app);
     let res = get(&app, &bob, up["url"].as_str().unwrap()).await;
-    assert_eq!(header(res.headers(), "x-accel-redirect"), format!("/_parley_media/{}", files[0]));
+    assert_eq!(
+        header(res.headers(), "x-accel-redirect"),
+        format!("/_parley_media/{}", files[0])
+    );
     assert_eq!(header(res.headers(), "content-type"), "image/png");
-    assert_eq!(header(res.headers(), "content-disposition"), "inline; filename*=UTF-8''p.png");
+    assert_eq!(
+        header(res.headers(), "content-disposition"),
+        "inline; filename*=UTF-8''p.png"
+    );
     let res = get(&app, &bob, up["thumbnailUrl"].as_str().unwrap()).await;
     assert_eq!(
         header(res.headers(), "x-accel-redirect"),

@@ -593,14 +593,29 @@ async fn images_thumbnails_and_files_are_sent_by_nginx_with_their_headers() {
 
     // A photo with GPS in its EXIF, through nginx's upload location.
     let photo = with_exif(&jpeg(640, 480), &gps_exif());
-    let res = upload_audio(&s.app.http, &url, &ann.token, media_form(chat, photo, "IMG 1.jpg")).await;
+    let res = upload_audio(
+        &s.app.http,
+        &url,
+        &ann.token,
+        media_form(chat, photo, "IMG 1.jpg"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_security_headers(&res, "media upload");
     let img: Value = res.json().await.unwrap();
-    assert_eq!((img["width"].as_u64(), img["height"].as_u64()), (Some(480), Some(640)));
+    assert_eq!(
+        (img["width"].as_u64(), img["height"].as_u64()),
+        (Some(480), Some(640))
+    );
     let mut pdf = b"%PDF-1.4\n".to_vec();
     pdf.extend((0..300_000u32).map(|i| (i % 253) as u8));
-    let res = upload_audio(&s.app.http, &url, &ann.token, media_form(chat, pdf.clone(), "doc.pdf")).await;
+    let res = upload_audio(
+        &s.app.http,
+        &url,
+        &ann.token,
+        media_form(chat, pdf.clone(), "doc.pdf"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let file: Value = res.json().await.unwrap();
 
@@ -608,14 +623,23 @@ async fn images_thumbnails_and_files_are_sent_by_nginx_with_their_headers() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_media_headers(&res, "image");
     assert_eq!(header(&res, "content-type"), "image/jpeg");
-    assert_eq!(header(&res, "content-disposition"), "inline; filename*=UTF-8''IMG%201.jpg");
+    assert_eq!(
+        header(&res, "content-disposition"),
+        "inline; filename*=UTF-8''IMG%201.jpg"
+    );
     assert_eq!(header(&res, "cache-control"), "private, max-age=86400");
-    assert!(res.headers().get("x-accel-redirect").is_none(), "internal header leaked");
+    assert!(
+        res.headers().get("x-accel-redirect").is_none(),
+        "internal header leaked"
+    );
     assert_eq!(header(&res, "content-length"), img["bytes"].to_string());
     let served = res.bytes().await.unwrap().to_vec();
     let on_disk = s.files_in("var/uploads/media");
     let stored_img = on_disk.iter().find(|n| n.ends_with(".jpg")).unwrap();
-    assert_eq!(served, std::fs::read(s.dir.join("var/uploads/media").join(stored_img)).unwrap());
+    assert_eq!(
+        served,
+        std::fs::read(s.dir.join("var/uploads/media").join(stored_img)).unwrap()
+    );
     assert!(!contains(&served, b"Exif\0\0") && !contains(&served, EXIF_SECRET));
     let decoded = image::load_from_memory(&served).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (480, 640));
@@ -631,7 +655,10 @@ async fn images_thumbnails_and_files_are_sent_by_nginx_with_their_headers() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_media_headers(&res, "file");
     assert_eq!(header(&res, "content-type"), "application/octet-stream");
-    assert_eq!(header(&res, "content-disposition"), "attachment; filename*=UTF-8''doc.pdf");
+    assert_eq!(
+        header(&res, "content-disposition"),
+        "attachment; filename*=UTF-8''doc.pdf"
+    );
     assert_eq!(res.bytes().await.unwrap().to_vec(), pdf);
     let res = s
         .app
@@ -643,11 +670,20 @@ async fn images_thumbnails_and_files_are_sent_by_nginx_with_their_headers() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
-    assert_eq!(header(&res, "content-disposition"), "attachment; filename*=UTF-8''doc.pdf");
-    assert_eq!(res.bytes().await.unwrap().to_vec(), pdf[1000..2000].to_vec());
+    assert_eq!(
+        header(&res, "content-disposition"),
+        "attachment; filename*=UTF-8''doc.pdf"
+    );
+    assert_eq!(
+        res.bytes().await.unwrap().to_vec(),
+        pdf[1000..2000].to_vec()
+    );
 
     // Outsiders are refused by Parley; the internal location is unreachable.
-    for path in [img["url"].as_str().unwrap(), img["thumbnailUrl"].as_str().unwrap()] {
+    for path in [
+        img["url"].as_str().unwrap(),
+        img["thumbnailUrl"].as_str().unwrap(),
+    ] {
         let res = get_as(&s, &eve, path).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
     }
@@ -663,8 +699,20 @@ async fn images_thumbnails_and_files_are_sent_by_nginx_with_their_headers() {
     }
 
     // The upload location takes 25 MiB and refuses what could never fit.
-    let res = upload_audio(&s.app.http, &url, &ann.token, media_form(chat, vec![1; 25 * 1024 * 1024], "big.bin")).await;
+    let res = upload_audio(
+        &s.app.http,
+        &url,
+        &ann.token,
+        media_form(chat, vec![1; 25 * 1024 * 1024], "big.bin"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::CREATED, "25 MiB through nginx");
-    let res = upload_audio(&s.app.http, &url, &ann.token, media_form(chat, vec![1; 27 * 1024 * 1024], "huge.bin")).await;
+    let res = upload_audio(
+        &s.app.http,
+        &url,
+        &ann.token,
+        media_form(chat, vec![1; 27 * 1024 * 1024], "huge.bin"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }

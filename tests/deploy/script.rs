@@ -179,7 +179,10 @@ impl Deployment {
         assert!(site.contains(&format!("alias {p}/var/lib/parley/uploads/audio/;")));
         assert!(site.contains(&format!("alias {p}/var/lib/parley/uploads/media/;")));
         assert!(self.prefix.join("var/lib/parley/uploads/audio").is_dir());
-        assert!(self.prefix.join("var/lib/parley/uploads/media/thumbs").is_dir());
+        assert!(self
+            .prefix
+            .join("var/lib/parley/uploads/media/thumbs")
+            .is_dir());
     }
 }
 
