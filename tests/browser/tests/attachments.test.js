@@ -439,6 +439,22 @@ test('in an encrypted chat the photo is encrypted in the browser and decrypted b
   assert.notDeepEqual(bytes.subarray(0, 8), SECRET.subarray(0, 8), 'not the PNG signature');
   assert.equal(bytes.indexOf(SECRET.subarray(16, 48)), -1, 'no plaintext run of the PNG');
   await shot(bp, 'attach-encrypted');
+
+  // a file that is not a photo: its real name and size from the envelope, decrypted on download
+  const plan = Buffer.from('meet at the old mill, 9 pm\n');
+  await attach(ap, { name: 'plan.txt', mimeType: 'text/plain', buffer: plan });
+  await sendTray(ap);
+  const card = bp.locator('.msg-row.theirs .file-card').filter({ has: bp.locator('.file-name', { hasText: 'plan.txt' }) });
+  await card.waitFor({ timeout: 15000 });
+  assert.equal(await card.locator('.file-size').innerText(), `${plan.length} B`);
+  const [download] = await Promise.all([bp.waitForEvent('download'), card.getByRole('button', { name: 'Download plan.txt' }).click()]);
+  assert.equal(download.suggestedFilename(), 'plan.txt');
+  assert.deepEqual(readFileSync(await download.path()), plan, 'decrypted in the browser');
+  const kinds = await bp.evaluate((id) => {
+    const m = window.parley.store(id).sorted().filter((x) => x.encrypted).pop();
+    return { kind: m.kind, name: m.media?.name };
+  }, chatId);
+  assert.deepEqual(kinds, { kind: 'file', name: 'encrypted' });
   await lock.click();
   assert.equal(await lock.getAttribute('aria-checked'), 'false');
 });
