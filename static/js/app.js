@@ -394,6 +394,7 @@ export class App extends EventTarget {
     return {
       id: null, chatId: f.chatId, senderId: this.me.id, clientId: f.clientId, kind: f.kind,
       content: f.content || '', encrypted: !!f.encrypted, e2ee: f.e2ee || null, audio: entry.audio || null,
+      media: entry.media || null,
       replyTo: f.replyToId ? this.quoteOf(f.chatId, f.replyToId) : null, editedAt: null, deleted: false, reactions: [],
       createdAt: entry.createdAt, status: 'pending', localSeq: ++this.localSeq,
     };
@@ -558,6 +559,42 @@ export class App extends EventTarget {
     return true;
   }
 
+  /**
+   * Sends an uploaded attachment (`media`, the upload answer) with an optional caption.
+   * In an encrypted chat `secret` is the attachment's key, type and name (see
+   * media.js `encryptFile`): they and the caption travel only inside the envelope,
+   * and `kind` says whether it is a photo. Resolves false (and says why) when it could
+   * not be queued; the upload is then left unsent (the server sweeps it).
+   */
+  async sendMedia(chatId, media, { caption = '', secret = null, kind = null, replyToId = null } = {}) {
+    const chat = this.chats.get(chatId);
+    if (!chat || !this.me) return false;
+    const clientId = crypto.randomUUID();
+    const frame = { chatId, clientId, kind: kind || media.kind, mediaId: media.mediaId };
+    if (replyToId) frame.replyToId = Number(replyToId);
+    const extra = { media };
+    if (secret) {
+      const plain = JSON.stringify({ text: caption, media: secret });
+      const memberIds = chat.members.map((m) => m.id);
+      try {
+        const env = await e2ee.encrypt(plain, { chatId, senderId: this.me.id, clientId, memberIds });
+        Object.assign(frame, { content: '', encrypted: true, e2ee: env });
+        e2ee.seed({ chatId, senderId: this.me.id, clientId, e2ee: env }, plain);
+      } catch (e) {
+        const why = e instanceof e2ee.MissingKeyError
+          ? `${e.users.map((id) => this.user(id)?.username || `user ${id}`).join(', ')} ${e.users.length > 1 ? 'have' : 'has'} no encryption key yet`
+          : `encryption failed (${e.message || e})`;
+        this.emit('send-error', { chatId, text: `Not sent: ${why}.` });
+        return false;
+      }
+    } else if (caption) frame.content = caption;
+    if (frame.kind === 'audio') {
+      extra.audio = { audioId: media.mediaId, url: media.url, mime: media.mime, bytes: media.bytes, durationMs: media.durationMs ?? null };
+    }
+    this.enqueue(frame, extra);
+    return true;
+  }
+
   enqueue(frame, extra = {}) {
     const entry = { frame, chatId: frame.chatId, createdAt: new Date().toISOString(), ...extra };
     this.outbox.set(frame.clientId, entry);
@@ -680,7 +717,7 @@ export class App extends EventTarget {
 
   saveOutbox() {
     if (!this.me) return;
-    const list = [...this.outbox.values()].map(({ frame, chatId, createdAt, audio, durationMs }) => ({ frame, chatId, createdAt, audio, durationMs }));
+    const list = [...this.outbox.values()].map(({ frame, chatId, createdAt, audio, durationMs, media }) => ({ frame, chatId, createdAt, audio, durationMs, media }));
     try {
       if (list.length) localStorage.setItem(this.outboxKey(), JSON.stringify(list));
       else localStorage.removeItem(this.outboxKey());

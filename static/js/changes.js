@@ -15,6 +15,7 @@ export function markDeleted(m) {
   m.encrypted = false;
   m.audio = null;
   m.localAudio = null;
+  m.media = null;
   m.reactions = [];
   m.replyTo = null;
   m.editedAt = null;

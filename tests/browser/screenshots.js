@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Parley, launchBrowser, person, register, repoDir, sleep } from './lib/harness.js';
+import { png } from './lib/png.js';
 
 const out = join(repoDir, 'docs', 'screenshots');
 mkdirSync(out, { recursive: true });
@@ -41,7 +42,7 @@ try {
   await ctx.carol.context.close();
   const bob = await openDirect('alice', 'bob');
 
-  // Alice and Bob chat in their browsers (receipts, encryption, a voice note, a call line).
+  // Alice and Bob chat in their browsers (receipts, encryption, a voice note, a photo, a call line).
   const ap = ctx.alice.page;
   const bp = ctx.bob.page;
   const type = async (page, text) => {
@@ -67,6 +68,13 @@ try {
   await sleep(4200);
   await ap.mouse.up();
   await sleep(1500);
+  // a photo with a caption, through the attach button
+  const [chooser] = await Promise.all([ap.waitForEvent('filechooser'), ap.getByRole('button', { name: 'Attach file' }).click()]);
+  await chooser.setFiles({ name: 'lake.png', mimeType: 'image/png', buffer: png(960, 640, 150) });
+  await ap.getByLabel('Caption').fill('The lake on Saturday 🌅');
+  await ap.getByRole('group', { name: 'Attachments to send' }).getByRole('button', { name: /^Send/ }).click();
+  await bp.locator('.msg-row.theirs .media-image img').last().waitFor();
+  await sleep(1200);
   await ap.getByRole('button', { name: 'Start video call' }).click();
   await bp.getByRole('dialog', { name: 'alice' }).waitFor();
   await bp.getByRole('button', { name: 'Accept video call' }).click();

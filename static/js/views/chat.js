@@ -1,7 +1,8 @@
 // One conversation: header (peer, presence, encryption switch, call), the message
 // history with infinite scroll upwards, the typing line and the composer with
-// hold-to-record voice messages; each message's actions (reply, edit, delete for
-// everyone, copy, reactions).
+// hold-to-record voice messages and attachments (views/attachments.js); each
+// message's actions (reply, edit, delete for everyone, copy, reactions); photos open
+// in the image viewer (views/viewer.js).
 
 import { h, clear, icon, icons, avatar, timeOf, dayLabel, lastSeen, duration, toast, announce, fingerprintGroups } from '../ui.js';
 import * as e2ee from '../e2ee.js';
@@ -13,6 +14,9 @@ import { openMenu, openReactionPicker, onLongPress, closePopup, popupOwner } fro
 import { actionable, plainLine, quoteEl, reactionsEl, reactionSig, toolsEl, DELETED_TEXT } from './message-parts.js';
 import { registerChatView, windowOf, inView, loadAround, loadNewer, leaveWindow, jumpToMessage } from './jump.js';
 import { messageSearch } from './search.js';
+import { attachments } from './attachments.js';
+import { mediaBody, isMediaKind } from './media-parts.js';
+import { openViewer, closeViewer } from './viewer.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const TYPING_REPEAT_MS = 3000;
@@ -85,15 +89,25 @@ export function chatView(app, chat, { navigate, calls }) {
   const recHint = h('span', { class: 'rec-hint' }, 'Release to send · slide left or Esc to cancel');
   const recorderBar = h('div', { class: 'recorder', role: 'group', 'aria-label': 'Recording voice message', hidden: true },
     recCancel, h('span', { class: 'rec-dot', 'aria-hidden': 'true' }), recTime, meter, recHint, recSend);
-  const form = h('form', { class: 'composer', 'aria-label': 'Write a message' },
-    h('div', { class: 'composer-box' }, input), micBtn, sendBtn, recorderBar);
   // "Replying to …" / "Editing message" above the composer
   const modeBar = h('div', { class: 'compose-mode', role: 'group', 'aria-label': 'Reply or edit', hidden: true });
 
-  const el = h('section', { class: 'chat', 'aria-labelledby': 'chat-title', dataset: { chatId } },
+  const el = h('section', { class: 'chat', 'aria-labelledby': 'chat-title', dataset: { chatId } });
+  const attach = attachments(app, chatId, {
+    chatEl: el,
+    composerInput: input,
+    reply: () => (mode?.kind === 'reply' ? mode.msg : null),
+    onSent: () => {
+      if (mode?.kind === 'reply') exitMode({ restoreDraft: false });
+    },
+  });
+  const form = h('form', { class: 'composer', 'aria-label': 'Write a message' },
+    // the attach button after the text, so Shift+Tab from the text still reaches the messages
+    h('div', { class: 'composer-box' }, input, attach.button), attach.fileInput, micBtn, sendBtn, recorderBar);
+  el.append(
     header, search.el, banners,
     h('div', { class: 'messages-wrap' }, scroller, jump),
-    typing, sendError, modeBar, form);
+    typing, sendError, modeBar, attach.tray, form, attach.dropTarget);
 
   // ---------- header state ----------
   function renderHeader() {
@@ -159,6 +173,7 @@ export function chatView(app, chat, { navigate, calls }) {
     const extra = `${m.deleted ? 'deleted' : ''}|${m.editedAt || ''}|${q ? `${q.id}:${q.deleted}:${q.preview}:${q.senderId}` : ''}`;
     if (m.kind === 'audio') return `audio|${m.clientId}|${extra}`;
     if (m.kind === 'call') return `call|${m.content}`;
+    if (isMediaKind(m.kind)) return `${m.kind}|${m.media?.mediaId ?? ''}|${m.encrypted ? `e:${m.e2ee?.iv}` : ''}|${m.content}|${extra}`;
     return `${m.kind}|${m.encrypted ? `e:${m.e2ee?.iv}` : ''}|${m.content}|${extra}`;
   }
 
@@ -251,8 +266,10 @@ export function chatView(app, chat, { navigate, calls }) {
     if (m.kind === 'audio') {
       const audio = m.localAudio && !m.audio?.audioId ? { ...m.audio, url: null } : m.audio || {};
       body = audio.url || audio.audioId ? audioPlayer(audio) : localPlayer(m);
-    } else body = textBody(m);
-    return h('div', { class: `bubble${m.encrypted ? ' encrypted' : ''}${m.kind === 'audio' ? ' audio' : ''}` },
+    } else if (isMediaKind(m.kind)) body = mediaBody(m);
+    else body = textBody(m);
+    const kindClass = m.kind === 'audio' ? ' audio' : isMediaKind(m.kind) ? ` media ${m.kind === 'image' ? 'photo' : 'doc'}` : '';
+    return h('div', { class: `bubble${m.encrypted ? ' encrypted' : ''}${kindClass}` },
       sender,
       quoteEl(app, store, m, jumpTo),
       body,
@@ -312,6 +329,8 @@ export function chatView(app, chat, { navigate, calls }) {
     if (a.dataset.emoji) sel = `.chip-reaction[data-emoji="${CSS.escape(a.dataset.emoji)}"]`;
     else if (a.dataset.tool) sel = `[data-tool="${a.dataset.tool}"]`;
     else if (a.classList.contains('reply-quote')) sel = '.reply-quote';
+    else if (a.classList.contains('media-image')) sel = '.media-image';
+    else if (a.classList.contains('file-download')) sel = '.file-download';
     fn();
     if (a.isConnected) return; // not in the part that was rebuilt
     const to = sel && (rowEl.querySelector(sel) || rowEl.querySelector('[data-tool="react"]') || rowEl.querySelector('.chip-reaction'));
@@ -425,6 +444,18 @@ export function chatView(app, chat, { navigate, calls }) {
     if (store.nextBefore !== null && scroller.scrollHeight <= scroller.clientHeight + 40) loadOlder();
   }
 
+  // A photo opens the viewer, which moves between the photos shown in this chat.
+  list.addEventListener('click', (e) => {
+    const tile = e.target.closest?.('.media-image');
+    if (!tile || !tile.viewerItem) return;
+    const tiles = [...list.querySelectorAll('.media-image')].filter((t) => t.viewerItem);
+    const rowKey = tile.closest('.msg-row')?.dataset.key;
+    openViewer(tiles.map((t) => t.viewerItem), tiles.indexOf(tile), {
+      opener: tile,
+      fallbackFocus: () => rows.get(rowKey)?.el.querySelector('.media-image') || input,
+    });
+  });
+
   scroller.addEventListener('scroll', () => {
     if (scroller.scrollTop < 250) loadOlder();
     if (nearBottom()) {
@@ -459,7 +490,8 @@ export function chatView(app, chat, { navigate, calls }) {
       if (msg.senderId !== me.id) {
         app.markReadSoon(chatId);
         const who = app.user(msg.senderId)?.username || 'Someone';
-        const what = msg.deleted ? 'deleted message' : msg.kind === 'audio' ? 'voice message' : msg.kind === 'call' ? callText(msg, me.id) : msg.encrypted ? 'encrypted message' : msg.content;
+        const what = msg.deleted ? 'deleted message' : msg.kind === 'audio' ? 'voice message' : msg.kind === 'call' ? callText(msg, me.id)
+          : msg.kind === 'image' ? 'photo' : msg.kind === 'file' ? 'file' : msg.encrypted ? 'encrypted message' : msg.content;
         announce(`${who}: ${what}`);
       }
     }
@@ -577,6 +609,7 @@ export function chatView(app, chat, { navigate, calls }) {
   }));
   offs.push(app.on('encryption', ({ chatId: c }) => {
     if (c === chatId) {
+      attach.refresh();
       renderLock();
       renderBanners();
     }
@@ -608,6 +641,7 @@ export function chatView(app, chat, { navigate, calls }) {
     const editing = mode?.kind === 'edit';
     sendBtn.hidden = !has && recordingSupported() && !editing;
     micBtn.hidden = has || !recordingSupported() || editing;
+    attach.button.hidden = editing;
     sendBtn.setAttribute('aria-label', editing ? 'Save edit' : 'Send message');
     input.style.setProperty('height', 'auto');
     input.style.setProperty('height', `${Math.min(input.scrollHeight, 160)}px`);
@@ -809,6 +843,14 @@ export function chatView(app, chat, { navigate, calls }) {
     const items = [{ label: 'Reply', icon: icons.reply, run: () => startReply(m) }];
     if (app.canEdit(m)) items.push({ label: 'Edit', icon: icons.edit, run: () => startEdit(m) });
     if (m.kind === 'text') items.push({ label: 'Copy', icon: icons.copy, run: () => copyText(m) });
+    if (isMediaKind(m.kind)) {
+      // the photo's or the file's own save (decrypting an encrypted one)
+      const tile = row.el.querySelector('.media-image');
+      const fileBtn = row.el.querySelector('.file-download');
+      if (tile?.viewerItem) {
+        items.push({ label: 'Download', icon: icons.download, run: () => tile.viewerItem.save().catch((e) => toast(`Could not download: ${e.message || e}`, 'error')) });
+      } else if (fileBtn) items.push({ label: 'Download', icon: icons.download, run: () => fileBtn.click() });
+    }
     items.push({ label: 'React', icon: icons.smile, popup: true, run: () => openPicker(key, point) });
     if (m.senderId === me.id) {
       items.push({ label: 'Delete for everyone', icon: icons.trash, danger: true, keepFocus: true, run: () => confirmDelete(key) });
@@ -1056,6 +1098,8 @@ export function chatView(app, chat, { navigate, calls }) {
   el.focusComposer = () => input.focus();
   el.destroy = () => {
     search.destroy();
+    attach.destroy();
+    closeViewer();
     stopTyping();
     if (rec) cancelRecording();
     offs.forEach((f) => f());

@@ -4,6 +4,7 @@
 
 import { h, icons } from '../ui.js';
 import * as e2ee from '../e2ee.js';
+import { isMediaKind, mediaLine } from './media-parts.js';
 
 export const DELETED_TEXT = 'Message deleted';
 const QUOTE_CHARS = 120;
@@ -19,6 +20,10 @@ export function plainLine(m, { onText } = {}) {
   if (m.deleted) return DELETED_TEXT;
   if (m.kind === 'audio') return '🎤 Voice message';
   if (m.kind === 'call') return '📹 Call';
+  if (isMediaKind(m.kind)) {
+    if (m.encrypted) e2ee.decrypt(m).then((t) => onText?.(mediaLine(m, t).slice(0, QUOTE_CHARS)), () => onText?.('🔒 Cannot decrypt this message on this device'));
+    return mediaLine(m).slice(0, QUOTE_CHARS);
+  }
   if (!m.encrypted) return String(m.content || '').slice(0, QUOTE_CHARS);
   e2ee.decrypt(m).then((t) => onText?.(t.slice(0, QUOTE_CHARS)), () => onText?.('🔒 Cannot decrypt this message on this device'));
   return '🔒 Decrypting…';
@@ -37,12 +42,14 @@ export function quoteEl(app, store, m, onJump) {
   if (q.deleted || orig?.deleted) {
     text.textContent = DELETED_TEXT;
     text.classList.add('deleted');
-  } else if (orig && orig.kind === 'text') {
+  } else if (orig && (orig.kind === 'text' || isMediaKind(orig.kind))) {
     text.textContent = plainLine(orig, { onText: (t) => { text.textContent = t; } });
   } else if (q.preview != null) {
     text.textContent = q.preview;
   } else if (q.kind === 'audio') {
     text.textContent = '🎤 Voice message';
+  } else if (isMediaKind(q.kind)) {
+    text.textContent = q.kind === 'image' ? '📷 Photo' : '📎 File';
   } else if (q.kind === 'call') {
     text.textContent = '📹 Call';
   } else {

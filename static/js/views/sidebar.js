@@ -3,6 +3,7 @@
 import { h, clear, icon, icons, avatar, listTime, toast } from '../ui.js';
 import * as e2ee from '../e2ee.js';
 import { newGroupDialog } from './dialogs.js';
+import { mediaLine } from './media-parts.js';
 
 export function callText(msg, meId) {
   let c = {};
@@ -49,6 +50,7 @@ export function previewText(app, msg) {
   if (msg.deleted) return '🚫 Message deleted';
   if (msg.kind === 'call') return `📹 ${callText(msg, app.me?.id)}`;
   if (msg.kind === 'audio') return '🎤 Voice message';
+  if (msg.kind === 'image' || msg.kind === 'file') return mediaLine(msg);
   if (msg.encrypted) return '🔒 Encrypted message';
   return msg.content;
 }
@@ -188,7 +190,8 @@ export function sidebarView(app, navigate) {
     let text = previewText(app, last);
     if (last.encrypted && last.e2ee) {
       const k = `${last.chatId}:${last.senderId}:${last.clientId}:${last.e2ee.iv}`; // an edit brings a new iv
-      if (decrypted.has(k)) text = `🔒 ${decrypted.get(k)}`;
+      // an attachment's plaintext is JSON: its caption or its kind is what shows
+      if (decrypted.has(k)) text = `🔒 ${last.kind === 'image' || last.kind === 'file' ? mediaLine(last, decrypted.get(k)) : decrypted.get(k)}`;
       else {
         e2ee.decrypt(last).then((t) => {
           decrypted.set(k, t);

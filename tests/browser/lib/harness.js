@@ -181,7 +181,7 @@ export const CSP = (server) => [
   "default-src 'self'",
   "media-src 'self' blob:",
   `connect-src 'self' ws://127.0.0.1:${server.port}`,
-  "img-src 'self' data:",
+  "img-src 'self' data: blob:", // photos are fetched with the token and shown from blob: URLs (as nginx allows)
   "frame-ancestors 'none'",
   "base-uri 'self'",
   "form-action 'self'",
