@@ -28,9 +28,9 @@ use super::messages::kind_from;
 use super::{Db, DbError};
 use crate::domain::search_text::index_text;
 
-/// Ids waiting at most (8 bytes each: 4 MiB). Beyond it the newest are dropped and
-/// found again by a repair scan (see `SearchQueue::push`).
-const MAX_PENDING: usize = 500_000;
+/// Ids waiting at most (8 bytes each: under 1 MiB). Beyond it the newest are dropped
+/// and found again by a repair scan (see `SearchQueue::push`).
+const MAX_PENDING: usize = 100_000;
 
 /// What the index holds for a message, `None` when it can never be found: encrypted
 /// messages (the server has no words), call traces, deleted messages, and texts with
