@@ -11,6 +11,7 @@ pub mod messages;
 pub mod migrate;
 pub mod search;
 pub mod search_index;
+pub mod sessions;
 pub mod store;
 pub mod users;
 
