@@ -3,6 +3,11 @@
 let token = null;
 let onUnauthorized = () => {};
 
+// The 401 codes that mean "this token no longer signs anyone in". A 401 with another
+// code (a wrong current password on a password change or an account deletion) is an
+// answer to that request, not a reason to sign out.
+const SIGNED_OUT_CODES = new Set(['session_revoked', 'token_expired', 'invalid_token', 'missing_token']);
+
 export function setToken(t) {
   token = t;
 }
@@ -43,7 +48,6 @@ export async function api(method, path, body, { raw = false, signal } = {}) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError(0, 'network', 'Cannot reach the server. Check your connection.');
   }
-  if (res.status === 401 && token && !path.startsWith('/api/auth/')) onUnauthorized();
   if (!res.ok) {
     let code = `http_${res.status}`;
     let message = res.status === 404 ? 'Not found' : res.statusText || 'Request failed';
@@ -55,6 +59,10 @@ export async function api(method, path, body, { raw = false, signal } = {}) {
       }
     } catch {
       /* not JSON */
+    }
+    // the handler signs out (and tells why) when the session itself is gone
+    if (res.status === 401 && token && (SIGNED_OUT_CODES.has(code) || (code === 'http_401' && !path.startsWith('/api/auth/')))) {
+      onUnauthorized(code);
     }
     throw new ApiError(res.status, code, message);
   }
@@ -76,3 +84,4 @@ export async function wsTicket() {
   return ticket;
 }
 export const del = (path, opts) => api('DELETE', path, undefined, opts);
+export const patch = (path, body, opts) => api('PATCH', path, body, opts);

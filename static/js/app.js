@@ -1,11 +1,12 @@
 // Application state and the realtime logic: chats, messages, receipts, presence,
 // typing, the outbox, sync after reconnect. Views listen to the events it emits.
 
-import { api, get, post, del, setToken, setUnauthorizedHandler, ApiError } from './api.js';
+import { api, get, post, del, patch, setToken, setUnauthorizedHandler, ApiError } from './api.js';
 import { Socket } from './socket.js';
 import * as e2ee from './e2ee.js';
 import { rememberDuration } from './voice.js';
 import { toast, announce } from './ui.js';
+import { isDeletedUser, DELETED_NAME } from './views/system.js';
 import { ChangeCursor, withDefaults, mergeCopy, applyEdit, applyDelete, applyReaction, refreshQuotes } from './changes.js';
 
 const TOKEN_KEY = 'parley:token';
@@ -26,6 +27,10 @@ const ACTION_ERRORS = {
   rate_limited: 'Too many actions at once; wait a moment and try again.',
 };
 const CHAT_PAGE = 50; // chats per page of the list (the server allows 1..200)
+// What the sign-in page says after a sign-out this device did not ask for.
+export const NOTICE_REVOKED = 'You were signed out. Sign in again to continue.';
+const NOTICE_EXPIRED = 'Your session has expired. Please sign in again.';
+const LOGOUT_TIMEOUT_MS = 3000;
 
 export const keyOf = (m) => `${m.senderId}|${m.clientId}`;
 
@@ -112,7 +117,9 @@ export class App extends EventTarget {
     this.changes = new ChangeCursor();
     this.socket = new Socket(() => this.token, () => this.checkAuth());
     this.wireSocket();
-    setUnauthorizedHandler(() => this.sessionExpired());
+    setUnauthorizedHandler((code) => this.sessionExpired(code));
+    this.socket.addEventListener('revoked', () => this.sessionExpired('session_revoked'));
+    this.notice = null; // for the sign-in page: why this device was signed out
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible' && this.activeChatId) this.markRead(this.activeChatId);
     });
@@ -156,6 +163,7 @@ export class App extends EventTarget {
       } catch (e) {
         if (e instanceof ApiError && e.status === 401) {
           this.clearSession();
+          if (e.code === 'session_revoked') this.notice = NOTICE_REVOKED;
           return false;
         }
         if (attempt >= 2) throw e;
@@ -169,12 +177,15 @@ export class App extends EventTarget {
     await this.begin(res.token, res.user);
   }
 
-  async register(email, username, password) {
-    const res = await post('/api/auth/register', { email, username, password });
+  async register(email, username, password, invite = null) {
+    const body = { email, username, password };
+    if (invite) body.invite = invite;
+    const res = await post('/api/auth/register', body);
     await this.begin(res.token, res.user);
   }
 
   async begin(token, me) {
+    this.notice = null;
     this.token = token;
     setToken(token);
     try {
@@ -195,16 +206,135 @@ export class App extends EventTarget {
     this.emit('session', me);
   }
 
-  logout() {
+  /**
+   * Signs this device out: the server revokes this session (so the token is dead even
+   * if someone copied it), then the local state goes. Offline, the local sign-out
+   * still happens; the session then lapses on the server with its token.
+   */
+  async logout() {
+    if (this.token) {
+      const ctrl = new AbortController();
+      const timer = setTimeout(() => ctrl.abort(), LOGOUT_TIMEOUT_MS);
+      await post('/api/auth/logout', undefined, { signal: ctrl.signal }).catch(() => {});
+      clearTimeout(timer);
+    }
     this.clearSession();
     this.emit('signedout');
   }
 
-  sessionExpired() {
+  /**
+   * The server no longer accepts this session: revoked (signed out from another
+   * device, a password change, the account disabled or deleted) or expired. The
+   * token is dropped at once, so nothing retries with it.
+   */
+  sessionExpired(code) {
     if (!this.token) return;
     this.clearSession();
-    toast('Your session has expired. Please sign in again.', 'warn');
+    this.notice = code === 'session_revoked' ? NOTICE_REVOKED : NOTICE_EXPIRED;
     this.emit('signedout');
+  }
+
+  /** Takes the notice for the sign-in page (once). */
+  takeNotice() {
+    const n = this.notice;
+    this.notice = null;
+    return n;
+  }
+
+  /** Replaces this device's token (the server may issue a new one, e.g. on a password change). */
+  adoptToken(token) {
+    if (!token) return;
+    this.token = token;
+    setToken(token);
+    try {
+      localStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      /* private mode */
+    }
+  }
+
+  // ---------- account: sessions, password, deletion, export, blocking ----------
+
+  /** `[{id, device, createdAt, lastSeenAt, current}]`, this device's marked `current`. */
+  listSessions() {
+    return get('/api/sessions');
+  }
+
+  /** Signs one other device out (its WebSockets are closed by the server). */
+  revokeSession(id) {
+    return del(`/api/sessions/${encodeURIComponent(id)}`);
+  }
+
+  /** Signs every other device out; this one stays. */
+  revokeOtherSessions() {
+    return del('/api/sessions');
+  }
+
+  /** Changes the password; every other session is revoked by the server. */
+  async changePassword(currentPassword, newPassword) {
+    const res = await post('/api/auth/password', { currentPassword, newPassword });
+    if (res && typeof res === 'object' && res.token) this.adoptToken(res.token);
+    return res;
+  }
+
+  /** Deletes the account (the password confirms it), then signs out here. */
+  async deleteAccount(password) {
+    await api('DELETE', '/api/users/me', { password });
+    this.clearSession();
+    this.notice = 'Your account was deleted.';
+    this.emit('signedout');
+  }
+
+  /** The export of the user's data: `{blob, name}` for a download. */
+  async exportData() {
+    const res = await api('GET', '/api/users/me/export', undefined, { raw: true });
+    const blob = await res.blob();
+    const cd = res.headers.get('content-disposition') || '';
+    const m = cd.match(/filename\*=UTF-8''([^;]+)/i) || cd.match(/filename="?([^";]+)"?/i);
+    let name = '';
+    try {
+      name = m ? decodeURIComponent(m[1]) : '';
+    } catch {
+      /* a malformed name: the default below */
+    }
+    if (!name || /[\\/]/.test(name)) name = blob.type.includes('zip') ? 'parley-export.zip' : 'parley-export.json';
+    return { blob, name };
+  }
+
+  /** The users this one blocked: `[user]`. */
+  async blockedUsers() {
+    const list = await get('/api/users/blocked');
+    return Array.isArray(list) ? list : list?.users || [];
+  }
+
+  /** The ids this user blocked, loaded once per sign-in (kept current by block/unblock here). */
+  loadBlockedIds() {
+    if (!this.blockedLoad) {
+      this.blockedLoad = this.blockedUsers().then((list) => {
+        this.blockedIds = new Set(list.map((u) => Number(u.id)));
+        return this.blockedIds;
+      }, (e) => {
+        this.blockedLoad = null;
+        throw e;
+      });
+    }
+    return this.blockedLoad;
+  }
+
+  isBlocked(userId) {
+    return !!this.blockedIds?.has(Number(userId));
+  }
+
+  async block(userId) {
+    await post(`/api/users/${Number(userId)}/block`);
+    this.blockedIds?.add(Number(userId));
+    this.emit('blocked', { userId: Number(userId), blocked: true });
+  }
+
+  async unblock(userId) {
+    await del(`/api/users/${Number(userId)}/block`);
+    this.blockedIds?.delete(Number(userId));
+    this.emit('blocked', { userId: Number(userId), blocked: false });
   }
 
   clearSession() {
@@ -230,6 +360,8 @@ export class App extends EventTarget {
     this.chatsLoaded = false;
     this.chatsNext = null;
     this.chatsMore = null;
+    this.blockedIds = null;
+    this.blockedLoad = null;
   }
 
   /** A WebSocket that failed before opening may have been refused with 401. */
@@ -275,6 +407,61 @@ export class App extends EventTarget {
         });
     }
     return this.chatsMore;
+  }
+
+  // ---------- group administration (the server checks every role) ----------
+
+  /** Takes a chat the server answered with (if it did) into the list. */
+  adoptChat(chat) {
+    if (chat && typeof chat === 'object' && chat.id && Array.isArray(chat.members)) this.mergeChats([chat]);
+  }
+
+  async renameGroup(chatId, title) {
+    this.adoptChat(await patch(`/api/chats/${chatId}`, { title }));
+  }
+
+  async addMembers(chatId, userIds) {
+    this.adoptChat(await post(`/api/chats/${chatId}/members`, { userIds: userIds.map(Number) }));
+  }
+
+  async removeMember(chatId, userId) {
+    this.adoptChat(await del(`/api/chats/${chatId}/members/${Number(userId)}`));
+  }
+
+  async setRole(chatId, userId, role) {
+    this.adoptChat(await patch(`/api/chats/${chatId}/members/${Number(userId)}`, { role }));
+  }
+
+  /** A member's role in a chat: 'owner' | 'admin' | 'member' (null when not a member). */
+  roleIn(chat, userId = this.me?.id) {
+    const m = chat?.members?.find((x) => x.id === Number(userId));
+    return m ? m.role || 'member' : null;
+  }
+
+  /**
+   * `chat:updated`: the chat as it is now (title, members, roles). A chat that no
+   * longer lists this user is one they were removed from: it stays, read only, with
+   * the history up to the removal.
+   */
+  onChatUpdated({ chat }) {
+    if (!chat?.id) return;
+    const mine = this.me && chat.members?.some((m) => m.id === this.me.id);
+    if (!mine) return this.markRemoved(chat.id, chat);
+    const existing = this.chats.get(chat.id);
+    if (existing) existing.removed = false;
+    this.mergeChats([chat]);
+    this.emit('chat-updated', { chatId: chat.id });
+  }
+
+  /** This user was removed from a group (by an admin): keep what they saw, send nothing. */
+  markRemoved(chatId, chat = null) {
+    const existing = this.chats.get(chatId);
+    if (!existing) return;
+    if (chat?.title) existing.title = chat.title;
+    existing.removed = true;
+    this.typing.delete(chatId);
+    this.emit('chats');
+    this.emit('chat-updated', { chatId });
   }
 
   /** Leaves a group: the server tells the others; this device forgets the chat. */
@@ -346,8 +533,10 @@ export class App extends EventTarget {
 
   chatTitle(chat) {
     if (!chat) return '';
-    if (chat.kind === 'group') return chat.title || chat.members.map((m) => m.username).join(', ');
-    return this.peerOf(chat)?.username || chat.title || 'Chat';
+    if (chat.kind === 'group') return chat.title || chat.members.map((m) => (isDeletedUser(m) ? DELETED_NAME : m.username)).join(', ');
+    const peer = this.peerOf(chat);
+    if (peer && peer.id !== this.me?.id && isDeletedUser(peer)) return DELETED_NAME;
+    return peer?.username || chat.title || 'Chat';
   }
 
   async openDirect(userId) {
@@ -853,6 +1042,7 @@ export class App extends EventTarget {
     s.addEventListener('message:read', (e) => this.onRead(e.detail));
     s.addEventListener('typing', (e) => this.onTyping(e.detail));
     s.addEventListener('chat:member-left', (e) => this.onMemberLeft(e.detail));
+    s.addEventListener('chat:updated', (e) => this.onChatUpdated(e.detail));
     s.addEventListener('user:online', (e) => this.onPresence(e.detail.userId, { online: true }));
     s.addEventListener('user:offline', (e) => this.onPresence(e.detail.userId, { online: false, lastSeenAt: e.detail.lastSeenAt }));
     s.addEventListener('user:key-changed', (e) => {

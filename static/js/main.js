@@ -1,9 +1,10 @@
-// Entry point: the router (/login, /register, /, /chat/:id) and the app shell.
+// Entry point: the router (/login, /register, /reset, /, /chat/:id, /settings) and the app shell.
 
 import { App } from './app.js';
 import { CallManager } from './call.js';
 import { h, clear, icons, toast } from './ui.js';
-import { authView } from './views/auth.js';
+import { authView, resetView } from './views/auth.js';
+import { settingsView } from './views/settings.js';
 import { sidebarView } from './views/sidebar.js';
 import { chatView } from './views/chat.js';
 
@@ -17,13 +18,15 @@ let shell = null; // { el, sidebar, pane, chat, banner }
 function parseRoute(path) {
   if (path === '/login') return { name: 'login' };
   if (path === '/register') return { name: 'register' };
+  if (path === '/reset') return { name: 'reset' };
+  if (path === '/settings') return { name: 'settings' };
   const m = path.match(/^\/chat\/(\d+)\/?$/);
   if (m) return { name: 'chat', chatId: Number(m[1]) };
   return { name: 'home' };
 }
 
 export function navigate(path, { replace = false } = {}) {
-  if (path !== location.pathname) {
+  if (path !== location.pathname + location.search) {
     if (replace) history.replaceState({}, '', path);
     else history.pushState({}, '', path);
   }
@@ -36,7 +39,7 @@ document.addEventListener('click', (e) => {
   const url = new URL(a.href, location.href);
   if (url.origin !== location.origin) return;
   e.preventDefault();
-  navigate(url.pathname);
+  navigate(url.pathname + url.search);
 });
 window.addEventListener('popstate', () => render());
 
@@ -85,7 +88,8 @@ function buildShell() {
 
 function updateTitle() {
   const n = app.unreadTotal();
-  const base = shell?.chatId ? `${app.chatTitle(app.chats.get(shell.chatId))} · Parley` : 'Parley';
+  const base = shell?.viewKey === 'settings' ? 'Settings · Parley'
+    : shell?.chatId ? `${app.chatTitle(app.chats.get(shell.chatId))} · Parley` : 'Parley';
   document.title = n ? `(${n}) ${base}` : base;
 }
 
@@ -102,6 +106,17 @@ async function render() {
   const seq = ++renderSeq;
   const route = parseRoute(location.pathname);
   const signedIn = !!app.me;
+  if (route.name === 'reset') {
+    // A reset link works whether or not this browser is signed in (to any account).
+    teardownShell();
+    clear(root);
+    const view = resetView(app, navigate);
+    root.append(view);
+    document.title = 'Choose a new password · Parley';
+    document.body.className = 'route-auth';
+    view.focusFirst();
+    return;
+  }
   if (route.name === 'login' || route.name === 'register') {
     if (signedIn) return navigate('/', { replace: true });
     teardownShell();
@@ -120,17 +135,28 @@ async function render() {
     root.append(shell.el);
   }
   const chatId = route.name === 'chat' ? route.chatId : null;
-  document.body.className = chatId ? 'route-chat' : 'route-home';
-  if (shell.chatId === chatId && (shell.chat || !chatId)) {
+  const settings = route.name === 'settings';
+  const viewKey = settings ? 'settings' : chatId ? `chat:${chatId}` : 'home';
+  // the settings take the pane like a chat does (on a phone: the whole screen)
+  document.body.className = settings ? 'route-chat route-settings' : chatId ? 'route-chat' : 'route-home';
+  if (shell.viewKey === viewKey && (shell.chat || !chatId)) {
     updateTitle();
     return;
   }
   shell.chat?.destroy?.();
   shell.chat = null;
   shell.chatId = chatId;
+  shell.viewKey = viewKey;
   app.setActiveChat(chatId);
   clear(shell.pane);
   app.emit('chats');
+  if (settings) {
+    shell.chat = settingsView(app, { navigate });
+    shell.pane.append(shell.chat);
+    updateTitle();
+    shell.chat.focusFirst();
+    return;
+  }
   if (!chatId) {
     shell.pane.append(emptyPane());
     updateTitle();

@@ -9,6 +9,8 @@ import { wsTicket } from './api.js';
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 10000;
 const REQUEST_TIMEOUT_MS = 20000;
+// The close code of a revoked sign-in session (PROTOCOL.md, "Sessions and passwords").
+export const REVOKED_CLOSE_CODE = 4001;
 
 export class SocketError extends Error {
   constructor(code, message) {
@@ -115,6 +117,13 @@ export class Socket extends EventTarget {
       this.ws = null;
       this.failPending('disconnected');
       if (this.stopped) return;
+      if (e.code === REVOKED_CLOSE_CODE) {
+        // The server closed this session for good (signed out elsewhere, password
+        // changed, account disabled or deleted): no reconnect, the app signs out.
+        this.stop();
+        this.dispatchEvent(new CustomEvent('revoked', { detail: { code: e.code } }));
+        return;
+      }
       this.setState('reconnecting');
       this.dispatchEvent(new CustomEvent('disconnected', { detail: { code: e.code } }));
       if (!opened) this.checkAuth();

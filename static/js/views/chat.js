@@ -9,7 +9,9 @@ import * as e2ee from '../e2ee.js';
 import { Recorder, recordingSupported, audioPlayer } from '../voice.js';
 import { keyOf } from '../app.js';
 import { callText, tickIcon, STATUS_LABEL } from './sidebar.js';
-import { chatInfoDialog, confirmDialog } from './dialogs.js';
+import { confirmDialog } from './dialogs.js';
+import { chatInfoDialog } from './details.js';
+import { systemText, displayName } from './system.js';
 import { openMenu, openReactionPicker, onLongPress, closePopup, popupOwner } from './message-actions.js';
 import { actionable, plainLine, quoteEl, reactionsEl, reactionSig, toolsEl, DELETED_TEXT } from './message-parts.js';
 import { registerChatView, windowOf, inView, loadAround, loadNewer, leaveWindow, jumpToMessage } from './jump.js';
@@ -53,6 +55,8 @@ export function chatView(app, chat, { navigate, calls }) {
     h('div', { class: 'head-actions' }, search.button, lockBtn, callBtn, infoBtn));
 
   const banners = h('div', { class: 'banners' });
+  // why nothing can be sent here: removed from the group, or the other person blocked
+  const stateBanner = h('div', { class: 'banner chat-state', role: 'status', hidden: true });
 
   // ---------- messages ----------
   const topNote = h('div', { class: 'history-note', role: 'status' });
@@ -105,7 +109,7 @@ export function chatView(app, chat, { navigate, calls }) {
     // the attach button after the text, so Shift+Tab from the text still reaches the messages
     h('div', { class: 'composer-box' }, input, attach.button), attach.fileInput, micBtn, sendBtn, recorderBar);
   el.append(
-    header, search.el, banners,
+    header, search.el, banners, stateBanner,
     h('div', { class: 'messages-wrap' }, scroller, jump),
     typing, sendError, modeBar, attach.tray, form, attach.dropTarget);
 
@@ -122,7 +126,8 @@ export function chatView(app, chat, { navigate, calls }) {
       sub.classList.add('typing');
     } else if (isGroup) {
       const online = chat.members.filter((m) => m.id !== me.id && app.user(m.id)?.online).length;
-      sub.textContent = `${chat.members.length} members${online ? `, ${online} online` : ''}`;
+      const n = chat.members.length;
+      sub.textContent = `${n} member${n === 1 ? '' : 's'}${online ? `, ${online} online` : ''}`;
     } else {
       sub.textContent = lastSeen(p);
       if (p?.online) sub.classList.add('online');
@@ -173,6 +178,7 @@ export function chatView(app, chat, { navigate, calls }) {
     const extra = `${m.deleted ? 'deleted' : ''}|${m.editedAt || ''}|${q ? `${q.id}:${q.deleted}:${q.preview}:${q.senderId}` : ''}`;
     if (m.kind === 'audio') return `audio|${m.clientId}|${extra}`;
     if (m.kind === 'call') return `call|${m.content}`;
+    if (m.kind === 'system') return `system|${m.content}|${systemText(app, m, chat)}`;
     if (isMediaKind(m.kind)) return `${m.kind}|${m.media?.mediaId ?? ''}|${m.encrypted ? `e:${m.e2ee?.iv}` : ''}|${m.content}|${extra}`;
     return `${m.kind}|${m.encrypted ? `e:${m.e2ee?.iv}` : ''}|${m.content}|${extra}`;
   }
@@ -221,6 +227,13 @@ export function chatView(app, chat, { navigate, calls }) {
 
   function buildRow(m) {
     const own = m.senderId === me.id;
+    if (m.kind === 'system') {
+      // a group's change: one plain centred line, no bubble and no actions
+      return h('div', { class: 'msg-row system', dataset: { key: keyOf(m), id: m.id || '' } },
+        h('div', { class: 'day-sep', hidden: true }, h('span', {})),
+        h('p', { class: 'system-line' }, h('span', { class: 'system-text' }, systemText(app, m, chat)),
+          h('time', { datetime: m.createdAt }, timeOf(m.createdAt))));
+    }
     if (m.kind === 'call') {
       const c = (() => {
         try {
@@ -256,7 +269,7 @@ export function chatView(app, chat, { navigate, calls }) {
 
   function bubbleOf(m) {
     const own = m.senderId === me.id;
-    const sender = isGroup && !own ? h('div', { class: 'sender' }, app.user(m.senderId)?.username || 'Someone') : null;
+    const sender = isGroup && !own ? h('div', { class: 'sender' }, displayName(app, m.senderId, chat) || 'Someone') : null;
     if (m.deleted) {
       return h('div', { class: 'bubble deleted' }, sender,
         h('div', { class: 'text deleted-text' }, h('span', { class: 'icon', html: icons.ban }), DELETED_TEXT),
@@ -397,7 +410,8 @@ export function chatView(app, chat, { navigate, calls }) {
         sep.hidden = !newDay;
         if (newDay) sep.firstChild.textContent = dayLabel(m.createdAt);
       }
-      const cont = !newDay && prev && prev.kind !== 'call' && m.kind !== 'call' && prev.senderId === m.senderId
+      const lone = (x) => x.kind === 'call' || x.kind === 'system';
+      const cont = !newDay && prev && !lone(prev) && !lone(m) && prev.senderId === m.senderId
         && new Date(m.createdAt) - new Date(prev.createdAt) < GROUP_GAP_MS;
       rowEl.classList.toggle('cont', !!cont);
       prev = m;
@@ -489,7 +503,8 @@ export function chatView(app, chat, { navigate, calls }) {
       }
       if (msg.senderId !== me.id) {
         app.markReadSoon(chatId);
-        const who = app.user(msg.senderId)?.username || 'Someone';
+        const who = displayName(app, msg.senderId, chat) || 'Someone';
+        if (msg.kind === 'system') return announce(systemText(app, msg, chat));
         const what = msg.deleted ? 'deleted message' : msg.kind === 'audio' ? 'voice message' : msg.kind === 'call' ? callText(msg, me.id)
           : msg.kind === 'image' ? 'photo' : msg.kind === 'file' ? 'file' : msg.encrypted ? 'encrypted message' : msg.content;
         announce(`${who}: ${what}`);
@@ -607,6 +622,53 @@ export function chatView(app, chat, { navigate, calls }) {
   offs.push(app.on('chats', () => {
     title.textContent = titleText();
   }));
+  // the group changed (title, members, roles) or this user was removed from it
+  offs.push(app.on('chat-updated', ({ chatId: c }) => {
+    if (c !== chatId) return;
+    renderHeader();
+    scroller.setAttribute('aria-label', `Messages with ${titleText()}`);
+    for (const row of rows.values()) if (row.msg.kind === 'system') updateRow(row, row.msg);
+    renderState();
+  }));
+  offs.push(app.on('blocked', () => renderState()));
+
+  // Removed from the group: the history up to the removal stays readable, nothing
+  // can be sent. A blocked peer: said above the messages, with the way back.
+  function renderState() {
+    clear(stateBanner);
+    const removed = !!chat.removed;
+    el.classList.toggle('read-only', removed);
+    form.hidden = removed;
+    if (removed) {
+      stopTyping();
+      stateBanner.append(h('span', { class: 'icon', html: icons.info }),
+        h('div', { class: 'banner-text' }, 'You are no longer a member of this group. You can read its messages up to your removal.'));
+      stateBanner.hidden = false;
+      return;
+    }
+    const p = peer();
+    if (!isGroup && p && app.isBlocked(p.id)) {
+      const name = displayName(app, p.id, chat) || 'this person';
+      const unblock = h('button', { type: 'button', class: 'btn small' }, `Unblock ${name}`);
+      unblock.addEventListener('click', async () => {
+        unblock.disabled = true;
+        try {
+          await app.unblock(p.id);
+          announce(`${name} unblocked`);
+          input.focus();
+        } catch (e) {
+          unblock.disabled = false;
+          toast(`Could not unblock ${name}: ${e.message}`, 'error');
+        }
+      });
+      stateBanner.append(h('span', { class: 'icon', html: icons.ban }),
+        h('div', { class: 'banner-text' }, `You blocked ${name}. They cannot send you messages or call you.`),
+        h('div', { class: 'banner-actions' }, unblock));
+      stateBanner.hidden = false;
+      return;
+    }
+    stateBanner.hidden = true;
+  }
   offs.push(app.on('encryption', ({ chatId: c }) => {
     if (c === chatId) {
       attach.refresh();
@@ -1081,6 +1143,8 @@ export function chatView(app, chat, { navigate, calls }) {
   renderHeader();
   renderLock();
   renderBanners();
+  renderState();
+  if (!isGroup) app.loadBlockedIds().then(() => renderState(), () => {});
   renderTyping();
   syncComposer();
   const p = peer();

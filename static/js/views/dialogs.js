@@ -1,29 +1,7 @@
-// Modal dialogs: new group, chat details with encryption fingerprints.
+// Modal dialogs: new group, confirmations. (A chat's details are in details.js.)
 
-import { h, clear, icons, avatar, toast, fingerprintGroups, lastSeen } from '../ui.js';
-import * as e2ee from '../e2ee.js';
-
-function modal(title, body, { onClose, wide = false } = {}) {
-  const closeBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Close', html: icons.close });
-  const titleId = `dlg-${Math.random().toString(36).slice(2)}`;
-  const dialog = h('dialog', { class: `modal${wide ? ' wide' : ''}`, 'aria-labelledby': titleId },
-    h('header', { class: 'modal-head' }, h('h2', { id: titleId }, title), closeBtn),
-    body);
-  const close = () => {
-    dialog.close();
-  };
-  closeBtn.addEventListener('click', close);
-  dialog.addEventListener('close', () => {
-    dialog.remove();
-    onClose?.();
-  });
-  dialog.addEventListener('click', (e) => {
-    if (e.target === dialog) close(); // backdrop
-  });
-  document.body.append(dialog);
-  dialog.showModal();
-  return { dialog, close };
-}
+import { h, clear, icons, avatar, toast } from '../ui.js';
+import { modal } from './modal.js';
 
 export function newGroupDialog(app, navigate) {
   const selected = new Map();
@@ -111,59 +89,6 @@ export function newGroupDialog(app, navigate) {
       create.disabled = false;
     }
   });
-}
-
-export function chatInfoDialog(app, chat) {
-  const body = h('div', { class: 'modal-body stack' });
-  const { close } = modal(chat.kind === 'group' ? app.chatTitle(chat) : 'Contact info', body, { wide: true });
-
-  const render = async () => {
-    clear(body);
-    const enc = app.isEncrypted(chat.id);
-    body.append(h('p', { class: 'info-note' },
-      h('span', { class: 'icon', html: enc ? icons.lock : icons.unlock }),
-      enc
-        ? ' Encryption is on: new messages you send here are end-to-end encrypted for every member.'
-        : ' Encryption is off in this chat. Turn it on with the lock button in the chat header.'));
-    body.append(h('p', { class: 'muted small' }, 'Compare these fingerprints with your contacts (in person or on another channel). If they match, nobody in between can read your encrypted messages.'));
-    const list = h('ul', { class: 'members', role: 'list' });
-    body.append(list);
-    const warnings = e2ee.keyWarnings();
-    for (const m of chat.members) {
-      const u = app.user(m.id) || m;
-      const isMe = u.id === app.me.id;
-      const fp = h('code', { class: 'fingerprint', 'aria-label': `${u.username}'s key fingerprint` }, 'loading…');
-      const row = h('li', { class: 'member' },
-        avatar(u.username, u.id, { online: isMe ? null : !!u.online }),
-        h('div', { class: 'member-main' },
-          h('div', {}, h('strong', {}, u.username), isMe ? h('span', { class: 'muted' }, ' (you)') : null),
-          h('div', { class: 'muted small' }, isMe ? 'this device' : lastSeen(u)),
-          fp));
-      const warn = warnings[u.id];
-      if (warn && !isMe) {
-        const ok = h('button', { type: 'button', class: 'btn small' }, 'I verified the new key');
-        ok.addEventListener('click', () => {
-          e2ee.acknowledgeKey(u.id);
-          render();
-        });
-        row.querySelector('.member-main').append(h('div', { class: 'key-warning', role: 'alert' },
-          h('span', { class: 'icon', html: icons.warn }),
-          h('span', {}, ` ${u.username}'s key changed. Previous fingerprint: `, h('code', {}, fingerprintGroups(warn.previous))), ok));
-      }
-      list.append(row);
-      (isMe ? Promise.resolve({ fingerprint: e2ee.myFingerprint() }) : e2ee.publicKeyOf(u.id, { refresh: true }))
-        .then((k) => {
-          fp.textContent = k?.fingerprint ? fingerprintGroups(k.fingerprint) : 'no encryption key yet';
-          fp.dataset.fingerprint = k?.fingerprint || '';
-          if (!k?.fingerprint) fp.classList.add('none');
-        })
-        .catch(() => {
-          fp.textContent = 'unavailable (offline?)';
-        });
-    }
-  };
-  render();
-  return { close };
 }
 
 export function confirmDialog(text, okText = 'OK') {

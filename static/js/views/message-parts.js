@@ -11,7 +11,7 @@ const QUOTE_CHARS = 120;
 
 /** Whether a message can be answered, reacted to or otherwise acted on. */
 export function actionable(m) {
-  return !!m && !!m.id && !m.deleted && m.kind !== 'call';
+  return !!m && !!m.id && !m.deleted && m.kind !== 'call' && m.kind !== 'system';
 }
 
 /** A short plain-text line for a message (composer bar, quotes); decrypts our own copy. */

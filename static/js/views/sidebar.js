@@ -3,6 +3,8 @@
 import { h, clear, icon, icons, avatar, listTime, toast } from '../ui.js';
 import * as e2ee from '../e2ee.js';
 import { newGroupDialog } from './dialogs.js';
+import { openMenu, closePopup, popupOwner } from './message-actions.js';
+import { systemText } from './system.js';
 import { mediaLine } from './media-parts.js';
 
 export function callText(msg, meId) {
@@ -49,6 +51,7 @@ export function previewText(app, msg) {
   if (!msg) return '';
   if (msg.deleted) return '🚫 Message deleted';
   if (msg.kind === 'call') return `📹 ${callText(msg, app.me?.id)}`;
+  if (msg.kind === 'system') return systemText(app, msg);
   if (msg.kind === 'audio') return '🎤 Voice message';
   if (msg.kind === 'image' || msg.kind === 'file') return mediaLine(msg);
   if (msg.encrypted) return '🔒 Encrypted message';
@@ -65,7 +68,10 @@ export function sidebarView(app, navigate) {
   const me = app.me;
   const status = h('span', { class: 'me-status' }, 'Connecting…');
   const groupBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'New group', title: 'New group', html: icons.group });
-  const logoutBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Sign out', title: 'Sign out', html: icons.logout });
+  // The account menu: settings and signing out.
+  const menuBtn = h('button', {
+    type: 'button', class: 'icon-btn', 'aria-label': 'Account menu', title: 'Account', 'aria-haspopup': 'menu', 'aria-expanded': 'false', html: icons.more,
+  });
   const search = h('input', {
     id: 'user-search', type: 'search', placeholder: 'Search people by name or email', autocomplete: 'off',
     'aria-controls': 'search-results', spellcheck: 'false', autocapitalize: 'off',
@@ -81,7 +87,7 @@ export function sidebarView(app, navigate) {
     h('header', { class: 'side-head' },
       avatar(me.username, me.id, { size: 'sm' }),
       h('div', { class: 'me' }, h('span', { class: 'me-name' }, me.username), status),
-      h('div', { class: 'head-actions' }, groupBtn, logoutBtn)),
+      h('div', { class: 'head-actions' }, groupBtn, menuBtn)),
     h('div', { class: 'search' },
       h('label', { class: 'sr-only', for: 'user-search' }, 'Search people'),
       icon('search', 'search-icon'),
@@ -90,8 +96,20 @@ export function sidebarView(app, navigate) {
     h('nav', { class: 'chat-scroll', 'aria-label': 'Conversations' }, list, empty));
 
   groupBtn.addEventListener('click', () => newGroupDialog(app, navigate));
-  logoutBtn.addEventListener('click', () => {
-    app.logout();
+  menuBtn.addEventListener('click', () => {
+    if (popupOwner() === 'account-menu') return closePopup(); // the button toggles it
+    menuBtn.setAttribute('aria-expanded', 'true');
+    openMenu({
+      label: 'Account',
+      owner: 'account-menu',
+      anchor: () => menuBtn,
+      returnFocus: () => menuBtn,
+      onClose: () => menuBtn.setAttribute('aria-expanded', 'false'),
+      items: [
+        { label: 'Settings', icon: icons.settings, keepFocus: true, run: () => navigate('/settings') },
+        { label: 'Sign out', icon: icons.logout, keepFocus: true, run: () => app.logout() },
+      ],
+    });
   });
 
   // ----- search -----
@@ -199,7 +217,7 @@ export function sidebarView(app, navigate) {
         }, () => {});
       }
     }
-    if (chat.kind === 'group' && last.senderId !== me.id && last.kind !== 'call') {
+    if (chat.kind === 'group' && last.senderId !== me.id && last.kind !== 'call' && last.kind !== 'system') {
       text = `${app.user(last.senderId)?.username || 'Someone'}: ${text}`;
     }
     return { text, msg: last };
@@ -230,6 +248,11 @@ export function sidebarView(app, navigate) {
 
   // ----- leaving a group -----
   async function leave(chat, title) {
+    if (chat.removed) {
+      // removed by an admin: nothing to leave on the server, only this list to tidy
+      app.forgetChat(chat.id);
+      return;
+    }
     if (!window.confirm(`Leave “${title}”? You will no longer get its messages or see its history.`)) return;
     try {
       await app.leaveGroup(chat.id);
@@ -252,7 +275,7 @@ export function sidebarView(app, navigate) {
       const unread = chat.unreadCount || 0;
       const typing = app.typingIn(chat.id);
       const active = app.activeChatId === chat.id;
-      const own = msg && msg.senderId === me.id && msg.kind !== 'call';
+      const own = msg && msg.senderId === me.id && msg.kind !== 'call' && msg.kind !== 'system';
       const a = h('a', {
         href: `/chat/${chat.id}`, class: `chat-item${active ? ' active' : ''}${unread ? ' unread' : ''}`,
         'data-link': true, dataset: { chatId: chat.id }, 'aria-current': active ? 'page' : undefined,
@@ -274,8 +297,8 @@ export function sidebarView(app, navigate) {
       const li = h('li', { class: chat.kind === 'group' ? 'has-actions' : undefined }, a);
       if (chat.kind === 'group') {
         const leaveBtn = h('button', {
-          type: 'button', class: 'icon-btn chat-leave', title: 'Leave group',
-          'aria-label': `Leave group ${title}`, html: icons.logout,
+          type: 'button', class: 'icon-btn chat-leave', title: chat.removed ? 'Remove from the list' : 'Leave group',
+          'aria-label': chat.removed ? `Remove ${title} from the list` : `Leave group ${title}`, html: chat.removed ? icons.close : icons.logout,
         });
         leaveBtn.addEventListener('click', () => leave(chat, title));
         li.append(leaveBtn);

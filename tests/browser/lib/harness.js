@@ -50,8 +50,10 @@ export function mysql(sql, database) {
 }
 
 export class Parley {
-  constructor(name) {
+  /** `env`: more settings for this server (and its admin CLI), e.g. `PARLEY__AUTH__REGISTRATION`. */
+  constructor(name, { env = {} } = {}) {
     this.name = name;
+    this.extraEnv = env;
     this.db = `parley_browser_${randomBytes(6).toString('hex')}`;
     this.uploads = mkdtempSync(join(tmpdir(), 'parley-uploads-'));
     this.proc = null;
@@ -81,7 +83,16 @@ export class Parley {
       PARLEY__LIMITS__LOGIN_PER_IP_PER_MIN: '1000',
       PARLEY__LIMITS__REGISTER_PER_IP_PER_MIN: '1000',
       PARLEY__CALLS__RING_TIMEOUT_SECS: '45',
+      ...this.extraEnv,
     };
+  }
+
+  /**
+   * Runs the admin CLI (`parley admin …`) against this server's database, with the
+   * same settings; returns what it printed on stdout.
+   */
+  admin(...args) {
+    return execFileSync(PARLEY_BIN, ['admin', ...args], { env: this.env(), encoding: 'utf8', timeout: 60000 });
   }
 
   async start() {
@@ -204,12 +215,22 @@ export function unique(prefix) {
   return `${prefix}${randomBytes(3).toString('hex')}`;
 }
 
-export async function register(page, { email, username, password }) {
-  await page.goto('/register');
+export async function register(page, { email, username, password }, { path = '/register' } = {}) {
+  await page.goto(path);
   await page.getByLabel('Email', { exact: true }).fill(email);
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Create account' }).click();
+  await page.waitForURL((u) => u.pathname === '/');
+  await page.locator('.me-status.ok').waitFor({ timeout: 15000 });
+}
+
+/** Signs in on the sign-in page and waits for the live connection. */
+export async function login(page, { username, password }) {
+  await page.goto('/login');
+  await page.getByLabel('Email or username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL((u) => u.pathname === '/');
   await page.locator('.me-status.ok').waitFor({ timeout: 15000 });
 }

@@ -78,6 +78,21 @@ test('the sign-in and register pages', async () => {
   await p.goto('/register');
   await p.getByRole('button', { name: 'Create account' }).waitFor();
   await check(p, 'register page');
+  await p.goto('/register?invite=an-invite-code');
+  await p.getByLabel('Invite code').waitFor();
+  await check(p, 'register page with an invite');
+});
+
+test('the password reset page, with an error', async () => {
+  const p = ada.page;
+  await p.goto('/reset?token=not-a-real-token');
+  await p.getByRole('heading', { name: 'Choose a new password' }).waitFor();
+  await check(p, 'reset page');
+  await p.getByLabel('New password').fill('a new password');
+  await p.getByLabel('Repeat the new password').fill('a new password');
+  await p.getByRole('button', { name: 'Set new password' }).click();
+  await p.locator('.form-error:not([hidden])').waitFor();
+  await check(p, 'reset page with an error');
 });
 
 test('the chat list, with the selected chat', async () => {
@@ -171,6 +186,64 @@ test('a group chat, with the sender names', async () => {
   await check(ap, 'group chat view');
 });
 
+test('a group\'s details as its owner, and its system lines', async () => {
+  const ap = ada.page;
+  const groupId = Number(server.query("SELECT id FROM chats WHERE title = 'Reading group'")[0][0]);
+  await ap.goto(`/chat/${groupId}`);
+  await ap.locator('.msg-row').first().waitFor();
+  await ap.getByRole('button', { name: 'Chat details and key fingerprints' }).click();
+  const d = ap.getByRole('dialog');
+  await d.getByLabel('Group name').waitFor();
+  await d.getByLabel('Add people').fill('be');
+  await d.locator('.member', { hasText: 'bea' }).waitFor();
+  await check(ap, 'group details (owner)');
+  await d.getByLabel('Group name').fill('Reading group, 2nd year');
+  await d.getByRole('button', { name: 'Rename' }).click();
+  await ap.locator('.chat-title', { hasText: 'Reading group, 2nd year' }).waitFor();
+  await ap.keyboard.press('Escape');
+  await ap.locator('.msg-row.system .system-text', { hasText: 'renamed the group' }).waitFor();
+  await check(ap, 'group chat with a system line');
+});
+
+test('a direct chat\'s details with the block button', async () => {
+  const ap = ada.page;
+  await ap.goto(`/chat/${chatId}`);
+  await ap.locator('.msg-row').first().waitFor();
+  await ap.getByRole('button', { name: 'Chat details and key fingerprints' }).click();
+  await ap.getByRole('dialog').getByRole('button', { name: 'Block bea' }).waitFor();
+  await check(ap, 'direct chat details');
+  await ap.keyboard.press('Escape');
+});
+
+test('the account menu and the settings page', async () => {
+  const ap = ada.page;
+  await ap.goto('/');
+  await ap.getByRole('button', { name: 'Account menu' }).click();
+  await ap.getByRole('menu', { name: 'Account' }).waitFor();
+  await check(ap, 'account menu');
+  await ap.getByRole('menuitem', { name: 'Settings' }).click();
+  await ap.locator('.session.current').waitFor();
+  await ap.getByText('You have not blocked anyone.').waitFor();
+  await check(ap, 'settings page');
+  // with the password form's error shown
+  await ap.getByRole('button', { name: 'Change password' }).click();
+  await ap.locator('#settings-password-section .form-error:not([hidden])').waitFor();
+  await check(ap, 'settings page with an error');
+});
+
+test('the sign-in page after being signed out elsewhere', async () => {
+  const { context, page } = await person(browser, server, { name: 'ada-elsewhere' });
+  await page.goto('/login');
+  await page.getByLabel('Email or username').fill(A.username);
+  await page.getByLabel('Password').fill(A.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL((u) => u.pathname === '/');
+  await page.evaluate(() => window.parley.sessionExpired('session_revoked'));
+  await page.getByText('You were signed out').waitFor();
+  await check(page, 'sign-in page with the signed-out notice');
+  await context.close();
+});
+
 test('the chat list and the chat at 375 px', async () => {
   const { context, page } = await person(browser, server, { width: 375, height: 740, name: 'ada-mobile' });
   await page.goto('/login');
@@ -184,6 +257,13 @@ test('the chat list and the chat at 375 px', async () => {
   await page.locator('.msg-row').first().waitFor();
   await page.getByRole('button', { name: 'Search messages' }).click();
   await check(page, 'chat view at 375 px with the search open');
+  await page.goto('/settings');
+  await page.locator('.session.current').waitFor();
+  await check(page, 'settings at 375 px');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `the settings fit in 375 px (${overflow} px too wide)`);
+  await page.getByRole('link', { name: 'Back to chats' }).click();
+  await page.locator('.chat-item').first().waitFor();
   await context.close();
 });
 

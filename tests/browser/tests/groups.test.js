@@ -1,0 +1,216 @@
+// Running a group from its details: rename, add people, make admin, remove, leave —
+// each seen live by the other members (title, members, roles) and left in the
+// timeline as a plain system line; a member without the right sees no controls; a
+// removed member keeps the history and can send nothing. Registration by invitation
+// (the invite made with the admin CLI) and a password reset link.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Parley, launchBrowser, person, register, login, cspErrors } from '../lib/harness.js';
+
+const ANN = { email: 'ann@example.com', username: 'ann', password: 'correct horse battery' };
+const BOB = { email: 'bob@example.com', username: 'bob', password: 'battery staple horse' };
+const CAT = { email: 'cat@example.com', username: 'cat', password: 'staple horse battery' };
+
+let server;
+let browser;
+let ann;
+let bob;
+let cat;
+let groupId;
+
+before(async () => {
+  // invite-only, as `deploy.sh install` sets it up; the first accounts come from invites
+  server = await new Parley('groups', { env: { PARLEY__AUTH__REGISTRATION: 'invite' } }).start();
+  browser = await launchBrowser();
+  ann = await person(browser, server, { name: 'ann' });
+  bob = await person(browser, server, { name: 'bob' });
+  cat = await person(browser, server, { name: 'cat' });
+});
+
+after(async () => {
+  const errors = [ann, bob, cat].flatMap((x) => x?.page.errors || []);
+  if (errors.length) console.log(`# browser errors:\n${errors.map((e) => `#   ${e}`).join('\n')}`);
+  await browser?.close();
+  await server?.stop();
+});
+
+const idOf = (name) => Number(server.query(`SELECT id FROM users WHERE username = '${name}'`)[0][0]);
+
+/** `parley admin invite create …`: the `/register?invite=…` path it printed. */
+function createInvite(...args) {
+  const out = server.admin('invite', 'create', ...args);
+  const m = out.match(/\/register\?invite=([A-Za-z0-9_%.~-]+)/);
+  assert.ok(m, `the CLI printed an invite link:\n${out}`);
+  return `/register?invite=${m[1]}`;
+}
+
+async function details(page) {
+  await page.getByRole('button', { name: 'Chat details and key fingerprints' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  return dialog;
+}
+
+async function confirm(page, name) {
+  await page.getByRole('dialog', { name: 'Please confirm' }).getByRole('button', { name }).click();
+}
+
+const systemLine = (page, text) => page.locator('.msg-row.system .system-text', { hasText: text });
+
+test('registration by invitation: without one the page says so, an invite link works once', async () => {
+  const p = ann.page;
+  await p.goto('/register');
+  await p.getByText('Registration on this server is by invitation only').waitFor();
+  // trying anyway, without a code: refused
+  await p.getByLabel('Email', { exact: true }).fill(ANN.email);
+  await p.getByLabel('Username').fill(ANN.username);
+  await p.getByLabel('Password').fill(ANN.password);
+  await p.getByRole('button', { name: 'Create account' }).click();
+  await p.locator('.form-error:not([hidden])').waitFor();
+  assert.equal(new URL(p.url()).pathname, '/register');
+
+  const link = createInvite('--uses', '1');
+  await register(p, ANN, { path: link });
+  // the invite is used up: a second registration with it is refused
+  const { context, page } = await person(browser, server, { name: 'late' });
+  await page.goto(link);
+  assert.equal(await page.getByLabel('Invite code').inputValue(), link.split('=')[1], 'the code is filled in from the link');
+  await page.getByLabel('Email', { exact: true }).fill('late@example.com');
+  await page.getByLabel('Username').fill('late');
+  await page.getByLabel('Password').fill('late but eager');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByText('This invite is not valid').waitFor();
+  await context.close();
+
+  const three = createInvite('--uses', '2');
+  await register(bob.page, BOB, { path: three });
+  await register(cat.page, CAT, { path: three });
+});
+
+test('a group is renamed by its owner, seen live with the system line', async () => {
+  const ap = ann.page;
+  const bp = bob.page;
+  groupId = await ap.evaluate(async (id) => (await window.parley.createGroup('Book club', [id])).id, idOf('bob'));
+  await ap.goto(`/chat/${groupId}`);
+  await bp.goto(`/chat/${groupId}`);
+  await bp.locator('.chat-title', { hasText: 'Book club' }).waitFor();
+
+  const d = await details(ap);
+  const name = d.getByLabel('Group name');
+  await name.fill('Reading circle');
+  await d.getByRole('button', { name: 'Rename' }).click();
+  await ap.locator('.chat-title', { hasText: 'Reading circle' }).waitFor();
+  await ap.keyboard.press('Escape');
+  await systemLine(ap, 'You renamed the group to “Reading circle”').waitFor();
+  await bp.locator('.chat-title', { hasText: 'Reading circle' }).waitFor();
+  await systemLine(bp, 'ann renamed the group to “Reading circle”').waitFor();
+  await bp.locator('.chat-item', { hasText: 'Reading circle' }).waitFor();
+});
+
+test('a member sees no admin controls; the server refuses them anyway', async () => {
+  const bp = bob.page;
+  const d = await details(bp);
+  await d.locator('.member', { hasText: 'ann' }).getByText('Owner').waitFor();
+  assert.equal(await d.getByLabel('Group name').count(), 0, 'no rename');
+  assert.equal(await d.getByLabel('Add people').count(), 0, 'no adding');
+  assert.equal(await d.getByRole('button', { name: /^Remove / }).count(), 0, 'no removing');
+  assert.equal(await d.getByRole('button', { name: /^Make / }).count(), 0, 'no roles');
+  await bp.keyboard.press('Escape');
+  const code = await bp.evaluate((id) => window.parley.renameGroup(id, 'Hijacked').then(() => null, (e) => e.code), groupId);
+  assert.equal(code, 'forbidden');
+});
+
+test('the owner adds someone found by search; the new member gets the group', async () => {
+  const ap = ann.page;
+  const bp = bob.page;
+  const cp = cat.page;
+  const d = await details(ap);
+  await d.getByLabel('Add people').fill('ca');
+  await d.getByLabel('cat').check();
+  await d.getByRole('button', { name: 'Add to group' }).click();
+  await d.locator('.member', { hasText: 'cat' }).waitFor();
+  await d.getByRole('heading', { name: 'Members (3)' }).waitFor();
+  await ap.keyboard.press('Escape');
+  await systemLine(ap, 'You added cat').waitFor();
+  await systemLine(bp, 'ann added cat').waitFor();
+  await bp.locator('.chat-sub', { hasText: '3 members' }).waitFor();
+  await cp.locator('.chat-item', { hasText: 'Reading circle' }).waitFor();
+  await cp.goto(`/chat/${groupId}`);
+  await systemLine(cp, 'ann added you').waitFor();
+});
+
+test('the owner makes a member an admin, who can then remove someone', async () => {
+  const ap = ann.page;
+  const bp = bob.page;
+  const cp = cat.page;
+  let d = await details(ap);
+  await d.getByRole('button', { name: 'Make bob an admin' }).click();
+  await d.locator('.member', { hasText: 'bob' }).getByText('Admin').waitFor();
+  await d.getByRole('button', { name: 'Make bob a member' }).waitFor();
+  await ap.keyboard.press('Escape');
+  await systemLine(bp, 'ann made you an admin').waitFor();
+  await systemLine(cp, 'ann made bob an admin').waitFor();
+
+  // bob's open view follows: the details now have the admin controls
+  d = await details(bp);
+  await d.getByLabel('Group name').waitFor();
+  assert.equal(await d.getByRole('button', { name: 'Remove ann' }).count(), 0, 'nobody removes the owner');
+  assert.equal(await d.getByRole('button', { name: /^Make / }).count(), 0, 'only the owner sets roles');
+  await d.getByRole('button', { name: 'Remove cat' }).click();
+  await confirm(bp, 'Remove');
+  await d.locator('.member', { hasText: 'cat' }).waitFor({ state: 'detached' });
+  await bp.keyboard.press('Escape');
+  await systemLine(ap, 'bob removed cat').waitFor();
+
+  // cat keeps what she saw, is told, and cannot write any more
+  await cp.locator('.chat-state', { hasText: 'You are no longer a member of this group' }).waitFor();
+  assert.equal(await cp.locator('.composer').isHidden(), true, 'no composer');
+  assert.ok(await systemLine(cp, 'ann added you').isVisible(), 'the history up to the removal stays');
+  // what is said after her removal does not reach her
+  await ap.evaluate((id) => window.parley.socket.request('message:send', { chatId: id, clientId: crypto.randomUUID(), kind: 'text', content: 'after cat left' }), groupId);
+  await bp.locator('.msg-row', { hasText: 'after cat left' }).waitFor();
+  assert.equal(await cp.locator('.msg-row', { hasText: 'after cat left' }).count(), 0);
+  const code = await cp.evaluate((id) => window.parley.socket.request('message:send', { chatId: id, clientId: crypto.randomUUID(), kind: 'text', content: 'let me back' }).then(() => null, (e) => e.code), groupId);
+  assert.equal(code, 'forbidden');
+});
+
+test('leaving from the details: gone here, a system line for the others', async () => {
+  const ap = ann.page;
+  const bp = bob.page;
+  const d = await details(bp);
+  await d.getByRole('button', { name: 'Leave group' }).click();
+  await confirm(bp, 'Leave group');
+  await bp.waitForURL((u) => u.pathname === '/');
+  await bp.locator('.chat-item', { hasText: 'Reading circle' }).waitFor({ state: 'detached' });
+  await systemLine(ap, 'bob left').waitFor();
+  await ap.locator('.chat-sub', { hasText: /^1 member$/ }).waitFor();
+});
+
+test('a reset link from the admin CLI sets a new password', async () => {
+  const out = server.admin('user', 'reset-password', 'cat');
+  const m = out.match(/\/reset\?token=([A-Za-z0-9_%.~-]+)/);
+  assert.ok(m, `the CLI printed a reset link:\n${out}`);
+  const { context, page } = await person(browser, server, { name: 'cat-reset' });
+  await page.goto(`/reset?token=${m[1]}`);
+  await page.getByLabel('New password').fill('cats have nine lives');
+  await page.getByLabel('Repeat the new password').fill('cats have nine live');
+  await page.getByRole('button', { name: 'Set new password' }).click();
+  await page.getByText('The two passwords are not the same.').waitFor();
+  await page.getByLabel('Repeat the new password').fill('cats have nine lives');
+  await page.getByRole('button', { name: 'Set new password' }).click();
+  await page.getByText('Your password was changed').waitFor();
+  await page.getByRole('link', { name: 'Sign in', exact: true }).click();
+  await login(page, { username: 'cat', password: 'cats have nine lives' });
+  // the link works once
+  await page.goto(`/reset?token=${m[1]}`);
+  await page.getByLabel('New password').fill('another password here');
+  await page.getByLabel('Repeat the new password').fill('another password here');
+  await page.getByRole('button', { name: 'Set new password' }).click();
+  await page.locator('.form-error:not([hidden])').waitFor();
+  await context.close();
+});
+
+test('nothing broke the production Content-Security-Policy', () => {
+  assert.deepEqual(cspErrors(ann.page, bob.page, cat.page), []);
+});
