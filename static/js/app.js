@@ -498,6 +498,10 @@ export class App extends EventTarget {
 
   mergeChats(list, { initial = false } = {}) {
     for (const c of list) {
+      // an erased account has no name left: it shows as "Deleted account" everywhere
+      if (Array.isArray(c.members)) {
+        c.members = c.members.map((m) => (isDeletedUser(m) ? { ...m, username: DELETED_NAME, deleted: true } : m));
+      }
       for (const m of c.members || []) this.users.set(m.id, { ...this.users.get(m.id), ...m });
       const existing = this.chats.get(c.id);
       if (existing) {

@@ -88,7 +88,7 @@ test('the password reset page, with an error', async () => {
   await p.goto('/reset?token=not-a-real-token');
   await p.getByRole('heading', { name: 'Choose a new password' }).waitFor();
   await check(p, 'reset page');
-  await p.getByLabel('New password').fill('a new password');
+  await p.getByLabel('New password', { exact: true }).fill('a new password');
   await p.getByLabel('Repeat the new password').fill('a new password');
   await p.getByRole('button', { name: 'Set new password' }).click();
   await p.locator('.form-error:not([hidden])').waitFor();

@@ -193,7 +193,7 @@ test('a reset link from the admin CLI sets a new password', async () => {
   assert.ok(m, `the CLI printed a reset link:\n${out}`);
   const { context, page } = await person(browser, server, { name: 'cat-reset' });
   await page.goto(`/reset?token=${m[1]}`);
-  await page.getByLabel('New password').fill('cats have nine lives');
+  await page.getByLabel('New password', { exact: true }).fill('cats have nine lives');
   await page.getByLabel('Repeat the new password').fill('cats have nine live');
   await page.getByRole('button', { name: 'Set new password' }).click();
   await page.getByText('The two passwords are not the same.').waitFor();
@@ -204,7 +204,7 @@ test('a reset link from the admin CLI sets a new password', async () => {
   await login(page, { username: 'cat', password: 'cats have nine lives' });
   // the link works once
   await page.goto(`/reset?token=${m[1]}`);
-  await page.getByLabel('New password').fill('another password here');
+  await page.getByLabel('New password', { exact: true }).fill('another password here');
   await page.getByLabel('Repeat the new password').fill('another password here');
   await page.getByRole('button', { name: 'Set new password' }).click();
   await page.locator('.form-error:not([hidden])').waitFor();
