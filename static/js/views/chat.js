@@ -639,6 +639,9 @@ export function chatView(app, chat, { navigate, calls }) {
     const removed = !!chat.removed;
     el.classList.toggle('read-only', removed);
     form.hidden = removed;
+    // nothing to manage or encrypt any more: the details and the lock go too
+    infoBtn.hidden = removed;
+    lockBtn.hidden = removed;
     if (removed) {
       stopTyping();
       stateBanner.append(h('span', { class: 'icon', html: icons.info }),
