@@ -444,20 +444,17 @@ export class App extends EventTarget {
    * the history up to the removal.
    */
   onChatUpdated({ chat }) {
-    if (!chat?.id) return;
-    const mine = this.me && chat.members?.some((m) => m.id === this.me.id);
-    if (!mine) return this.markRemoved(chat.id, chat);
-    const existing = this.chats.get(chat.id);
-    if (existing) existing.removed = false;
+    if (!chat?.id || !Array.isArray(chat.members)) return;
+    const mine = this.me && chat.members.some((m) => m.id === this.me.id);
+    if (!mine) return this.markRemoved(chat.id);
     this.mergeChats([chat]);
     this.emit('chat-updated', { chatId: chat.id });
   }
 
   /** This user was removed from a group (by an admin): keep what they saw, send nothing. */
-  markRemoved(chatId, chat = null) {
+  markRemoved(chatId) {
     const existing = this.chats.get(chatId);
     if (!existing) return;
-    if (chat?.title) existing.title = chat.title;
     existing.removed = true;
     this.typing.delete(chatId);
     this.emit('chats');
@@ -501,6 +498,8 @@ export class App extends EventTarget {
       // an erased account has no name left: it shows as "Deleted account" everywhere
       if (Array.isArray(c.members)) {
         c.members = c.members.map((m) => (isDeletedUser(m) ? { ...m, username: DELETED_NAME, deleted: true } : m));
+        // a group that no longer lists this user is one they were removed from (read only)
+        if (this.me && c.kind === 'group') c.removed = !c.members.some((m) => m.id === this.me.id);
       }
       for (const m of c.members || []) this.users.set(m.id, { ...this.users.get(m.id), ...m });
       const existing = this.chats.get(c.id);
