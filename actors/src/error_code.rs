@@ -77,7 +77,12 @@ error_codes! {
     TokenExpired = "token_expired", 401;
     InvalidTicket = "invalid_ticket", 401;
     InvalidCredentials = "invalid_credentials", 401;
+    /// The token's sign-in session was signed out or revoked (or the token predates
+    /// sessions): sign in again.
+    SessionRevoked = "session_revoked", 401;
     Forbidden = "forbidden", 403;
+    /// A password confirming a change (the current one) is wrong.
+    WrongPassword = "wrong_password", 403;
     NotFound = "not_found", 404;
     MethodNotAllowed = "method_not_allowed", 405;
     EmailTaken = "email_taken", 409;

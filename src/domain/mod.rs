@@ -1,6 +1,7 @@
 //! Input newtypes: each `parse` is the only way in, so the core never holds an
 //! unchecked email, username or password.
 
+mod device;
 mod email;
 pub mod fold;
 mod login;
@@ -8,6 +9,7 @@ mod password;
 pub mod search_text;
 mod username;
 
+pub use device::Device;
 pub use email::Email;
 pub use login::Login;
 pub use password::Password;
