@@ -6,7 +6,7 @@ import { Socket } from './socket.js';
 import * as e2ee from './e2ee.js';
 import { rememberDuration } from './voice.js';
 import { toast, announce } from './ui.js';
-import { isDeletedUser, DELETED_NAME } from './views/system.js';
+import { isDeletedUser, DELETED_NAME, systemContent } from './views/system.js';
 import { ChangeCursor, withDefaults, mergeCopy, applyEdit, applyDelete, applyReaction, refreshQuotes } from './changes.js';
 
 const TOKEN_KEY = 'parley:token';
@@ -486,7 +486,13 @@ export class App extends EventTarget {
   }
 
   onMemberLeft({ chatId, userId }) {
-    if (userId === this.me?.id) return this.forgetChat(chatId);
+    // This user left on another tab (a server without `chat:removed`), or was removed:
+    // then `chat:removed` came first and the chat stays, read only. A departure of
+    // this user's own is recognised by its system message (see `ingest`).
+    if (userId === this.me?.id) {
+      if (!this.chats.get(chatId)?.removed) this.forgetChat(chatId);
+      return;
+    }
     const chat = this.chats.get(chatId);
     if (!chat) return;
     chat.members = (chat.members || []).filter((m) => m.id !== userId);
@@ -629,6 +635,15 @@ export class App extends EventTarget {
   /** Every message from the server goes through here (history aside). */
   ingest(msg, source) {
     if (!msg || !msg.id) return;
+    if (msg.kind === 'system' && this.me) {
+      // "X left" naming this user: they left (here or on another tab); the chat goes
+      const c = systemContent(msg);
+      if (c?.action === 'left' && c.userIds.includes(this.me.id)) {
+        this.maxSeenId = Math.max(this.maxSeenId, msg.id);
+        this.forgetChat(msg.chatId);
+        return;
+      }
+    }
     this.maxSeenId = Math.max(this.maxSeenId, msg.id);
     const chat = this.chats.get(msg.chatId);
     const mine = msg.senderId === this.me?.id;
@@ -1046,6 +1061,7 @@ export class App extends EventTarget {
     s.addEventListener('typing', (e) => this.onTyping(e.detail));
     s.addEventListener('chat:member-left', (e) => this.onMemberLeft(e.detail));
     s.addEventListener('chat:updated', (e) => this.onChatUpdated(e.detail));
+    s.addEventListener('chat:removed', (e) => this.markRemoved(Number(e.detail.chatId)));
     s.addEventListener('user:online', (e) => this.onPresence(e.detail.userId, { online: true }));
     s.addEventListener('user:offline', (e) => this.onPresence(e.detail.userId, { online: false, lastSeenAt: e.detail.lastSeenAt }));
     s.addEventListener('user:key-changed', (e) => {

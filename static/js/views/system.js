@@ -1,6 +1,7 @@
 // The lines a group's changes leave in its timeline ("Ann added Bob", "Ann renamed
 // the group to “Trip”"): messages of kind `system` whose content is the JSON
-// `{action, actorId, userIds, title?}` (PROTOCOL.md, "Groups and blocking"). Names
+// `{action, actorId, userIds, title?, role?}` (PROTOCOL.md, "Groups and blocking"),
+// `action` one of renamed, added, removed, left, role_changed. Names
 // come from the chat's members and the people this client knows; an erased account
 // is "Deleted account", someone this client never saw is "someone".
 
@@ -58,38 +59,19 @@ export function systemText(app, msg, chat = app.chats.get(msg?.chatId)) {
   const targets = joinNames(c.userIds.map((id) => name(id)));
   const Targets = c.userIds.length ? joinNames(c.userIds.map((id, i) => name(id, { start: i === 0 }))) : actor;
   const many = c.userIds.length > 1;
-  const role = c.role || { made_admin: 'admin', promoted: 'admin', made_member: 'member', demoted: 'member' }[c.action];
   switch (c.action) {
-    case 'created':
-      return c.title ? `${actor} created the group “${c.title}”` : `${actor} created the group`;
     case 'added':
-    case 'add':
-    case 'members_added':
       return `${actor} added ${targets}`;
     case 'removed':
-    case 'remove':
-    case 'members_removed':
       return `${actor} removed ${targets}`;
     case 'left':
-    case 'leave':
       return `${Targets} left`;
     case 'renamed':
-    case 'rename':
-    case 'title':
       return c.title ? `${actor} renamed the group to “${c.title}”` : `${actor} renamed the group`;
-    case 'owner':
-    case 'ownership':
-    case 'owner_changed':
-    case 'transferred':
-      return `${Targets} ${many ? 'are' : c.userIds[0] === meId ? 'are' : 'is'} now the owner`;
-    case 'role':
     case 'role_changed':
-    case 'made_admin':
-    case 'promoted':
-    case 'made_member':
-    case 'demoted':
-      if (role === 'admin') return `${actor} made ${targets} ${many ? 'admins' : 'an admin'}`;
-      if (role === 'owner') return `${actor} made ${targets} the owner`;
+      if (c.role === 'admin') return `${actor} made ${targets} ${many ? 'admins' : 'an admin'}`;
+      // the owner hands over the group (or left, and the oldest admin or member took it)
+      if (c.role === 'owner') return `${Targets} ${c.userIds[0] === meId ? 'are' : 'is'} now the owner`;
       return `${actor} made ${targets} ${many ? 'members' : 'a member'}`;
     default:
       return 'The group changed';

@@ -1,12 +1,11 @@
 // Running a group from its details: rename, add people, make admin, remove, leave —
 // each seen live by the other members (title, members, roles) and left in the
 // timeline as a plain system line; a member without the right sees no controls; a
-// removed member keeps the history and can send nothing. Registration by invitation
-// (the invite made with the admin CLI) and a password reset link.
+// removed member keeps the history and can send nothing.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Parley, launchBrowser, person, register, login, cspErrors } from '../lib/harness.js';
+import { Parley, launchBrowser, person, register, cspErrors } from '../lib/harness.js';
 
 const ANN = { email: 'ann@example.com', username: 'ann', password: 'correct horse battery' };
 const BOB = { email: 'bob@example.com', username: 'bob', password: 'battery staple horse' };
@@ -20,12 +19,14 @@ let cat;
 let groupId;
 
 before(async () => {
-  // invite-only, as `deploy.sh install` sets it up; the first accounts come from invites
-  server = await new Parley('groups', { env: { PARLEY__AUTH__REGISTRATION: 'invite' } }).start();
+  server = await new Parley('groups').start();
   browser = await launchBrowser();
   ann = await person(browser, server, { name: 'ann' });
   bob = await person(browser, server, { name: 'bob' });
   cat = await person(browser, server, { name: 'cat' });
+  await register(ann.page, ANN);
+  await register(bob.page, BOB);
+  await register(cat.page, CAT);
 });
 
 after(async () => {
@@ -36,14 +37,6 @@ after(async () => {
 });
 
 const idOf = (name) => Number(server.query(`SELECT id FROM users WHERE username = '${name}'`)[0][0]);
-
-/** `parley admin invite create …`: the `/register?invite=…` path it printed. */
-function createInvite(...args) {
-  const out = server.admin('invite', 'create', ...args);
-  const m = out.match(/\/register\?invite=([A-Za-z0-9_%.~-]+)/);
-  assert.ok(m, `the CLI printed an invite link:\n${out}`);
-  return `/register?invite=${m[1]}`;
-}
 
 async function details(page) {
   await page.getByRole('button', { name: 'Chat details and key fingerprints' }).click();
@@ -57,36 +50,6 @@ async function confirm(page, name) {
 }
 
 const systemLine = (page, text) => page.locator('.msg-row.system .system-text', { hasText: text });
-
-test('registration by invitation: without one the page says so, an invite link works once', async () => {
-  const p = ann.page;
-  await p.goto('/register');
-  await p.getByText('Registration on this server is by invitation only').waitFor();
-  // trying anyway, without a code: refused
-  await p.getByLabel('Email', { exact: true }).fill(ANN.email);
-  await p.getByLabel('Username').fill(ANN.username);
-  await p.getByLabel('Password').fill(ANN.password);
-  await p.getByRole('button', { name: 'Create account' }).click();
-  await p.locator('.form-error:not([hidden])').waitFor();
-  assert.equal(new URL(p.url()).pathname, '/register');
-
-  const link = createInvite('--uses', '1');
-  await register(p, ANN, { path: link });
-  // the invite is used up: a second registration with it is refused
-  const { context, page } = await person(browser, server, { name: 'late' });
-  await page.goto(link);
-  assert.equal(await page.getByLabel('Invite code').inputValue(), link.split('=')[1], 'the code is filled in from the link');
-  await page.getByLabel('Email', { exact: true }).fill('late@example.com');
-  await page.getByLabel('Username').fill('late');
-  await page.getByLabel('Password').fill('late but eager');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByText('This invite is not valid').waitFor();
-  await context.close();
-
-  const three = createInvite('--uses', '2');
-  await register(bob.page, BOB, { path: three });
-  await register(cat.page, CAT, { path: three });
-});
 
 test('a group is renamed by its owner, seen live with the system line', async () => {
   const ap = ann.page;
@@ -185,30 +148,6 @@ test('leaving from the details: gone here, a system line for the others', async 
   await bp.locator('.chat-item', { hasText: 'Reading circle' }).waitFor({ state: 'detached' });
   await systemLine(ap, 'bob left').waitFor();
   await ap.locator('.chat-sub', { hasText: /^1 member$/ }).waitFor();
-});
-
-test('a reset link from the admin CLI sets a new password', async () => {
-  const out = server.admin('user', 'reset-password', 'cat');
-  const m = out.match(/\/reset\?token=([A-Za-z0-9_%.~-]+)/);
-  assert.ok(m, `the CLI printed a reset link:\n${out}`);
-  const { context, page } = await person(browser, server, { name: 'cat-reset' });
-  await page.goto(`/reset?token=${m[1]}`);
-  await page.getByLabel('New password', { exact: true }).fill('cats have nine lives');
-  await page.getByLabel('Repeat the new password').fill('cats have nine live');
-  await page.getByRole('button', { name: 'Set new password' }).click();
-  await page.getByText('The two passwords are not the same.').waitFor();
-  await page.getByLabel('Repeat the new password').fill('cats have nine lives');
-  await page.getByRole('button', { name: 'Set new password' }).click();
-  await page.getByText('Your password was changed').waitFor();
-  await page.getByRole('link', { name: 'Sign in', exact: true }).click();
-  await login(page, { username: 'cat', password: 'cats have nine lives' });
-  // the link works once
-  await page.goto(`/reset?token=${m[1]}`);
-  await page.getByLabel('New password', { exact: true }).fill('another password here');
-  await page.getByLabel('Repeat the new password').fill('another password here');
-  await page.getByRole('button', { name: 'Set new password' }).click();
-  await page.locator('.form-error:not([hidden])').waitFor();
-  await context.close();
 });
 
 test('nothing broke the production Content-Security-Policy', () => {
