@@ -190,6 +190,7 @@ test('blocking from a direct chat, unblocking in the settings', async () => {
 
   // bob's messages no longer reach ann: refused with a plain `forbidden`
   await bp.goto(`/chat/${chatId}`);
+  await bp.locator('.me-status.ok').waitFor();
   const refused = await bp.evaluate((id) => window.parley.socket.request('message:send', {
     chatId: id, clientId: crypto.randomUUID(), kind: 'text', content: 'can you hear me?',
   }).then(() => null, (e) => e.code), chatId);
