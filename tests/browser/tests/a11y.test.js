@@ -264,6 +264,13 @@ test('the chat list and the chat at 375 px', async () => {
   assert.ok(overflow <= 0, `the settings fit in 375 px (${overflow} px too wide)`);
   await page.getByRole('link', { name: 'Back to chats' }).click();
   await page.locator('.chat-item').first().waitFor();
+  // a group's details as its owner
+  const groupId = Number(server.query("SELECT id FROM chats WHERE kind = 'group' ORDER BY id LIMIT 1")[0][0]);
+  await page.goto(`/chat/${groupId}`);
+  await page.locator('.msg-row').first().waitFor();
+  await page.getByRole('button', { name: 'Chat details and key fingerprints' }).click();
+  await page.getByRole('dialog').getByLabel('Group name').waitFor();
+  await check(page, 'group details at 375 px');
   await context.close();
 });
 
