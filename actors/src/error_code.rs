@@ -78,6 +78,17 @@ error_codes! {
     InvalidTicket = "invalid_ticket", 401;
     InvalidCredentials = "invalid_credentials", 401;
     Forbidden = "forbidden", 403;
+    /// Registration in `auth.registration = "invite"` mode without a usable invite
+    /// (missing, unknown, used up, expired or revoked: one answer for all).
+    InviteInvalid = "invite_invalid", 403;
+    /// Registration with `auth.registration = "closed"`.
+    RegistrationClosed = "registration_closed", 403;
+    /// A correct password for an account an administrator disabled.
+    AccountDisabled = "account_disabled", 403;
+    /// `POST /api/auth/reset` with a token that is unknown, used or expired.
+    ResetTokenInvalid = "reset_token_invalid", 403;
+    /// A current password that does not match (password change, account deletion).
+    WrongPassword = "wrong_password", 403;
     NotFound = "not_found", 404;
     MethodNotAllowed = "method_not_allowed", 405;
     EmailTaken = "email_taken", 409;

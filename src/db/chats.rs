@@ -9,7 +9,7 @@ use parley_actors::store::{ChatKind, ChatMembers, Message};
 use parley_actors::{ChatId, Timestamp, UserId};
 
 use super::messages::{message_from_row, status_of, MESSAGE_COLUMNS, MESSAGE_JOINS};
-use super::users::UserRow;
+use super::users::{Identity, UserRow};
 use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 
 /// A chat as the chat list shows it, from the viewer's side.
@@ -40,8 +40,8 @@ type ChatRow = (
 type MemberRow = (
     u64,
     u64,
-    String,
-    String,
+    Option<String>,
+    Option<String>,
     Option<NaiveDateTime>,
     bool,
     u64,
@@ -314,8 +314,7 @@ impl Db {
             for (chat, id, email, username, seen, has_key, d, r) in member_rows {
                 members.entry(chat).or_default().push(UserRow {
                     id: UserId(id),
-                    email,
-                    username,
+                    identity: Identity::from_columns(email, username),
                     last_seen_at: seen.map(Timestamp::from),
                     has_public_key: has_key,
                 });
