@@ -185,7 +185,11 @@ fn account_line(a: &AccountRow) -> String {
 }
 
 fn reset_link(settings: &Settings, token: &SecretToken) -> String {
-    format!("{}/reset?token={}", settings.server.public_url, token.as_str())
+    format!(
+        "{}/reset?token={}",
+        settings.server.public_url,
+        token.as_str()
+    )
 }
 
 async fn issue_reset(db: &Db, settings: &Settings, user: UserId) -> Result<String, AdminError> {
@@ -311,12 +315,7 @@ async fn user(
             }
             let link = issue_reset(db, settings, a.id).await?;
             out.print(
-                || {
-                    format!(
-                        "one-time link for account {} (valid 24 h):\n{link}",
-                        a.id
-                    )
-                },
+                || format!("one-time link for account {} (valid 24 h):\n{link}", a.id),
                 || json!({"id": a.id, "link": link}),
             );
         }
@@ -500,7 +499,17 @@ mod tests {
         assert_eq!(parse_lifetime("30m").unwrap(), Some(1800));
         assert_eq!(parse_lifetime("90s").unwrap(), Some(90));
         assert_eq!(parse_lifetime("never").unwrap(), None);
-        for bad in ["", "7", "d", "0d", "-1d", "7w", "99999999999d", "1.5h", "7dd"] {
+        for bad in [
+            "",
+            "7",
+            "d",
+            "0d",
+            "-1d",
+            "7w",
+            "99999999999d",
+            "1.5h",
+            "7dd",
+        ] {
             assert!(parse_lifetime(bad).is_err(), "{bad:?}");
         }
     }

@@ -62,7 +62,8 @@ fn direct_key(a: UserId, b: UserId) -> String {
 }
 
 impl Db {
-    /// How many of `ids` (distinct) are existing users.
+    /// How many of `ids` (distinct) are existing users (a deleted account is not one:
+    /// nobody starts a chat with it or adds it to a group).
     pub async fn count_users(&self, ids: &[UserId]) -> Result<usize, DbError> {
         let mut conn = self.conn().await?;
         let mut found = 0;
@@ -70,7 +71,9 @@ impl Db {
             let (list, params) = super::id_list(chunk.iter().map(|u| u.0));
             let n: Option<u64> = conn
                 .exec_first(
-                    format!("SELECT COUNT(*) FROM users WHERE id IN ({list})"),
+                    format!(
+                        "SELECT COUNT(*) FROM users WHERE id IN ({list}) AND deleted_at IS NULL"
+                    ),
                     params,
                 )
                 .await?;

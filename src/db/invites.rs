@@ -59,12 +59,7 @@ impl Db {
         conn.exec_drop(
             "INSERT INTO invites (token_hash, max_uses, expires_at) VALUES (?, ?, \
              IF(? IS NULL, NULL, UTC_TIMESTAMP(3) + INTERVAL ? SECOND))",
-            (
-                token.as_bytes(),
-                max_uses,
-                expires_in_secs,
-                expires_in_secs,
-            ),
+            (token.as_bytes(), max_uses, expires_in_secs, expires_in_secs),
         )
         .await?;
         Ok(InviteId(conn.last_insert_id().unwrap_or_default()))
@@ -173,4 +168,3 @@ impl Db {
         Ok(n.unwrap_or(0))
     }
 }
-

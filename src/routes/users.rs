@@ -129,6 +129,8 @@ struct DeleteBody {
 /// stay, shown as from "Deleted account"). The password is checked like a login:
 /// through the hashing pool's admission and the account's login delay, so this is
 /// no faster a way to guess it; a wrong one is 403 `wrong_password`.
+// Each argument is an extractor actix fills in; bundling them would only hide which.
+#[allow(clippy::too_many_arguments)]
 async fn delete_me(
     req: HttpRequest,
     user: AuthUser,
