@@ -134,6 +134,10 @@ pub struct AuthSettings {
     /// hash). Default `50`: on two cores, messaging p99 during a login storm 2.4× →
     /// under 2×; the peak login rate halves (about 3 a second per hashing thread).
     pub hash_duty_percent: u8,
+    /// Live sign-in sessions one account may have; a new sign-in past it revokes the
+    /// oldest (so one account cannot grow the session table or a node's cache
+    /// without bound). Default `50`.
+    pub max_sessions_per_user: usize,
     /// Who may register: `open` (anyone), `invite` (with a token from `parley admin
     /// invite create`) or `closed` (nobody; the admin CLI still creates accounts).
     /// Default `open` (development; `deploy.sh install` writes `invite`).
@@ -353,6 +357,7 @@ impl Default for Settings {
                 hash_queue: 8,
                 busy_delay_ms: 100,
                 hash_duty_percent: 50,
+                max_sessions_per_user: 50,
                 registration: RegistrationMode::Open,
             },
             storage: StorageSettings {
@@ -509,6 +514,11 @@ impl Settings {
         if self.auth.pbkdf2_iterations < 1000 {
             return Err(ConfigError::Invalid(
                 "auth.pbkdf2_iterations must be at least 1000".into(),
+            ));
+        }
+        if self.auth.max_sessions_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.max_sessions_per_user must be at least 1".into(),
             ));
         }
         if self.auth.hash_concurrency == 0 {

@@ -23,6 +23,10 @@ pub enum ApiError {
     Unauthorized(ErrorCode),
     #[error("email/username or password is wrong")]
     InvalidCredentials,
+    /// The password confirming a change is not the account's (403, not 401: the
+    /// caller's token is fine, and a client must not sign out over it).
+    #[error("the password is wrong")]
+    WrongPassword,
     #[error("{0}")]
     Forbidden(&'static str),
     /// Refused for a reason the client may act on (a 403 with its own code:
@@ -75,6 +79,7 @@ fn unauthorized_message(code: ErrorCode) -> &'static str {
         ErrorCode::TokenExpired => "the token has expired; log in again",
         ErrorCode::InvalidToken => "the token is not valid",
         ErrorCode::InvalidTicket => "the ticket is unknown, used or expired; fetch a new one",
+        ErrorCode::SessionRevoked => "this session was signed out; sign in again",
         _ => "authentication required: send Authorization: Bearer <token>",
     }
 }
@@ -110,6 +115,7 @@ impl ApiError {
             | ApiError::Unauthorized(code)
             | ApiError::Refused { code, .. } => *code,
             ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ApiError::WrongPassword => ErrorCode::WrongPassword,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::TooLarge(_) => ErrorCode::TooLarge,

@@ -16,4 +16,6 @@ pub mod telemetry;
 pub mod transport;
 pub mod upload;
 
-pub use parley_actors::{AudioId, CallId, ChatId, MessageId, SessionId, Timestamp, UserId};
+pub use parley_actors::{
+    AudioId, AuthSessionId, CallId, ChatId, MessageId, SessionId, Timestamp, UserId,
+};

@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::known_sources::KnownSources;
-use crate::auth::{Hasher, JwtKeys, LoginThrottle, WsTickets};
+use crate::auth::{AuthSessions, Hasher, JwtKeys, LoginThrottle, WsTickets};
 use crate::config::Settings;
 use crate::db::migrate::{self, MigrateError};
 use crate::db::store::MysqlStore;
@@ -125,6 +125,7 @@ struct Resources {
     hasher: web::Data<Hasher>,
     throttle: web::Data<LoginThrottle>,
     tickets: web::Data<WsTickets>,
+    sessions: web::Data<AuthSessions>,
     chat_limit: web::Data<routes::chats::ChatRateLimit>,
     images: web::Data<crate::media::ImagePool>,
 }
@@ -203,7 +204,17 @@ impl Resources {
             ),
             None => (LoginThrottle::new(&settings), WsTickets::in_memory()),
         };
+        // Follows the revocation log from the start: it is how this node learns of
+        // sessions revoked by the others (or by `parley admin`).
+        let sessions = AuthSessions::new(
+            db.clone(),
+            realtime.clone(),
+            settings.auth.max_sessions_per_user,
+            Duration::from_secs(settings.auth.token_ttl_secs),
+        );
+        sessions.start();
         Ok(Resources {
+            sessions: web::Data::new(sessions),
             db_data: web::Data::new(db.clone()),
             readiness: web::Data::new(Readiness {
                 db: db.clone(),
@@ -337,6 +348,7 @@ fn http_server(
         settings: settings.clone(),
         realtime: r.realtime.clone(),
         tickets: r.tickets.clone(),
+        sessions: r.sessions.clone(),
         sockets,
     };
     let gate_data = web::Data::new(gate.clone());
@@ -354,6 +366,7 @@ fn http_server(
     );
     let settings_data = settings.clone();
     let images = r.images.clone();
+    let sessions = r.sessions.clone();
     let app = move || {
         App::new()
             .app_data(extractors::json_config(json_limit))
@@ -365,6 +378,7 @@ fn http_server(
             .app_data(hasher.clone())
             .app_data(throttle.clone())
             .app_data(tickets.clone())
+            .app_data(sessions.clone())
             .app_data(chat_limit.clone())
             .app_data(images.clone())
             .app_data(readiness.clone())

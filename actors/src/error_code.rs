@@ -77,6 +77,9 @@ error_codes! {
     TokenExpired = "token_expired", 401;
     InvalidTicket = "invalid_ticket", 401;
     InvalidCredentials = "invalid_credentials", 401;
+    /// The token's sign-in session was signed out or revoked (or the token predates
+    /// sessions): sign in again.
+    SessionRevoked = "session_revoked", 401;
     Forbidden = "forbidden", 403;
     /// Registration in `auth.registration = "invite"` mode without a usable invite
     /// (missing, unknown, used up, expired or revoked: one answer for all).
@@ -87,7 +90,7 @@ error_codes! {
     AccountDisabled = "account_disabled", 403;
     /// `POST /api/auth/reset` with a token that is unknown, used or expired.
     ResetTokenInvalid = "reset_token_invalid", 403;
-    /// A current password that does not match (password change, account deletion).
+    /// A password confirming a change (the current one) is wrong.
     WrongPassword = "wrong_password", 403;
     NotFound = "not_found", 404;
     MethodNotAllowed = "method_not_allowed", 405;

@@ -33,6 +33,9 @@ int_id!(
     MediaId,
     /// One WebSocket connection, unique within this process.
     SessionId,
+    /// A sign-in (`auth_sessions.id`, the `sid` of a token). Several WebSockets may
+    /// belong to one; revoking it closes them all.
+    AuthSessionId,
     /// An edit, delete or reaction (`message_changes.id`): increasing, so a client
     /// syncs the changes after the last one it saw.
     ChangeId,

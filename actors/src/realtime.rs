@@ -11,7 +11,7 @@ use crate::bus::Bus;
 use crate::call::CallDirectory;
 use crate::cluster::{self, Cluster, ClusterError, ClusterSettings, Inbox};
 use crate::directory::{Deliver, SessionDirectory};
-use crate::ids::{ChatId, UserId};
+use crate::ids::{AuthSessionId, ChatId, UserId};
 use crate::messages::{Close, ContactsAdded, Control};
 use crate::metrics::Metrics;
 use crate::presence::PresenceRegistry;
@@ -21,6 +21,9 @@ use crate::settings::RealtimeSettings;
 use crate::shared::Shared;
 use crate::store::Store;
 use crate::writer::Writer;
+
+/// The close code of a socket whose sign-in was revoked (private use range 4000+).
+pub const REVOKED_CLOSE_CODE: u16 = 4001;
 
 /// Why a WebSocket may not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,34 @@ impl Realtime {
         while !self.shared.sessions.is_empty() && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Closes every WebSocket of this process opened with one of `sids` (revoked
+    /// sign-ins) with close code 4001, so its client knows to sign in again rather
+    /// than reconnect. Sids with no socket here are skipped: each node is told of
+    /// every revocation and only acts on its own sockets. Returns how many it closed.
+    pub fn close_auth_sessions(&self, sids: &[AuthSessionId]) -> usize {
+        let mut closed = 0;
+        for sid in sids {
+            let Some(open) = self.shared.by_auth.get(sid).map(|o| o.clone()) else {
+                continue;
+            };
+            for id in open {
+                if let Some(s) = self.shared.sessions.get(&id) {
+                    s.do_send(Control::Close(Close {
+                        code: REVOKED_CLOSE_CODE,
+                        reason: "session revoked".into(),
+                    }));
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// The sign-ins that have a WebSocket open here (they count as seen).
+    pub fn open_auth_sessions(&self) -> Vec<AuthSessionId> {
+        self.shared.by_auth.iter().map(|e| *e.key()).collect()
     }
 
     /// Whether `user` may open one more WebSocket here, given the caps.

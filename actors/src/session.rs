@@ -32,7 +32,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use crate::changes::{self, ChangeRequest};
 use crate::directory::{Deliver, SessionHandle};
 use crate::error_code::ErrorCode;
-use crate::ids::{ChangeId, ChatId, MessageId, SessionId, UserId};
+use crate::ids::{AuthSessionId, ChangeId, ChatId, MessageId, SessionId, UserId};
 use crate::messages::{CallEvent, Control, FromSession, SessionClosed, SessionGone, SessionOpened};
 pub use crate::messages::{Close, Hold, Resync};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
@@ -135,6 +135,8 @@ const LISTING_MAX: Duration = Duration::from_secs(2);
 pub struct Session {
     id: SessionId,
     user: UserId,
+    /// The sign-in this socket was opened with: revoking it closes the socket.
+    auth: AuthSessionId,
     realtime: Realtime,
     handle: Option<SessionHandle>,
     registered: bool,
@@ -159,13 +161,19 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(id: SessionId, user: UserId, realtime: Realtime) -> Session {
+    pub(crate) fn new(
+        id: SessionId,
+        user: UserId,
+        auth: AuthSessionId,
+        realtime: Realtime,
+    ) -> Session {
         let s = &realtime.shared.settings;
         let per_sec = NonZeroU32::new(s.events_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(s.events_burst).unwrap_or(per_sec);
         Session {
             id,
             user,
+            auth,
             limiter: RateLimiter::direct_with_clock(
                 Quota::per_second(per_sec).allow_burst(burst),
                 realtime.shared.clock.clone(),
@@ -926,6 +934,11 @@ impl Actor for Session {
             .sessions
             .insert(self.id, ctx.address().recipient());
         *self.shared().per_user.entry(self.user).or_insert(0) += 1;
+        self.shared()
+            .by_auth
+            .entry(self.auth)
+            .or_default()
+            .push(self.id);
         let every = self.shared().settings.ping_interval;
         ctx.run_interval(every, |s, ctx| s.heartbeat(ctx));
         self.register(ctx);
@@ -942,6 +955,13 @@ impl Actor for Session {
             if emptied {
                 self.shared().per_user.remove_if(&user, |_, n| *n == 0);
             }
+            let id = self.id;
+            if let Some(mut open) = self.shared().by_auth.get_mut(&self.auth) {
+                open.retain(|s| *s != id);
+            }
+            self.shared()
+                .by_auth
+                .remove_if(&self.auth, |_, open| open.is_empty());
         }
         if std::mem::take(&mut self.registered) {
             self.realtime.presence.do_send(SessionClosed {
@@ -1175,13 +1195,14 @@ fn not_a_member() -> WireError {
 }
 
 impl Realtime {
-    /// A new session actor for `user`, to be started by the WebSocket upgrade.
-    pub fn session(&self, user: UserId) -> Session {
+    /// A new session actor for `user`, signed in as `auth`, to be started by the
+    /// WebSocket upgrade.
+    pub fn session(&self, user: UserId, auth: AuthSessionId) -> Session {
         let id = SessionId(
             self.next_session
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         );
-        Session::new(id, user, self.clone())
+        Session::new(id, user, auth, self.clone())
     }
 }
 
@@ -1230,7 +1251,9 @@ mod tests {
         let inbound = futures_util::stream::unfold(inbound, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        let session = realtime.session(user).with_input(Box::pin(inbound));
+        let session = realtime
+            .session(user, AuthSessionId(user.0))
+            .with_input(Box::pin(inbound));
         let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
         let mut output = Box::pin(ws::WebsocketContext::with_codec(
             session,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::arrivals::Arrivals;
 use crate::bus::Bus;
-use crate::ids::UserId;
+use crate::ids::{AuthSessionId, SessionId, UserId};
 use crate::messages::LiveSessions;
 use crate::metrics::Metrics;
 use crate::settings::RealtimeSettings;
@@ -30,6 +30,9 @@ pub struct Shared {
     pub(crate) arrivals: Arrivals,
     /// Open sessions per user in this process (registered or not).
     pub(crate) per_user: dashmap::DashMap<UserId, usize>,
+    /// The sessions of this process opened with each sign-in, so that revoking one
+    /// closes its sockets (`Realtime::close_auth_sessions`) without a scan.
+    pub(crate) by_auth: dashmap::DashMap<AuthSessionId, smallvec::SmallVec<[SessionId; 2]>>,
     /// One clock for every session's rate limiter: making a clock reads CPUID, which
     /// traps to the hypervisor on a VM (tens of µs per connection); cloning one is free.
     pub(crate) clock: governor::clock::DefaultClock,
@@ -48,6 +51,7 @@ impl Shared {
             receipts: Receipts::start(store.clone()),
             arrivals: Arrivals::start(store),
             per_user: dashmap::DashMap::new(),
+            by_auth: dashmap::DashMap::new(),
             clock: governor::clock::DefaultClock::default(),
         }
     }

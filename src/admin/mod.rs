@@ -8,6 +8,7 @@ use std::path::Path;
 use parley_actors::{ChatId, UserId};
 
 use crate::db::chats::Leave;
+use crate::db::sessions::AuthSessionId;
 use crate::db::{Db, DbError};
 use crate::media::files;
 
@@ -19,6 +20,8 @@ pub const RESET_VALID_SECS: u64 = 24 * 3600;
 pub struct Departure {
     /// Groups the account left, with their remaining members.
     pub groups_left: Vec<(ChatId, Vec<UserId>)>,
+    /// Its sessions, revoked (the API applies them to this node at once).
+    pub revoked_sessions: Vec<AuthSessionId>,
 }
 
 /// Deletes account `user` (the API's `DELETE /api/users/me` and `parley admin user
@@ -34,7 +37,10 @@ pub async fn delete_account(
     let Some(deleted) = db.delete_account(user).await? else {
         return Ok(None);
     };
-    let mut departure = Departure::default();
+    let mut departure = Departure {
+        revoked_sessions: deleted.revoked_sessions,
+        ..Departure::default()
+    };
     for chat in deleted.groups {
         if let Leave::Left { remaining } = db.leave_group(chat, user).await? {
             departure.groups_left.push((chat, remaining));

@@ -1,17 +1,36 @@
-//! HS256 tokens with `sub` (the user id, as a string), `iat` and `exp`. Verification
-//! pins the algorithm, so `alg: none` or an RS256 confusion token is refused.
+//! HS256 tokens with `sub` (the user id, as a string), `sid` (the sign-in session,
+//! `auth_sessions.id`), `iat` and `exp`. Verification pins the algorithm, so
+//! `alg: none` or an RS256 confusion token is refused.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use parley_actors::UserId;
+use parley_actors::{AuthSessionId, UserId};
 use serde::{Deserialize, Serialize};
 
+/// What a token says, as it is signed.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
+    pub sid: u64,
     pub iat: u64,
     pub exp: u64,
+}
+
+/// What a token is read as: `sid` may be missing in a token issued before sessions
+/// existed, which must be told apart from a forged one (it gets `session_revoked`,
+/// so its owner signs in again, not `invalid_token`).
+#[derive(Deserialize)]
+struct Read {
+    sub: String,
+    sid: Option<u64>,
+}
+
+/// The holder of a verified token: a user, signed in as a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bearer {
+    pub user: UserId,
+    pub sid: AuthSessionId,
 }
 
 #[derive(Clone)]
@@ -28,6 +47,9 @@ pub enum TokenError {
     Expired,
     #[error("invalid token")]
     Invalid,
+    /// Signed by us, but before sign-ins were sessions: no session to check it against.
+    #[error("token without a session")]
+    NoSession,
 }
 
 impl JwtKeys {
@@ -43,29 +65,42 @@ impl JwtKeys {
         }
     }
 
-    pub fn issue(&self, user: UserId) -> Result<String, jsonwebtoken::errors::Error> {
+    /// A token for `user`, signed in as session `sid`.
+    pub fn issue(
+        &self,
+        user: UserId,
+        sid: AuthSessionId,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = unix_now();
         let claims = Claims {
             sub: user.to_string(),
+            sid: sid.0,
             iat: now,
             exp: now + self.ttl.as_secs(),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
-    pub fn verify(&self, token: &str) -> Result<UserId, TokenError> {
-        let data =
-            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                    _ => TokenError::Invalid,
-                }
-            })?;
-        data.claims
+    /// The signature, algorithm and lifetime checked: who holds the token. Whether
+    /// its session is still live is `AuthSessions`' question.
+    pub fn verify(&self, token: &str) -> Result<Bearer, TokenError> {
+        let data = decode::<Read>(token, &self.decoding, &self.validation).map_err(|e| match e
+            .kind()
+        {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
+        let user = data
+            .claims
             .sub
             .parse::<u64>()
             .map(UserId)
-            .map_err(|_| TokenError::Invalid)
+            .map_err(|_| TokenError::Invalid)?;
+        let sid = data.claims.sid.ok_or(TokenError::NoSession)?;
+        Ok(Bearer {
+            user,
+            sid: AuthSessionId(sid),
+        })
     }
 
     /// Signs arbitrary claims with this secret (tests and the bench mint tokens).
@@ -90,8 +125,14 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_tampering() {
         let keys = JwtKeys::new(SECRET, Duration::from_secs(60));
-        let t = keys.issue(UserId(7)).unwrap();
-        assert_eq!(keys.verify(&t).unwrap(), UserId(7));
+        let t = keys.issue(UserId(7), AuthSessionId(3)).unwrap();
+        assert_eq!(
+            keys.verify(&t).unwrap(),
+            Bearer {
+                user: UserId(7),
+                sid: AuthSessionId(3)
+            }
+        );
         let other = JwtKeys::new(b"another-secret-another-secret-xx", Duration::from_secs(60));
         assert!(other.verify(&t).is_err(), "foreign secret accepted");
         assert!(keys.verify("not.a.token").is_err());
@@ -104,10 +145,27 @@ mod tests {
         let t = keys
             .sign_claims(&Claims {
                 sub: "7".into(),
+                sid: 1,
                 iat: now - 3600,
                 exp: now - 600,
             })
             .unwrap();
         assert!(matches!(keys.verify(&t), Err(TokenError::Expired)));
+    }
+
+    #[test]
+    fn a_token_from_before_sessions_is_told_apart_from_a_forged_one() {
+        let keys = JwtKeys::new(SECRET, Duration::from_secs(60));
+        let now = unix_now();
+        let old = encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "7", "iat": now, "exp": now + 60}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert!(matches!(keys.verify(&old), Err(TokenError::NoSession)));
+        let other = JwtKeys::new(b"another-secret-another-secret-xx", Duration::from_secs(60));
+        let forged = other.issue(UserId(7), AuthSessionId(1)).unwrap();
+        assert!(matches!(keys.verify(&forged), Err(TokenError::Invalid)));
     }
 }

@@ -112,6 +112,19 @@ impl LoginThrottle {
         )
     }
 
+    /// The same delay for a check of `user`'s current password by a signed-in caller
+    /// (a password change): a stolen token must not make guessing it any faster.
+    pub async fn begin_password_check(
+        &self,
+        user: UserId,
+        ip: IpAddr,
+    ) -> Result<Attempt, Duration> {
+        let known_elsewhere = self.inner.known_sources.contains(user, ip).await;
+        self.inner
+            .login_delays
+            .begin_known(Some(user.0), "", ip, Instant::now(), known_elsewhere)
+    }
+
     /// Records that `user` signed in from `ip` (for every node, with Redis).
     pub async fn signed_in(&self, user: UserId, ip: IpAddr) {
         self.inner.known_sources.remember(user, ip).await;

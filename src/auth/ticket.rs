@@ -2,7 +2,8 @@
 //! credential must travel in the `/ws` URL — and URLs end up in access logs, proxy
 //! logs and browser history. A 7-day JWT there is a 7-day key on disk; a ticket is
 //! worth nothing once used or 30 s old. `POST /api/auth/ws-ticket` (bearer token in
-//! the header) issues one bound to the caller; `/ws?ticket=` redeems it.
+//! the header) issues one bound to the caller and their sign-in session; `/ws?ticket=`
+//! redeems it (and the session must still be live then).
 //!
 //! Tickets are 256 random bits. With Redis configured they live there (a ticket
 //! issued by one node is redeemed by whichever node nginx picks for the socket):
@@ -15,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::Script;
-use parley_actors::UserId;
+use parley_actors::{AuthSessionId, UserId};
 
 /// How long a ticket may wait to be used.
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
@@ -49,14 +50,14 @@ enum Store {
 
 #[derive(Default)]
 struct Memory {
-    tickets: HashMap<[u8; TICKET_BYTES], (UserId, Instant)>,
+    tickets: HashMap<[u8; TICKET_BYTES], (UserId, AuthSessionId, Instant)>,
     /// Per user: when the current window began and how many were issued in it.
     issued: HashMap<UserId, (Instant, u32)>,
     issues: u64,
 }
 
-/// KEYS[1] the user's window counter, KEYS[2] the ticket; ARGV: user id, TTL in ms,
-/// most per window. 0 when issued, else the milliseconds until the window ends.
+/// KEYS[1] the user's window counter, KEYS[2] the ticket; ARGV: `user:sid`, TTL in
+/// ms, most per window. 0 when issued, else the milliseconds until the window ends.
 const ISSUE: &str = r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -67,7 +68,7 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 0
 ";
 
-/// KEYS[1] the ticket: its user, deleted in the same step (single use across nodes).
+/// KEYS[1] the ticket: its `user:sid`, deleted in the same step (single use across nodes).
 const REDEEM: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v then redis.call('DEL', KEYS[1]) end
@@ -90,8 +91,9 @@ impl WsTickets {
         }
     }
 
-    /// A new ticket for `user`, valid for one `/ws` connect within `TICKET_TTL`.
-    pub async fn issue(&self, user: UserId) -> Result<String, TicketError> {
+    /// A new ticket for `user` signed in as `sid`, valid for one `/ws` connect within
+    /// `TICKET_TTL`.
+    pub async fn issue(&self, user: UserId, sid: AuthSessionId) -> Result<String, TicketError> {
         use rand::RngExt;
         let bytes: [u8; TICKET_BYTES] = rand::rng().random();
         let ticket = hex::encode(bytes);
@@ -101,7 +103,7 @@ impl WsTickets {
                 let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
                 m.issues += 1;
                 if m.issues % 64 == 0 {
-                    m.tickets.retain(|_, (_, expires)| *expires > now);
+                    m.tickets.retain(|_, (_, _, expires)| *expires > now);
                     m.issued
                         .retain(|_, (start, _)| now.duration_since(*start) < TICKET_TTL);
                 }
@@ -115,7 +117,7 @@ impl WsTickets {
                     ));
                 }
                 window.1 += 1;
-                m.tickets.insert(bytes, (user, now + TICKET_TTL));
+                m.tickets.insert(bytes, (user, sid, now + TICKET_TTL));
             }
             Store::Redis { pool, prefix } => {
                 let mut conn = pool
@@ -125,7 +127,7 @@ impl WsTickets {
                 let wait_ms: u64 = Script::new(ISSUE)
                     .key(format!("{prefix}:wstickets:{user}"))
                     .key(format!("{prefix}:wsticket:{ticket}"))
-                    .arg(user.0)
+                    .arg(format!("{user}:{sid}"))
                     .arg(TICKET_TTL.as_millis() as u64)
                     .arg(TICKETS_PER_WINDOW)
                     .invoke_async(&mut conn)
@@ -139,9 +141,12 @@ impl WsTickets {
         Ok(ticket)
     }
 
-    /// The user `ticket` was issued to, if it exists, is unused and unexpired; it
-    /// is used up either way.
-    pub async fn redeem(&self, ticket: &str) -> Result<Option<UserId>, TicketError> {
+    /// The user and session `ticket` was issued to, if it exists, is unused and
+    /// unexpired; it is used up either way.
+    pub async fn redeem(
+        &self,
+        ticket: &str,
+    ) -> Result<Option<(UserId, AuthSessionId)>, TicketError> {
         let mut bytes = [0u8; TICKET_BYTES];
         if hex::decode_to_slice(ticket, &mut bytes).is_err() {
             return Ok(None);
@@ -151,8 +156,8 @@ impl WsTickets {
                 let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
                 Ok(m.tickets
                     .remove(&bytes)
-                    .filter(|(_, expires)| *expires > Instant::now())
-                    .map(|(user, _)| user))
+                    .filter(|(_, _, expires)| *expires > Instant::now())
+                    .map(|(user, sid, _)| (user, sid)))
             }
             Store::Redis { pool, prefix } => {
                 let mut conn = pool
@@ -160,29 +165,46 @@ impl WsTickets {
                     .await
                     .map_err(|e| TicketError::Unavailable(e.to_string()))?;
                 // Lower-case, as issued: the key is the canonical spelling.
-                let user: Option<u64> = Script::new(REDEEM)
+                let value: Option<String> = Script::new(REDEEM)
                     .key(format!("{prefix}:wsticket:{}", hex::encode(bytes)))
                     .invoke_async(&mut conn)
                     .await
                     .map_err(|e| TicketError::Unavailable(e.to_string()))?;
-                Ok(user.map(UserId))
+                // A ticket stored by a node of the previous release holds the user
+                // alone: no session to check, so it is refused like an unknown one.
+                Ok(value.as_deref().and_then(parse_stored))
             }
         }
     }
+}
+
+/// `user:sid` as a ticket is stored in Redis.
+fn parse_stored(v: &str) -> Option<(UserId, AuthSessionId)> {
+    let (user, sid) = v.split_once(':')?;
+    Some((UserId(user.parse().ok()?), AuthSessionId(sid.parse().ok()?)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const SID: AuthSessionId = AuthSessionId(9);
+
+    #[test]
+    fn a_stored_ticket_reads_back_as_user_and_session() {
+        assert_eq!(parse_stored("1:9"), Some((UserId(1), SID)));
+        assert_eq!(parse_stored("1"), None);
+        assert_eq!(parse_stored("1:x"), None);
+    }
+
     #[tokio::test]
     async fn a_ticket_is_random_bound_to_its_user_and_single_use() {
         let t = WsTickets::in_memory();
-        let a = t.issue(UserId(1)).await.unwrap();
-        let b = t.issue(UserId(1)).await.unwrap();
+        let a = t.issue(UserId(1), SID).await.unwrap();
+        let b = t.issue(UserId(1), SID).await.unwrap();
         assert_ne!(a, b);
         assert_eq!(a.len(), 2 * TICKET_BYTES);
-        assert_eq!(t.redeem(&a).await.unwrap(), Some(UserId(1)));
+        assert_eq!(t.redeem(&a).await.unwrap(), Some((UserId(1), SID)));
         assert_eq!(t.redeem(&a).await.unwrap(), None, "used twice");
         assert_eq!(t.redeem("not-hex").await.unwrap(), None);
         assert_eq!(t.redeem(&"0".repeat(64)).await.unwrap(), None);
@@ -192,12 +214,12 @@ mod tests {
     async fn issuing_is_bounded_per_user() {
         let t = WsTickets::in_memory();
         for _ in 0..TICKETS_PER_WINDOW {
-            t.issue(UserId(1)).await.unwrap();
+            t.issue(UserId(1), SID).await.unwrap();
         }
-        match t.issue(UserId(1)).await {
+        match t.issue(UserId(1), SID).await {
             Err(TicketError::TooMany(wait)) => assert!(wait <= TICKET_TTL),
             other => panic!("expected TooMany, got {:?}", other.map(|_| ())),
         }
-        t.issue(UserId(2)).await.unwrap();
+        t.issue(UserId(2), SID).await.unwrap();
     }
 }

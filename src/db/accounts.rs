@@ -8,6 +8,7 @@ use mysql_async::TxOpts;
 use parley_actors::{ChatId, MediaId, Timestamp, UserId};
 
 use super::media::StaleMedia;
+use super::sessions::AuthSessionId;
 use super::users::Identity;
 use super::{Db, DbError};
 use crate::domain::token::TokenHash;
@@ -72,6 +73,9 @@ pub struct DeletedAccount {
     pub uploads: Vec<StaleMedia>,
     /// Groups the account was still in: to be left (through `leave_group`).
     pub groups: Vec<ChatId>,
+    /// The sessions this revoked (for this node's cache and sockets at once; other
+    /// nodes read the revocation log).
+    pub revoked_sessions: Vec<AuthSessionId>,
 }
 
 /// Numbers for `parley admin stats`.
@@ -269,6 +273,12 @@ impl Db {
             tx.rollback().await?;
             return Ok(None);
         }
+        let sessions: Vec<u64> = tx
+            .exec(
+                "SELECT id FROM auth_sessions WHERE user_id = ? AND revoked_at IS NULL FOR UPDATE",
+                (id.0,),
+            )
+            .await?;
         let uploads: Vec<(u64, String, String, Option<String>)> = tx
             .exec(
                 "SELECT id, kind, storage_name, thumb_name FROM media_files \
@@ -316,6 +326,7 @@ impl Db {
         Ok(Some(DeletedAccount {
             uploads,
             groups: groups.into_iter().map(ChatId).collect(),
+            revoked_sessions: sessions.into_iter().map(AuthSessionId).collect(),
         }))
     }
 

@@ -7,15 +7,9 @@ use parley_actors::{Timestamp, UserId};
 
 use super::{Db, DbError};
 
-/// The id of a sign-in session (`sid` in a token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AuthSessionId(pub u64);
-
-impl std::fmt::Display for AuthSessionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+/// The id of a sign-in session (`sid` in a token); defined beside the other ids, since
+/// the realtime sessions know which sign-in they belong to.
+pub use parley_actors::AuthSessionId;
 
 /// One session as `GET /api/sessions` lists it.
 #[derive(Debug, Clone)]
@@ -49,6 +43,78 @@ impl Db {
         )
         .await?;
         Ok(AuthSessionId(conn.last_insert_id().unwrap_or_default()))
+    }
+
+    /// Records a new sign-in of `user` and revokes the oldest of their live sessions
+    /// past `max` (so one account cannot grow the table, or a node's cache, without
+    /// bound): the new id, and the ids it revoked.
+    pub async fn create_auth_session_capped(
+        &self,
+        user: UserId,
+        device: &str,
+        source: Option<&str>,
+        max: usize,
+    ) -> Result<(AuthSessionId, Vec<AuthSessionId>), DbError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn
+            .start_transaction(mysql_async::TxOpts::default())
+            .await?;
+        tx.exec_drop(
+            "INSERT INTO auth_sessions (user_id, device, source) VALUES (?, ?, ?)",
+            (user.0, device, source),
+        )
+        .await?;
+        let id = AuthSessionId(tx.last_insert_id().unwrap_or_default());
+        // Locks the user's live rows: two sign-ins at once trim one after the other.
+        let beyond: Vec<u64> = tx
+            .exec(
+                "SELECT id FROM auth_sessions WHERE user_id = ? AND revoked_at IS NULL \
+                 ORDER BY id DESC LIMIT 18446744073709551615 OFFSET ? FOR UPDATE",
+                (user.0, max as u64),
+            )
+            .await?;
+        for chunk in beyond.chunks(super::MAX_ID_LIST) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            tx.exec_drop(
+                format!(
+                    "UPDATE auth_sessions SET revoked_at = NOW(3) \
+                     WHERE id IN ({marks}) AND revoked_at IS NULL"
+                ),
+                chunk.to_vec(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((id, beyond.into_iter().map(AuthSessionId).collect()))
+    }
+
+    /// Deletes rows that can sign nothing in any more: revoked longer ago than
+    /// `revoked_for`, or not seen for `unseen_for` (longer than a token lives). At
+    /// most a few thousand a call, so it never holds locks for long.
+    pub async fn purge_auth_sessions(
+        &self,
+        revoked_for: std::time::Duration,
+        unseen_for: std::time::Duration,
+    ) -> Result<u64, DbError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "DELETE FROM auth_sessions \
+             WHERE revoked_at < NOW(3) - INTERVAL ? SECOND \
+                OR last_seen_at < NOW(3) - INTERVAL ? SECOND \
+             LIMIT 5000",
+            (revoked_for.as_secs(), unseen_for.as_secs()),
+        )
+        .await?;
+        Ok(conn.affected_rows())
+    }
+
+    /// `user`'s password hash (None: no such user, or one with no password).
+    pub async fn password_hash_of(&self, user: UserId) -> Result<Option<String>, DbError> {
+        let mut conn = self.conn().await?;
+        let hash: Option<Option<String>> = conn
+            .exec_first("SELECT password_hash FROM users WHERE id = ?", (user.0,))
+            .await?;
+        Ok(hash.flatten())
     }
 
     /// Whose session `id` is and whether it is revoked (None: no such session).

@@ -1,6 +1,7 @@
 //! Input newtypes: each `parse` is the only way in, so the core never holds an
 //! unchecked email, username or password.
 
+mod device;
 mod email;
 pub mod fold;
 mod login;
@@ -9,6 +10,7 @@ pub mod search_text;
 pub mod token;
 mod username;
 
+pub use device::Device;
 pub use email::Email;
 pub use login::Login;
 pub use password::Password;

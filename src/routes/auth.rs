@@ -1,4 +1,4 @@
-//! Registration, login and WebSocket tickets.
+//! Registration, login, sign-out, password change and WebSocket tickets.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use parley_actors::ErrorCode;
@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use super::{resource, UserJson};
 use crate::auth::password::{HashError, Verified};
 use crate::auth::ticket::{TicketError, TICKET_TTL};
-use crate::auth::{AuthUser, Hasher, JwtKeys, LoginThrottle, WsTickets};
+use crate::auth::{AuthSessions, AuthUser, Hasher, JwtKeys, LoginThrottle, WsTickets};
 use crate::config::{RegistrationMode, Settings};
 use crate::db::invites::InvitedOutcome;
 use crate::db::users::{InsertOutcome, TakenField};
 use crate::db::Db;
 use crate::domain::token::TokenHash;
-use crate::domain::{Email, Login, Password, Username};
+use crate::domain::{Device, Email, Login, Password, Username};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -21,7 +21,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/registration").route(web::get().to(registration)))
         .service(resource("/auth/reset").route(web::post().to(reset_password)))
         .service(resource("/auth/login").route(web::post().to(login)))
-        .service(resource("/auth/ws-ticket").route(web::post().to(ws_ticket)));
+        .service(resource("/auth/ws-ticket").route(web::post().to(ws_ticket)))
+        .service(resource("/auth/logout").route(web::post().to(logout)))
+        .service(resource("/auth/password").route(web::post().to(change_password)));
 }
 
 #[derive(Deserialize)]
@@ -30,6 +32,9 @@ struct RegisterBody {
     email: String,
     username: String,
     password: String,
+    /// How this sign-in is listed in `GET /api/sessions` (else from the User-Agent).
+    #[serde(default)]
+    device: Option<String>,
     /// The invite token (`/register?invite=…`); needed in `invite` mode, ignored
     /// otherwise.
     #[serde(default)]
@@ -50,6 +55,21 @@ struct LoginBody {
     #[serde(alias = "username", alias = "login")]
     email: String,
     password: String,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// `{revoked: n}`: how many sessions a request revoked.
+#[derive(Serialize)]
+pub(super) struct Revoked {
+    pub revoked: usize,
 }
 
 #[derive(Serialize)]
@@ -103,6 +123,8 @@ fn invite_invalid() -> ApiError {
 /// `auth.registration` decides who may: anyone (`open`), someone with an invite
 /// (`invite`: the invite is checked before the password is hashed, and consumed in
 /// the transaction that creates the user) or nobody (`closed`).
+// Each argument is an extractor actix fills in; bundling them would only hide which.
+#[allow(clippy::too_many_arguments)]
 async fn register(
     req: HttpRequest,
     body: web::Json<RegisterBody>,
@@ -110,6 +132,7 @@ async fn register(
     hasher: web::Data<Hasher>,
     keys: web::Data<JwtKeys>,
     throttle: web::Data<LoginThrottle>,
+    sessions: web::Data<AuthSessions>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
     let mode = settings.auth.registration;
@@ -122,8 +145,10 @@ async fn register(
     let email = Email::parse(&body.email)?;
     let username = Username::parse(&body.username)?;
     let password = Password::parse(&body.password)?;
+    let device = Device::parse(body.device.as_deref().unwrap_or(""))?;
+    let ip = throttle.client_ip(&req);
     throttle
-        .check_register(throttle.client_ip(&req))
+        .check_register(ip)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let invite = match mode {
         RegistrationMode::Invite => {
@@ -175,7 +200,7 @@ async fn register(
         .user_by_id(id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("new user {id} vanished")))?;
-    let token = keys.issue(id).map_err(ApiError::internal)?;
+    let token = sign_in(&req, &sessions, &keys, id, device, ip).await?;
     Ok(HttpResponse::Created().json(Session {
         token,
         user: UserJson::new(user, id, false),
@@ -195,8 +220,10 @@ async fn login(
     hasher: web::Data<Hasher>,
     keys: web::Data<JwtKeys>,
     throttle: web::Data<LoginThrottle>,
+    sessions: web::Data<AuthSessions>,
 ) -> Result<HttpResponse, ApiError> {
     let login = Login::parse(&body.email)?;
+    let device = Device::parse(body.device.as_deref().unwrap_or(""))?;
     if body.password.len() > 1024 {
         return Err(ApiError::InvalidCredentials);
     }
@@ -245,7 +272,7 @@ async fn login(
         .user_by_id(id)
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
-    let token = keys.issue(id).map_err(ApiError::internal)?;
+    let token = sign_in(&req, &sessions, &keys, id, device, ip).await?;
     Ok(HttpResponse::Ok().json(Session {
         token,
         user: UserJson::new(user, id, false),
@@ -263,6 +290,7 @@ async fn reset_password(
     db: web::Data<Db>,
     hasher: web::Data<Hasher>,
     throttle: web::Data<LoginThrottle>,
+    sessions: web::Data<AuthSessions>,
 ) -> Result<HttpResponse, ApiError> {
     let invalid = || ApiError::Refused {
         code: ErrorCode::ResetTokenInvalid,
@@ -285,9 +313,9 @@ async fn reset_password(
         .redeem_password_reset(&token, &hash)
         .await?
         .ok_or_else(invalid)?;
-    // Whoever held the account's tokens (the reason for a reset, often) is out; every
-    // node closes their sockets once it reads the revocation log.
-    let revoked = db.revoke_auth_sessions(user, None).await?;
+    // Whoever held the account's tokens (the reason for a reset, often) is out: this
+    // node closes their sockets now, the others once they read the revocation log.
+    let revoked = sessions.revoke_user(user, None).await?;
     tracing::info!(user_id = %user, "password reset");
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": revoked.len() })))
 }
@@ -299,11 +327,92 @@ async fn ws_ticket(
     user: AuthUser,
     tickets: web::Data<WsTickets>,
 ) -> Result<HttpResponse, ApiError> {
-    let ticket = tickets.issue(user.0).await?;
+    let ticket = tickets.issue(user.0, user.1).await?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(Ticket {
             ticket,
             ttl_seconds: TICKET_TTL.as_secs(),
         }))
+}
+
+/// A new sign-in session of `user` (named by the client's `device`, else its
+/// User-Agent; from `ip`) and its token.
+async fn sign_in(
+    req: &HttpRequest,
+    sessions: &AuthSessions,
+    keys: &JwtKeys,
+    user: parley_actors::UserId,
+    device: Option<Device>,
+    ip: std::net::IpAddr,
+) -> Result<String, ApiError> {
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let device = Device::or_from_user_agent(device, user_agent);
+    let source = ip.to_canonical().to_string();
+    let sid = sessions
+        .sign_in(user, device.as_str(), Some(&source))
+        .await?;
+    keys.issue(user, sid).map_err(ApiError::internal)
+}
+
+/// POST /api/auth/logout: revokes the caller's session (its sockets close, everywhere) → 204.
+async fn logout(
+    user: AuthUser,
+    sessions: web::Data<AuthSessions>,
+) -> Result<HttpResponse, ApiError> {
+    sessions.revoke_one(user.0, user.1).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// POST /api/auth/password `{currentPassword, newPassword}` → 200 `{revoked}`: the new
+/// password is set and every other session of the caller revoked (a thief signed in
+/// elsewhere is out). The current password is checked as a login is — a place with
+/// the hashers first, the per-IP limit, the account's login delay — so this route
+/// cannot be used to guess it faster than logging in, nor to flood the hashing pool.
+/// A wrong one is 403 `wrong_password` (not 401: the caller's token is fine).
+async fn change_password(
+    req: HttpRequest,
+    user: AuthUser,
+    body: web::Json<PasswordBody>,
+    db: web::Data<Db>,
+    hasher: web::Data<Hasher>,
+    throttle: web::Data<LoginThrottle>,
+    sessions: web::Data<AuthSessions>,
+) -> Result<HttpResponse, ApiError> {
+    let new_password = Password::parse(&body.new_password)?;
+    if body.current_password.len() > 1024 {
+        return Err(ApiError::WrongPassword);
+    }
+    let ip = throttle.client_ip(&req);
+    throttle
+        .check_login_ip(ip)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let admission = hasher.admit_paced().await?;
+    let stored = db.password_hash_of(user.0).await?;
+    let attempt = throttle
+        .begin_password_check(user.0, ip)
+        .await
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let verdict = hasher
+        .verify(&admission, body.current_password.clone(), stored)
+        .await?;
+    if !matches!(verdict, Verified::Yes { .. }) {
+        drop(admission);
+        attempt.failed();
+        return Err(ApiError::WrongPassword);
+    }
+    attempt.succeeded();
+    let hash = hasher
+        .hash(&admission, new_password.expose().to_owned())
+        .await?;
+    drop(admission);
+    db.update_password_hash(user.0, &hash).await?;
+    let revoked = sessions.revoke_user(user.0, Some(user.1)).await?;
+    tracing::info!(user_id = %user.0, revoked = revoked.len(), "password changed");
+    Ok(HttpResponse::Ok().json(Revoked {
+        revoked: revoked.len(),
+    }))
 }

@@ -9,6 +9,7 @@ pub mod encryption;
 pub mod health;
 pub mod media;
 pub mod messages;
+pub mod sessions;
 pub mod spa;
 pub mod users;
 pub mod ws;
@@ -24,6 +25,7 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     auth::configure(cfg);
+    sessions::configure(cfg);
     users::configure(cfg);
     chats::configure(cfg);
     messages::configure(cfg);

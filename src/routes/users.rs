@@ -11,11 +11,11 @@ use serde_json::json;
 
 use super::{resource, UserJson, DELETED_ACCOUNT};
 use crate::auth::password::Verified;
-use crate::auth::{AuthUser, Hasher, LoginThrottle};
+use crate::auth::{AuthSessions, AuthUser, Hasher, LoginThrottle};
 use crate::config::Settings;
 use crate::db::users::Identity;
 use crate::db::{acting_for, Db, DbError};
-use crate::domain::{fold, Email, Login};
+use crate::domain::{fold, Email};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -140,9 +140,10 @@ async fn delete_me(
     throttle: web::Data<LoginThrottle>,
     rt: web::Data<Realtime>,
     settings: web::Data<Settings>,
+    sessions: web::Data<AuthSessions>,
 ) -> Result<HttpResponse, ApiError> {
     if body.password.len() > 1024 {
-        return Err(wrong_password());
+        return Err(ApiError::WrongPassword);
     }
     let ip = throttle.client_ip(&req);
     throttle
@@ -153,17 +154,9 @@ async fn delete_me(
         .credentials_by_id(user.0)
         .await?
         .ok_or(ApiError::Unauthorized(ErrorCode::InvalidToken))?;
-    let row = db
-        .user_by_id(user.0)
-        .await?
-        .ok_or(ApiError::Unauthorized(ErrorCode::InvalidToken))?;
-    let Identity::Active { username, .. } = row.identity else {
-        return Err(ApiError::Unauthorized(ErrorCode::InvalidToken));
-    };
-    // The login delay is keyed on the account: deletion attempts and logins share it.
-    let login = Login::parse(&username)?;
+    // The account's login delay applies: deletion attempts and logins share it.
     let attempt = throttle
-        .begin_login(Some(user.0), &login, ip)
+        .begin_password_check(user.0, ip)
         .await
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let verdict = hasher
@@ -172,7 +165,7 @@ async fn delete_me(
     drop(admission);
     if !matches!(verdict, Verified::Yes { .. }) {
         attempt.failed();
-        return Err(wrong_password());
+        return Err(ApiError::WrongPassword);
     }
     attempt.succeeded();
     let Some(departure) =
@@ -180,6 +173,8 @@ async fn delete_me(
     else {
         return Err(ApiError::Unauthorized(ErrorCode::InvalidToken));
     };
+    // This node closes the account's sockets now; the others within their poll.
+    sessions.revoked(&departure.revoked_sessions);
     for (chat, remaining) in departure.groups_left {
         rt.members_changed(chat);
         rt.notify_users(
@@ -191,13 +186,6 @@ async fn delete_me(
         );
     }
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn wrong_password() -> ApiError {
-    ApiError::Refused {
-        code: ErrorCode::WrongPassword,
-        message: "the password is wrong",
-    }
 }
 
 /// Chats per page of an export.

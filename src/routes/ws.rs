@@ -20,12 +20,13 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::SinkExt;
 use parley_actors::ErrorCode;
-use parley_actors::{OpenRefused, Realtime, UserId};
+use parley_actors::{AuthSessionId, OpenRefused, Realtime, UserId};
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
-use crate::auth::extractor::{bearer_token_of, verify_token};
-use crate::auth::{JwtKeys, WsTickets};
+use crate::auth::extractor::{admit, bearer_token_of, verify_token};
+use crate::auth::jwt::Bearer;
+use crate::auth::{AuthSessions, JwtKeys, WsTickets};
 use crate::config::Settings;
 use crate::error::ApiError;
 
@@ -45,6 +46,8 @@ pub struct Gate {
     pub settings: web::Data<Settings>,
     pub realtime: Realtime,
     pub tickets: web::Data<WsTickets>,
+    /// Whether the token's (or ticket's) sign-in session is still live.
+    pub sessions: web::Data<AuthSessions>,
     /// Every upgraded socket's task: shutdown waits for their closing handshakes
     /// (they run outside the HTTP server's connection accounting).
     pub sockets: tokio_util::task::TaskTracker,
@@ -59,42 +62,47 @@ struct WsQuery {
 }
 
 impl Gate {
-    /// The user this request may open a session for, or why not.
-    async fn admit(&self, head: &RequestHead) -> Result<UserId, ApiError> {
+    /// The user (and sign-in) this request may open a session for, or why not.
+    async fn admit(&self, head: &RequestHead) -> Result<(UserId, AuthSessionId), ApiError> {
         let query =
             web::Query::<WsQuery>::from_query(head.uri.query().unwrap_or("")).map_err(|_| {
                 ApiError::bad_request(ErrorCode::InvalidQuery, "the query string is malformed")
             })?;
         let forbidden_origin = || ApiError::Forbidden("this origin may not open a WebSocket here");
-        let user = match query.ticket.as_deref() {
+        let bearer = match query.ticket.as_deref() {
             Some(ticket) => {
                 // The Origin first: a page that may not connect must not burn the ticket.
                 if !self.origin_allowed(head) {
                     return Err(forbidden_origin());
                 }
-                self.tickets
+                let (user, sid) = self
+                    .tickets
                     .redeem(ticket)
                     .await?
-                    .ok_or(ApiError::Unauthorized(ErrorCode::InvalidTicket))?
+                    .ok_or(ApiError::Unauthorized(ErrorCode::InvalidTicket))?;
+                Bearer { user, sid }
             }
             None => {
                 let token = query
                     .token
                     .as_deref()
                     .or_else(|| bearer_token_of(&head.headers));
-                let user = verify_token(&self.jwt, token)?.0;
+                let bearer = verify_token(&self.jwt, token)?;
                 if !self.origin_allowed(head) {
                     return Err(forbidden_origin());
                 }
-                user
+                bearer
             }
         };
+        // A ticket issued before its session was revoked is refused too.
+        admit(&self.sessions, bearer).await?;
+        let user = bearer.user;
         let limits = &self.settings.limits;
         match self
             .realtime
             .may_open(user, limits.max_sessions_per_user, limits.max_connections)
         {
-            Ok(()) => Ok(user),
+            Ok(()) => Ok((user, bearer.sid)),
             Err(OpenRefused::TooManySessions) => {
                 Err(ApiError::TooManySessions(limits.max_sessions_per_user))
             }
@@ -140,8 +148,8 @@ impl Gate {
         if head.uri.path() != "/ws" {
             return refuse(framed, ApiError::NotFound("WebSocket endpoint")).await;
         }
-        let user = match self.admit(head).await {
-            Ok(user) => user,
+        let (user, sid) = match self.admit(head).await {
+            Ok(admitted) => admitted,
             Err(e) => return refuse(framed, e).await,
         };
         let accept = match actix_http::ws::handshake(head) {
@@ -175,7 +183,7 @@ impl Gate {
             hard: HARD_FRAME_LIMIT.max(limits.ws_frame_bytes * 4) as u64,
             outbound: limits.ws_outbound_bytes,
         };
-        let session = self.realtime.session(user);
+        let session = self.realtime.session(user, sid);
         actix_web::rt::spawn(
             self.sockets
                 .track_future(crate::transport::serve(io, early, session, limits)),

@@ -145,14 +145,26 @@ pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Valu
 
 // ------------------------------------------------------------------ tokens
 
-/// Signs claims with `secret` (HS256), as a stranger or an old token would be.
-pub fn sign_token(secret: &[u8], sub: u64, iat: u64, exp: u64) -> String {
+/// Signs claims with `secret` (HS256), as a stranger or an old token would be; `sid`
+/// names the sign-in session (a row of `auth_sessions`, or none: refused as revoked).
+pub fn sign_token(secret: &[u8], sub: u64, sid: u64, iat: u64, exp: u64) -> String {
     let keys = parley::auth::JwtKeys::new(secret, Duration::from_secs(60));
     keys.sign_claims(&parley::auth::jwt::Claims {
         sub: sub.to_string(),
+        sid,
         iat,
         exp,
     })
+    .unwrap()
+}
+
+/// A token as issued before sign-in sessions existed: validly signed, no `sid`.
+pub fn sign_token_without_session(secret: &[u8], sub: u64, iat: u64, exp: u64) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub.to_string(), "iat": iat, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
     .unwrap()
 }
 
@@ -530,9 +542,12 @@ mod tests {
         assert!(none.ends_with('.'), "{none}");
         assert_eq!(none.split('.').count(), 3);
         let now = unix_now();
-        let t = sign_token(crate::JWT_SECRET.as_bytes(), 7, now, now + 60);
+        let t = sign_token(crate::JWT_SECRET.as_bytes(), 7, 3, now, now + 60);
         let keys =
             parley::auth::JwtKeys::new(crate::JWT_SECRET.as_bytes(), Duration::from_secs(60));
-        assert_eq!(keys.verify(&t).map(|u| u.0).ok(), Some(7));
+        assert_eq!(
+            keys.verify(&t).map(|b| (b.user.0, b.sid.0)).ok(),
+            Some((7, 3))
+        );
     }
 }

@@ -2,12 +2,14 @@
 //! beside the running application, as an operator would run it on the server.
 
 use std::process::Output;
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, spawn_app, TestApp};
+use crate::sessions::closed_within;
 
 /// Runs `parley admin <args>` on `app`'s database and uploads, with its address as
 /// `server.public_url`.
@@ -151,30 +153,35 @@ async fn bad_commands_are_refused_with_a_message_and_change_nothing() {
 }
 
 #[actix_web::test]
-async fn a_disabled_user_cannot_log_in_and_is_signed_out_until_enabled() {
+async fn a_disabled_user_cannot_log_in_and_is_signed_out_everywhere_until_enabled() {
     let app = spawn_app().await;
     let ab = app.ann_bob().await;
-    let session = session_row(&app, ab.ann.id).await;
-    let bobs = session_row(&app, ab.bob.id).await;
+    session_row(&app, ab.ann.id).await;
+    let mut ws = app.ws(&ab.ann).await;
+    let live = live_sessions(&app, ab.ann.id).await;
+    assert_eq!(live, 2, "registration's and the extra one");
 
     let out = admin_json(&app, &["user", "disable", "ann"]).await;
-    assert_eq!(out["revoked"], 1);
-    assert_eq!(
-        live_sessions(&app, ab.ann.id).await,
-        0,
-        "session {session} revoked"
-    );
-    assert_eq!(
-        live_sessions(&app, ab.bob.id).await,
-        1,
-        "bob's {bobs} untouched"
-    );
+    assert_eq!(out["revoked"], live);
+    assert_eq!(live_sessions(&app, ab.ann.id).await, 0);
+    assert_eq!(live_sessions(&app, ab.bob.id).await, 1, "bob's untouched");
+    // The CLI is another process: the server learns it from the revocation log and
+    // closes her socket as revoked.
+    let (code, after) = closed_within(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(4001), "closed after {after:?}");
+    let res = app.get_auth("/api/users/me", &ab.ann.token).await;
+    assert_error(res, StatusCode::UNAUTHORIZED, "session_revoked").await;
 
     // A guesser learns nothing: a wrong password is the usual 401.
     let res = login(&app, "ann", "wrong-password-here").await;
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let res = login(&app, "ann", &ab.ann.password).await;
     assert_error(res, StatusCode::FORBIDDEN, "account_disabled").await;
+    assert_eq!(
+        live_sessions(&app, ab.ann.id).await,
+        0,
+        "no session for her"
+    );
     assert_eq!(
         admin_json(&app, &["user", "show", "ann"]).await["state"],
         "disabled"
@@ -186,7 +193,7 @@ async fn a_disabled_user_cannot_log_in_and_is_signed_out_until_enabled() {
     assert_eq!(res.status(), StatusCode::OK);
     // bob was never affected.
     assert_eq!(
-        login(&app, "bob", &ab.bob.password).await.status(),
+        app.get_auth("/api/users/me", &ab.bob.token).await.status(),
         StatusCode::OK
     );
 }
@@ -196,6 +203,7 @@ async fn a_reset_link_sets_the_password_once_revokes_sessions_and_expires() {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     session_row(&app, ann.id).await;
+    let mut ws = app.ws(&ann).await;
     let printed = admin_json(&app, &["user", "reset-password", "ann"]).await;
     let link = printed["link"].as_str().unwrap();
     assert!(
@@ -220,8 +228,12 @@ async fn a_reset_link_sets_the_password_once_revokes_sessions_and_expires() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.json::<Value>().await.unwrap()["revoked"], 1);
+    assert_eq!(res.json::<Value>().await.unwrap()["revoked"], 2);
     assert_eq!(live_sessions(&app, ann.id).await, 0);
+    let (code, _) = closed_within(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(4001));
+    let res = app.get_auth("/api/users/me", &ann.token).await;
+    assert_error(res, StatusCode::UNAUTHORIZED, "session_revoked").await;
     assert_eq!(
         login(&app, "ann", "a-brand-new-password").await.status(),
         StatusCode::OK

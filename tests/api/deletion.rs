@@ -2,12 +2,15 @@
 //! user delete`. The account keeps its id and its sent messages; everything that
 //! was it — names, password, key, uploads, sessions, group memberships — is gone.
 
+use std::time::Duration;
+
 use mysql_async::prelude::Queryable;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::admin_cli::{admin, admin_json, live_sessions, session_row};
 use crate::helpers::{assert_error, spawn_app, TestApp, TestUser};
+use crate::sessions::closed_within;
 use parley_testkit::media::{files_in, upload_audio};
 use parley_testkit::pictures::{media_form, png};
 
@@ -140,6 +143,9 @@ async fn a_deleted_account_is_gone_from_every_table_and_shown_as_deleted() {
 
     let res = delete_me(&app, ann, &json!({"password": ann.password})).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // Her socket is closed as revoked at once (this node), her token is dead.
+    let (code, _) = closed_within(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(4001));
 
     assert_erased(&app, ann.id).await;
     // Only bob's upload and its thumbnail are left on disk.
@@ -251,10 +257,10 @@ async fn a_deleted_account_is_gone_from_every_table_and_shown_as_deleted() {
     assert_ne!(again.id, ann.id);
     // Her old token no longer reaches her account.
     let res = app.get_auth("/api/users/me", &ann.token).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_error(res, StatusCode::UNAUTHORIZED, "session_revoked").await;
     // Deleting twice is not possible.
     let res = delete_me(&app, ann, &json!({"password": ann.password})).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_error(res, StatusCode::UNAUTHORIZED, "session_revoked").await;
     let shown = admin_json(&app, &["user", "show", &ann.id.to_string()]).await;
     assert_eq!(shown["state"], "deleted");
     assert_eq!(admin_json(&app, &["stats"]).await["deleted"], 1);
@@ -287,7 +293,7 @@ async fn deletion_needs_the_accounts_own_password_and_touches_no_one_else() {
         .unwrap();
     assert_error(res, StatusCode::UNAUTHORIZED, "missing_token").await;
     // Nothing happened to anyone.
-    assert_eq!(live_sessions(&app, ab.ann.id).await, 1);
+    assert_eq!(live_sessions(&app, ab.ann.id).await, 2);
     for u in [&ab.ann, &ab.bob] {
         let me: Value = app
             .get_auth("/api/users/me", &u.token)

@@ -26,5 +26,6 @@ mod races;
 mod reactions;
 mod realtime;
 mod search;
+mod sessions;
 mod spa;
 mod users;

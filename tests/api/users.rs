@@ -36,7 +36,7 @@ async fn bad_tokens_are_refused_with_401() {
         b"some-other-secret-some-other-secret",
         Duration::from_secs(60),
     )
-    .issue(parley::UserId(ann.id))
+    .issue(parley::UserId(ann.id), parley::AuthSessionId(1))
     .unwrap();
     let alg_none = format!(
         "{}.{}.",
@@ -48,6 +48,7 @@ async fn bad_tokens_are_refused_with_401() {
         use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
         let claims = Claims {
             sub: ann.id.to_string(),
+            sid: 1,
             iat: now,
             exp: now + 3600,
         };
@@ -62,6 +63,7 @@ async fn bad_tokens_are_refused_with_401() {
     let expired = keys
         .sign_claims(&Claims {
             sub: ann.id.to_string(),
+            sid: 1,
             iat: now - 7200,
             exp: now - 3600,
         })

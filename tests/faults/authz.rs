@@ -114,10 +114,11 @@ async fn every_route_and_event_refuses_outsiders_and_reveals_nothing() {
 
     // ---------------------------------------------------------------- bad tokens
     let now = unix_now();
-    let expired = sign_token(JWT_SECRET.as_bytes(), a.id, now - 7200, now - 3600);
+    let expired = sign_token(JWT_SECRET.as_bytes(), a.id, 1, now - 7200, now - 3600);
     let foreign = sign_token(
         b"another-secret-another-secret-another!",
         a.id,
+        1,
         now,
         now + 3600,
     );

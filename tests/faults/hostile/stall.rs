@@ -365,8 +365,10 @@ async fn a_connection_that_cannot_be_had_is_unavailable_in_time_not_a_hang() {
         ],
     )
     .await;
+    // Its session is unknown to the node, so checking it needs the database too.
     let token = crate::support::sign_token(
         crate::helpers::JWT_SECRET.as_bytes(),
+        1,
         1,
         crate::support::unix_now(),
         crate::support::unix_now() + 600,
