@@ -322,3 +322,38 @@ async fn a_created_account_has_no_password_until_its_link_sets_one() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["user"]["id"], id);
 }
+
+#[actix_web::test]
+async fn malformed_reset_requests_get_the_json_error_body() {
+    let app = spawn_app().await;
+    for (body, status, code) in [
+        (json!({}), StatusCode::BAD_REQUEST, "invalid_field"),
+        (
+            json!({"token": 1, "newPassword": "long-enough-pw"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"token": "A".repeat(43), "newPassword": "long-enough-pw", "userId": 1}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"token": "A".repeat(100_000), "newPassword": "long-enough-pw"}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+    ] {
+        let res = app.post_json("/api/auth/reset", &body).await;
+        assert_error(res, status, code).await;
+    }
+    let res = app
+        .http
+        .post(app.url("/api/auth/reset"))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::BAD_REQUEST, "malformed_json").await;
+}

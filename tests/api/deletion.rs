@@ -334,3 +334,27 @@ async fn the_cli_deletes_an_account_the_same_way_without_its_password() {
     let out = admin(&app, &["user", "delete", &ab.ann.id.to_string(), "--yes"]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("already"));
 }
+
+#[actix_web::test]
+async fn guessing_the_password_through_deletion_is_paced_like_logins() {
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let res = delete_me(&app, &ann, &json!({"password": format!("guess-{i}")})).await;
+        statuses.push(res.status().as_u16());
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(res.headers().contains_key("retry-after"));
+            break;
+        }
+        assert_error(res, StatusCode::FORBIDDEN, "wrong_password").await;
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.len() <= 8,
+        "a few free tries, then a delay: {statuses:?}"
+    );
+    // Still there.
+    let me = app.get_auth("/api/users/me", &ann.token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+}
