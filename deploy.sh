@@ -455,6 +455,8 @@ SQL
 install_config() {
   if [ ! -f "$ETC/parley.toml" ]; then
     log "writing $ETC/parley.toml (from systemd/parley.toml.example)"
+    # The example sets auth.registration = "invite": a server on the internet does not
+    # take sign-ups from anyone (README, "Operating a community").
     # With the nginx site (it has the matching internal locations), nginx sends the
     # uploaded bytes; without nginx, Parley sends them itself.
     local accel='s|^# x_accel_prefix = "/_parley_audio/" .*|x_accel_prefix = "/_parley_audio/"   # nginx sends the audio bytes (systemd/nginx/parley.conf)|'

@@ -70,6 +70,10 @@ pub struct ServerSettings {
     /// `net.core.somaxconn`). Default `4096`: a wave of reconnects after a restart
     /// must not overflow it (a dropped SYN costs the client a 1 s retransmit).
     pub listen_backlog: u32,
+    /// The address people open Parley at, without a trailing slash: the links the
+    /// admin CLI prints (invites, password resets) start with it. Default
+    /// `http://127.0.0.1:30000`.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +138,30 @@ pub struct AuthSettings {
     /// oldest (so one account cannot grow the session table or a node's cache
     /// without bound). Default `50`.
     pub max_sessions_per_user: usize,
+    /// Who may register: `open` (anyone), `invite` (with a token from `parley admin
+    /// invite create`) or `closed` (nobody; the admin CLI still creates accounts).
+    /// Default `open` (development; `deploy.sh install` writes `invite`).
+    pub registration: RegistrationMode,
+}
+
+/// `auth.registration`: who may create an account through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Open,
+    Invite,
+    Closed,
+}
+
+impl RegistrationMode {
+    /// The setting's (and `GET /api/auth/registration`'s) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationMode::Open => "open",
+            RegistrationMode::Invite => "invite",
+            RegistrationMode::Closed => "closed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -307,6 +335,7 @@ impl Default for Settings {
                 request_timeout_secs: 10,
                 keep_alive_secs: 30,
                 listen_backlog: 4096,
+                public_url: "http://127.0.0.1:30000".into(),
             },
             database: DatabaseSettings {
                 url: SecretString::from(DEFAULT_DATABASE_URL),
@@ -329,6 +358,7 @@ impl Default for Settings {
                 busy_delay_ms: 100,
                 hash_duty_percent: 50,
                 max_sessions_per_user: 50,
+                registration: RegistrationMode::Open,
             },
             storage: StorageSettings {
                 uploads_dir: "uploads".into(),
@@ -548,6 +578,19 @@ impl Settings {
         if self.limits.group_max_members < 2 {
             return Err(ConfigError::Invalid(
                 "limits.group_max_members must be at least 2".into(),
+            ));
+        }
+        // Links are `<public_url>/reset?token=…`: a trailing slash would double it.
+        while self.server.public_url.ends_with('/') {
+            self.server.public_url.pop();
+        }
+        if !(self.server.public_url.starts_with("http://")
+            || self.server.public_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(
+                "server.public_url must start with http:// or https:// \
+                 (e.g. \"https://chat.example.org\")"
+                    .into(),
             ));
         }
         if self.redis.url.as_deref() == Some("") {

@@ -29,6 +29,13 @@ pub enum ApiError {
     WrongPassword,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// Refused for a reason the client may act on (a 403 with its own code:
+    /// `invite_invalid`, `account_disabled`, `wrong_password`, …).
+    #[error("{message}")]
+    Refused {
+        code: ErrorCode,
+        message: &'static str,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     /// A unique value is taken; the code names the field.
@@ -105,7 +112,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::Conflict { code, .. }
-            | ApiError::Unauthorized(code) => *code,
+            | ApiError::Unauthorized(code)
+            | ApiError::Refused { code, .. } => *code,
             ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
             ApiError::WrongPassword => ErrorCode::WrongPassword,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,

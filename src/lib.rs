@@ -1,3 +1,4 @@
+pub mod admin;
 pub mod audio;
 pub mod auth;
 pub mod config;

@@ -26,6 +26,9 @@ enum Command {
     Serve,
     /// Create the database if needed, apply pending migrations, and exit.
     Migrate,
+    /// Administer the community: users, invites, stats (same config and database as
+    /// serve; e.g. `sudo -u parley parley --config /etc/parley/parley.toml admin stats`).
+    Admin(parley::admin::cli::AdminArgs),
 }
 
 /// Every WebSocket is a file descriptor: lift the soft limit to the hard one.
@@ -48,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     raise_open_file_limit();
     // Migrations need no JWT secret: load as --dev so `parley migrate` works with
     // only a database URL, but never let a generated secret reach `serve`.
-    let dev = cli.dev || matches!(cli.command, Some(Command::Migrate));
+    let dev = cli.dev || matches!(cli.command, Some(Command::Migrate | Command::Admin(_)));
     let settings = match Settings::load(cli.config.as_deref(), dev) {
         Ok(s) => s,
         Err(e) => {
@@ -56,7 +59,10 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    telemetry::init(&settings.log);
+    // The admin commands print for a person: no log lines among them.
+    if !matches!(cli.command, Some(Command::Admin(_))) {
+        telemetry::init(&settings.log);
+    }
     actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
@@ -92,6 +98,27 @@ fn main() -> anyhow::Result<()> {
                 db.close().await;
                 result?;
                 tracing::info!("migrations up to date");
+            }
+            Command::Admin(args) => {
+                let db = Db::connect(
+                    settings.database.url.expose_secret(),
+                    settings.database.pool_max.min(4),
+                )?
+                .with_acquire_timeout(std::time::Duration::from_millis(
+                    settings.database.acquire_timeout_ms.max(1),
+                ));
+                // The schema this binary expects (a no-op when `serve` is running it).
+                let result = match prepare_database(&settings, &db).await {
+                    Ok(()) => parley::admin::cli::run(&settings, &db, args)
+                        .await
+                        .map_err(|e| format!("{e}")),
+                    Err(e) => Err(format!("{e}")),
+                };
+                db.close().await;
+                if let Err(e) = result {
+                    eprintln!("parley admin: {e}");
+                    std::process::exit(1);
+                }
             }
         }
         Ok(())

@@ -81,6 +81,15 @@ error_codes! {
     /// sessions): sign in again.
     SessionRevoked = "session_revoked", 401;
     Forbidden = "forbidden", 403;
+    /// Registration in `auth.registration = "invite"` mode without a usable invite
+    /// (missing, unknown, used up, expired or revoked: one answer for all).
+    InviteInvalid = "invite_invalid", 403;
+    /// Registration with `auth.registration = "closed"`.
+    RegistrationClosed = "registration_closed", 403;
+    /// A correct password for an account an administrator disabled.
+    AccountDisabled = "account_disabled", 403;
+    /// `POST /api/auth/reset` with a token that is unknown, used or expired.
+    ResetTokenInvalid = "reset_token_invalid", 403;
     /// A password confirming a change (the current one) is wrong.
     WrongPassword = "wrong_password", 403;
     NotFound = "not_found", 404;

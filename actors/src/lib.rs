@@ -39,7 +39,9 @@ pub use bus::Bus;
 pub use cluster::{Cluster, ClusterError};
 pub use directory::{Deliver, SessionDirectory};
 pub use error_code::ErrorCode;
-pub use ids::{AudioId, AuthSessionId, CallId, ChangeId, ChatId, MediaId, MessageId, SessionId, UserId};
+pub use ids::{
+    AudioId, AuthSessionId, CallId, ChangeId, ChatId, MediaId, MessageId, SessionId, UserId,
+};
 pub use metrics::Metrics;
 pub use realtime::{OpenRefused, Realtime};
 pub use session::Session;

@@ -47,6 +47,9 @@ pub struct Ctx {
     pub server: SocketAddr,
     pub ws_base: String,
     pub t0: Instant,
+    /// The sign-in session made for each user `insert_users` created (user → sid):
+    /// the server refuses a token whose `sid` names no live session.
+    pub sessions: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 impl Ctx {
@@ -85,6 +88,7 @@ impl Ctx {
             server,
             ws_base,
             t0: Instant::now(),
+            sessions: Default::default(),
         })
     }
 
@@ -97,7 +101,17 @@ impl Ctx {
     }
 
     pub fn token(&self, user_id: u64) -> Result<String> {
-        mint_token(&self.common.jwt_secret, user_id)
+        mint_token(&self.common.jwt_secret, user_id, self.sid(user_id)?)
+    }
+
+    /// The sign-in session `insert_users` made for `user_id`.
+    pub fn sid(&self, user_id: u64) -> Result<u64> {
+        self.sessions
+            .lock()
+            .map_err(|_| anyhow!("sessions lock poisoned"))?
+            .get(&user_id)
+            .copied()
+            .ok_or_else(|| anyhow!("user {user_id} has no session (users come from insert_users)"))
     }
 
     pub async fn conn(&self) -> Result<mysql_async::Conn> {
@@ -111,9 +125,9 @@ impl Ctx {
     }
 }
 
-pub fn mint_token(secret: &str, user_id: u64) -> Result<String> {
+pub fn mint_token(secret: &str, user_id: u64, sid: u64) -> Result<String> {
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({"sub": user_id.to_string(), "iat": now, "exp": now + 86_400});
+    let claims = json!({"sub": user_id.to_string(), "sid": sid, "iat": now, "exp": now + 86_400});
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -177,6 +191,27 @@ pub async fn insert_users(ctx: &Ctx, tag: &str, n: usize, hash: &str) -> Result<
     if ids.contains(&0) {
         bail!("not every inserted user was found");
     }
+    // One sign-in session each, as a login would make: tokens name it.
+    let like = format!("{}%", prefix.replace('_', "\\_"));
+    conn.exec_drop(
+        "INSERT INTO auth_sessions (user_id, device) \
+         SELECT id, 'bench' FROM users WHERE username LIKE ?",
+        (&like,),
+    )
+    .await
+    .context("insert sessions")?;
+    let sessions: Vec<(u64, u64)> = conn
+        .exec(
+            "SELECT s.user_id, s.id FROM auth_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE u.username LIKE ? AND s.revoked_at IS NULL",
+            (&like,),
+        )
+        .await?;
+    let mut map = ctx
+        .sessions
+        .lock()
+        .map_err(|_| anyhow!("sessions lock poisoned"))?;
+    map.extend(sessions);
     Ok(ids)
 }
 

@@ -46,6 +46,8 @@ struct WorkerConfig {
     ws_base: String,
     secret: String,
     user_ids: Vec<u64>,
+    /// The sign-in session of each of `user_ids`, in the same order.
+    sids: Vec<u64>,
     /// Global index of this worker's first connection (for source addresses).
     first_index: usize,
     per_address: usize,
@@ -99,6 +101,10 @@ pub async fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Report> {
             ws_base: ctx.ws_base.clone(),
             secret: ctx.common.jwt_secret.clone(),
             user_ids: chunk.to_vec(),
+            sids: chunk
+                .iter()
+                .map(|&u| ctx.sid(u))
+                .collect::<Result<Vec<u64>>>()?,
             first_index: w * a.per_worker.max(1),
             per_address: a.per_address,
             concurrency: a.concurrency,
@@ -217,7 +223,7 @@ pub async fn worker() -> Result<()> {
         let cfg = cfg.clone();
         let dropped = dropped.clone();
         async move {
-            let token = mint_token(&cfg.secret, cfg.user_ids[i])?;
+            let token = mint_token(&cfg.secret, cfg.user_ids[i], cfg.sids[i])?;
             let src = source_for(cfg.first_index + i, cfg.per_address);
             let mut ws = tokio::time::timeout(
                 Duration::from_secs(60),

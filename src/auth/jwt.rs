@@ -84,11 +84,11 @@ impl JwtKeys {
     /// The signature, algorithm and lifetime checked: who holds the token. Whether
     /// its session is still live is `AuthSessions`' question.
     pub fn verify(&self, token: &str) -> Result<Bearer, TokenError> {
-        let data = decode::<Read>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            }
+        let data = decode::<Read>(token, &self.decoding, &self.validation).map_err(|e| match e
+            .kind()
+        {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
         })?;
         let user = data
             .claims

@@ -232,7 +232,11 @@ impl AuthSessions {
         self.inner.cache.revoke(sids);
         let closed = self.inner.realtime.close_auth_sessions(sids);
         if closed > 0 {
-            tracing::info!(sessions = sids.len(), sockets = closed, "closed revoked sessions' sockets");
+            tracing::info!(
+                sessions = sids.len(),
+                sockets = closed,
+                "closed revoked sessions' sockets"
+            );
         }
     }
 
@@ -297,12 +301,7 @@ impl AuthSessions {
                 // A row last seen longer ago than a token lives was created longer
                 // ago too: every token naming it has expired.
                 let stale = self.inner.token_ttl + KEEP_REVOKED;
-                if let Err(e) = self
-                    .inner
-                    .db
-                    .purge_auth_sessions(KEEP_REVOKED, stale)
-                    .await
-                {
+                if let Err(e) = self.inner.db.purge_auth_sessions(KEEP_REVOKED, stale).await {
                     tracing::debug!(error = %e, "could not purge old sessions");
                 }
             }
@@ -320,7 +319,10 @@ mod tests {
     fn a_loaded_state_is_kept_and_revoked_wins_over_a_late_load() {
         let c = SessionCache::new(8);
         assert_eq!(c.get(AuthSessionId(1)), None);
-        assert_eq!(c.learn(AuthSessionId(1), Known::Live(ANN)), Known::Live(ANN));
+        assert_eq!(
+            c.learn(AuthSessionId(1), Known::Live(ANN)),
+            Known::Live(ANN)
+        );
         assert_eq!(c.get(AuthSessionId(1)), Some(Known::Live(ANN)));
         // A revocation arrives while a load that read the row before it is in flight.
         c.revoke(&[AuthSessionId(2)]);
@@ -342,7 +344,11 @@ mod tests {
         assert!(c.get(AuthSessionId(1)).is_some());
         c.learn(AuthSessionId(4), Known::Live(ANN));
         assert_eq!(c.len(), 3);
-        assert_eq!(c.get(AuthSessionId(2)), None, "forgotten: loaded again on use");
+        assert_eq!(
+            c.get(AuthSessionId(2)),
+            None,
+            "forgotten: loaded again on use"
+        );
         assert!(c.get(AuthSessionId(1)).is_some());
         c.revoke(&(10..20).map(AuthSessionId).collect::<Vec<_>>());
         assert_eq!(c.len(), 3);

@@ -20,6 +20,9 @@ use crate::config::Settings;
 use crate::domain::Login;
 use parley_actors::UserId;
 
+/// Account exports per user per minute.
+pub const EXPORTS_PER_MIN: u32 = 1;
+
 /// Most entries in each map of the login delays: far more accounts than are ever
 /// attacked at once, and about 10 MiB at worst.
 const LOGIN_DELAY_ENTRIES: usize = 100_000;
@@ -38,6 +41,9 @@ struct Inner {
     /// Message searches: a bucket of their own, so finding a person and finding a
     /// message do not eat into each other.
     message_search_by_user: DefaultKeyedRateLimiter<UserId>,
+    /// Account exports (`GET /api/users/me/export`): each reads everything a user
+    /// ever sent, so one a minute.
+    export_by_user: DefaultKeyedRateLimiter<UserId>,
     trusted_proxies: Vec<IpAddr>,
     checks: AtomicU64,
 }
@@ -67,6 +73,7 @@ impl LoginThrottle {
                 register_by_ip: RateLimiter::keyed(per_minute(l.register_per_ip_per_min)),
                 search_by_user: RateLimiter::keyed(per_minute(l.search_per_min)),
                 message_search_by_user: RateLimiter::keyed(per_minute(l.search_per_min)),
+                export_by_user: RateLimiter::keyed(per_minute(EXPORTS_PER_MIN)),
                 trusted_proxies: settings
                     .server
                     .trusted_proxies
@@ -107,15 +114,15 @@ impl LoginThrottle {
 
     /// The same delay for a check of `user`'s current password by a signed-in caller
     /// (a password change): a stolen token must not make guessing it any faster.
-    pub async fn begin_password_check(&self, user: UserId, ip: IpAddr) -> Result<Attempt, Duration> {
+    pub async fn begin_password_check(
+        &self,
+        user: UserId,
+        ip: IpAddr,
+    ) -> Result<Attempt, Duration> {
         let known_elsewhere = self.inner.known_sources.contains(user, ip).await;
-        self.inner.login_delays.begin_known(
-            Some(user.0),
-            "",
-            ip,
-            Instant::now(),
-            known_elsewhere,
-        )
+        self.inner
+            .login_delays
+            .begin_known(Some(user.0), "", ip, Instant::now(), known_elsewhere)
     }
 
     /// Records that `user` signed in from `ip` (for every node, with Redis).
@@ -138,6 +145,12 @@ impl LoginThrottle {
     pub fn check_message_search(&self, user: UserId) -> Result<(), Duration> {
         self.housekeeping();
         check(&self.inner.message_search_by_user, &user)
+    }
+
+    /// `Err(wait)` when this user exported their account less than a minute ago.
+    pub fn check_export(&self, user: UserId) -> Result<(), Duration> {
+        self.housekeeping();
+        check(&self.inner.export_by_user, &user)
     }
 
     /// The client's address: the peer, or what a trusted proxy says it forwarded.
@@ -167,6 +180,7 @@ impl LoginThrottle {
             self.inner.register_by_ip.retain_recent();
             self.inner.search_by_user.retain_recent();
             self.inner.message_search_by_user.retain_recent();
+            self.inner.export_by_user.retain_recent();
         }
     }
 }

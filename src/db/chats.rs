@@ -9,7 +9,7 @@ use parley_actors::store::{ChatKind, ChatMembers, Message};
 use parley_actors::{ChatId, Timestamp, UserId};
 
 use super::messages::{message_from_row, status_of, MESSAGE_COLUMNS, MESSAGE_JOINS};
-use super::users::UserRow;
+use super::users::{Identity, UserRow};
 use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 
 /// A chat as the chat list shows it, from the viewer's side.
@@ -40,8 +40,8 @@ type ChatRow = (
 type MemberRow = (
     u64,
     u64,
-    String,
-    String,
+    Option<String>,
+    Option<String>,
     Option<NaiveDateTime>,
     bool,
     u64,
@@ -62,7 +62,8 @@ fn direct_key(a: UserId, b: UserId) -> String {
 }
 
 impl Db {
-    /// How many of `ids` (distinct) are existing users.
+    /// How many of `ids` (distinct) are existing users (a deleted account is not one:
+    /// nobody starts a chat with it or adds it to a group).
     pub async fn count_users(&self, ids: &[UserId]) -> Result<usize, DbError> {
         let mut conn = self.conn().await?;
         let mut found = 0;
@@ -70,7 +71,9 @@ impl Db {
             let (list, params) = super::id_list(chunk.iter().map(|u| u.0));
             let n: Option<u64> = conn
                 .exec_first(
-                    format!("SELECT COUNT(*) FROM users WHERE id IN ({list})"),
+                    format!(
+                        "SELECT COUNT(*) FROM users WHERE id IN ({list}) AND deleted_at IS NULL"
+                    ),
                     params,
                 )
                 .await?;
@@ -314,8 +317,7 @@ impl Db {
             for (chat, id, email, username, seen, has_key, d, r) in member_rows {
                 members.entry(chat).or_default().push(UserRow {
                     id: UserId(id),
-                    email,
-                    username,
+                    identity: Identity::from_columns(email, username),
                     last_seen_at: seen.map(Timestamp::from),
                     has_public_key: has_key,
                 });

@@ -1,10 +1,12 @@
 //! All SQL lives below this module: one function per query, parameters always bound,
 //! driver errors converted to `DbError` in one place (`From<mysql_async::Error>`).
 
+pub mod accounts;
 pub mod calls;
 pub mod changes;
 pub mod chats;
 pub mod history;
+pub mod invites;
 pub mod keys;
 pub mod media;
 pub mod messages;

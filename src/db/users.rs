@@ -11,31 +11,61 @@ use crate::domain::{Email, Login, Username};
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: UserId,
-    pub email: String,
-    pub username: String,
+    pub identity: Identity,
     pub last_seen_at: Option<Timestamp>,
     pub has_public_key: bool,
 }
 
+/// Who a user is, or that they deleted their account: a deleted account keeps only
+/// its id (its messages stay in other people's chats), so there is no name to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Active { email: String, username: String },
+    Deleted,
+}
+
+impl Identity {
+    /// From the `users` columns. Only account deletion writes NULL into them, and it
+    /// clears both in one statement, so a missing one means deleted.
+    pub fn from_columns(email: Option<String>, username: Option<String>) -> Identity {
+        match (email, username) {
+            (Some(email), Some(username)) => Identity::Active { email, username },
+            _ => Identity::Deleted,
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        matches!(self, Identity::Deleted)
+    }
+}
+
 const USER_COLUMNS: &str = "u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL)";
 
-type UserTuple = (u64, String, String, Option<NaiveDateTime>, bool);
+type UserTuple = (
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<NaiveDateTime>,
+    bool,
+);
 
 fn user_from(row: UserTuple) -> UserRow {
     let (id, email, username, last_seen_at, has_public_key) = row;
     UserRow {
         id: UserId(id),
-        email,
-        username,
+        identity: Identity::from_columns(email, username),
         last_seen_at: last_seen_at.map(Timestamp::from),
         has_public_key,
     }
 }
 
-/// What login needs: the id and the stored PHC hash string.
+/// What login (and confirming a password) needs: the id, the stored PHC hash string
+/// (`None`: the account has no password yet, e.g. made by `parley admin user create`
+/// and not yet set through its reset link) and whether it is disabled.
 pub struct Credentials {
     pub id: UserId,
-    pub password_hash: String,
+    pub password_hash: Option<String>,
+    pub disabled: bool,
 }
 
 /// Which unique field a new account collided with.
@@ -55,27 +85,10 @@ impl Db {
         &self,
         email: &Email,
         username: &Username,
-        password_hash: &str,
+        password_hash: Option<&str>,
     ) -> Result<InsertOutcome, DbError> {
         let mut conn = self.conn().await?;
-        let res = conn
-            .exec_drop(
-                "INSERT INTO users (email, username, password_hash) VALUES (?, ?, ?)",
-                (email.as_str(), username.as_str(), password_hash),
-            )
-            .await;
-        match res.map_err(DbError::from) {
-            Ok(()) => Ok(InsertOutcome::Created(UserId(
-                conn.last_insert_id().unwrap_or_default(),
-            ))),
-            Err(DbError::Duplicate { key }) if key == "uq_users_email" => {
-                Ok(InsertOutcome::Taken(TakenField::Email))
-            }
-            Err(DbError::Duplicate { key }) if key == "uq_users_username" => {
-                Ok(InsertOutcome::Taken(TakenField::Username))
-            }
-            Err(e) => Err(e),
-        }
+        insert_user_on(&mut *conn, email, username, password_hash).await
     }
 
     /// The account `login` names. The comparison is the column's collation
@@ -88,14 +101,39 @@ impl Db {
         login: &Login,
     ) -> Result<Option<Credentials>, DbError> {
         let sql = match login {
-            Login::Email(_) => "SELECT id, password_hash FROM users WHERE email = ? LIMIT 1",
-            Login::Username(_) => "SELECT id, password_hash FROM users WHERE username = ? LIMIT 1",
+            Login::Email(_) => {
+                "SELECT id, password_hash, disabled_at IS NOT NULL FROM users \
+                 WHERE email = ? AND deleted_at IS NULL LIMIT 1"
+            }
+            Login::Username(_) => {
+                "SELECT id, password_hash, disabled_at IS NOT NULL FROM users \
+                 WHERE username = ? AND deleted_at IS NULL LIMIT 1"
+            }
         };
         let mut conn = self.conn().await?;
-        let row: Option<(u64, String)> = conn.exec_first(sql, (login.as_str(),)).await?;
-        Ok(row.map(|(id, password_hash)| Credentials {
+        let row: Option<(u64, Option<String>, bool)> =
+            conn.exec_first(sql, (login.as_str(),)).await?;
+        Ok(row.map(|(id, password_hash, disabled)| Credentials {
             id: UserId(id),
             password_hash,
+            disabled,
+        }))
+    }
+
+    /// The credentials of account `id` (None: no such account, or deleted).
+    pub async fn credentials_by_id(&self, id: UserId) -> Result<Option<Credentials>, DbError> {
+        let mut conn = self.conn().await?;
+        let row: Option<(Option<String>, bool)> = conn
+            .exec_first(
+                "SELECT password_hash, disabled_at IS NOT NULL FROM users \
+                 WHERE id = ? AND deleted_at IS NULL",
+                (id.0,),
+            )
+            .await?;
+        Ok(row.map(|(password_hash, disabled)| Credentials {
+            id,
+            password_hash,
+            disabled,
         }))
     }
 
@@ -142,7 +180,7 @@ impl Db {
                 format!(
                     "SELECT {USER_COLUMNS} FROM users u \
                      LEFT JOIN public_keys k ON k.user_id = u.id \
-                     WHERE u.id <> ? AND u.username LIKE ? ESCAPE '\\\\' \
+                     WHERE u.id <> ? AND u.deleted_at IS NULL AND u.username LIKE ? ESCAPE '\\\\' \
                      ORDER BY (u.username LIKE ? ESCAPE '\\\\') DESC, u.username \
                      LIMIT ?"
                 ),
@@ -165,7 +203,7 @@ impl Db {
                 format!(
                     "SELECT {USER_COLUMNS} FROM users u \
                      LEFT JOIN public_keys k ON k.user_id = u.id \
-                     WHERE u.email = ? AND u.id <> ? LIMIT 1"
+                     WHERE u.email = ? AND u.id <> ? AND u.deleted_at IS NULL LIMIT 1"
                 ),
                 (email.as_str(), exclude.0),
             )
@@ -181,6 +219,38 @@ impl Db {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// Inserts a user on `q` (a connection, or the transaction that also consumes an
+/// invite); a taken email or username is an outcome, not an error.
+pub(crate) async fn insert_user_on(
+    q: &mut impl Queryable,
+    email: &Email,
+    username: &Username,
+    password_hash: Option<&str>,
+) -> Result<InsertOutcome, DbError> {
+    let res = async {
+        let result = q
+            .exec_iter(
+                "INSERT INTO users (email, username, password_hash) VALUES (?, ?, ?)",
+                (email.as_str(), username.as_str(), password_hash),
+            )
+            .await?;
+        let id = result.last_insert_id().unwrap_or_default();
+        result.drop_result().await?;
+        Ok::<_, mysql_async::Error>(id)
+    }
+    .await;
+    match res.map_err(DbError::from) {
+        Ok(id) => Ok(InsertOutcome::Created(UserId(id))),
+        Err(DbError::Duplicate { key }) if key == "uq_users_email" => {
+            Ok(InsertOutcome::Taken(TakenField::Email))
+        }
+        Err(DbError::Duplicate { key }) if key == "uq_users_username" => {
+            Ok(InsertOutcome::Taken(TakenField::Username))
+        }
+        Err(e) => Err(e),
     }
 }
 

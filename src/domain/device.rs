@@ -26,7 +26,10 @@ impl Device {
                 format!("device: at most {MAX_CHARS} characters"),
             ));
         }
-        if label.chars().any(|c| c.is_control() || super::fold::is_forbidden(c)) {
+        if label
+            .chars()
+            .any(|c| c.is_control() || super::fold::is_forbidden(c))
+        {
             return Err(InvalidInput::new(
                 ErrorCode::InvalidField,
                 "device: only printable characters",

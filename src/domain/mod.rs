@@ -7,6 +7,7 @@ pub mod fold;
 mod login;
 mod password;
 pub mod search_text;
+pub mod token;
 mod username;
 
 pub use device::Device;

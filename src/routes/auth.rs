@@ -8,13 +8,18 @@ use super::{resource, UserJson};
 use crate::auth::password::{HashError, Verified};
 use crate::auth::ticket::{TicketError, TICKET_TTL};
 use crate::auth::{AuthSessions, AuthUser, Hasher, JwtKeys, LoginThrottle, WsTickets};
+use crate::config::{RegistrationMode, Settings};
+use crate::db::invites::InvitedOutcome;
 use crate::db::users::{InsertOutcome, TakenField};
 use crate::db::Db;
+use crate::domain::token::TokenHash;
 use crate::domain::{Device, Email, Login, Password, Username};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/auth/register").route(web::post().to(register)))
+        .service(resource("/auth/registration").route(web::get().to(registration)))
+        .service(resource("/auth/reset").route(web::post().to(reset_password)))
         .service(resource("/auth/login").route(web::post().to(login)))
         .service(resource("/auth/ws-ticket").route(web::post().to(ws_ticket)))
         .service(resource("/auth/logout").route(web::post().to(logout)))
@@ -30,6 +35,17 @@ struct RegisterBody {
     /// How this sign-in is listed in `GET /api/sessions` (else from the User-Agent).
     #[serde(default)]
     device: Option<String>,
+    /// The invite token (`/register?invite=…`); needed in `invite` mode, ignored
+    /// otherwise.
+    #[serde(default)]
+    invite: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ResetBody {
+    token: String,
+    new_password: String,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +106,25 @@ impl From<HashError> for ApiError {
     }
 }
 
+/// GET /api/auth/registration: `{mode}`, `open`, `invite` or `closed`
+/// (`auth.registration`), so the web client knows whether to ask for an invite.
+async fn registration(settings: web::Data<Settings>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "mode": settings.auth.registration.as_str() }))
+}
+
+fn invite_invalid() -> ApiError {
+    ApiError::Refused {
+        code: ErrorCode::InviteInvalid,
+        message: "this invite is unknown, used up, expired or revoked; ask for a new one",
+    }
+}
+
 /// POST /api/auth/register: creates the account and signs it in (201 `{token, user}`).
+/// `auth.registration` decides who may: anyone (`open`), someone with an invite
+/// (`invite`: the invite is checked before the password is hashed, and consumed in
+/// the transaction that creates the user) or nobody (`closed`).
+// Each argument is an extractor actix fills in; bundling them would only hide which.
+#[allow(clippy::too_many_arguments)]
 async fn register(
     req: HttpRequest,
     body: web::Json<RegisterBody>,
@@ -99,7 +133,15 @@ async fn register(
     keys: web::Data<JwtKeys>,
     throttle: web::Data<LoginThrottle>,
     sessions: web::Data<AuthSessions>,
+    settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
+    let mode = settings.auth.registration;
+    if mode == RegistrationMode::Closed {
+        return Err(ApiError::Refused {
+            code: ErrorCode::RegistrationClosed,
+            message: "registration is closed on this server",
+        });
+    }
     let email = Email::parse(&body.email)?;
     let username = Username::parse(&body.username)?;
     let password = Password::parse(&body.password)?;
@@ -108,12 +150,37 @@ async fn register(
     throttle
         .check_register(ip)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let invite = match mode {
+        RegistrationMode::Invite => {
+            let token = body
+                .invite
+                .as_deref()
+                .and_then(TokenHash::of_presented)
+                .ok_or_else(invite_invalid)?;
+            if !db.invite_usable(&token).await? {
+                return Err(invite_invalid());
+            }
+            Some(token)
+        }
+        _ => None,
+    };
     let admission = hasher.admit_paced().await?;
     let hash = hasher
         .hash(&admission, password.expose().to_owned())
         .await?;
     drop(admission);
-    let id = match db.insert_user(&email, &username, &hash).await? {
+    let outcome = match invite {
+        None => db.insert_user(&email, &username, Some(&hash)).await?,
+        Some(token) => match db
+            .insert_invited_user(&token, &email, &username, &hash)
+            .await?
+        {
+            InvitedOutcome::Registered(outcome) => outcome,
+            // Used up (or revoked) while the password was being hashed.
+            InvitedOutcome::InviteInvalid => return Err(invite_invalid()),
+        },
+    };
+    let id = match outcome {
         InsertOutcome::Created(id) => id,
         InsertOutcome::Taken(TakenField::Email) => {
             return Err(ApiError::Conflict {
@@ -167,9 +234,9 @@ async fn login(
     // A place with the hashers first: a login that would be refused costs no query.
     let admission = hasher.admit_paced().await?;
     let creds = db.credentials_by_login(&login).await?;
-    let (id, stored) = match creds {
-        Some(c) => (Some(c.id), Some(c.password_hash)),
-        None => (None, None),
+    let (id, stored, disabled) = match creds {
+        Some(c) => (Some(c.id), c.password_hash, c.disabled),
+        None => (None, None, false),
     };
     // Too early for this account (from this source): 429 at once. The admission is
     // dropped with the error, so the wait holds no hashing place and no connection.
@@ -186,6 +253,14 @@ async fn login(
         return Err(ApiError::InvalidCredentials);
     };
     attempt.succeeded();
+    // Said only after the right password: to a guesser a disabled account looks
+    // like any other.
+    if disabled {
+        return Err(ApiError::Refused {
+            code: ErrorCode::AccountDisabled,
+            message: "this account has been disabled by an administrator",
+        });
+    }
     throttle.signed_in(id, ip).await;
     if let Some(new_hash) = rehash {
         // Best effort: the login stands even if the upgrade has to wait for next time.
@@ -202,6 +277,47 @@ async fn login(
         token,
         user: UserJson::new(user, id, false),
     }))
+}
+
+/// POST /api/auth/reset: `{token, newPassword}` (the link `parley admin user
+/// reset-password` printed) → 200 `{revoked}`: the password is set, the token and
+/// every other reset of the account are spent, and all its sessions are revoked.
+/// The token is looked up before the password is hashed, so a made-up one costs a
+/// read; tries count against `limits.login_per_ip_per_min` like logins.
+async fn reset_password(
+    req: HttpRequest,
+    body: web::Json<ResetBody>,
+    db: web::Data<Db>,
+    hasher: web::Data<Hasher>,
+    throttle: web::Data<LoginThrottle>,
+    sessions: web::Data<AuthSessions>,
+) -> Result<HttpResponse, ApiError> {
+    let invalid = || ApiError::Refused {
+        code: ErrorCode::ResetTokenInvalid,
+        message: "this reset link is unknown, used or expired; ask an administrator for a new one",
+    };
+    throttle
+        .check_login_ip(throttle.client_ip(&req))
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let password = Password::parse(&body.new_password)?;
+    let token = TokenHash::of_presented(&body.token).ok_or_else(invalid)?;
+    if !db.password_reset_usable(&token).await? {
+        return Err(invalid());
+    }
+    let admission = hasher.admit_paced().await?;
+    let hash = hasher
+        .hash(&admission, password.expose().to_owned())
+        .await?;
+    drop(admission);
+    let user = db
+        .redeem_password_reset(&token, &hash)
+        .await?
+        .ok_or_else(invalid)?;
+    // Whoever held the account's tokens (the reason for a reset, often) is out: this
+    // node closes their sockets now, the others once they read the revocation log.
+    let revoked = sessions.revoke_user(user, None).await?;
+    tracing::info!(user_id = %user, "password reset");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": revoked.len() })))
 }
 
 /// POST /api/auth/ws-ticket: a single-use ticket for `/ws?ticket=`, bound to the

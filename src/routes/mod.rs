@@ -18,7 +18,7 @@ use actix_web::{web, HttpResponse};
 use parley_actors::{Timestamp, UserId};
 use serde::Serialize;
 
-use crate::db::users::UserRow;
+use crate::db::users::{Identity, UserRow};
 use crate::error::ApiError;
 
 /// Everything under `/api`.
@@ -62,7 +62,9 @@ pub async fn api_not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("route"))
 }
 
-/// The `user` object of PROTOCOL.md. `email` only when the viewer is the user.
+/// The `user` object of PROTOCOL.md. `email` only when the viewer is the user. A
+/// deleted account is `{id, username: "Deleted account", deleted: true, …}`: its
+/// messages stay in other people's chats and need a sender to show.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserJson {
@@ -73,17 +75,35 @@ pub struct UserJson {
     pub online: bool,
     pub last_seen_at: Option<Timestamp>,
     pub has_public_key: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
+
+/// The name shown for a deleted account (PROTOCOL.md, README "Operating a community").
+pub const DELETED_ACCOUNT: &str = "Deleted account";
 
 impl UserJson {
     pub fn new(row: UserRow, viewer: UserId, online: bool) -> UserJson {
-        UserJson {
-            id: row.id,
-            email: (row.id == viewer).then_some(row.email),
-            username: row.username,
-            online,
-            last_seen_at: row.last_seen_at,
-            has_public_key: row.has_public_key,
+        match row.identity {
+            Identity::Active { email, username } => UserJson {
+                id: row.id,
+                email: (row.id == viewer).then_some(email),
+                username,
+                online,
+                last_seen_at: row.last_seen_at,
+                has_public_key: row.has_public_key,
+                deleted: false,
+            },
+            // Nothing of who it was: no presence, no last seen, no key.
+            Identity::Deleted => UserJson {
+                id: row.id,
+                email: None,
+                username: DELETED_ACCOUNT.to_owned(),
+                online: false,
+                last_seen_at: None,
+                has_public_key: false,
+                deleted: true,
+            },
         }
     }
 }

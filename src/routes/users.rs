@@ -1,19 +1,31 @@
-//! The signed-in user and user search.
+//! The signed-in user (and deleting or exporting their account) and user search.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use parley_actors::protocol::ServerEvent;
 use parley_actors::ErrorCode;
-use parley_actors::Realtime;
-use serde::Deserialize;
+use parley_actors::{ChatId, Realtime, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::{resource, UserJson};
-use crate::auth::{AuthUser, LoginThrottle};
-use crate::db::Db;
+use super::{resource, UserJson, DELETED_ACCOUNT};
+use crate::auth::password::Verified;
+use crate::auth::{AuthSessions, AuthUser, Hasher, LoginThrottle};
+use crate::config::Settings;
+use crate::db::users::Identity;
+use crate::db::{acting_for, Db, DbError};
 use crate::domain::{fold, Email};
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/users/me").route(web::get().to(me)))
-        .service(resource("/users/search").route(web::get().to(search)));
+    cfg.service(
+        resource("/users/me")
+            .route(web::get().to(me))
+            .route(web::delete().to(delete_me)),
+    )
+    .service(resource("/users/me/export").route(web::get().to(export)))
+    .service(resource("/users/search").route(web::get().to(search)));
 }
 
 /// Most results of one search.
@@ -28,6 +40,7 @@ async fn me(
     let row = db
         .user_by_id(user.0)
         .await?
+        .filter(|r| !r.identity.is_deleted())
         .ok_or(ApiError::Unauthorized(ErrorCode::InvalidToken))?;
     let online = rt.is_online(user.0).await;
     Ok(HttpResponse::Ok().json(UserJson::new(row, user.0, online)))
@@ -102,4 +115,275 @@ async fn search(
         .map(|(r, online)| UserJson::new(r, user.0, online))
         .collect();
     Ok(HttpResponse::Ok().json(users))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    password: String,
+}
+
+/// DELETE /api/users/me `{password}` → 204: deletes the caller's account (see
+/// `admin::delete_account`: email, username, password hash, public key and uploads
+/// erased, every session revoked, every group left; direct chats and sent messages
+/// stay, shown as from "Deleted account"). The password is checked like a login:
+/// through the hashing pool's admission and the account's login delay, so this is
+/// no faster a way to guess it; a wrong one is 403 `wrong_password`.
+// Each argument is an extractor actix fills in; bundling them would only hide which.
+#[allow(clippy::too_many_arguments)]
+async fn delete_me(
+    req: HttpRequest,
+    user: AuthUser,
+    body: web::Json<DeleteBody>,
+    db: web::Data<Db>,
+    hasher: web::Data<Hasher>,
+    throttle: web::Data<LoginThrottle>,
+    rt: web::Data<Realtime>,
+    settings: web::Data<Settings>,
+    sessions: web::Data<AuthSessions>,
+) -> Result<HttpResponse, ApiError> {
+    if body.password.len() > 1024 {
+        return Err(ApiError::WrongPassword);
+    }
+    let ip = throttle.client_ip(&req);
+    throttle
+        .check_login_ip(ip)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let admission = hasher.admit_paced().await?;
+    let creds = db
+        .credentials_by_id(user.0)
+        .await?
+        .ok_or(ApiError::Unauthorized(ErrorCode::InvalidToken))?;
+    // The account's login delay applies: deletion attempts and logins share it.
+    let attempt = throttle
+        .begin_password_check(user.0, ip)
+        .await
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let verdict = hasher
+        .verify(&admission, body.password.clone(), creds.password_hash)
+        .await?;
+    drop(admission);
+    if !matches!(verdict, Verified::Yes { .. }) {
+        attempt.failed();
+        return Err(ApiError::WrongPassword);
+    }
+    attempt.succeeded();
+    let Some(departure) =
+        crate::admin::delete_account(&db, &settings.storage.uploads_dir, user.0).await?
+    else {
+        return Err(ApiError::Unauthorized(ErrorCode::InvalidToken));
+    };
+    // This node closes the account's sockets now; the others within their poll.
+    sessions.revoked(&departure.revoked_sessions);
+    for (chat, remaining) in departure.groups_left {
+        rt.members_changed(chat);
+        rt.notify_users(
+            &remaining,
+            &ServerEvent::ChatMemberLeft {
+                chat_id: chat,
+                user_id: user.0,
+            },
+        );
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Chats per page of an export.
+const EXPORT_CHAT_PAGE: u32 = 64;
+/// Messages per page of an export: a page is what the export holds in memory.
+const EXPORT_MESSAGE_PAGE: u32 = 200;
+
+/// Where the export's stream is.
+enum ExportStep {
+    Chats { after: ChatId, first: bool },
+    Messages { after: u64, first: bool },
+    Done,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportMember {
+    id: UserId,
+    username: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportMessage<'a> {
+    id: u64,
+    chat_id: ChatId,
+    kind: &'a str,
+    content: &'a str,
+    encrypted: bool,
+    /// The envelope as stored (only its recipients can read it).
+    e2ee: Option<&'a serde_json::value::RawValue>,
+    created_at: Timestamp,
+    edited_at: Option<Timestamp>,
+    deleted: bool,
+}
+
+/// GET /api/users/me/export → 200 a JSON document (`Content-Disposition:
+/// attachment`): `{exportedAt, profile, chats:[{id, kind, title, createdAt,
+/// members:[{id, username}]}], messages:[…the caller sent, oldest first]}`. Streamed:
+/// chats and messages are read a page at a time as the client takes them, so an
+/// account with millions of messages costs one page of memory. Once a minute per
+/// user (429 `rate_limited` with `Retry-After`).
+async fn export(
+    user: AuthUser,
+    db: web::Data<Db>,
+    throttle: web::Data<LoginThrottle>,
+) -> Result<HttpResponse, ApiError> {
+    throttle
+        .check_export(user.0)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let row = db
+        .user_by_id(user.0)
+        .await?
+        .filter(|r| !r.identity.is_deleted())
+        .ok_or(ApiError::Unauthorized(ErrorCode::InvalidToken))?;
+    let head = format!(
+        "{{\"exportedAt\":{},\"profile\":{},\"chats\":[",
+        json!(Timestamp::now()),
+        json!(UserJson::new(row, user.0, false))
+    );
+    let db = db.into_inner();
+    let me = user.0;
+    let pages = futures_util::stream::unfold(
+        ExportStep::Chats {
+            after: ChatId(0),
+            first: true,
+        },
+        move |step| {
+            let db = db.clone();
+            async move {
+                // The response is streamed after the handler returned: each page is
+                // read on the caller's share of the pool, as the handler's own work.
+                let (chunk, next) = match acting_for(me, export_page(&db, me, step)).await {
+                    Ok(Some(page)) => page,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        tracing::warn!(user_id = %me, error = %e, "export cut short");
+                        return Some((Err(e), ExportStep::Done));
+                    }
+                };
+                Some((Ok::<_, DbError>(Bytes::from(chunk)), next))
+            }
+        },
+    );
+    let body = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok::<_, DbError>(Bytes::from(head)) }),
+        pages,
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"parley-export-{me}.json\""),
+        ))
+        .streaming(body))
+}
+
+/// The next piece of the export after `step`, and the step after it; None at the end.
+async fn export_page(
+    db: &Db,
+    me: UserId,
+    step: ExportStep,
+) -> Result<Option<(String, ExportStep)>, DbError> {
+    match step {
+        ExportStep::Chats { after, first } => {
+            let chats = db.export_chats_after(me, after, EXPORT_CHAT_PAGE).await?;
+            let Some(last) = chats.last().map(|c| c.id) else {
+                return Ok(Some((
+                    "],\"messages\":[".to_owned(),
+                    ExportStep::Messages {
+                        after: 0,
+                        first: true,
+                    },
+                )));
+            };
+            let mut out = String::new();
+            for (i, c) in chats.into_iter().enumerate() {
+                if !(first && i == 0) {
+                    out.push(',');
+                }
+                // Other members' emails are theirs: only their names go in.
+                let members: Vec<ExportMember> = c
+                    .members
+                    .into_iter()
+                    .map(|(id, identity)| match identity {
+                        Identity::Active { username, .. } => ExportMember {
+                            id,
+                            username,
+                            deleted: false,
+                        },
+                        Identity::Deleted => ExportMember {
+                            id,
+                            username: DELETED_ACCOUNT.to_owned(),
+                            deleted: true,
+                        },
+                    })
+                    .collect();
+                out.push_str(
+                    &json!({
+                        "id": c.id,
+                        "kind": c.kind,
+                        "title": c.title,
+                        "createdAt": c.created_at,
+                        "members": members,
+                    })
+                    .to_string(),
+                );
+            }
+            Ok(Some((
+                out,
+                ExportStep::Chats {
+                    after: last,
+                    first: false,
+                },
+            )))
+        }
+        ExportStep::Messages { after, first } => {
+            let messages = db
+                .sent_messages_after(me, after, EXPORT_MESSAGE_PAGE)
+                .await?;
+            let Some(last) = messages.last().map(|m| m.id) else {
+                return Ok(Some(("]}".to_owned(), ExportStep::Done)));
+            };
+            let mut out = String::new();
+            for (i, m) in messages.iter().enumerate() {
+                if !(first && i == 0) {
+                    out.push(',');
+                }
+                let e2ee = m
+                    .e2ee
+                    .as_deref()
+                    .and_then(|e| serde_json::from_str::<&serde_json::value::RawValue>(e).ok());
+                let item = ExportMessage {
+                    id: m.id,
+                    chat_id: m.chat_id,
+                    kind: &m.kind,
+                    content: &m.content,
+                    encrypted: m.encrypted,
+                    e2ee,
+                    created_at: m.created_at,
+                    edited_at: m.edited_at,
+                    deleted: m.deleted,
+                };
+                out.push_str(&serde_json::to_string(&item).map_err(|e| {
+                    DbError::Mapping(format!("message {} does not serialise: {e}", m.id))
+                })?);
+            }
+            Ok(Some((
+                out,
+                ExportStep::Messages {
+                    after: last,
+                    first: false,
+                },
+            )))
+        }
+        ExportStep::Done => Ok(None),
+    }
 }

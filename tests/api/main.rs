@@ -4,6 +4,7 @@
 #[allow(unused_imports)]
 mod helpers;
 
+mod admin_cli;
 mod attachment_messages;
 mod attachments;
 mod auth;
@@ -13,8 +14,11 @@ mod changes;
 mod chats;
 mod cluster;
 mod convergence;
+mod deletion;
 mod encryption;
+mod export;
 mod health;
+mod invites;
 mod media;
 mod migrations;
 mod process;

@@ -38,7 +38,12 @@ async fn login(app: &TestApp, user: &TestUser, device: Option<&str>, ua: Option<
 async fn sessions(app: &TestApp, token: &str) -> Vec<Value> {
     let res = app.get_auth("/api/sessions", token).await;
     assert_eq!(res.status(), StatusCode::OK);
-    res.json::<Value>().await.unwrap().as_array().unwrap().clone()
+    res.json::<Value>()
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// The id of the session `token` signs in as (the one listed as current).
@@ -78,7 +83,7 @@ fn as_user(user: &TestUser, token: &str) -> TestUser {
 }
 
 /// Waits (up to `limit`) for the socket to end; how it ended and when.
-async fn closed_within(ws: &mut WsClient, limit: Duration) -> (Option<u16>, Duration) {
+pub(crate) async fn closed_within(ws: &mut WsClient, limit: Duration) -> (Option<u16>, Duration) {
     let t = Instant::now();
     loop {
         let left = limit.saturating_sub(t.elapsed());
@@ -107,7 +112,10 @@ async fn sign_ins_are_listed_newest_first_with_device_source_and_the_current_one
     let list = sessions(&app, &firefox).await;
     assert_eq!(list.len(), 3, "{list:?}");
     let devices: Vec<&str> = list.iter().map(|s| s["device"].as_str().unwrap()).collect();
-    assert_eq!(devices, ["Firefox on Linux", "Ann's phone", "Unknown device"]);
+    assert_eq!(
+        devices,
+        ["Firefox on Linux", "Ann's phone", "Unknown device"]
+    );
     let current: Vec<bool> = list.iter().map(|s| s["current"] == true).collect();
     assert_eq!(current, [true, false, false]);
     for s in &list {
@@ -176,7 +184,8 @@ async fn a_revoked_session_gets_401_session_revoked_and_the_others_carry_on() {
         delete(&app, "/api/sessions", &ann.token).await,
         app.post_auth("/api/auth/ws-ticket", &ann.token, &json!({}))
             .await,
-        app.post_auth("/api/auth/logout", &ann.token, &json!({})).await,
+        app.post_auth("/api/auth/logout", &ann.token, &json!({}))
+            .await,
     ] {
         assert_error(res, StatusCode::UNAUTHORIZED, "session_revoked").await;
     }
@@ -216,7 +225,9 @@ async fn logout_signs_out_this_session_only() {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let other = login(&app, &ann, None, None).await;
-    let res = app.post_auth("/api/auth/logout", &ann.token, &json!({})).await;
+    let res = app
+        .post_auth("/api/auth/logout", &ann.token, &json!({}))
+        .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_revoked(&app, &ann.token).await;
     assert_eq!(me_status(&app, &other).await, StatusCode::OK);
@@ -354,7 +365,9 @@ async fn a_revoked_sessions_socket_is_closed_with_4001_and_its_ticket_refused() 
     let mut doomed = app.ws(&ann).await;
     let mut kept = app.ws(&as_user(&ann, &keep)).await;
     let mut b = app.ws(&bob).await;
-    let res = app.post_auth("/api/auth/ws-ticket", &ann.token, &json!({})).await;
+    let res = app
+        .post_auth("/api/auth/ws-ticket", &ann.token, &json!({}))
+        .await;
     let ticket = res.json::<Value>().await.unwrap()["ticket"]
         .as_str()
         .unwrap()
@@ -396,7 +409,11 @@ async fn a_node_without_redis_notices_a_revocation_made_elsewhere_within_5_s() {
     assert!(app.settings.redis.url.is_none());
     let ann = app.register("ann").await;
     let mut ws = app.ws(&ann).await;
-    assert_eq!(me_status(&app, &ann.token).await, StatusCode::OK, "cached as live");
+    assert_eq!(
+        me_status(&app, &ann.token).await,
+        StatusCode::OK,
+        "cached as live"
+    );
 
     let mut conn = app.mysql().await;
     conn.exec_drop(
@@ -439,7 +456,8 @@ async fn a_revocation_on_one_node_closes_the_sockets_on_the_other_within_5_s() {
     // The session kept is alive on both nodes, its socket open.
     assert_eq!(me_status(&n2, &keep).await, StatusCode::OK);
     assert_eq!(me_status(&n1, &keep).await, StatusCode::OK);
-    kept_n2.assert_quiet(Duration::from_millis(500), &["user:online", "user:offline"])
+    kept_n2
+        .assert_quiet(Duration::from_millis(500), &["user:online", "user:offline"])
         .await;
 }
 

@@ -156,6 +156,8 @@ impl Deployment {
             format!("dir = \"{p}/opt/parley/current/static\""),
             "x_accel_prefix = \"/_parley_audio/\"".to_string(),
             "x_accel_media_prefix = \"/_parley_media/\"".to_string(),
+            // A production install is invite-only (README, "Operating a community").
+            "registration = \"invite\"".to_string(),
             "[metrics]".to_string(),
         ] {
             assert!(
