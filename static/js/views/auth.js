@@ -81,7 +81,8 @@ export function authView(app, mode, navigate) {
       else await app.register(v.email.trim(), v.username.trim(), v.password, v.invite.trim() || null);
       navigate('/', { replace: true });
     } catch (err) {
-      error.textContent = friendly(err);
+      // a missing invite is refused like a bad one: say what is missing
+      error.textContent = err.code === 'invite_invalid' && !v.invite?.trim() ? friendly({ code: 'invite_required' }) : friendly(err);
       error.hidden = false;
       submit.disabled = false;
       submit.classList.remove('busy');
