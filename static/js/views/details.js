@@ -142,7 +142,8 @@ export function chatInfoDialog(app, chat) {
         const toAdmin = role !== 'admin';
         const b = h('button', {
           type: 'button', class: 'btn small', dataset: { focusKey: `role-${u.id}` },
-          'aria-label': toAdmin ? `Make ${name} an admin` : `Make ${name} a member`,
+          // the visible words first, so speech input ("click Make admin") finds it
+          'aria-label': toAdmin ? `Make admin: ${name}` : `Make member: ${name}`,
         }, toAdmin ? 'Make admin' : 'Make member');
         b.addEventListener('click', () => act(b, () => app.setRole(chat.id, u.id, toAdmin ? 'admin' : 'member'),
           toAdmin ? `${name} is now an admin` : `${name} is now a member`));

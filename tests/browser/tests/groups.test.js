@@ -108,9 +108,9 @@ test('the owner makes a member an admin, who can then remove someone', async () 
   const bp = bob.page;
   const cp = cat.page;
   let d = await details(ap);
-  await d.getByRole('button', { name: 'Make bob an admin' }).click();
+  await d.getByRole('button', { name: 'Make admin: bob' }).click();
   await d.locator('.member', { hasText: 'bob' }).getByText('Admin').waitFor();
-  await d.getByRole('button', { name: 'Make bob a member' }).waitFor();
+  await d.getByRole('button', { name: 'Make member: bob' }).waitFor();
   await ap.keyboard.press('Escape');
   await systemLine(bp, 'ann made you an admin').waitFor();
   await systemLine(cp, 'ann made bob an admin').waitFor();
