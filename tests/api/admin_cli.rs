@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, TestApp};
+use crate::helpers::{assert_error, spawn_app, two_nodes, Redis, TestApp};
 use crate::sessions::closed_within;
 
 /// Runs `parley admin <args>` on `app`'s database and uploads, with its address as
@@ -356,4 +356,31 @@ async fn malformed_reset_requests_get_the_json_error_body() {
         .await
         .unwrap();
     assert_error(res, StatusCode::BAD_REQUEST, "malformed_json").await;
+}
+
+#[actix_web::test]
+async fn disabling_closes_the_users_sockets_on_every_node_within_5_s() {
+    let redis = Redis::start();
+    let (n1, n2) = two_nodes(&redis).await;
+    let ann = n1.register("ann").await;
+    let bob = n1.register("bob").await;
+    let mut on_n1 = n1.ws(&ann).await;
+    let mut on_n2 = n2.ws(&ann).await;
+    let mut bobs = n2.ws(&bob).await;
+    admin_json(&n1, &["user", "disable", "ann"]).await;
+    for ws in [&mut on_n1, &mut on_n2] {
+        let (code, after) = closed_within(ws, Duration::from_secs(5)).await;
+        assert_eq!(code, Some(4001), "after {after:?}");
+    }
+    for node in [&n1, &n2] {
+        let res = node.get_auth("/api/users/me", &ann.token).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "session_revoked").await;
+    }
+    // bob's socket on the same node stays open and working.
+    bobs.assert_quiet(Duration::from_millis(300), &["user:online", "user:offline"])
+        .await;
+    assert_eq!(
+        n2.get_auth("/api/users/me", &bob.token).await.status(),
+        StatusCode::OK
+    );
 }
