@@ -384,3 +384,49 @@ async fn disabling_closes_the_users_sockets_on_every_node_within_5_s() {
         StatusCode::OK
     );
 }
+
+#[actix_web::test]
+async fn the_cli_reads_the_services_config_file_and_needs_no_secret() {
+    let app = spawn_app().await;
+    app.register("ann").await;
+    // What an operator runs: `parley --config /etc/parley/parley.toml admin …`, with
+    // the settings in the file only (the secret lives in parley.env, not needed here).
+    let dir = parley_testkit::util::TempDir::new("admin-config");
+    let file = dir.join("parley.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\npublic_url = \"https://chat.example.org/\"\n\
+             [database]\nurl = \"{}\"\n[auth]\nregistration = \"invite\"\n",
+            app.db_url
+        ),
+    )
+    .unwrap();
+    let mut cmd = parley_testkit::binary::command();
+    cmd.arg("--config")
+        .arg(&file)
+        .args(["admin", "invite", "create", "--json"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let link = made["link"].as_str().unwrap();
+    // The trailing slash of public_url is not doubled.
+    assert!(
+        link.starts_with("https://chat.example.org/register?invite="),
+        "{link}"
+    );
+    // Nothing but the document on stdout: scripts can parse it.
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    let stats = admin_json(&app, &["stats"]).await;
+    assert_eq!(
+        (stats["users"].clone(), stats["usableInvites"].clone()),
+        (json!(1), json!(1))
+    );
+}
