@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, TestApp};
+use crate::helpers::{assert_error, spawn_app, two_nodes, Redis, TestApp};
 use crate::sessions::closed_within;
 
 /// Runs `parley admin <args>` on `app`'s database and uploads, with its address as
@@ -356,4 +356,77 @@ async fn malformed_reset_requests_get_the_json_error_body() {
         .await
         .unwrap();
     assert_error(res, StatusCode::BAD_REQUEST, "malformed_json").await;
+}
+
+#[actix_web::test]
+async fn disabling_closes_the_users_sockets_on_every_node_within_5_s() {
+    let redis = Redis::start();
+    let (n1, n2) = two_nodes(&redis).await;
+    let ann = n1.register("ann").await;
+    let bob = n1.register("bob").await;
+    let mut on_n1 = n1.ws(&ann).await;
+    let mut on_n2 = n2.ws(&ann).await;
+    let mut bobs = n2.ws(&bob).await;
+    admin_json(&n1, &["user", "disable", "ann"]).await;
+    for ws in [&mut on_n1, &mut on_n2] {
+        let (code, after) = closed_within(ws, Duration::from_secs(5)).await;
+        assert_eq!(code, Some(4001), "after {after:?}");
+    }
+    for node in [&n1, &n2] {
+        let res = node.get_auth("/api/users/me", &ann.token).await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "session_revoked").await;
+    }
+    // bob's socket on the same node stays open and working.
+    bobs.assert_quiet(Duration::from_millis(300), &["user:online", "user:offline"])
+        .await;
+    assert_eq!(
+        n2.get_auth("/api/users/me", &bob.token).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[actix_web::test]
+async fn the_cli_reads_the_services_config_file_and_needs_no_secret() {
+    let app = spawn_app().await;
+    app.register("ann").await;
+    // What an operator runs: `parley --config /etc/parley/parley.toml admin …`, with
+    // the settings in the file only (the secret lives in parley.env, not needed here).
+    let dir = parley_testkit::util::TempDir::new("admin-config");
+    let file = dir.join("parley.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\npublic_url = \"https://chat.example.org/\"\n\
+             [database]\nurl = \"{}\"\n[auth]\nregistration = \"invite\"\n",
+            app.db_url
+        ),
+    )
+    .unwrap();
+    let mut cmd = parley_testkit::binary::command();
+    cmd.arg("--config")
+        .arg(&file)
+        .args(["admin", "invite", "create", "--json"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let link = made["link"].as_str().unwrap();
+    // The trailing slash of public_url is not doubled.
+    assert!(
+        link.starts_with("https://chat.example.org/register?invite="),
+        "{link}"
+    );
+    // Nothing but the document on stdout: scripts can parse it.
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    let stats = admin_json(&app, &["stats"]).await;
+    assert_eq!(
+        (stats["users"].clone(), stats["usableInvites"].clone()),
+        (json!(1), json!(1))
+    );
 }

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::admin_cli::{admin, admin_json, live_sessions, session_row};
-use crate::helpers::{assert_error, spawn_app, TestApp, TestUser};
+use crate::helpers::{assert_error, spawn_app, two_nodes, Redis, TestApp, TestUser};
 use crate::sessions::closed_within;
 use parley_testkit::media::{files_in, upload_audio};
 use parley_testkit::pictures::{media_form, png};
@@ -357,4 +357,18 @@ async fn guessing_the_password_through_deletion_is_paced_like_logins() {
     // Still there.
     let me = app.get_auth("/api/users/me", &ann.token).await;
     assert_eq!(me.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn deleting_on_one_node_closes_the_accounts_sockets_on_the_other_within_5_s() {
+    let redis = Redis::start();
+    let (n1, n2) = two_nodes(&redis).await;
+    let ann = n1.register("ann").await;
+    let mut on_n2 = n2.ws(&ann).await;
+    let res = delete_me(&n1, &ann, &json!({"password": ann.password})).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (code, after) = closed_within(&mut on_n2, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(4001), "after {after:?}");
+    let res = n2.get_auth("/api/users/me", &ann.token).await;
+    assert_error(res, StatusCode::UNAUTHORIZED, "session_revoked").await;
 }
