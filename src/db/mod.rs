@@ -2,8 +2,10 @@
 //! driver errors converted to `DbError` in one place (`From<mysql_async::Error>`).
 
 pub mod calls;
+pub mod blocks;
 pub mod changes;
 pub mod chats;
+pub mod groups;
 pub mod history;
 pub mod keys;
 pub mod media;

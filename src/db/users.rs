@@ -17,11 +17,11 @@ pub struct UserRow {
     pub has_public_key: bool,
 }
 
-const USER_COLUMNS: &str = "u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL)";
+pub(super) const USER_COLUMNS: &str = "u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL)";
 
-type UserTuple = (u64, String, String, Option<NaiveDateTime>, bool);
+pub(super) type UserTuple = (u64, String, String, Option<NaiveDateTime>, bool);
 
-fn user_from(row: UserTuple) -> UserRow {
+pub(super) fn user_from(row: UserTuple) -> UserRow {
     let (id, email, username, last_seen_at, has_public_key) = row;
     UserRow {
         id: UserId(id),

@@ -2,6 +2,7 @@
 //! typed input, a call into `db` / the actors, `Result<HttpResponse, ApiError>`.
 
 pub mod auth;
+pub mod blocks;
 pub mod calls;
 pub mod chats;
 pub mod downloads;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     auth::configure(cfg);
     users::configure(cfg);
+    blocks::configure(cfg);
     chats::configure(cfg);
     messages::configure(cfg);
     media::configure(cfg);
