@@ -8,8 +8,8 @@ use mysql_async::{Params, Row, TxOpts, Value};
 use parley_actors::store::{ChatKind, ChatMembers, Message};
 use parley_actors::{ChatId, Timestamp, UserId};
 
-use super::messages::{message_from_row, status_of, MESSAGE_COLUMNS, MESSAGE_JOINS};
 use super::groups::MemberRole;
+use super::messages::{message_from_row, status_of, MESSAGE_COLUMNS, MESSAGE_JOINS};
 use super::users::UserRow;
 use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
 

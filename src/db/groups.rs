@@ -99,7 +99,9 @@ pub enum Refusal {
 pub enum HistoryAccess {
     Member,
     /// A former member: messages up to and including this one.
-    Former { up_to: MessageId },
+    Former {
+        up_to: MessageId,
+    },
     None,
 }
 
@@ -126,11 +128,13 @@ async fn lock_group(
             (chat.0, actor.0),
         )
         .await?;
-    Ok(match (kind.as_deref(), role.as_deref().and_then(MemberRole::parse)) {
-        (Some("group"), Some(role)) => Ok(role),
-        (Some(_), Some(_)) => Err(Refusal::NotAGroup),
-        _ => Err(Refusal::NotMember),
-    })
+    Ok(
+        match (kind.as_deref(), role.as_deref().and_then(MemberRole::parse)) {
+            (Some("group"), Some(role)) => Ok(role),
+            (Some(_), Some(_)) => Err(Refusal::NotAGroup),
+            _ => Err(Refusal::NotMember),
+        },
+    )
 }
 
 async fn role_of(
@@ -237,9 +241,11 @@ impl Db {
             Err(r) => return refuse(tx, r).await,
         };
         if !role.is_admin() {
-            return refuse(tx, Refusal::NotAllowed(
-                "only the group's owner and admins can rename it",
-            )).await;
+            return refuse(
+                tx,
+                Refusal::NotAllowed("only the group's owner and admins can rename it"),
+            )
+            .await;
         }
         let current: Option<Option<String>> = tx
             .exec_first("SELECT title FROM chats WHERE id = ?", (chat.0,))
@@ -247,11 +253,8 @@ impl Db {
         if current.flatten().as_deref() == Some(title) {
             return refuse(tx, Refusal::Unchanged).await;
         }
-        tx.exec_drop(
-            "UPDATE chats SET title = ? WHERE id = ?",
-            (title, chat.0),
-        )
-        .await?;
+        tx.exec_drop("UPDATE chats SET title = ? WHERE id = ?", (title, chat.0))
+            .await?;
         let id = system_message(
             &mut tx,
             chat,
@@ -280,9 +283,11 @@ impl Db {
             Err(r) => return refuse(tx, r).await,
         };
         if !role.is_admin() {
-            return refuse(tx, Refusal::NotAllowed(
-                "only the group's owner and admins can add members",
-            )).await;
+            return refuse(
+                tx,
+                Refusal::NotAllowed("only the group's owner and admins can add members"),
+            )
+            .await;
         }
         let members = members_of(&mut tx, chat).await?;
         let mut new: Vec<UserId> = users
@@ -376,17 +381,21 @@ impl Db {
             Err(r) => return refuse(tx, r).await,
         };
         if !role.is_admin() {
-            return refuse(tx, Refusal::NotAllowed(
-                "only the group's owner and admins can remove members",
-            )).await;
+            return refuse(
+                tx,
+                Refusal::NotAllowed("only the group's owner and admins can remove members"),
+            )
+            .await;
         }
         let Some(theirs) = role_of(&mut tx, chat, target).await? else {
             return refuse(tx, Refusal::NoSuchMember).await;
         };
         if role == MemberRole::Admin && theirs != MemberRole::Member {
-            return refuse(tx, Refusal::NotAllowed(
-                "an admin can remove members, not the owner or other admins",
-            )).await;
+            return refuse(
+                tx,
+                Refusal::NotAllowed("an admin can remove members, not the owner or other admins"),
+            )
+            .await;
         }
         let id = system_message(
             &mut tx,
@@ -465,17 +474,23 @@ impl Db {
             Err(r) => return refuse(tx, r).await,
         };
         if role != MemberRole::Owner {
-            return refuse(tx, Refusal::NotAllowed(
-                "only the group's owner can change roles",
-            )).await;
+            return refuse(
+                tx,
+                Refusal::NotAllowed("only the group's owner can change roles"),
+            )
+            .await;
         }
         let Some(theirs) = role_of(&mut tx, chat, target).await? else {
             return refuse(tx, Refusal::NoSuchMember).await;
         };
         if target == actor {
-            return refuse(tx, Refusal::NotAllowed(
-                "the owner hands the group over by making another member owner",
-            )).await;
+            return refuse(
+                tx,
+                Refusal::NotAllowed(
+                    "the owner hands the group over by making another member owner",
+                ),
+            )
+            .await;
         }
         if theirs == new {
             return refuse(tx, Refusal::Unchanged).await;
@@ -520,8 +535,10 @@ impl Db {
                 (chat.0, user.0),
             )
             .await?;
-        Ok(up_to.map_or(HistoryAccess::None, |id| HistoryAccess::Former {
-            up_to: MessageId(id),
-        }))
+        Ok(
+            up_to.map_or(HistoryAccess::None, |id| HistoryAccess::Former {
+                up_to: MessageId(id),
+            }),
+        )
     }
 }

@@ -1,8 +1,8 @@
 //! All SQL lives below this module: one function per query, parameters always bound,
 //! driver errors converted to `DbError` in one place (`From<mysql_async::Error>`).
 
-pub mod calls;
 pub mod blocks;
+pub mod calls;
 pub mod changes;
 pub mod chats;
 pub mod groups;

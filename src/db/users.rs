@@ -17,7 +17,8 @@ pub struct UserRow {
     pub has_public_key: bool,
 }
 
-pub(super) const USER_COLUMNS: &str = "u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL)";
+pub(super) const USER_COLUMNS: &str =
+    "u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL)";
 
 pub(super) type UserTuple = (u64, String, String, Option<NaiveDateTime>, bool);
 

@@ -296,7 +296,9 @@ async fn create(
             // Someone who blocked the caller cannot be reached through a chat,
             // new or old; the answer says no more than that.
             if db.is_blocked_by(other, user.0).await? {
-                return Err(ApiError::Forbidden("you cannot start a chat with this user"));
+                return Err(ApiError::Forbidden(
+                    "you cannot start a chat with this user",
+                ));
             }
             // Opening the chat two people already have is free; only a new one counts.
             match db.direct_chat(user.0, other).await? {
@@ -478,9 +480,8 @@ async fn rename(
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
     let chat = ChatId(path.into_inner());
-    let req: RenameBody = serde_json::from_value(body.into_inner()).map_err(|_| {
-        ApiError::bad_request(ErrorCode::InvalidField, "send {\"title\": \"…\"}")
-    })?;
+    let req: RenameBody = serde_json::from_value(body.into_inner())
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidField, "send {\"title\": \"…\"}"))?;
     let title = req.title.trim();
     if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::bad_request(
@@ -513,9 +514,8 @@ async fn add_members(
 ) -> Result<HttpResponse, ApiError> {
     let chat = ChatId(path.into_inner());
     let max = settings.limits.group_max_members;
-    let req: AddBody = serde_json::from_value(body.into_inner()).map_err(|_| {
-        ApiError::bad_request(ErrorCode::InvalidField, "send {\"userIds\": [ids]}")
-    })?;
+    let req: AddBody = serde_json::from_value(body.into_inner())
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidField, "send {\"userIds\": [ids]}"))?;
     // Bounded before anything looks at the ids: no group holds more.
     if req.user_ids.is_empty() || req.user_ids.len() > max {
         return Err(ApiError::bad_request(

@@ -75,7 +75,9 @@ enum Out {
         payload: String,
     },
     /// To every other live node.
-    Everyone { payload: String },
+    Everyone {
+        payload: String,
+    },
 }
 
 pub struct Redis {
