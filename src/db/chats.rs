@@ -154,6 +154,12 @@ impl Db {
             )
             .await?;
         }
+        // The creator owns the group (db::groups has the rules of roles).
+        tx.exec_drop(
+            "UPDATE chat_members SET role = 'owner' WHERE chat_id = ? AND user_id = ?",
+            (id, creator.0),
+        )
+        .await?;
         tx.commit().await?;
         Ok(ChatId(id))
     }
