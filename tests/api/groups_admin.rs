@@ -782,3 +782,59 @@ async fn a_removed_member_stops_receiving_at_once_on_every_node_and_an_added_one
     let hi = d.send_text(c, "d1", "hi, new here").await;
     wait_message(&mut b, &hi["id"]).await;
 }
+
+/// An envelope wrapping the key for exactly `users` (shape only: the server never
+/// decrypts).
+fn envelope(users: &[&TestUser]) -> Value {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    let keys: serde_json::Map<String, Value> = users
+        .iter()
+        .map(|u| (u.id.to_string(), json!(B64.encode([7u8; 256]))))
+        .collect();
+    json!({"v": 1, "alg": "RSA-OAEP-256+A256GCM", "iv": B64.encode([1u8; 12]),
+        "ciphertext": B64.encode([2u8; 40]), "keys": keys})
+}
+
+#[actix_web::test]
+async fn an_encrypted_groups_envelope_must_follow_the_members_at_once() {
+    let g = group().await;
+    let c = g.chat;
+    let mut a = g.app.ws(&g.ann).await;
+    let sealed = |id: &str, users: &[&TestUser]| {
+        json!({"event": "message:send", "ref": id, "data": {"chatId": c, "clientId": id,
+            "kind": "text", "encrypted": true, "e2ee": envelope(users)}})
+    };
+    a.send(sealed("e1", &[&g.ann, &g.bob, &g.cat]));
+    assert_eq!(a.reply_to("e1").await["event"], "ack");
+    let res = call(
+        &g.app,
+        Method::DELETE,
+        &format!("/api/chats/{c}/members/{}", g.cat.id),
+        &g.ann,
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // Still wrapped for Cat: refused; re-wrapped for the members left: accepted.
+    a.send(sealed("e2", &[&g.ann, &g.bob, &g.cat]));
+    assert_eq!(a.reply_to("e2").await["data"]["code"], "invalid_envelope");
+    a.send(sealed("e3", &[&g.ann, &g.bob]));
+    assert_eq!(a.reply_to("e3").await["event"], "ack");
+    // Dave added: he must be in the next envelope.
+    ok_json(
+        call(
+            &g.app,
+            Method::POST,
+            &format!("/api/chats/{c}/members"),
+            &g.ann,
+            Some(json!({"userIds": [g.dave.id]})),
+        )
+        .await,
+    )
+    .await;
+    a.send(sealed("e4", &[&g.ann, &g.bob]));
+    assert_eq!(a.reply_to("e4").await["data"]["code"], "invalid_envelope");
+    a.send(sealed("e5", &[&g.ann, &g.bob, &g.dave]));
+    assert_eq!(a.reply_to("e5").await["event"], "ack");
+}
