@@ -150,6 +150,10 @@ mod tests {
         fn session_gone(&self, node: &Arc<str>, user: UserId, session: SessionId) {
             self.0.session_gone(node, user, session)
         }
+
+        fn chat_changed(&self, chat: crate::ids::ChatId) {
+            self.0.chat_changed(chat)
+        }
     }
 
     #[tokio::test]

@@ -204,7 +204,8 @@ async fn resolve_target(
         (Some(chat), _) => {
             let members = store.chat_members(chat).await.map_err(unavailable)?;
             let members = members.ok_or_else(forbidden)?;
-            if !members.members.contains(&caller) {
+            // A block either way: the same answer as a stranger's chat.
+            if !members.members.contains(&caller) || members.blocked {
                 return Err(forbidden());
             }
             if members.kind != ChatKind::Direct {
@@ -232,7 +233,12 @@ async fn resolve_target(
                 .direct_chat(caller, callee)
                 .await
                 .map_err(unavailable)?;
-            chat.map(|c| (c, callee)).ok_or_else(forbidden)
+            let chat = chat.ok_or_else(forbidden)?;
+            let members = store.chat_members(chat).await.map_err(unavailable)?;
+            if members.is_none_or(|m| m.blocked) {
+                return Err(forbidden());
+            }
+            Ok((chat, callee))
         }
         (None, Some(_)) => Err(WireError::new(
             ErrorCode::InvalidData,

@@ -82,6 +82,13 @@ async fn run(
         .await
         .map_err(|e| store_error(&e, "change"))?
         .ok_or_else(not_found)?;
+    if target.kind == MessageKind::System {
+        // A group's record of its own changes: nobody rewrites it.
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            "a system message cannot be edited, deleted or reacted to",
+        ));
+    }
     let members = &target.members.members;
     let chat_id = target.members.chat;
     let changed = |change| ack(Ack::Changed { change_id: change }, reference);
@@ -118,10 +125,12 @@ async fn run(
             Ok(reply)
         }
         ChangeRequest::Delete(d) => {
-            if target.sender_id != me.user {
+            // A group's owner and admins moderate it: they delete anyone's message
+            // for everyone (the store checks the role again, in its transaction).
+            if target.sender_id != me.user && !target.members.admins.contains(&me.user) {
                 return Err(WireError::new(
                     ErrorCode::Forbidden,
-                    "only its sender can delete a message",
+                    "only its sender or a group admin can delete a message",
                 ));
             }
             if target.deleted {

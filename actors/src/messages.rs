@@ -9,7 +9,7 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::directory::SessionHandle;
-use crate::ids::{CallId, MessageId, SessionId, UserId};
+use crate::ids::{CallId, ChatId, MessageId, SessionId, UserId};
 use crate::protocol::{CallAnswer, CallIceCandidate, CallInitiate, CallRef};
 use crate::time::Timestamp;
 
@@ -93,6 +93,15 @@ pub struct ContactsAdded {
     pub contacts: Vec<UserId>,
 }
 
+/// These two no longer see each other's presence (a block): the registry forgets
+/// each as the other's contact.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ContactsRemoved {
+    pub a: UserId,
+    pub b: UserId,
+}
+
 /// The cluster lost track of this node (an outage, or it was reaped): list every
 /// local user again, announcing those who are online nowhere else.
 #[derive(Message)]
@@ -151,4 +160,12 @@ pub struct SessionGone {
     pub user: UserId,
     pub session: SessionId,
     pub node: Option<Arc<str>>,
+}
+
+/// The chat's members changed (or a block in a direct chat): a room loads them
+/// again before it judges or fans out anything else.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct MembersChanged {
+    pub chat: ChatId,
 }

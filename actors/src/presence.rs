@@ -19,7 +19,9 @@ use crate::cluster::ClusterError;
 use crate::directory::Deliver;
 use crate::ids::{MessageId, UserId};
 use crate::messages::{to_every_session, Control, Hold, Resync};
-pub use crate::messages::{ContactsAdded, Reannounce, Reaped, SessionClosed, SessionOpened};
+pub use crate::messages::{
+    ContactsAdded, ContactsRemoved, Reannounce, Reaped, SessionClosed, SessionOpened,
+};
 use crate::protocol::{self, ServerEvent};
 use crate::shared::Shared;
 use crate::time::Timestamp;
@@ -252,6 +254,18 @@ impl Handler<ContactsAdded> for PresenceRegistry {
                 if c != msg.user && !list.contains(&c) {
                     list.push(c);
                 }
+            }
+        }
+    }
+}
+
+impl Handler<ContactsRemoved> for PresenceRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ContactsRemoved, _: &mut Context<Self>) {
+        for (user, other) in [(msg.a, msg.b), (msg.b, msg.a)] {
+            if let Some(list) = self.contacts.get_mut(&user) {
+                list.retain(|c| *c != other);
             }
         }
     }

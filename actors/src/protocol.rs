@@ -314,6 +314,18 @@ pub enum ServerEvent<'a> {
     /// A member left a group (sent to those who remain and to the leaver's sessions).
     #[serde(rename = "chat:member-left", rename_all = "camelCase")]
     ChatMemberLeft { chat_id: ChatId, user_id: UserId },
+    /// A group changed (title, members, roles): the `chat` object less its per-viewer
+    /// `unreadCount`, sent to every member's sessions.
+    #[serde(rename = "chat:updated")]
+    ChatUpdated { chat: &'a serde_json::Value },
+    /// The user is no longer a member of this group (removed, or left from another
+    /// session): the chat takes nothing more from them; its history up to
+    /// `messageId` (the system message that recorded it) stays readable.
+    #[serde(rename = "chat:removed", rename_all = "camelCase")]
+    ChatRemoved {
+        chat_id: ChatId,
+        message_id: Option<MessageId>,
+    },
     #[serde(rename = "typing", rename_all = "camelCase")]
     Typing {
         chat_id: ChatId,

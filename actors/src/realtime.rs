@@ -12,7 +12,7 @@ use crate::call::CallDirectory;
 use crate::cluster::{self, Cluster, ClusterError, ClusterSettings, Inbox};
 use crate::directory::{Deliver, SessionDirectory};
 use crate::ids::{AuthSessionId, ChatId, UserId};
-use crate::messages::{Close, ContactsAdded, Control};
+use crate::messages::{Close, ContactsAdded, ContactsRemoved, Control};
 use crate::metrics::Metrics;
 use crate::presence::PresenceRegistry;
 use crate::protocol;
@@ -84,6 +84,7 @@ impl Realtime {
             reaped: presence.clone().recipient(),
             calls: calls.clone().recipient(),
             gone: calls.clone().recipient(),
+            rooms: rooms.clone().recipient(),
         });
         Realtime {
             shared,
@@ -204,11 +205,31 @@ impl Realtime {
         }
     }
 
-    /// The members of `chat` changed (someone left): this node's room, if one runs,
-    /// loads them again before it judges or fans out anything else. Rooms on other
-    /// nodes catch up within `MEMBERS_REFRESH` (they reload while in use).
+    /// `a` blocked `b`: neither hears of the other's presence from this node's
+    /// registry any more (other nodes' from their next connect: contacts are
+    /// loaded without blocked pairs).
+    pub fn contacts_removed(&self, a: UserId, b: UserId) {
+        self.presence.do_send(ContactsRemoved { a, b });
+    }
+
+    /// The members of `chat` changed (added, removed, left), or a block in a direct
+    /// chat: every node's room for it, if one runs, loads them again before it
+    /// judges or fans out anything else (this node's directly, the others' through
+    /// the cluster's `M` frame, as fast as a message travels).
     pub fn members_changed(&self, chat: ChatId) {
         self.rooms.do_send(MembersChanged { chat });
+        self.shared.bus.cluster().chat_changed(chat);
+    }
+
+    /// Sends a message stored outside the send path (a group's system message) to
+    /// every session of each of `users`, as `message:received` (with its id, so a
+    /// catch-up in progress keeps one copy).
+    pub fn deliver_message(&self, users: &[UserId], message: &crate::store::Message) {
+        let d = Deliver {
+            frame: protocol::encode(&protocol::ServerEvent::MessageReceived(message), None),
+            message: Some(message.id),
+        };
+        self.shared.bus.to_users(users, &d, None);
     }
 
     /// Sends `event` to every session of each of `users`.

@@ -28,8 +28,9 @@ pub const MAX_TEXT_CHARS: usize = 10_000;
 /// Longest client id.
 pub const MAX_CLIENT_ID: usize = 64;
 const ROOM_MAILBOX: usize = 4096;
-/// A room in use loads its members again this often, so a change made on another
-/// node (someone left) reaches it without a message of its own.
+/// A room in use loads its members again this often: a safety net. A change made
+/// on any node reaches every node's room at once (`Realtime::members_changed`,
+/// the cluster's `M` frame); this catches one whose frame was lost (Redis down).
 pub const MEMBERS_REFRESH: Duration = Duration::from_secs(30);
 
 /// Who asked to store a message, the `ref` to answer with, and when it arrived.
@@ -133,10 +134,12 @@ impl Room {
         }
     }
 
-    /// The members, or the error to answer a request with.
+    /// The members, or the error to answer a request with. A direct chat in which
+    /// one of the two blocked the other takes nothing from either (`forbidden`, the
+    /// answer an outsider gets: no hint of the block).
     fn check_member(&self, user: UserId) -> Result<&ChatMembers, WireError> {
         match &self.members {
-            Members::Known(m) if m.members.contains(&user) => Ok(m),
+            Members::Known(m) if m.members.contains(&user) && !m.blocked => Ok(m),
             Members::Known(_) => Err(WireError::new(
                 ErrorCode::Forbidden,
                 "you are not a member of this chat",
@@ -201,12 +204,7 @@ impl Room {
     }
 }
 
-/// The chat's members changed: load them again before anything else.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MembersChanged {
-    pub chat: ChatId,
-}
+pub use crate::messages::MembersChanged;
 
 impl Handler<MembersChanged> for Room {
     type Result = ();
@@ -370,7 +368,7 @@ fn validate(
     let media = named_media(&m)?;
     let mut content = m.content.unwrap_or_default();
     match m.kind {
-        MessageKind::Call => {
+        MessageKind::Call | MessageKind::System => {
             return Err(invalid(
                 "kind must be \"text\", \"image\", \"file\" or \"audio\"",
             ))

@@ -28,6 +28,10 @@ pub enum MessageKind {
     File,
     /// A call's trace in the history (missed, rejected, duration); made by the server only.
     Call,
+    /// A change to a group (renamed, members added or removed, roles): content is
+    /// JSON `{action, actorId, userIds, title?}`; made by the server only, in the
+    /// change's transaction, and never edited, deleted or reacted to.
+    System,
 }
 
 impl MessageKind {
@@ -38,7 +42,7 @@ impl MessageKind {
             MessageKind::Image => Some(MediaKind::Image),
             MessageKind::Audio => Some(MediaKind::Audio),
             MessageKind::File => Some(MediaKind::File),
-            MessageKind::Text | MessageKind::Call => None,
+            MessageKind::Text | MessageKind::Call | MessageKind::System => None,
         }
     }
 }
@@ -49,6 +53,12 @@ pub struct ChatMembers {
     pub chat: ChatId,
     pub kind: ChatKind,
     pub members: Vec<UserId>,
+    /// The group's owner and admins (who may delete others' messages); empty for a
+    /// direct chat.
+    pub admins: Vec<UserId>,
+    /// A direct chat one of whose two people blocked the other: nothing is sent in
+    /// it (messages, calls). Always false for a group.
+    pub blocked: bool,
 }
 
 /// The voice message attached to a message, as clients of before attachments read
@@ -135,7 +145,7 @@ pub fn reply_preview(
     deleted: bool,
     text: &str,
 ) -> Option<String> {
-    if encrypted || deleted || kind == MessageKind::Call {
+    if encrypted || deleted || matches!(kind, MessageKind::Call | MessageKind::System) {
         return None;
     }
     if kind != MessageKind::Text && text.is_empty() {

@@ -5,9 +5,8 @@ pub mod cli;
 
 use std::path::Path;
 
-use parley_actors::{ChatId, UserId};
+use parley_actors::UserId;
 
-use crate::db::chats::Leave;
 use crate::db::sessions::AuthSessionId;
 use crate::db::{Db, DbError};
 use crate::media::files;
@@ -18,8 +17,9 @@ pub const RESET_VALID_SECS: u64 = 24 * 3600;
 /// What deleting an account changed that live clients should hear about.
 #[derive(Debug, Default)]
 pub struct Departure {
-    /// Groups the account left, with their remaining members.
-    pub groups_left: Vec<(ChatId, Vec<UserId>)>,
+    /// Groups the account left (each with its `left` system message and any
+    /// ownership handover), for the API to announce as a member's leaving is.
+    pub groups_left: Vec<crate::db::groups::GroupChange>,
     /// Its sessions, revoked (the API applies them to this node at once).
     pub revoked_sessions: Vec<AuthSessionId>,
 }
@@ -42,8 +42,8 @@ pub async fn delete_account(
         ..Departure::default()
     };
     for chat in deleted.groups {
-        if let Leave::Left { remaining } = db.leave_group(chat, user).await? {
-            departure.groups_left.push((chat, remaining));
+        if let Ok(change) = db.leave_chat(chat, user).await? {
+            departure.groups_left.push(change);
         }
     }
     // After the commit: a file whose row is gone is never served, and a crash here

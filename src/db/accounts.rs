@@ -306,6 +306,10 @@ impl Db {
             "DELETE FROM upload_reservations WHERE user_id = ?",
             "DELETE FROM public_keys WHERE user_id = ?",
             "DELETE FROM password_resets WHERE user_id = ?",
+            // Whom it blocked is its own business, gone with it; whoever blocked it
+            // has nothing left to block.
+            "DELETE FROM user_blocks WHERE blocker_id = ?",
+            "DELETE FROM user_blocks WHERE blocked_id = ?",
             // The same revocation `revoke_auth_sessions` makes (every node reads it
             // from the revocation log), here so that no session outlives the account
             // even if the process stops right after the commit.

@@ -143,9 +143,11 @@ impl Db {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let row: Option<(u64, Option<u64>)> = tx
             .exec_first(
-                "SELECT chat_id, media_id FROM messages \
-                 WHERE id = ? AND sender_id = ? AND deleted_at IS NULL FOR UPDATE",
-                (id.0, user.0),
+                "SELECT m.chat_id, m.media_id FROM messages m \
+                 WHERE m.id = ? AND m.deleted_at IS NULL AND m.kind <> 'system' AND (m.sender_id = ? \
+                 OR EXISTS (SELECT 1 FROM chat_members cm WHERE cm.chat_id = m.chat_id \
+                            AND cm.user_id = ? AND cm.role IN ('owner', 'admin'))) FOR UPDATE",
+                (id.0, user.0, user.0),
             )
             .await?;
         let Some((chat, media)) = row else {

@@ -8,6 +8,7 @@ use mysql_async::{Params, Row, TxOpts, Value};
 use parley_actors::store::{ChatKind, ChatMembers, Message};
 use parley_actors::{ChatId, Timestamp, UserId};
 
+use super::groups::MemberRole;
 use super::messages::{message_from_row, status_of, MESSAGE_COLUMNS, MESSAGE_JOINS};
 use super::users::{Identity, UserRow};
 use super::{Db, DbError, ER_DUP_ENTRY, MAX_ID_LIST};
@@ -20,6 +21,8 @@ pub struct ChatSummary {
     pub title: Option<String>,
     pub created_at: Timestamp,
     pub members: Vec<UserRow>,
+    /// Each member's role (a direct chat's two are `member`).
+    pub roles: HashMap<UserId, MemberRole>,
     pub last_message: Option<Message>,
     pub unread_count: u64,
 }
@@ -46,6 +49,7 @@ type MemberRow = (
     bool,
     u64,
     u64,
+    String,
 );
 
 fn kind_from(s: &str) -> ChatKind {
@@ -153,6 +157,12 @@ impl Db {
             )
             .await?;
         }
+        // The creator owns the group (db::groups has the rules of roles).
+        tx.exec_drop(
+            "UPDATE chat_members SET role = 'owner' WHERE chat_id = ? AND user_id = ?",
+            (id, creator.0),
+        )
+        .await?;
         tx.commit().await?;
         Ok(ChatId(id))
     }
@@ -171,23 +181,38 @@ impl Db {
     /// The chat's kind and members; `None` when there is no such chat.
     pub async fn chat_members(&self, chat: ChatId) -> Result<Option<ChatMembers>, DbError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(String, u64)> = conn
+        let rows: Vec<(String, u64, String)> = conn
             .exec(
-                "SELECT c.kind, cm.user_id FROM chats c JOIN chat_members cm ON cm.chat_id = c.id WHERE c.id = ?",
+                "SELECT c.kind, cm.user_id, cm.role FROM chats c JOIN chat_members cm ON cm.chat_id = c.id WHERE c.id = ?",
                 (chat.0,),
             )
             .await?;
-        let Some((kind, _)) = rows.first() else {
+        let Some((kind, _, _)) = rows.first() else {
             return Ok(None);
+        };
+        let kind = kind_from(kind);
+        let members: Vec<UserId> = rows.iter().map(|(_, u, _)| UserId(*u)).collect();
+        // Rooms load this once (and again when told the chat changed, blocks
+        // included), so the send path never asks about blocks itself.
+        let blocked = match (kind, members.as_slice()) {
+            (ChatKind::Direct, &[a, b]) => super::blocks::either_blocks(&mut *conn, a, b).await?,
+            _ => false,
         };
         Ok(Some(ChatMembers {
             chat,
-            kind: kind_from(kind),
-            members: rows.iter().map(|(_, u)| UserId(*u)).collect(),
+            kind,
+            admins: rows
+                .iter()
+                .filter(|(_, _, r)| MemberRole::parse(r).is_some_and(MemberRole::is_admin))
+                .map(|(_, u, _)| UserId(*u))
+                .collect(),
+            members,
+            blocked,
         }))
     }
 
-    /// Users who share at least one chat with `user`.
+    /// Users who share at least one chat with `user` and see each other's presence:
+    /// a block either way hides it (both ways).
     pub async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, DbError> {
         Ok(self.contacts_of(&[user]).await?.pop().unwrap_or_default())
     }
@@ -210,7 +235,10 @@ impl Db {
                     format!(
                         "SELECT DISTINCT mine.user_id, other.user_id FROM chat_members mine \
                          JOIN chat_members other ON other.chat_id = mine.chat_id \
-                         WHERE mine.user_id IN ({list}) AND other.user_id <> mine.user_id"
+                         WHERE mine.user_id IN ({list}) AND other.user_id <> mine.user_id \
+                         AND NOT EXISTS (SELECT 1 FROM user_blocks b WHERE \
+                             (b.blocker_id = mine.user_id AND b.blocked_id = other.user_id) \
+                          OR (b.blocker_id = other.user_id AND b.blocked_id = mine.user_id))"
                     ),
                     params,
                 )
@@ -299,6 +327,7 @@ impl Db {
         let mut conn = self.conn().await?;
         let chat_ids: Vec<u64> = rows.iter().map(|r| r.0).collect();
         let mut members: HashMap<u64, Vec<UserRow>> = HashMap::new();
+        let mut roles: HashMap<u64, HashMap<UserId, MemberRole>> = HashMap::new();
         let mut marks = super::messages::Watermarks::new();
         for chunk in chat_ids.chunks(MAX_ID_LIST) {
             let (list, params) = super::id_list(chunk.iter().copied());
@@ -306,7 +335,7 @@ impl Db {
                 .exec(
                     format!(
                         "SELECT cm.chat_id, u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL), \
-                         cm.delivered_up_to, cm.read_up_to \
+                         cm.delivered_up_to, cm.read_up_to, cm.role \
                          FROM chat_members cm JOIN users u ON u.id = cm.user_id \
                          LEFT JOIN public_keys k ON k.user_id = u.id \
                          WHERE cm.chat_id IN ({list}) ORDER BY cm.chat_id, u.username"
@@ -314,7 +343,11 @@ impl Db {
                     params,
                 )
                 .await?;
-            for (chat, id, email, username, seen, has_key, d, r) in member_rows {
+            for (chat, id, email, username, seen, has_key, d, r, role) in member_rows {
+                roles.entry(chat).or_default().insert(
+                    UserId(id),
+                    MemberRole::parse(&role).unwrap_or(MemberRole::Member),
+                );
                 members.entry(chat).or_default().push(UserRow {
                     id: UserId(id),
                     identity: Identity::from_columns(email, username),
@@ -390,46 +423,25 @@ impl Db {
                 title,
                 created_at: Timestamp::from(created),
                 members: members.remove(&id).unwrap_or_default(),
+                roles: roles.remove(&id).unwrap_or_default(),
                 last_message: last.remove(&id),
                 unread_count: unread.get(&id).copied().unwrap_or(0),
             })
             .collect())
     }
 
-    /// Takes `user` out of the group `chat`; the remaining members on success.
+    /// Takes `user` out of the group `chat`; the remaining members on success. The
+    /// same change as `leave_chat` (system message, owner handoff), for callers that
+    /// need only the outcome; announce it with `routes::chats::announce` when the
+    /// actors run.
     pub async fn leave_group(&self, chat: ChatId, user: UserId) -> Result<Leave, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        // Locks the leaver's row, so two leaves of the same member cannot both succeed.
-        let kind: Option<String> = tx
-            .exec_first(
-                "SELECT c.kind FROM chats c JOIN chat_members cm ON cm.chat_id = c.id \
-                 WHERE c.id = ? AND cm.user_id = ? FOR UPDATE",
-                (chat.0, user.0),
-            )
-            .await?;
-        let outcome = match kind.as_deref().map(kind_from) {
-            None => Leave::NotMember,
-            Some(ChatKind::Direct) => Leave::Direct,
-            Some(ChatKind::Group) => {
-                tx.exec_drop(
-                    "DELETE FROM chat_members WHERE chat_id = ? AND user_id = ?",
-                    (chat.0, user.0),
-                )
-                .await?;
-                let remaining: Vec<u64> = tx
-                    .exec(
-                        "SELECT user_id FROM chat_members WHERE chat_id = ?",
-                        (chat.0,),
-                    )
-                    .await?;
-                Leave::Left {
-                    remaining: remaining.into_iter().map(UserId).collect(),
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        Ok(match self.leave_chat(chat, user).await? {
+            Ok(change) => Leave::Left {
+                remaining: change.members,
+            },
+            Err(super::groups::Refusal::NotAGroup) => Leave::Direct,
+            Err(_) => Leave::NotMember,
+        })
     }
 }
 

@@ -39,6 +39,7 @@ pub(crate) fn kind_from(s: &str) -> MessageKind {
         "image" => MessageKind::Image,
         "file" => MessageKind::File,
         "call" => MessageKind::Call,
+        "system" => MessageKind::System,
         _ => MessageKind::Text,
     }
 }
@@ -50,6 +51,7 @@ pub(crate) fn kind_str(k: MessageKind) -> &'static str {
         MessageKind::Image => "image",
         MessageKind::File => "file",
         MessageKind::Call => "call",
+        MessageKind::System => "system",
     }
 }
 

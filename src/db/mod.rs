@@ -2,9 +2,11 @@
 //! driver errors converted to `DbError` in one place (`From<mysql_async::Error>`).
 
 pub mod accounts;
+pub mod blocks;
 pub mod calls;
 pub mod changes;
 pub mod chats;
+pub mod groups;
 pub mod history;
 pub mod invites;
 pub mod keys;

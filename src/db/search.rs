@@ -120,7 +120,7 @@ impl Db {
              JOIN messages m ON m.id = s.message_id \
              JOIN chat_members cm ON cm.chat_id = m.chat_id AND cm.user_id = ? {MESSAGE_JOINS} \
              WHERE MATCH(s.search_text) AGAINST(? IN BOOLEAN MODE) \
-             AND s.message_id < ? AND m.kind <> 'call' AND m.encrypted = 0 AND m.deleted_at IS NULL \
+             AND s.message_id < ? AND m.kind NOT IN ('call', 'system') AND m.encrypted = 0 AND m.deleted_at IS NULL \
              ORDER BY s.message_id DESC LIMIT ?"
         );
         let params: Vec<Value> = vec![

@@ -41,7 +41,8 @@ pub fn searchable(
     encrypted: bool,
     content: &str,
 ) -> Option<String> {
-    if encrypted || kind == MessageKind::Call || content.is_empty() {
+    // Call traces and system messages are JSON the client renders, not words.
+    if encrypted || matches!(kind, MessageKind::Call | MessageKind::System) || content.is_empty() {
         return None;
     }
     Some(index_text(chat, content)).filter(|t| !t.is_empty())
@@ -69,7 +70,9 @@ impl SearchQueue {
     /// again under its client id was queued the first time).
     pub fn push_stored(&self, outcomes: &[Inserted]) {
         let ids = outcomes.iter().filter_map(|o| match o {
-            Inserted::Fresh(m) if !m.encrypted && m.kind != MessageKind::Call => {
+            Inserted::Fresh(m)
+                if !m.encrypted && !matches!(m.kind, MessageKind::Call | MessageKind::System) =>
+            {
                 (!m.content.is_empty()).then_some(m.id.0)
             }
             _ => None,
@@ -185,7 +188,7 @@ impl Db {
                 format!(
                     "SELECT m.id, m.chat_id, m.kind, m.encrypted, m.content FROM messages m \
                      WHERE {filter} AND m.deleted_at IS NULL AND m.encrypted = 0 \
-                     AND m.kind <> 'call' AND m.content <> '' LOCK IN SHARE MODE"
+                     AND m.kind NOT IN ('call', 'system') AND m.content <> '' LOCK IN SHARE MODE"
                 ),
                 params,
             )

@@ -39,9 +39,10 @@ impl Identity {
     }
 }
 
-const USER_COLUMNS: &str = "u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL)";
+pub(super) const USER_COLUMNS: &str =
+    "u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL)";
 
-type UserTuple = (
+pub(super) type UserTuple = (
     u64,
     Option<String>,
     Option<String>,
@@ -49,7 +50,7 @@ type UserTuple = (
     bool,
 );
 
-fn user_from(row: UserTuple) -> UserRow {
+pub(super) fn user_from(row: UserTuple) -> UserRow {
     let (id, email, username, last_seen_at, has_public_key) = row;
     UserRow {
         id: UserId(id),

@@ -1,5 +1,5 @@
-//! Chats: the list (paged), one chat, starting a direct or group chat, and leaving
-//! a group.
+//! Chats: the list (paged), one chat, starting a direct or group chat, and running
+//! a group (rename, add, remove, roles, leave; the rules live in `db::groups`).
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::{resource, UserJson};
 use crate::auth::AuthUser;
 use crate::config::Settings;
-use crate::db::chats::{ChatCursor, ChatSummary, Leave};
+use crate::db::chats::{ChatCursor, ChatSummary};
+use crate::db::groups::{GroupChange, MemberRole, Refusal};
 use crate::db::Db;
 use crate::error::ApiError;
 
@@ -34,8 +35,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
-    .service(resource("/chats/{id}").route(web::get().to(one)))
-    .service(resource("/chats/{id}/members/me").route(web::delete().to(leave)));
+    .service(
+        resource("/chats/{id}")
+            .route(web::get().to(one))
+            .route(web::patch().to(rename)),
+    )
+    .service(resource("/chats/{id}/members/me").route(web::delete().to(leave)))
+    .service(resource("/chats/{id}/members").route(web::post().to(add_members)))
+    .service(
+        resource("/chats/{id}/members/{user}")
+            .route(web::delete().to(remove_member))
+            .route(web::patch().to(set_role)),
+    );
 }
 
 /// New chats per user per minute (`limits.chats_per_min`): starting chats puts rows
@@ -43,6 +54,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// in memory per process, like the login throttle.
 pub struct ChatRateLimit {
     by_user: DefaultKeyedRateLimiter<u64>,
+    /// Group changes (rename, add, remove, roles): each puts a system message in
+    /// every member's chat, so they are limited like new chats, in a bucket of their own.
+    changes: DefaultKeyedRateLimiter<u64>,
     checks: AtomicU64,
 }
 
@@ -51,21 +65,43 @@ impl ChatRateLimit {
         let n = NonZeroU32::new(settings.limits.chats_per_min).unwrap_or(NonZeroU32::MIN);
         ChatRateLimit {
             by_user: RateLimiter::keyed(Quota::per_minute(n)),
+            changes: RateLimiter::keyed(Quota::per_minute(n)),
             checks: AtomicU64::new(0),
         }
     }
 
     /// Counts one new chat for `user`; `RateLimited` when they started too many.
     fn check(&self, user: UserId) -> Result<(), ApiError> {
+        Self::take(&self.by_user, &self.checks, user)
+    }
+
+    /// Counts one group change by `user`.
+    fn check_change(&self, user: UserId) -> Result<(), ApiError> {
+        Self::take(&self.changes, &self.checks, user)
+    }
+
+    fn take(
+        bucket: &DefaultKeyedRateLimiter<u64>,
+        checks: &AtomicU64,
+        user: UserId,
+    ) -> Result<(), ApiError> {
         // Buckets that are full again are forgotten now and then: memory stays bounded.
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-            self.by_user.retain_recent();
+        if checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            bucket.retain_recent();
         }
-        self.by_user.check_key(&user.0).map_err(|not_until| {
+        bucket.check_key(&user.0).map_err(|not_until| {
             let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::RateLimited { retry_after: wait }
         })
     }
+}
+
+/// A member in the `chat` object: the `user` object and their role.
+#[derive(Serialize)]
+pub struct MemberJson {
+    #[serde(flatten)]
+    user: UserJson,
+    role: MemberRole,
 }
 
 /// The `chat` object of PROTOCOL.md.
@@ -75,10 +111,30 @@ pub struct ChatJson {
     id: ChatId,
     kind: ChatKind,
     title: Option<String>,
-    members: Vec<UserJson>,
+    members: Vec<MemberJson>,
     last_message: Option<Message>,
     unread_count: u64,
     created_at: Timestamp,
+}
+
+/// What the viewer may know of the members' presence: who has a session on any
+/// node (one question to the cluster for the whole page), and whose presence is
+/// hidden from them (a block either way: shown offline, no last-seen time).
+pub struct Presence {
+    online: HashSet<UserId>,
+    hidden: HashSet<UserId>,
+}
+
+async fn presence_in(
+    db: &Db,
+    rt: &Realtime,
+    viewer: UserId,
+    chats: &[ChatSummary],
+) -> Result<Presence, ApiError> {
+    Ok(Presence {
+        online: online_in(rt, chats).await,
+        hidden: db.block_partners(viewer).await?,
+    })
 }
 
 /// The members of `chats` who have a session on any node: one question to the
@@ -98,8 +154,9 @@ async fn online_in(rt: &Realtime, chats: &[ChatSummary]) -> HashSet<UserId> {
 }
 
 impl ChatJson {
-    /// `online`: which of the members have a session on any node (see [`online_in`]).
-    fn new(c: ChatSummary, viewer: UserId, online: &HashSet<UserId>) -> ChatJson {
+    /// `presence`: what the viewer may know of who is online (see [`presence_in`]).
+    fn new(c: ChatSummary, viewer: UserId, presence: &Presence) -> ChatJson {
+        let roles = c.roles;
         ChatJson {
             id: c.id,
             kind: c.kind,
@@ -107,9 +164,17 @@ impl ChatJson {
             members: c
                 .members
                 .into_iter()
-                .map(|u| {
-                    let on = online.contains(&u.id);
-                    UserJson::new(u, viewer, on)
+                .map(|mut u| {
+                    let hidden = presence.hidden.contains(&u.id);
+                    let on = !hidden && presence.online.contains(&u.id);
+                    if hidden {
+                        u.last_seen_at = None;
+                    }
+                    let role = roles.get(&u.id).copied().unwrap_or(MemberRole::Member);
+                    MemberJson {
+                        user: UserJson::new(u, viewer, on),
+                        role,
+                    }
                 })
                 .collect(),
             last_message: c.last_message,
@@ -158,7 +223,7 @@ async fn list(
         })?),
     };
     let (chats, next) = db.chat_page(user.0, before, limit).await?;
-    let online = online_in(&rt, &chats).await;
+    let online = presence_in(&db, &rt, user.0, &chats).await?;
     Ok(HttpResponse::Ok().json(ChatPage {
         chats: chats
             .into_iter()
@@ -182,9 +247,8 @@ async fn one(
     db: web::Data<Db>,
     rt: web::Data<Realtime>,
 ) -> Result<HttpResponse, ApiError> {
-    let chat = chat_for_member(&db, user.0, ChatId(path.into_inner())).await?;
-    let online = online_in(&rt, std::slice::from_ref(&chat)).await;
-    Ok(HttpResponse::Ok().json(ChatJson::new(chat, user.0, &online)))
+    let chat = ChatId(path.into_inner());
+    Ok(HttpResponse::Ok().json(chat_json(&db, &rt, user.0, chat).await?))
 }
 
 #[derive(Deserialize)]
@@ -229,6 +293,13 @@ async fn create(
             if db.count_users(&[other]).await? != 1 {
                 return Err(ApiError::NotFound("user"));
             }
+            // Someone who blocked the caller cannot be reached through a chat,
+            // new or old; the answer says no more than that.
+            if db.is_blocked_by(other, user.0).await? {
+                return Err(ApiError::Forbidden(
+                    "you cannot start a chat with this user",
+                ));
+            }
             // Opening the chat two people already have is free; only a new one counts.
             match db.direct_chat(user.0, other).await? {
                 Some(chat) => (chat, false),
@@ -261,6 +332,9 @@ async fn create(
             if db.count_users(&members).await? != members.len() {
                 return Err(ApiError::NotFound("user"));
             }
+            if db.blocked_by_any(user.0, &members).await? {
+                return Err(ApiError::Forbidden("you cannot add one of these users"));
+            }
             (db.create_group_chat(user.0, title, &members).await?, true)
         }
     };
@@ -269,7 +343,7 @@ async fn create(
         let ids: Vec<UserId> = summary.members.iter().map(|m| m.id).collect();
         rt.contacts_added(&ids);
     }
-    let online = online_in(&rt, std::slice::from_ref(&summary)).await;
+    let online = presence_in(&db, &rt, user.0, std::slice::from_ref(&summary)).await?;
     let body = ChatJson::new(summary, user.0, &online);
     Ok(if created {
         HttpResponse::Created().json(body)
@@ -278,33 +352,261 @@ async fn create(
     })
 }
 
-/// DELETE /api/chats/{id}/members/me: the caller leaves the group (204). The others
-/// and the caller's other sessions get `chat:member-left`; from then on the caller
-/// gets nothing of the group and may not read it (403, as an outsider).
+/// The chat as `viewer` sees it (403 when they are not in it).
+async fn chat_json(
+    db: &Db,
+    rt: &Realtime,
+    viewer: UserId,
+    chat: ChatId,
+) -> Result<ChatJson, ApiError> {
+    let summary = chat_for_member(db, viewer, chat).await?;
+    let presence = presence_in(db, rt, viewer, std::slice::from_ref(&summary)).await?;
+    Ok(ChatJson::new(summary, viewer, &presence))
+}
+
+fn refused(why: Refusal, max: usize) -> ApiError {
+    match why {
+        Refusal::NotMember => ApiError::Forbidden("you are not a member of this chat"),
+        Refusal::NotAGroup => ApiError::Conflict {
+            code: ErrorCode::NotAGroup,
+            message: "a direct chat has no title, roles or other members".into(),
+        },
+        Refusal::NotAllowed(why) => ApiError::Forbidden(why),
+        Refusal::NoSuchMember => ApiError::NotFound("member"),
+        Refusal::TooMany => ApiError::bad_request(
+            ErrorCode::InvalidMember,
+            format!("a group has 2 to {max} members"),
+        ),
+        Refusal::UnknownUser => ApiError::NotFound("user"),
+        Refusal::Blocked => ApiError::Forbidden("you cannot add one of these users"),
+        // Callers answer "unchanged" with the chat as it is; never an error.
+        Refusal::Unchanged => ApiError::Conflict {
+            code: ErrorCode::Conflict,
+            message: "nothing to change".into(),
+        },
+    }
+}
+
+/// Tells everyone concerned about a group change, in this order: every node's
+/// rooms load the members again (a removed member's sessions get nothing of the
+/// chat from then on), the system messages go out as `message:received` to the
+/// members and to whoever was removed (it is the last message they may read), the
+/// members get `chat:updated`, the removed get `chat:removed` (and, as before,
+/// `chat:member-left` goes to both), new members become contacts.
+pub async fn announce(db: &Db, rt: &Realtime, change: &GroupChange) -> Result<(), ApiError> {
+    rt.members_changed(change.chat);
+    let mut audience = change.members.clone();
+    audience.extend(change.removed.iter().copied());
+    for m in &change.messages {
+        rt.deliver_message(&audience, m);
+    }
+    if let Some(&someone) = change.members.first() {
+        if let Some(summary) = db.chat_summary(someone, change.chat).await? {
+            // One object for every member: nothing per viewer in it (no unread
+            // count, no email, no presence, which blocks may hide per viewer).
+            let none = Presence {
+                online: HashSet::new(),
+                hidden: HashSet::new(),
+            };
+            let mut chat = serde_json::to_value(ChatJson::new(summary, UserId(0), &none))
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("chat json: {e}")))?;
+            if let Some(o) = chat.as_object_mut() {
+                o.remove("unreadCount");
+            }
+            if let Some(members) = chat.get_mut("members").and_then(|m| m.as_array_mut()) {
+                for m in members.iter_mut().filter_map(|m| m.as_object_mut()) {
+                    m.remove("online");
+                    m.remove("lastSeenAt");
+                }
+            }
+            rt.notify_users(&change.members, &ServerEvent::ChatUpdated { chat: &chat });
+        }
+    }
+    let first = change.messages.first().map(|m| m.id);
+    for &gone in &change.removed {
+        rt.notify_users(
+            &[gone],
+            &ServerEvent::ChatRemoved {
+                chat_id: change.chat,
+                message_id: first,
+            },
+        );
+        rt.notify_users(
+            &audience,
+            &ServerEvent::ChatMemberLeft {
+                chat_id: change.chat,
+                user_id: gone,
+            },
+        );
+    }
+    if !change.added.is_empty() {
+        rt.contacts_added(&change.members);
+    }
+    Ok(())
+}
+
+/// A change's outcome as the route answers it: the chat as the caller now sees it
+/// (200), also when there was nothing to change.
+async fn answer(
+    db: &Db,
+    rt: &Realtime,
+    settings: &Settings,
+    caller: UserId,
+    chat: ChatId,
+    outcome: Result<GroupChange, Refusal>,
+) -> Result<HttpResponse, ApiError> {
+    match outcome {
+        Ok(change) => announce(db, rt, &change).await?,
+        Err(Refusal::Unchanged) => {}
+        Err(why) => return Err(refused(why, settings.limits.group_max_members)),
+    }
+    Ok(HttpResponse::Ok().json(chat_json(db, rt, caller, chat).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameBody {
+    title: String,
+}
+
+/// PATCH /api/chats/{id} {title}: the owner or an admin renames the group (200, the chat).
+async fn rename(
+    user: AuthUser,
+    path: web::Path<u64>,
+    body: web::Json<serde_json::Value>,
+    db: web::Data<Db>,
+    rt: web::Data<Realtime>,
+    limit: web::Data<ChatRateLimit>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let chat = ChatId(path.into_inner());
+    let req: RenameBody = serde_json::from_value(body.into_inner())
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidField, "send {\"title\": \"…\"}"))?;
+    let title = req.title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidTitle,
+            format!("a group title is 1 to {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    limit.check_change(user.0)?;
+    let outcome = db.rename_group(chat, user.0, title).await?;
+    answer(&db, &rt, &settings, user.0, chat, outcome).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    #[serde(rename = "userIds")]
+    user_ids: Vec<u64>,
+}
+
+/// POST /api/chats/{id}/members {userIds}: the owner or an admin adds people (200,
+/// the chat); those already in it are skipped.
+async fn add_members(
+    user: AuthUser,
+    path: web::Path<u64>,
+    body: web::Json<serde_json::Value>,
+    db: web::Data<Db>,
+    rt: web::Data<Realtime>,
+    limit: web::Data<ChatRateLimit>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let chat = ChatId(path.into_inner());
+    let max = settings.limits.group_max_members;
+    let req: AddBody = serde_json::from_value(body.into_inner())
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidField, "send {\"userIds\": [ids]}"))?;
+    // Bounded before anything looks at the ids: no group holds more.
+    if req.user_ids.is_empty() || req.user_ids.len() > max {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidMember,
+            format!("userIds holds 1 to {max} ids"),
+        ));
+    }
+    let ids: Vec<UserId> = req.user_ids.into_iter().map(UserId).collect();
+    limit.check_change(user.0)?;
+    let outcome = db.add_members(chat, user.0, &ids, max).await?;
+    answer(&db, &rt, &settings, user.0, chat, outcome).await
+}
+
+/// DELETE /api/chats/{id}/members/{userId}: removes a member (the owner anyone, an
+/// admin plain members), or, for one's own id, leaves (204).
+async fn remove_member(
+    user: AuthUser,
+    path: web::Path<(u64, u64)>,
+    db: web::Data<Db>,
+    rt: web::Data<Realtime>,
+    limit: web::Data<ChatRateLimit>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let (chat, target) = path.into_inner();
+    let (chat, target) = (ChatId(chat), UserId(target));
+    if target != user.0 {
+        limit.check_change(user.0)?;
+    }
+    match db.remove_member(chat, user.0, target).await? {
+        Ok(change) => {
+            announce(&db, &rt, &change).await?;
+            Ok(HttpResponse::NoContent().finish())
+        }
+        Err(why) => Err(refused(why, settings.limits.group_max_members)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+/// PATCH /api/chats/{id}/members/{userId} {role}: the owner makes a member an
+/// admin or a member again, or hands the group over (`owner`: they become an admin).
+async fn set_role(
+    user: AuthUser,
+    path: web::Path<(u64, u64)>,
+    body: web::Json<serde_json::Value>,
+    db: web::Data<Db>,
+    rt: web::Data<Realtime>,
+    limit: web::Data<ChatRateLimit>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, ApiError> {
+    let (chat, target) = path.into_inner();
+    let (chat, target) = (ChatId(chat), UserId(target));
+    let role = serde_json::from_value::<RoleBody>(body.into_inner())
+        .ok()
+        .and_then(|b| MemberRole::parse(&b.role))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::InvalidField,
+                "send {\"role\": \"admin\" | \"member\" | \"owner\"}",
+            )
+        })?;
+    limit.check_change(user.0)?;
+    let outcome = db.set_role(chat, user.0, target, role).await?;
+    answer(&db, &rt, &settings, user.0, chat, outcome).await
+}
+
+/// DELETE /api/chats/{id}/members/me: the caller leaves the group (204): the same
+/// as removing oneself. An owner hands the group to the oldest admin, else the
+/// oldest member. From then on the caller gets nothing of the group and reads its
+/// history only up to their departure.
 async fn leave(
     user: AuthUser,
     path: web::Path<u64>,
     db: web::Data<Db>,
     rt: web::Data<Realtime>,
+    settings: web::Data<Settings>,
 ) -> Result<HttpResponse, ApiError> {
     let chat = ChatId(path.into_inner());
-    match db.leave_group(chat, user.0).await? {
-        Leave::NotMember => Err(ApiError::Forbidden("you are not a member of this chat")),
-        Leave::Direct => Err(ApiError::Conflict {
+    match db.leave_chat(chat, user.0).await? {
+        Ok(change) => {
+            announce(&db, &rt, &change).await?;
+            Ok(HttpResponse::NoContent().finish())
+        }
+        Err(Refusal::NotAGroup) => Err(ApiError::Conflict {
             code: ErrorCode::NotAGroup,
             message: "a direct chat cannot be left; only groups can".into(),
         }),
-        Leave::Left { mut remaining } => {
-            rt.members_changed(chat);
-            remaining.push(user.0);
-            rt.notify_users(
-                &remaining,
-                &ServerEvent::ChatMemberLeft {
-                    chat_id: chat,
-                    user_id: user.0,
-                },
-            );
-            Ok(HttpResponse::NoContent().finish())
-        }
+        Err(why) => Err(refused(why, settings.limits.group_max_members)),
     }
 }

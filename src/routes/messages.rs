@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::resource;
 use crate::auth::{AuthUser, LoginThrottle};
+use crate::db::groups::HistoryAccess;
 use crate::db::history::Window;
 use crate::db::search::SearchPage;
 use crate::db::Db;
@@ -91,21 +92,42 @@ async fn page(
             "give at most one of before, around and after",
         ));
     }
-    super::require_member(&db, chat, user.0).await?;
+    // A former member of a group reads what was sent up to their departure (its
+    // system message included) and nothing after: every page is cut there.
+    let up_to = match db.history_access(chat, user.0).await? {
+        HistoryAccess::Member => None,
+        HistoryAccess::Former { up_to } => Some(up_to),
+        HistoryAccess::None => {
+            return Err(ApiError::Forbidden("you are not a member of this chat"))
+        }
+    };
+    let cut = |mut w: Window| {
+        if let Some(up_to) = up_to {
+            let before = w.messages.len();
+            w.messages.retain(|m| m.id <= up_to);
+            if w.messages.len() != before || w.next_after.is_some_and(|a| a >= up_to) {
+                w.next_after = None;
+            }
+        }
+        WindowPage::from(w)
+    };
     if let Some(at) = q.around.map(MessageId) {
-        if !db.is_message_of(chat, at).await? {
+        if !db.is_message_of(chat, at).await? || up_to.is_some_and(|u| at > u) {
             return Err(ApiError::NotFound("message"));
         }
         let window = db.messages_around(chat, at, limit).await?;
-        return Ok(HttpResponse::Ok().json(WindowPage::from(window)));
+        return Ok(HttpResponse::Ok().json(cut(window)));
     }
     if let Some(after) = q.after.map(MessageId) {
         let window = db.messages_after_in(chat, after, limit).await?;
-        return Ok(HttpResponse::Ok().json(WindowPage::from(window)));
+        return Ok(HttpResponse::Ok().json(cut(window)));
     }
-    let (messages, more) = db
-        .messages_page(chat, q.before.map(MessageId), limit)
-        .await?;
+    let before = match (q.before.map(MessageId), up_to) {
+        (Some(b), Some(u)) => Some(b.min(MessageId(u.0 + 1))),
+        (None, Some(u)) => Some(MessageId(u.0 + 1)),
+        (b, None) => b,
+    };
+    let (messages, more) = db.messages_page(chat, before, limit).await?;
     let next_before = if more {
         messages.last().map(|m| m.id)
     } else {

@@ -2,6 +2,7 @@
 //! typed input, a call into `db` / the actors, `Result<HttpResponse, ApiError>`.
 
 pub mod auth;
+pub mod blocks;
 pub mod calls;
 pub mod chats;
 pub mod downloads;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
     sessions::configure(cfg);
     users::configure(cfg);
+    blocks::configure(cfg);
     chats::configure(cfg);
     messages::configure(cfg);
     media::configure(cfg);

@@ -3,7 +3,6 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use parley_actors::protocol::ServerEvent;
 use parley_actors::ErrorCode;
 use parley_actors::{ChatId, Realtime, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
@@ -175,15 +174,10 @@ async fn delete_me(
     };
     // This node closes the account's sockets now; the others within their poll.
     sessions.revoked(&departure.revoked_sessions);
-    for (chat, remaining) in departure.groups_left {
-        rt.members_changed(chat);
-        rt.notify_users(
-            &remaining,
-            &ServerEvent::ChatMemberLeft {
-                chat_id: chat,
-                user_id: user.0,
-            },
-        );
+    // Each group hears it as a member leaving: the `left` line, `chat:updated`,
+    // `chat:member-left`, on every node at once.
+    for change in &departure.groups_left {
+        crate::routes::chats::announce(&db, &rt, change).await?;
     }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -486,16 +486,21 @@ async fn a_member_leaves_a_group_and_loses_it_the_others_are_told() {
         let ev = ws.wait_for("chat:member-left").await;
         assert_eq!(ev["data"], json!({"chatId": group, "userId": bob.id}));
     }
-    // Bob sees the group no more, like an outsider; the others see him gone.
+    // Bob sees the group no more, like an outsider; the others see him gone. He
+    // keeps its history up to his departure (issue 19): the `left` system message last.
     let (ids, _) = chat_page(&app, &bob.token, "").await;
     assert_eq!(ids, vec![direct]);
-    for path in [
-        format!("/api/chats/{group}"),
-        format!("/api/messages?chatId={group}"),
-    ] {
-        let res = app.get_auth(&path, &bob.token).await;
-        assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
-    }
+    let res = app
+        .get_auth(&format!("/api/chats/{group}"), &bob.token)
+        .await;
+    assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
+    let page: Value = app
+        .get_auth(&format!("/api/messages?chatId={group}"), &bob.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"][0]["kind"], "system", "{page}");
     assert_error(
         leave(group, bob.token.clone()).await,
         StatusCode::FORBIDDEN,

@@ -57,7 +57,7 @@ pub(crate) async fn settled(app: &TestApp) {
         let recent: Vec<(u64, u64, String)> = conn
             .query(
                 "SELECT id, chat_id, content FROM messages WHERE deleted_at IS NULL \
-                 AND encrypted = 0 AND kind <> 'call' AND content <> '' ORDER BY id DESC LIMIT 100",
+                 AND encrypted = 0 AND kind NOT IN ('call', 'system') AND content <> '' ORDER BY id DESC LIMIT 100",
             )
             .await
             .unwrap();

@@ -7,6 +7,7 @@
 //! | `S`  | `S\t<session>`                                  | the encoded server frame |
 //! | `E`  | `E\t<origin node>\t<session>\t<user>`           | `{"ref":…,"ev":{"<kind>":{…}}}`: the typed call event |
 //! | `G`  | `G\t<origin node>\t<session>\t<user>`           | empty |
+//! | `M`  | `M\t<chat>`                                     | empty: the chat's members (or a block) changed |
 //!
 //! `U` and `S` carry the frame exactly as the sessions write it, so a group message
 //! is encoded once on the sending node and never parsed on the way. `E` carries the
@@ -17,7 +18,7 @@
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{MessageId, SessionId, UserId};
+use crate::ids::{ChatId, MessageId, SessionId, UserId};
 use crate::messages::CallEvent;
 use crate::protocol::{self, CallAnswer, CallIceCandidate, CallRef, ClientEvent};
 
@@ -51,6 +52,9 @@ pub enum Frame {
         session: SessionId,
         user: UserId,
     },
+    /// The members of a chat changed (or a block in a direct chat): the receiving
+    /// node's room for it, if one runs, loads them again at once.
+    ChatChanged { chat: ChatId },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +168,10 @@ pub fn encode_session_gone(origin: &str, session: SessionId, user: UserId) -> St
     format!("G\t{origin}\t{session}\t{user}\n")
 }
 
+pub fn encode_chat_changed(chat: ChatId) -> String {
+    format!("M\t{chat}\n")
+}
+
 fn number(s: &str) -> Result<u64, CodecError> {
     s.parse::<u64>()
         .map_err(|_| CodecError::Number(s.to_string()))
@@ -254,6 +262,12 @@ pub fn decode(payload: &[u8]) -> Result<Frame, CodecError> {
                 user: UserId(number(user)?),
             })
         }
+        "M" => {
+            let [chat] = fields::<1>("M", &rest)?;
+            Ok(Frame::ChatChanged {
+                chat: ChatId(number(chat)?),
+            })
+        }
         other => Err(CodecError::UnknownKind(other.chars().take(16).collect())),
     }
 }
@@ -280,6 +294,17 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).expect("valid json")
+    }
+
+    #[test]
+    fn chat_changed_round_trips_and_refuses_a_bad_id() {
+        let text = encode_chat_changed(ChatId(42));
+        assert!(matches!(
+            decode(text.as_bytes()),
+            Ok(Frame::ChatChanged { chat: ChatId(42) })
+        ));
+        assert!(decode(b"M\tx\n").is_err());
+        assert!(decode(b"M\n").is_err());
     }
 
     #[test]

@@ -28,8 +28,10 @@ use bytestring::ByteString;
 use smallvec::SmallVec;
 
 use crate::directory::{Deliver, RemoteRoute, SessionDirectory, SessionHandle};
-use crate::ids::{CallId, SessionId, UserId};
-use crate::messages::{CallEvent, FromSession, LiveSessions, Reannounce, Reaped, SessionGone};
+use crate::ids::{CallId, ChatId, SessionId, UserId};
+use crate::messages::{
+    CallEvent, FromSession, LiveSessions, MembersChanged, Reannounce, Reaped, SessionGone,
+};
 use crate::store::Store;
 
 /// How to reach Redis and how long a silent node counts as alive.
@@ -69,6 +71,8 @@ pub struct Inbox {
     pub reaped: Recipient<Reaped>,
     pub calls: Recipient<FromSession>,
     pub gone: Recipient<SessionGone>,
+    /// The room directory: a chat's members changed on another node.
+    pub rooms: Recipient<MembersChanged>,
 }
 
 /// The seam (see the module docs). Publishing is fire-and-forget and never waits;
@@ -126,6 +130,10 @@ pub trait Cluster: RemoteRoute {
 
     /// Tells a call's node that a session of one of its parties has ended.
     fn session_gone(&self, node: &Arc<str>, user: UserId, session: SessionId);
+
+    /// Tells every other node that `chat`'s members changed (or a block in it):
+    /// their rooms for it load them again at once.
+    fn chat_changed(&self, chat: ChatId);
 }
 
 /// The cluster `settings` name: Redis when set, else a node of its own.
@@ -320,6 +328,20 @@ impl Cluster for Local {
         let calls = lock(&self.hub.calls);
         let call = calls.busy.get(&user)?;
         calls.owner.get(call).filter(|n| **n != self.node).cloned()
+    }
+
+    fn chat_changed(&self, chat: ChatId) {
+        if !self.multi() {
+            return;
+        }
+        let others: Vec<Inbox> = lock(&self.hub.nodes)
+            .iter()
+            .filter(|(n, _)| **n != self.node)
+            .map(|(_, i)| i.clone())
+            .collect();
+        for inbox in others {
+            inbox.rooms.do_send(MembersChanged { chat });
+        }
     }
 
     fn to_users(&self, users: &[UserId], d: &Deliver, skip: Option<&SessionHandle>) {

@@ -49,10 +49,10 @@ use tokio::sync::mpsc;
 use super::codec::{self, Frame};
 use super::{lock, Cluster, ClusterError, ClusterSettings, Inbox, Reservation};
 use crate::directory::{Deliver, RemoteRoute, SessionHandle};
-use crate::ids::{CallId, MessageId, SessionId, UserId};
+use crate::ids::{CallId, ChatId, MessageId, SessionId, UserId};
 use crate::messages::{
-    to_every_session, CallEvent, Control, FromSession, Hold, Reannounce, Reaped, Resync,
-    SessionGone,
+    to_every_session, CallEvent, Control, FromSession, Hold, MembersChanged, Reannounce, Reaped,
+    Resync, SessionGone,
 };
 use crate::time::Timestamp;
 
@@ -72,6 +72,10 @@ enum Out {
     },
     Node {
         node: Arc<str>,
+        payload: String,
+    },
+    /// To every other live node.
+    Everyone {
         payload: String,
     },
 }
@@ -375,6 +379,12 @@ impl Cluster for Redis {
             payload: codec::encode_session_gone(&self.node, session, user),
         });
     }
+
+    fn chat_changed(&self, chat: ChatId) {
+        self.enqueue(Out::Everyone {
+            payload: codec::encode_chat_changed(chat),
+        });
+    }
 }
 
 async fn publisher(c: Arc<Redis>, mut rx: mpsc::Receiver<Out>) {
@@ -394,7 +404,7 @@ async fn publish_batch(c: &Redis, batch: &[Out]) -> redis::RedisResult<()> {
         .iter()
         .flat_map(|o| match o {
             Out::Users { users, .. } => users.as_slice(),
-            Out::Node { .. } => &[],
+            Out::Node { .. } | Out::Everyone { .. } => &[],
         })
         .copied()
         .collect();
@@ -410,6 +420,12 @@ async fn publish_batch(c: &Redis, batch: &[Out]) -> redis::RedisResult<()> {
         for (u, n) in users.into_iter().zip(nodes) {
             located.insert(u, n.into_iter().filter(|n| *n != *c.node).collect());
         }
+    }
+    // The live nodes, looked up only when a batch holds a frame for all of them.
+    let mut everyone: Vec<String> = Vec::new();
+    if batch.iter().any(|o| matches!(o, Out::Everyone { .. })) {
+        let nodes: Vec<String> = conn.zrange(c.nodes(), 0, -1).await?;
+        everyone = nodes.into_iter().filter(|n| *n != *c.node).collect();
     }
     let mut pipe = redis::pipe();
     let mut any = false;
@@ -441,6 +457,12 @@ async fn publish_batch(c: &Redis, batch: &[Out]) -> redis::RedisResult<()> {
             Out::Node { node, payload } => {
                 pipe.publish(c.channel(node), payload.as_str()).ignore();
                 any = true;
+            }
+            Out::Everyone { payload } => {
+                for node in &everyone {
+                    pipe.publish(c.channel(node), payload.as_str()).ignore();
+                    any = true;
+                }
             }
         }
     }
@@ -548,6 +570,7 @@ fn inbound(c: &Arc<Redis>, inbox: &Inbox, payload: &[u8]) {
             session,
             node: Some(Arc::from(origin)),
         }),
+        Frame::ChatChanged { chat } => inbox.rooms.do_send(MembersChanged { chat }),
     }
 }
 

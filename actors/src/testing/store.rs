@@ -531,6 +531,8 @@ impl Store for MemoryStore {
             chat,
             kind: c.kind,
             members: c.members.clone(),
+            admins: Vec::new(),
+            blocked: false,
         }))
     }
 
@@ -748,6 +750,8 @@ impl Store for MemoryStore {
                 chat: m.chat_id,
                 kind: chat.kind,
                 members: chat.members.clone(),
+                admins: Vec::new(),
+                blocked: false,
             },
             sender_id: m.sender_id,
             kind: m.kind,
