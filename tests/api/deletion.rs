@@ -160,12 +160,22 @@ async fn a_deleted_account_is_gone_from_every_table_and_shown_as_deleted() {
     // Messages stay; the direct chat stays, with its two members.
     let messages: Option<u64> = conn
         .exec_first(
-            "SELECT COUNT(*) FROM messages WHERE sender_id = ?",
+            "SELECT COUNT(*) FROM messages WHERE sender_id = ? AND kind <> 'system'",
             (ann.id,),
         )
         .await
         .unwrap();
     assert_eq!(messages, Some(3));
+    // Leaving her group is recorded as any member's leaving is: a `left` line.
+    let left_lines: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM messages WHERE sender_id = ? AND kind = 'system' \
+             AND content LIKE '%\"action\":\"left\"%'",
+            (ann.id,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left_lines, Some(1));
     assert_eq!(
         count(
             &app,
