@@ -334,19 +334,21 @@ impl Db {
         }))
     }
 
-    /// Up to `limit` messages `user` sent with ids above `after`, oldest first: the
-    /// export pages through them (index `ix_messages_sender`), so its memory is one
-    /// page whatever the user sent.
+    /// Up to `limit` messages `user` sent whose client ids come after `after`, in
+    /// client-id order: the export pages through them on `uq_messages_sender_client`
+    /// (no index of its own on the hot table: see V0012), so its memory is one page
+    /// whatever the user sent. Also returns the last client id, the next cursor.
     pub async fn sent_messages_after(
         &self,
         user: UserId,
-        after: u64,
+        after: &str,
         limit: u32,
-    ) -> Result<Vec<SentMessage>, DbError> {
+    ) -> Result<(Vec<SentMessage>, Option<String>), DbError> {
         let mut conn = self.conn().await?;
         type Row = (
             u64,
             u64,
+            String,
             String,
             String,
             bool,
@@ -357,15 +359,17 @@ impl Db {
         );
         let rows: Vec<Row> = conn
             .exec(
-                "SELECT id, chat_id, kind, content, encrypted, e2ee, created_at, edited_at, \
-                 deleted_at FROM messages WHERE sender_id = ? AND id > ? ORDER BY id LIMIT ?",
+                "SELECT id, chat_id, client_id, kind, content, encrypted, e2ee, created_at, \
+                 edited_at, deleted_at FROM messages WHERE sender_id = ? AND client_id > ? \
+                 ORDER BY client_id LIMIT ?",
                 (user.0, after, limit),
             )
             .await?;
-        Ok(rows
+        let cursor = rows.last().map(|r| r.2.clone());
+        let messages = rows
             .into_iter()
             .map(
-                |(id, chat, kind, content, encrypted, e2ee, created, edited, deleted)| {
+                |(id, chat, _client, kind, content, encrypted, e2ee, created, edited, deleted)| {
                     let deleted = deleted.is_some();
                     SentMessage {
                         id,
@@ -382,7 +386,8 @@ impl Db {
                     }
                 },
             )
-            .collect())
+            .collect();
+        Ok((messages, cursor))
     }
 
     /// Up to `limit` of `user`'s chats with ids above `after`, in id order, with

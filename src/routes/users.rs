@@ -189,8 +189,16 @@ const EXPORT_MESSAGE_PAGE: u32 = 200;
 
 /// Where the export's stream is.
 enum ExportStep {
-    Chats { after: ChatId, first: bool },
-    Messages { after: u64, first: bool },
+    Chats {
+        after: ChatId,
+        first: bool,
+    },
+    /// `after`: the client id the last page ended with (messages go in client-id
+    /// order; each carries its id and time).
+    Messages {
+        after: String,
+        first: bool,
+    },
     Done,
 }
 
@@ -293,7 +301,7 @@ async fn export_page(
                 return Ok(Some((
                     "],\"messages\":[".to_owned(),
                     ExportStep::Messages {
-                        after: 0,
+                        after: String::new(),
                         first: true,
                     },
                 )));
@@ -340,10 +348,10 @@ async fn export_page(
             )))
         }
         ExportStep::Messages { after, first } => {
-            let messages = db
-                .sent_messages_after(me, after, EXPORT_MESSAGE_PAGE)
+            let (messages, cursor) = db
+                .sent_messages_after(me, &after, EXPORT_MESSAGE_PAGE)
                 .await?;
-            let Some(last) = messages.last().map(|m| m.id) else {
+            let Some(last) = cursor else {
                 return Ok(Some(("]}".to_owned(), ExportStep::Done)));
             };
             let mut out = String::new();
