@@ -59,13 +59,18 @@ impl Db {
         let mut tx = conn
             .start_transaction(mysql_async::TxOpts::default())
             .await?;
+        // One sign-in of an account at a time: without this, two at once each insert
+        // their row and then wait for the other's to lock the live rows (deadlock
+        // 1213, seen in a storm of concurrent logins of one account).
+        tx.exec_drop("SELECT id FROM users WHERE id = ? FOR UPDATE", (user.0,))
+            .await?;
         tx.exec_drop(
             "INSERT INTO auth_sessions (user_id, device, source) VALUES (?, ?, ?)",
             (user.0, device, source),
         )
         .await?;
         let id = AuthSessionId(tx.last_insert_id().unwrap_or_default());
-        // Locks the user's live rows: two sign-ins at once trim one after the other.
+        // Locks the user's live rows to trim them past the cap.
         let beyond: Vec<u64> = tx
             .exec(
                 "SELECT id FROM auth_sessions WHERE user_id = ? AND revoked_at IS NULL \

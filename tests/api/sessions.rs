@@ -484,3 +484,37 @@ async fn past_the_cap_a_new_sign_in_revokes_the_oldest() {
         .unwrap();
     assert_eq!(live, Some(2));
 }
+
+#[actix_web::test]
+async fn concurrent_sign_ins_of_one_account_all_get_a_session() {
+    // Each sign-in inserts its row and trims the account's live rows past the cap
+    // in one transaction; two at once used to deadlock (1213 → 500) on each
+    // other's new rows. Rounds of simultaneous logins: every one answered, none 5xx.
+    let app = spawn_app_with(|s| s.auth.max_sessions_per_user = 3).await;
+    let ann = app.register("ann").await;
+    for _ in 0..4 {
+        let statuses = futures_util::future::join_all((0..6).map(|_| {
+            app.http
+                .post(app.url("/api/auth/login"))
+                .json(&json!({"email": ann.email, "password": ann.password}))
+                .send()
+        }))
+        .await;
+        for s in statuses {
+            let s = s.unwrap().status();
+            assert!(
+                s == StatusCode::OK || s == StatusCode::TOO_MANY_REQUESTS,
+                "a simultaneous sign-in got {s}"
+            );
+        }
+    }
+    let mut conn = app.mysql().await;
+    let live: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM auth_sessions WHERE user_id = ? AND revoked_at IS NULL",
+            (ann.id,),
+        )
+        .await
+        .unwrap();
+    assert_eq!(live, Some(3), "the cap holds under concurrency");
+}
