@@ -1,6 +1,7 @@
 //! Who is calling: JWTs, sign-in sessions, password hashes, the login throttle and
 //! WebSocket tickets.
 
+pub mod confirm;
 pub mod extractor;
 pub mod jwt;
 pub mod known_sources;

@@ -113,15 +113,6 @@ impl Db {
         Ok(conn.affected_rows())
     }
 
-    /// `user`'s password hash (None: no such user, or one with no password).
-    pub async fn password_hash_of(&self, user: UserId) -> Result<Option<String>, DbError> {
-        let mut conn = self.conn().await?;
-        let hash: Option<Option<String>> = conn
-            .exec_first("SELECT password_hash FROM users WHERE id = ?", (user.0,))
-            .await?;
-        Ok(hash.flatten())
-    }
-
     /// Whose session `id` is and whether it is revoked (None: no such session).
     pub async fn auth_session_state(
         &self,

@@ -383,28 +383,15 @@ async fn change_password(
     sessions: web::Data<AuthSessions>,
 ) -> Result<HttpResponse, ApiError> {
     let new_password = Password::parse(&body.new_password)?;
-    if body.current_password.len() > 1024 {
-        return Err(ApiError::WrongPassword);
-    }
-    let ip = throttle.client_ip(&req);
-    throttle
-        .check_login_ip(ip)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let admission = hasher.admit_paced().await?;
-    let stored = db.password_hash_of(user.0).await?;
-    let attempt = throttle
-        .begin_password_check(user.0, ip)
-        .await
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let verdict = hasher
-        .verify(&admission, body.current_password.clone(), stored)
-        .await?;
-    if !matches!(verdict, Verified::Yes { .. }) {
-        drop(admission);
-        attempt.failed();
-        return Err(ApiError::WrongPassword);
-    }
-    attempt.succeeded();
+    let admission = crate::auth::confirm::confirm_password(
+        &req,
+        user.0,
+        &body.current_password,
+        &db,
+        &hasher,
+        &throttle,
+    )
+    .await?;
     let hash = hasher
         .hash(&admission, new_password.expose().to_owned())
         .await?;

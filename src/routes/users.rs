@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{resource, UserJson, DELETED_ACCOUNT};
-use crate::auth::password::Verified;
 use crate::auth::{AuthSessions, AuthUser, Hasher, LoginThrottle};
 use crate::config::Settings;
 use crate::db::users::Identity;
@@ -141,32 +140,16 @@ async fn delete_me(
     settings: web::Data<Settings>,
     sessions: web::Data<AuthSessions>,
 ) -> Result<HttpResponse, ApiError> {
-    if body.password.len() > 1024 {
-        return Err(ApiError::WrongPassword);
-    }
-    let ip = throttle.client_ip(&req);
-    throttle
-        .check_login_ip(ip)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let admission = hasher.admit_paced().await?;
-    let creds = db
-        .credentials_by_id(user.0)
-        .await?
-        .ok_or(ApiError::Unauthorized(ErrorCode::InvalidToken))?;
-    // The account's login delay applies: deletion attempts and logins share it.
-    let attempt = throttle
-        .begin_password_check(user.0, ip)
-        .await
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let verdict = hasher
-        .verify(&admission, body.password.clone(), creds.password_hash)
-        .await?;
+    let admission = crate::auth::confirm::confirm_password(
+        &req,
+        user.0,
+        &body.password,
+        &db,
+        &hasher,
+        &throttle,
+    )
+    .await?;
     drop(admission);
-    if !matches!(verdict, Verified::Yes { .. }) {
-        attempt.failed();
-        return Err(ApiError::WrongPassword);
-    }
-    attempt.succeeded();
     let Some(departure) =
         crate::admin::delete_account(&db, &settings.storage.uploads_dir, user.0).await?
     else {
