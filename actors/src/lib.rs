@@ -21,6 +21,7 @@ pub mod messages;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;
+pub mod push;
 pub mod realtime;
 pub mod room;
 pub mod session;

@@ -95,6 +95,12 @@ impl Realtime {
         }
     }
 
+    /// Attaches the Web Push engine: from now on the room and the call actors offer
+    /// it events for users without a visible session (`push.rs`).
+    pub fn attach_push(&self, sink: Arc<dyn crate::push::PushSink>) {
+        self.shared.push.attach(sink);
+    }
+
     /// Whether the cluster answers (always on one node: nothing to wait for).
     pub fn cluster_up(&self) -> bool {
         self.shared.bus.cluster().is_up()

@@ -9,6 +9,7 @@ use crate::bus::Bus;
 use crate::ids::{AuthSessionId, SessionId, UserId};
 use crate::messages::LiveSessions;
 use crate::metrics::Metrics;
+use crate::push::PushSlot;
 use crate::settings::RealtimeSettings;
 use crate::store::Store;
 use crate::writer::Receipts;
@@ -19,6 +20,8 @@ pub struct Shared {
     pub bus: Bus,
     pub metrics: Metrics,
     pub settings: RealtimeSettings,
+    /// Web Push: offers for users without a visible session (issue 20).
+    pub push: PushSlot,
     /// Set on shutdown: sessions answer new events with `shutting_down`.
     pub(crate) draining: AtomicBool,
     /// `message:send` frames accepted and not yet answered (ack or error).
@@ -45,6 +48,7 @@ impl Shared {
             bus,
             metrics: Metrics::default(),
             settings,
+            push: PushSlot::default(),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             sessions: LiveSessions::default(),
