@@ -337,6 +337,14 @@ pub enum ServerEvent<'a> {
         chat_id: ChatId,
         message_id: Option<MessageId>,
     },
+    /// The user changed their own settings of a chat on another device (issue 20:
+    /// muted notifications); to their own sessions only.
+    #[serde(rename = "chat:settings", rename_all = "camelCase")]
+    ChatSettings {
+        chat_id: ChatId,
+        muted: bool,
+        muted_until: Option<Timestamp>,
+    },
     #[serde(rename = "typing", rename_all = "camelCase")]
     Typing {
         chat_id: ChatId,

@@ -182,3 +182,117 @@ mod tests {
         drop(bob_again);
     }
 }
+
+/// The same across two nodes on a private redis-server (skipped, with a note, when
+/// `redis-server` is not installed).
+#[cfg(test)]
+mod on_redis {
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::cluster::{redis::Redis, ClusterSettings};
+    use crate::realtime::Realtime;
+    use crate::testing::{close, open, report_visible, settings, MemoryStore};
+
+    const ANN: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn redis_server() -> Option<(Server, u16)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some((server, port))
+    }
+
+    async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f().await {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[actix::test]
+    async fn visibility_crosses_two_redis_nodes_and_a_leaving_node_unmarks() {
+        let Some((_server, port)) = redis_server() else {
+            eprintln!("redis-server is not installed: skipped");
+            return;
+        };
+        let cluster = ClusterSettings {
+            url: format!("redis://127.0.0.1:{port}"),
+            prefix: "vis".into(),
+            node_ttl: Duration::from_secs(3),
+        };
+        let store = MemoryStore::new();
+        let start = || {
+            let c: Arc<dyn Cluster> = Redis::new(&cluster).expect("redis settings");
+            Realtime::start_on(store.clone(), settings(), c)
+        };
+        let a = start();
+        let b = start();
+        let ann = open(&a, 1, ANN, &[]).await;
+        let bob = open(&b, 1, BOB, &[]).await;
+        assert_eq!(a.visible_users(&[ANN, BOB]).await, [true, true]);
+
+        report_visible(&b, &bob, false);
+        until("bob hidden, seen from a", async || {
+            a.visible_users(&[BOB]).await == [false]
+        })
+        .await;
+        assert_eq!(b.visible_users(&[BOB]).await, [false]);
+        report_visible(&b, &bob, true);
+        until("bob visible again", async || {
+            a.visible_users(&[BOB]).await == [true]
+        })
+        .await;
+
+        // Hidden on b, visible on a: visible.
+        report_visible(&b, &bob, false);
+        let bob_a = open(&a, 2, BOB, &[]).await;
+        until("b's mark written", async || {
+            b.shared.visibility.is_marked(BOB)
+        })
+        .await;
+        assert_eq!(b.visible_users(&[BOB]).await, [true], "through a");
+        close(&a, &bob_a);
+        until("bob only on b, hidden", async || {
+            b.visible_users(&[BOB]).await == [false]
+        })
+        .await;
+
+        // Leaving b takes the mark: coming back visible is visible.
+        close(&b, &bob);
+        until("b unmarked bob", async || {
+            !b.shared.visibility.is_marked(BOB)
+        })
+        .await;
+        let _again = open(&b, 3, BOB, &[]).await;
+        assert_eq!(a.visible_users(&[BOB]).await, [true]);
+        drop(ann);
+    }
+}
