@@ -206,10 +206,15 @@ export async function withProductionCsp(context, server) {
     // the header when they turn out to be HTML, as nginx adds it to every response.
     const fromWorker = !!req.serviceWorker();
     if (req.resourceType() !== 'document' && !fromWorker) return route.continue();
-    const res = await route.fetch();
-    const headers = res.headers();
-    if (fromWorker && !String(headers['content-type'] || '').startsWith('text/html')) return route.fulfill({ response: res });
-    await route.fulfill({ response: res, headers: { ...headers, 'content-security-policy': CSP(server) } });
+    try {
+      const res = await route.fetch();
+      const headers = res.headers();
+      if (fromWorker && !String(headers['content-type'] || '').startsWith('text/html')) return await route.fulfill({ response: res });
+      await route.fulfill({ response: res, headers: { ...headers, 'content-security-policy': CSP(server) } });
+    } catch (e) {
+      // a context closed (or a worker stopped) while its request was on the way
+      if (!/closed|disposed|Target/i.test(String(e?.message))) throw e;
+    }
   });
 }
 

@@ -383,6 +383,83 @@ test('the Notifications switch: permission granted, but no push service here', a
   await p.setViewportSize({ width: 1200, height: 800 });
 });
 
+test('the Notifications switch on and off, and sign-out, with a stand-in push service', async () => {
+  // headless chromium has no push service: the browser's PushManager is replaced by
+  // one that hands out a fixed subscription, and the server's push routes are
+  // answered here, so what the client sends is what is checked
+  const d = await person(browser, server, { name: 'ann-push' });
+  try {
+    await d.context.grantPermissions(['notifications'], { origin: server.url });
+    await d.context.addInitScript(() => {
+      let sub = null;
+      window.__subscribeOptions = null;
+      PushManager.prototype.getSubscription = async function getSubscription() {
+        return sub;
+      };
+      PushManager.prototype.subscribe = async function subscribe(options) {
+        window.__subscribeOptions = { userVisibleOnly: options.userVisibleOnly, key: Array.from(new Uint8Array(options.applicationServerKey)) };
+        sub = {
+          endpoint: 'https://push.example.net/send/abc123',
+          options: { applicationServerKey: new Uint8Array(options.applicationServerKey).buffer },
+          toJSON() {
+            return { endpoint: this.endpoint, keys: { p256dh: 'BPk', auth: 'QUJD' } };
+          },
+          async unsubscribe() {
+            sub = null;
+            return true;
+          },
+        };
+        return sub;
+      };
+    });
+    const KEY = 'BEl62iUYgUivxIkv69yViEuiBIa-Ib9-SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U';
+    const calls = [];
+    await d.context.route('**/api/push/**', async (route) => {
+      const req = route.request();
+      const path = new URL(req.url()).pathname;
+      calls.push({ method: req.method(), path, body: req.postDataJSON?.() ?? null, auth: !!req.headers().authorization });
+      if (path === '/api/push/vapid-public-key') return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ publicKey: KEY }) });
+      if (req.method() === 'POST') return route.fulfill({ status: 201, contentType: 'application/json', body: '{}' });
+      return route.fulfill({ status: 204 });
+    });
+    await d.page.goto('/login');
+    await d.page.getByLabel('Email or username').fill(ANN.username);
+    await d.page.getByLabel('Password').fill(ANN.password);
+    await d.page.getByRole('button', { name: 'Sign in' }).click();
+    await d.page.locator('.me-status.ok').waitFor({ timeout: 15000 });
+    await d.page.goto('/settings');
+    await controlled(d.page);
+    const sw = d.page.getByRole('switch', { name: 'Notifications' });
+    await d.page.locator('#push-note', { hasText: 'Off for this device' }).waitFor();
+    await sw.click();
+    await d.page.locator('#push-note', { hasText: 'On for this device' }).waitFor();
+    assert.equal(await sw.getAttribute('aria-checked'), 'true');
+    const opts = await d.page.evaluate(() => window.__subscribeOptions);
+    assert.equal(opts.userVisibleOnly, true);
+    assert.equal(opts.key.length, 65, 'the VAPID key as the raw P-256 point');
+    assert.equal(opts.key[0], 4);
+    const post = calls.find((c) => c.method === 'POST');
+    assert.deepEqual(post.body, { endpoint: 'https://push.example.net/send/abc123', keys: { p256dh: 'BPk', auth: 'QUJD' } });
+    assert.ok(post.auth, 'with the session token');
+    // off: the server forgets it
+    await sw.click();
+    await d.page.locator('#push-note', { hasText: 'Off for this device' }).waitFor();
+    assert.deepEqual(calls.filter((c) => c.method === 'DELETE').map((c) => c.body), [{ endpoint: 'https://push.example.net/send/abc123' }]);
+    // on again, then signing out removes it too (before the token goes)
+    await sw.click();
+    await d.page.locator('#push-note', { hasText: 'On for this device' }).waitFor();
+    await d.page.getByRole('button', { name: 'Account menu' }).click();
+    await d.page.getByRole('menuitem', { name: /Sign out/ }).click();
+    await d.page.waitForURL((u) => u.pathname === '/login');
+    const deletes = calls.filter((c) => c.method === 'DELETE');
+    assert.equal(deletes.length, 2);
+    assert.ok(deletes[1].auth);
+    assert.equal(await d.page.evaluate(() => PushManager.prototype.getSubscription()), null, 'unsubscribed in the browser');
+  } finally {
+    await d.context.close();
+  }
+});
+
 test('mute notifications in the chat details: a round trip to the server, shown in the list', async () => {
   const p = ann.page;
   await p.goto(`/chat/${chatId}`);
