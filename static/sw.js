@@ -11,11 +11,14 @@
 // touched: they go to the network as if there were no worker.
 //
 // Push: the payload is the JSON of docs/PROTOCOL.md ("Web Push"): {type, chatId,
-// messageId?, callId?, title, body}. One notification per chat (tag "chat-<id>",
-// the newest replaces the one before and counts them); a call gets its own
-// ("call-<callId>") with Answer and Decline. A click focuses an open Parley tab and
-// tells it where to go (postMessage {type: "parley:open", url}), or opens a new one
-// at that URL. Answer/Decline cannot signal from here (no WebSocket in a worker):
+// messageId?, callId?, title, body}. Every push shows a notification (browsers
+// require it of userVisibleOnly subscriptions; the server sends none to a user
+// with a visible tab, so an open, visible Parley is not doubled). One notification
+// per chat (tag "chat-<id>": the newest replaces the one before and counts them);
+// a call gets its own ("call-<callId>") with Answer and Decline. A click focuses an
+// open Parley tab and tells it where to go (postMessage {type: "parley:open",
+// url}), or opens a new one at that URL. Answer/Decline cannot signal from here
+// (no WebSocket in a worker):
 // they open /chat/<id>?call=<callId>&action=answer|decline and the app does it.
 
 const VERSION = 'v1';

@@ -60,7 +60,7 @@ function buildShell() {
   let bannerTimer = null;
   const setBanner = (state) => {
     clearTimeout(bannerTimer);
-    if (state === 'ready' || state === 'stopped') {
+    if ((state === 'ready' || state === 'stopped') && navigator.onLine) {
       if (!banner.hidden) {
         banner.textContent = 'Connected';
         banner.classList.add('ok');
@@ -76,12 +76,21 @@ function buildShell() {
     // a short delay so a fast first connect does not flash the banner
     bannerTimer = setTimeout(() => {
       banner.classList.remove('ok');
-      banner.textContent = app.everReady ? 'Reconnecting… messages you write will be sent when the connection is back.' : 'Connecting…';
+      banner.textContent = !navigator.onLine
+        ? 'You are offline. Messages you write will be sent when the network is back.'
+        : app.everReady ? 'Reconnecting… messages you write will be sent when the connection is back.' : 'Connecting…';
       banner.hidden = false;
       el.classList.add('offline');
     }, app.everReady ? 300 : 1500);
   };
   const offs = [app.on('connection', setBanner)];
+  const onNetwork = () => setBanner(app.socket.state);
+  window.addEventListener('offline', onNetwork);
+  window.addEventListener('online', onNetwork);
+  offs.push(() => {
+    window.removeEventListener('offline', onNetwork);
+    window.removeEventListener('online', onNetwork);
+  });
   offs.push(app.on('chats', updateTitle));
   offs.push(app.on('connection', (state) => {
     if (state === 'ready') setServerDown(false);

@@ -183,6 +183,8 @@ test('offline, the app shell still opens and says it is offline; back online, it
   await controlled(p);
   await ann.context.setOffline(true);
   try {
+    // in the running app, its banner says so at once
+    await p.locator('.conn-banner', { hasText: 'You are offline' }).waitFor({ timeout: 10000 });
     const res = await p.reload();
     assert.ok(res.fromServiceWorker(), 'the document came from the service worker');
     await p.getByRole('heading', { name: 'You are offline' }).waitFor({ timeout: 15000 });
@@ -460,8 +462,13 @@ test('the Notifications switch on and off, and sign-out, with a stand-in push se
   }
 });
 
-test('mute notifications in the chat details: a round trip to the server, shown in the list', async () => {
+test('mute notifications in the chat details: a round trip to the server, shown in the list', async (t) => {
   const p = ann.page;
+  // a build without the chat settings route (it comes with the push server side)
+  const probe = await p.evaluate(async (id) => (await fetch(`/api/chats/${id}/settings`, {
+    method: 'PATCH', headers: { Authorization: `Bearer ${localStorage.getItem('parley:token')}`, 'Content-Type': 'application/json' }, body: '{"muted":false}',
+  })).status, chatId);
+  if (probe === 404 || probe === 405) return t.skip('the server has no PATCH /api/chats/:id/settings');
   await p.goto(`/chat/${chatId}`);
   await p.locator('.me-status.ok').waitFor({ timeout: 15000 });
   await p.getByRole('button', { name: /details|info/i }).first().click();
