@@ -25,19 +25,30 @@ let ann;
 let bob;
 let chatId;
 const annFrames = []; // what ann's page sent on its WebSockets: {event, data}
+const annErrors = []; // error frames ann's page received
 
 before(async () => {
   server = await new Parley('pwa').start();
   browser = await launchBrowser();
   ann = await person(browser, server, { name: 'ann' });
   bob = await person(browser, server, { name: 'bob' });
-  ann.page.on('websocket', (ws) => ws.on('framesent', (f) => {
-    try {
-      annFrames.push(JSON.parse(String(f.payload)));
-    } catch {
-      /* not JSON */
-    }
-  }));
+  ann.page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => {
+      try {
+        annFrames.push(JSON.parse(String(f.payload)));
+      } catch {
+        /* not JSON */
+      }
+    });
+    ws.on('framereceived', (f) => {
+      try {
+        const frame = JSON.parse(String(f.payload));
+        if (frame.event === 'error') annErrors.push(frame);
+      } catch {
+        /* not JSON */
+      }
+    });
+  });
   await register(ann.page, ANN);
   await register(bob.page, BOB);
   // a direct chat between them, opened by bob
@@ -289,6 +300,7 @@ test('a call push has Answer and Decline; Decline opens the app, which declines 
 
 test('while hidden: "(N) Parley", a favicon badge, and client:state to the server', async () => {
   const p = ann.page;
+  const errorsBefore = annErrors.length;
   // in the chat itself: hidden, its new messages are unread until ann looks again
   await p.goto(`/chat/${chatId}`);
   await p.locator('.me-status.ok').waitFor({ timeout: 15000 });
@@ -315,6 +327,8 @@ test('while hidden: "(N) Parley", a favicon badge, and client:state to the serve
   await waitFor(() => annFrames.slice(sent2).some((f) => f.event === 'client:state' && f.data?.visible === true), 'client:state visible again');
   // visible again: read, so the title is the chat's without a count
   await p.waitForFunction(() => document.title === 'bob · Parley', null, { timeout: 5000 });
+  // the server took every client:state (no error frame came back)
+  assert.deepEqual(annErrors.slice(errorsBefore), []);
   assert.match(await p.evaluate(() => document.querySelector('link[rel="icon"]').href), /\/favicon\.svg$/);
 });
 
