@@ -394,6 +394,7 @@ fn http_server(
                         crate::auth::extractor::act_as_caller,
                     )),
             )
+            .service(routes::spa::service_worker(static_dir.clone()))
             .service(routes::spa::service(static_dir.clone()))
             .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
             .wrap(TracingLogger::<RequestSpan>::new())

@@ -1,6 +1,9 @@
 //! The browser client: files from `static.dir` as they are, and `index.html` for every
 //! other path that is not the API (`/login`, `/chat/42`, …) so client-side routes
 //! survive a reload. `index.html` is never cached; other files are revalidated.
+//! `/sw.js` (the service worker) is revalidated every time too, so a deploy's new
+//! worker (and the app shell it caches) reaches every installed client at once;
+//! `/manifest.webmanifest` is a plain file (`application/manifest+json`).
 
 use std::path::PathBuf;
 
@@ -10,6 +13,30 @@ use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
+
+/// `GET /sw.js`: the service worker at the root scope, `Cache-Control: no-cache`.
+/// Registered before [`service`], which would serve it with the default headers.
+pub fn service_worker(dir: PathBuf) -> actix_web::Resource {
+    let file = dir.join("sw.js");
+    actix_web::web::resource("/sw.js").route(actix_web::web::get().to(
+        move |req: actix_web::HttpRequest| {
+            let file = file.clone();
+            async move {
+                match NamedFile::open_async(&file).await {
+                    Ok(f) => {
+                        let mut res = f.use_etag(true).use_last_modified(true).into_response(&req);
+                        res.headers_mut().insert(
+                            actix_web::http::header::CACHE_CONTROL,
+                            actix_web::http::header::HeaderValue::from_static("no-cache"),
+                        );
+                        res
+                    }
+                    Err(_) => actix_web::ResponseError::error_response(&ApiError::NotFound("file")),
+                }
+            }
+        },
+    ))
+}
 
 pub fn service(dir: PathBuf) -> Files {
     let index = dir.join("index.html");

@@ -6,6 +6,7 @@ import { Socket } from './socket.js';
 import * as e2ee from './e2ee.js';
 import { rememberDuration } from './voice.js';
 import { toast, announce } from './ui.js';
+import { disablePush } from './pwa.js';
 import { isDeletedUser, DELETED_NAME, systemContent } from './views/system.js';
 import { ChangeCursor, withDefaults, mergeCopy, applyEdit, applyDelete, applyReaction, refreshQuotes } from './changes.js';
 
@@ -166,7 +167,7 @@ export class App extends EventTarget {
           if (e.code === 'session_revoked') this.notice = NOTICE_REVOKED;
           return false;
         }
-        if (attempt >= 2) throw e;
+        if (attempt >= 2 || !navigator.onLine) throw e;
         await new Promise((r) => setTimeout(r, 800 * (attempt + 1)));
       }
     }
@@ -213,6 +214,8 @@ export class App extends EventTarget {
    */
   async logout() {
     if (this.token) {
+      // this device's push subscription goes first, while the token still works
+      await disablePush().catch(() => {});
       const ctrl = new AbortController();
       const timer = setTimeout(() => ctrl.abort(), LOGOUT_TIMEOUT_MS);
       await post('/api/auth/logout', undefined, { signal: ctrl.signal }).catch(() => {});
@@ -230,6 +233,8 @@ export class App extends EventTarget {
   sessionExpired(code) {
     if (!this.token) return;
     this.clearSession();
+    // the server dropped the subscription with the session; the browser forgets it too
+    disablePush({ local: true }).catch(() => {});
     this.notice = code === 'session_revoked' ? NOTICE_REVOKED : NOTICE_EXPIRED;
     this.emit('signedout');
   }
@@ -281,6 +286,7 @@ export class App extends EventTarget {
   async deleteAccount(password) {
     await api('DELETE', '/api/users/me', { password });
     this.clearSession();
+    disablePush({ local: true }).catch(() => {});
     this.notice = 'Your account was deleted.';
     this.emit('signedout');
   }
@@ -565,6 +571,25 @@ export class App extends EventTarget {
     const chat = await get(`/api/chats/${chatId}`);
     this.mergeChats([chat]);
     return this.chats.get(chatId);
+  }
+
+  /**
+   * Mutes (or unmutes) a chat's notifications for this user, on every device:
+   * `PATCH /api/chats/:id/settings`. A muted chat sends no Web Push.
+   */
+  async setMuted(chatId, muted) {
+    const res = await patch(`/api/chats/${chatId}/settings`, { muted: !!muted });
+    this.onChatSettings({ chatId, ...(res && typeof res === 'object' ? res : {}), muted: typeof res?.muted === 'boolean' ? res.muted : !!muted });
+  }
+
+  /** `chat:settings` (another device of this user changed them) or our own PATCH's answer. */
+  onChatSettings({ chatId, muted, mutedUntil = null } = {}) {
+    const chat = this.chats.get(Number(chatId));
+    if (!chat || typeof muted !== 'boolean') return;
+    chat.muted = muted;
+    chat.mutedUntil = muted ? mutedUntil : null;
+    this.emit('chats');
+    this.emit('chat-updated', { chatId: chat.id });
   }
 
   unreadTotal() {
@@ -1061,6 +1086,7 @@ export class App extends EventTarget {
     s.addEventListener('typing', (e) => this.onTyping(e.detail));
     s.addEventListener('chat:member-left', (e) => this.onMemberLeft(e.detail));
     s.addEventListener('chat:updated', (e) => this.onChatUpdated(e.detail));
+    s.addEventListener('chat:settings', (e) => this.onChatSettings(e.detail));
     s.addEventListener('chat:removed', (e) => this.markRemoved(Number(e.detail.chatId)));
     s.addEventListener('user:online', (e) => this.onPresence(e.detail.userId, { online: true }));
     s.addEventListener('user:offline', (e) => this.onPresence(e.detail.userId, { online: false, lastSeenAt: e.detail.lastSeenAt }));

@@ -141,7 +141,55 @@ export class CallManager {
 
   // ---------- incoming ----------
 
+  /**
+   * A notification's "Answer" or "Decline" (the service worker opened
+   * `/chat/:id?call=ID&action=…`): declines at once when connected, or answers the
+   * call when its `call:incoming` is here or arrives soon; a call that has stopped
+   * ringing is said to be over.
+   */
+  takeAction(callId, action) {
+    if (!callId || (action !== 'answer' && action !== 'decline')) return;
+    if (this.incoming?.data.callId === callId) {
+      if (action === 'answer') this.accept();
+      else this.reject();
+      return;
+    }
+    if (this.call?.callId === callId) return;
+    clearTimeout(this.pendingTimer);
+    this.pendingAction = { callId, action };
+    const done = () => {
+      off();
+      clearTimeout(this.pendingTimer);
+    };
+    const onReady = () => {
+      if (this.pendingAction?.callId !== callId) return done();
+      if (action === 'decline') {
+        this.app.socket.send('call:reject', { callId });
+        this.pendingAction = null;
+        toast('Call declined.');
+        done();
+      }
+    };
+    const off = this.app.on('connection', (state) => {
+      if (state === 'ready') onReady();
+    });
+    if (this.app.socket.isReady) onReady();
+    // an answer waits for the ringing call to come (or not) after the connect
+    this.pendingTimer = setTimeout(() => {
+      off();
+      if (this.pendingAction?.callId !== callId) return;
+      this.pendingAction = null;
+      if (action === 'answer') toast('That call is no longer ringing.', 'warn');
+    }, 15000);
+  }
+
   onIncoming(data) {
+    const pending = this.pendingAction?.callId === data.callId ? this.pendingAction : null;
+    if (pending) this.pendingAction = null;
+    if (pending?.action === 'decline') {
+      this.app.socket.send('call:reject', { callId: data.callId });
+      return;
+    }
     if (this.busy) {
       // Another device of ours may take it; this one stays quiet but says no if asked.
       if (this.call?.callId !== data.callId) this.app.socket.send('call:reject', { callId: data.callId });
@@ -171,6 +219,7 @@ export class CallManager {
     accept.focus();
     announce(`Incoming video call from ${peer.username}`);
     this.app.notify?.(`${peer.username} is calling`, 'Incoming video call');
+    if (pending?.action === 'answer') this.accept();
   }
 
   closeIncoming() {

@@ -7,6 +7,7 @@ import { authView, resetView } from './views/auth.js';
 import { settingsView } from './views/settings.js';
 import { sidebarView } from './views/sidebar.js';
 import { chatView } from './views/chat.js';
+import { registerServiceWorker, watchOnline, setServerDown, setFaviconBadge } from './pwa.js';
 
 const app = new App();
 window.parley = app; // handy in the console (and for the browser tests)
@@ -59,7 +60,7 @@ function buildShell() {
   let bannerTimer = null;
   const setBanner = (state) => {
     clearTimeout(bannerTimer);
-    if (state === 'ready' || state === 'stopped') {
+    if ((state === 'ready' || state === 'stopped') && navigator.onLine) {
       if (!banner.hidden) {
         banner.textContent = 'Connected';
         banner.classList.add('ok');
@@ -75,22 +76,56 @@ function buildShell() {
     // a short delay so a fast first connect does not flash the banner
     bannerTimer = setTimeout(() => {
       banner.classList.remove('ok');
-      banner.textContent = app.everReady ? 'Reconnecting… messages you write will be sent when the connection is back.' : 'Connecting…';
+      banner.textContent = !navigator.onLine
+        ? 'You are offline. Messages you write will be sent when the network is back.'
+        : app.everReady ? 'Reconnecting… messages you write will be sent when the connection is back.' : 'Connecting…';
       banner.hidden = false;
       el.classList.add('offline');
     }, app.everReady ? 300 : 1500);
   };
   const offs = [app.on('connection', setBanner)];
+  const onNetwork = () => setBanner(app.socket.state);
+  window.addEventListener('offline', onNetwork);
+  window.addEventListener('online', onNetwork);
+  offs.push(() => {
+    window.removeEventListener('offline', onNetwork);
+    window.removeEventListener('online', onNetwork);
+  });
   offs.push(app.on('chats', updateTitle));
+  offs.push(app.on('connection', (state) => {
+    if (state === 'ready') setServerDown(false);
+  }));
   setBanner(app.socket.state);
   return { el, sidebar, pane, banner, chat: null, chatId: undefined, offs };
 }
 
+/**
+ * The title: the unread count and where the user is. A hidden tab (another tab in
+ * front, the window minimised) shows just "(3) Parley" and a badge on the favicon,
+ * both gone once it is visible again.
+ */
 function updateTitle() {
-  const n = app.unreadTotal();
-  const base = shell?.viewKey === 'settings' ? 'Settings · Parley'
-    : shell?.chatId ? `${app.chatTitle(app.chats.get(shell.chatId))} · Parley` : 'Parley';
+  const n = app.me ? app.unreadTotal() : 0;
+  setFaviconBadge(n);
+  if (!shell) return;
+  if (document.visibilityState === 'hidden') {
+    document.title = n ? `(${n}) Parley` : 'Parley';
+    return;
+  }
+  const base = shell.viewKey === 'settings' ? 'Settings · Parley'
+    : shell.chatId ? `${app.chatTitle(app.chats.get(shell.chatId))} · Parley` : 'Parley';
   document.title = n ? `(${n}) ${base}` : base;
+}
+document.addEventListener('visibilitychange', updateTitle);
+
+/** `?call=ID&action=answer|decline` (a call notification's buttons): done once, then dropped from the URL. */
+function takeCallAction() {
+  const q = new URLSearchParams(location.search);
+  const callId = q.get('call');
+  const action = q.get('action');
+  if (!callId) return;
+  history.replaceState({}, '', location.pathname);
+  if (/^[\w-]{1,64}$/.test(callId)) calls?.takeAction(callId, action);
 }
 
 function emptyPane() {
@@ -129,6 +164,7 @@ async function render() {
     return;
   }
   if (!signedIn) return navigate('/login', { replace: true });
+  takeCallAction();
   if (!shell) {
     clear(root);
     shell = buildShell();
@@ -188,17 +224,28 @@ app.on('signedout', () => {
 
 async function boot() {
   calls = new CallManager(app);
+  watchOnline();
+  registerServiceWorker((url) => navigate(url));
   try {
     await app.restore();
   } catch (e) {
-    toast(`Cannot reach the server: ${e.message}`, 'error', 8000);
+    // Offline (or the server is down): the shell came from the service worker's
+    // cache; say so, and start for real once the network is back.
+    setServerDown(true);
+    document.documentElement.classList.remove('booting');
+    const offline = !navigator.onLine;
+    if (!offline) toast(`Cannot reach the server: ${e.message}`, 'error', 8000);
     clear(root);
     const retry = h('button', { type: 'button', class: 'btn primary' }, 'Try again');
     retry.addEventListener('click', () => location.reload());
-    root.append(h('main', { class: 'auth', id: 'main' }, h('div', { class: 'auth-card' },
-      h('h1', {}, 'Parley is unreachable'),
-      h('p', { class: 'muted' }, 'The server did not answer. Check your connection and try again.'),
+    root.append(h('main', { class: 'auth', id: 'main' }, h('div', { class: 'auth-card offline-card' },
+      h('h1', {}, offline ? 'You are offline' : 'Parley is unreachable'),
+      h('p', { class: 'muted' }, offline
+        ? 'Parley needs a connection to show your chats. It starts as soon as the network is back.'
+        : 'The server did not answer. Check your connection and try again.'),
       retry)));
+    window.addEventListener('online', () => location.reload(), { once: true });
+    document.title = offline ? 'Offline · Parley' : 'Unreachable · Parley';
     return;
   }
   document.documentElement.classList.remove('booting');

@@ -37,6 +37,7 @@ export class Socket extends EventTarget {
     };
     this.onVisible = () => {
       if (document.visibilityState === 'visible' && !this.stopped && !this.ws) this.connectNow();
+      else this.sendVisibility();
     };
   }
 
@@ -163,10 +164,20 @@ export class Socket extends EventTarget {
     }
     if (event === 'ready') {
       this.attempt = 0;
+      this.sendVisibility();
       this.setState('ready');
     }
     this.dispatchEvent(new CustomEvent(event, { detail: data || {} }));
     this.dispatchEvent(new CustomEvent('frame', { detail: { event, data: data || {} } }));
+  }
+
+  /**
+   * `client:state {visible}`: whether the user can see this tab. The server sends Web
+   * Push only to users with no visible session, so a hidden tab still gets
+   * notifications. Sent once connected and on every visibility change.
+   */
+  sendVisibility() {
+    this.send('client:state', { visible: document.visibilityState === 'visible' });
   }
 
   /** Sends a frame without waiting for a reply. Returns false when not connected. */

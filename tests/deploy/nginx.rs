@@ -290,6 +290,23 @@ async fn the_web_client_is_served_with_fallback_caching_types_and_headers() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(header(&res, "content-type").starts_with("image/svg+xml"));
 
+    // The installable app: the service worker is revalidated every time (a deploy's
+    // worker reaches installed clients at once), the manifest has its own type.
+    let res = s.get("/sw.js").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_security_headers(&res, "sw.js");
+    assert_eq!(header(&res, "cache-control"), "no-cache");
+    let res = s.get("/manifest.webmanifest").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        header(&res, "content-type").starts_with("application/manifest+json"),
+        "{}",
+        header(&res, "content-type")
+    );
+    let res = s.get("/icons/icon-192.png").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "content-type"), "image/png");
+
     // An ES module: a type browsers accept for <script type="module">.
     std::fs::write(
         s.dir.join("opt/current/static/js/probe.mjs"),

@@ -1,7 +1,8 @@
 // A chat's details (the header's info button): the members with their key
 // fingerprints, and what the viewer may do there. In a group: rename it and add or
 // remove people (admins), make someone an admin or a member again (the owner), leave.
-// In a direct chat: block or unblock the other person. The server checks every
+// In a direct chat: block or unblock the other person. In both: "Mute
+// notifications" (no Web Push for this chat, on every device of the viewer). The server checks every
 // right; the controls shown follow the roles in `chat.members[].role`, and the
 // dialog follows `chat:updated` while it is open.
 
@@ -78,6 +79,33 @@ export function chatInfoDialog(app, chat) {
       leaveBtn.disabled = false;
       toast(`Could not leave the group: ${err.message}`, 'error');
     }
+  });
+
+  // ---------- mute (both kinds of chat) ----------
+  const muteSwitch = h('button', {
+    type: 'button', role: 'switch', class: 'toggle-switch mute-switch', 'aria-checked': chat.muted ? 'true' : 'false',
+    'aria-describedby': 'mute-note', dataset: { focusKey: 'mute' },
+  }, h('span', { class: 'toggle-track', 'aria-hidden': 'true' }, h('span', { class: 'toggle-thumb' })),
+  h('span', { class: 'toggle-label' }, 'Mute notifications'));
+  const muteNote = h('p', { class: 'muted small', id: 'mute-note' });
+  const renderMute = () => {
+    muteSwitch.setAttribute('aria-checked', chat.muted ? 'true' : 'false');
+    muteNote.textContent = chat.muted
+      ? 'Muted: no notifications for this chat while Parley is closed. New messages still show here.'
+      : 'You get notifications for this chat while Parley is closed or in the background.';
+  };
+  muteSwitch.addEventListener('click', async () => {
+    const muted = !chat.muted;
+    muteSwitch.disabled = true;
+    try {
+      await app.setMuted(chat.id, muted);
+      announce(muted ? 'Notifications for this chat are muted' : 'Notifications for this chat are on');
+    } catch (err) {
+      toast(`Could not ${muted ? 'mute' : 'unmute'} this chat: ${err.message}`, 'error');
+    }
+    muteSwitch.disabled = false;
+    renderMute();
+    muteSwitch.focus();
   });
 
   // ---------- a direct chat: block / unblock ----------
@@ -211,6 +239,8 @@ export function chatInfoDialog(app, chat) {
     for (const el of [...body.children]) el.remove();
     const enc = app.isEncrypted(chat.id);
     if (isGroup && isAdmin()) body.append(renameForm, renameError);
+    renderMute();
+    if (!chat.removed) body.append(h('div', { class: 'mute-box' }, h('div', { class: 'toggle-row' }, muteSwitch), muteNote));
     body.append(h('p', { class: 'info-note' },
       h('span', { class: 'icon', html: enc ? icons.lock : icons.unlock }),
       enc

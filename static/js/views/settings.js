@@ -1,12 +1,15 @@
 // The settings page (/settings, from the account menu): the profile, a password
 // change, the devices signed in (each can be signed out, or all but this one), the
 // people blocked, an export of the user's data and the deletion of the account.
+// "Notifications" turns Web Push on or off for this device (permission is asked
+// only when the user switches it on).
 // Every action goes to the server, which has the final word; its errors are shown
 // next to the control that caused them.
 
 import { h, clear, icons, avatar, toast, announce } from '../ui.js';
 import { confirmDialog } from './dialogs.js';
 import { field } from './auth.js';
+import { pushPermission, currentSubscription, enablePush, disablePush } from '../pwa.js';
 
 const WHEN = { dateStyle: 'medium', timeStyle: 'short' };
 
@@ -171,6 +174,49 @@ export function settingsView(app) {
     title.focus();
   });
 
+  // ---------- notifications (Web Push on this device) ----------
+  const pushSwitch = h('button', {
+    type: 'button', role: 'switch', class: 'toggle-switch', id: 'push-switch', 'aria-checked': 'false',
+    'aria-describedby': 'push-note',
+  }, h('span', { class: 'toggle-track', 'aria-hidden': 'true' }, h('span', { class: 'toggle-thumb' })),
+  h('span', { class: 'toggle-label' }, 'Notifications'));
+  const pushNote = h('p', { class: 'muted small', id: 'push-note', role: 'status' });
+  const pushError = formError();
+  const notifications = section('settings-notifications', 'Notifications',
+    h('p', { class: 'muted small' }, 'Get a notification on this device for new messages and calls while Parley is closed or in the background. Messages of encrypted chats only say "New message". Mute a chat in its details.'),
+    h('div', { class: 'toggle-row' }, pushSwitch), pushNote, pushError);
+
+  const setSwitch = (on) => pushSwitch.setAttribute('aria-checked', on ? 'true' : 'false');
+  async function renderPush() {
+    const perm = pushPermission();
+    const sub = await currentSubscription();
+    setSwitch(!!sub && perm === 'granted');
+    pushSwitch.disabled = perm === 'unsupported';
+    if (perm === 'unsupported') pushNote.textContent = 'This browser does not support notifications from web apps.';
+    else if (perm === 'denied') pushNote.textContent = 'Notifications are blocked for Parley in this browser. Allow them in the site settings to turn them on.';
+    else pushNote.textContent = sub ? 'On for this device.' : 'Off for this device.';
+  }
+  pushSwitch.addEventListener('click', async () => {
+    const on = pushSwitch.getAttribute('aria-checked') !== 'true';
+    pushError.hidden = true;
+    busy(pushSwitch, true);
+    pushNote.textContent = on ? 'Turning notifications on…' : 'Turning notifications off…';
+    try {
+      if (on) {
+        await enablePush();
+        announce('Notifications are on');
+      } else {
+        await disablePush();
+        announce('Notifications are off');
+      }
+    } catch (err) {
+      showError(pushError, err.message || 'Notifications could not be turned on.');
+    }
+    busy(pushSwitch, false);
+    await renderPush();
+    pushSwitch.focus();
+  });
+
   // ---------- blocked people ----------
   const blockedList = h('ul', { class: 'blocked', role: 'list', 'aria-label': 'Blocked people' });
   const blockedNote = h('p', { class: 'muted small', role: 'status' });
@@ -281,10 +327,11 @@ export function settingsView(app) {
   const view = h('section', { class: 'settings', 'aria-labelledby': 'settings-title' },
     h('header', { class: 'chat-head settings-head' }, back, h('div', { class: 'chat-head-text' }, title)),
     h('div', { class: 'settings-scroll' },
-      h('div', { class: 'settings-inner' }, profile, password, devices, blocked, data, danger)));
+      h('div', { class: 'settings-inner' }, profile, notifications, password, devices, blocked, data, danger)));
 
   loadSessions();
   loadBlocked();
+  renderPush();
   view.focusFirst = () => title.focus();
   view.destroy = () => offs.forEach((f) => f());
   return view;

@@ -285,6 +285,7 @@ export function sidebarView(app, navigate) {
         h('div', { class: 'chat-row' },
           h('span', { class: 'chat-name' }, chat.kind === 'group' ? icon('group', 'tiny') : null, title),
           app.isEncrypted(chat.id) ? icon('lock', 'tiny lock-mark') : null,
+          chat.muted ? h('span', { class: 'icon tiny muted-mark', title: 'Muted', html: icons.bellOff }) : null,
           h('time', { class: 'chat-time', datetime: msg?.createdAt || chat.createdAt }, listTime(msg?.createdAt || chat.createdAt))),
         h('div', { class: 'chat-row' },
           typing.length
@@ -293,7 +294,7 @@ export function sidebarView(app, navigate) {
               own ? h('span', { class: `ticks s-${msg.status}`, html: icons[tickIcon(msg.status)] }) : null,
               text),
           unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null,
-          h('span', { class: 'sr-only' }, [unread ? `, ${unread} unread` : '', peer?.online ? ', online' : ''].join('')))));
+          h('span', { class: 'sr-only' }, [unread ? `, ${unread} unread` : '', peer?.online ? ', online' : '', chat.muted ? ', muted' : ''].join('')))));
       const li = h('li', { class: chat.kind === 'group' ? 'has-actions' : undefined }, a);
       if (chat.kind === 'group') {
         const leaveBtn = h('button', {

@@ -201,9 +201,20 @@ export const CSP = (server) => [
 export async function withProductionCsp(context, server) {
   await context.route('**/*', async (route) => {
     const req = route.request();
-    if (req.resourceType() !== 'document') return route.continue();
-    const res = await route.fetch();
-    await route.fulfill({ response: res, headers: { ...res.headers(), 'content-security-policy': CSP(server) } });
+    // The service worker (static/sw.js) fetches documents itself (and caches
+    // index.html): those requests come from the worker, not as "document"s, and get
+    // the header when they turn out to be HTML, as nginx adds it to every response.
+    const fromWorker = !!req.serviceWorker();
+    if (req.resourceType() !== 'document' && !fromWorker) return route.continue();
+    try {
+      const res = await route.fetch();
+      const headers = res.headers();
+      if (fromWorker && !String(headers['content-type'] || '').startsWith('text/html')) return await route.fulfill({ response: res });
+      await route.fulfill({ response: res, headers: { ...headers, 'content-security-policy': CSP(server) } });
+    } catch (e) {
+      // a context closed (or a worker stopped) while its request was on the way
+      if (!/closed|disposed|Target/i.test(String(e?.message))) throw e;
+    }
   });
 }
 
