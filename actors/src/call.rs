@@ -15,7 +15,7 @@ use crate::cluster::Reservation;
 use crate::directory::{Deliver, SessionHandle};
 use crate::error_code::ErrorCode;
 use crate::ids::{CallId, ChatId, UserId};
-pub use crate::messages::{CallEvent, FromSession, SessionGone};
+pub use crate::messages::{CallEvent, FromSession, SessionGone, SessionReady};
 use crate::protocol::{self, Ack, CallInitiate, ServerEvent, WireError};
 use crate::push::{PushEvent, PushOffer};
 use crate::shared::Shared;
@@ -322,6 +322,7 @@ impl Handler<Resolved> for CallDirectory {
         let call = Call {
             shared: self.shared.clone(),
             directory: ctx.address(),
+            incoming: incoming.clone(),
             call_id: call_id.clone(),
             chat,
             caller: session.clone(),
@@ -379,6 +380,23 @@ impl Handler<SessionGone> for CallDirectory {
     }
 }
 
+impl Handler<SessionReady> for CallDirectory {
+    type Result = ();
+
+    /// A session that connects while a call to its user rings on this node hears
+    /// the ring. (A call ringing on another node does not reach it: the caller's
+    /// retry, or the ring timeout, covers that case.)
+    fn handle(&mut self, msg: SessionReady, _: &mut Context<Self>) {
+        if let Some(call) = self
+            .busy
+            .get(&msg.session.user)
+            .and_then(|id| self.calls.get(id))
+        {
+            call.do_send(msg);
+        }
+    }
+}
+
 impl Handler<CallFinished> for CallDirectory {
     type Result = ();
 
@@ -402,6 +420,8 @@ enum CallState {
 pub struct Call {
     shared: Arc<Shared>,
     directory: Addr<CallDirectory>,
+    /// The `call:incoming` frame, for a callee session that connects while it rings.
+    incoming: Deliver,
     call_id: CallId,
     chat: ChatId,
     caller: SessionHandle,
@@ -611,6 +631,16 @@ impl Handler<FromSession> for Call {
             }
         };
         reply(&s, r, result);
+    }
+}
+
+impl Handler<SessionReady> for Call {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionReady, _: &mut Context<Self>) {
+        if self.state == CallState::Ringing && msg.session.user == self.callee {
+            msg.session.deliver(self.incoming.clone());
+        }
     }
 }
 

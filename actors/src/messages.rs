@@ -162,6 +162,14 @@ pub struct SessionGone {
     pub node: Option<Arc<str>>,
 }
 
+/// A session finished its catch-up (`ready`): a call still ringing for its user
+/// rings it too, so a device opened from a call notification can answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionReady {
+    pub session: SessionHandle,
+}
+
 /// The chat's members changed (or a block in a direct chat): a room loads them
 /// again before it judges or fans out anything else.
 #[derive(Message, Clone, Copy)]

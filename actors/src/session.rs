@@ -33,7 +33,9 @@ use crate::changes::{self, ChangeRequest};
 use crate::directory::{Deliver, SessionHandle};
 use crate::error_code::ErrorCode;
 use crate::ids::{AuthSessionId, ChangeId, ChatId, MessageId, SessionId, UserId};
-use crate::messages::{CallEvent, Control, FromSession, SessionClosed, SessionGone, SessionOpened};
+use crate::messages::{
+    CallEvent, Control, FromSession, SessionClosed, SessionGone, SessionOpened, SessionReady,
+};
 pub use crate::messages::{Close, Hold, Resync};
 use crate::protocol::{self, Ack, ClientEvent, ServerEvent, WireError};
 use crate::realtime::Realtime;
@@ -365,6 +367,8 @@ impl Session {
                         },
                         None,
                     ));
+                    let session = self.my_handle(ctx);
+                    self.realtime.calls.do_send(SessionReady { session });
                 }
             }
         }

@@ -123,6 +123,28 @@ async fn an_unanswered_call_times_out_on_both_sides() {
     ring(&mut a, &mut b, p.chat, "ring-2").await;
 }
 
+/// A device opened from a call notification connects while the call rings: it
+/// hears the ring and can answer. Once the call is answered, a later device does not.
+#[actix_web::test]
+async fn a_device_that_connects_while_a_call_rings_hears_it_and_can_answer() {
+    let p = pair(spawn_app().await).await;
+    let mut a = p.app.ws(&p.ann).await;
+    a.send(json!({"event": "call:initiate", "ref": "init", "data": {"callId": "late-join", "chatId": p.chat, "video": false, "sdp": offer()}}));
+    assert_eq!(a.reply_to("init").await["event"], "ack");
+    let (mut b, _) = p.app.ws_ready(&p.bob).await;
+    let incoming = b.wait_for("call:incoming").await;
+    assert_eq!(incoming["data"]["callId"], "late-join", "{incoming}");
+    assert_eq!(incoming["data"]["from"], json!(p.ann.id), "{incoming}");
+    b.send(
+        json!({"event": "call:answer", "ref": "ans", "data": {"callId": "late-join", "sdp": answer()}}),
+    );
+    assert_eq!(b.reply_to("ans").await["event"], "ack");
+    a.wait_for("call:answer").await;
+    let (mut b2, _) = p.app.ws_ready(&p.bob).await;
+    b2.assert_quiet(Duration::from_millis(300), &["user:online", "user:offline"])
+        .await;
+}
+
 #[actix_web::test]
 async fn a_rejected_call_ends_for_the_caller() {
     let p = pair(spawn_app().await).await;
