@@ -24,6 +24,7 @@ mod invites;
 mod media;
 mod migrations;
 mod process;
+mod push;
 mod races;
 mod reactions;
 mod realtime;
