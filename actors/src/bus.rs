@@ -73,6 +73,37 @@ impl Bus {
         }
         online
     }
+
+    /// Whether each of `users` has a *visible* session (`client:state`) on some
+    /// node: this node's directory first (no allocation per user found here), then
+    /// one cluster round trip for the rest. Unknown (Redis down or slower than
+    /// [`ONLINE_WAIT`]) counts as not visible: a push is sent rather than lost.
+    pub async fn visible(&self, users: &[UserId]) -> Vec<bool> {
+        let mut visible: Vec<bool> = users
+            .iter()
+            .map(|u| self.directory.has_visible_session(*u))
+            .collect();
+        let ask: Vec<UserId> = users
+            .iter()
+            .zip(&visible)
+            .filter(|(_, here)| !**here)
+            .map(|(u, _)| *u)
+            .collect();
+        if ask.is_empty() || !self.cluster.is_up() {
+            return visible;
+        }
+        match tokio::time::timeout(ONLINE_WAIT, self.cluster.visible_elsewhere(&ask)).await {
+            Err(_) => tracing::debug!("the cluster did not say in time who is visible"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "asking the cluster who is visible"),
+            Ok(Ok(elsewhere)) => {
+                let mut elsewhere = elsewhere.into_iter();
+                for v in visible.iter_mut().filter(|v| !**v) {
+                    *v = elsewhere.next().unwrap_or(false);
+                }
+            }
+        }
+        visible
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +147,12 @@ mod tests {
             self.0.leave(user).await
         }
         async fn online_elsewhere(&self, _: &[UserId]) -> Result<Vec<bool>, ClusterError> {
+            std::future::pending().await
+        }
+        async fn set_hidden_here(&self, changes: &[(UserId, bool)]) -> Result<(), ClusterError> {
+            self.0.set_hidden_here(changes).await
+        }
+        async fn visible_elsewhere(&self, _: &[UserId]) -> Result<Vec<bool>, ClusterError> {
             std::future::pending().await
         }
         async fn reserve_call(

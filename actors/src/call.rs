@@ -17,6 +17,7 @@ use crate::error_code::ErrorCode;
 use crate::ids::{CallId, ChatId, UserId};
 pub use crate::messages::{CallEvent, FromSession, SessionGone};
 use crate::protocol::{self, Ack, CallInitiate, ServerEvent, WireError};
+use crate::push::{PushEvent, PushOffer};
 use crate::shared::Shared;
 use crate::store::{CallRecord, ChatKind};
 use crate::time::Timestamp;
@@ -335,8 +336,20 @@ impl Handler<Resolved> for CallDirectory {
         let addr = call.start();
         self.busy.insert(session.user, call_id.clone());
         self.busy.insert(callee, call_id.clone());
-        self.calls.insert(call_id, addr);
+        self.calls.insert(call_id.clone(), addr);
         self.shared.bus.to_user(callee, &incoming, None);
+        // Web Push: a callee with no visible session here may still be notified
+        // (the engine asks the other nodes).
+        if self.shared.push.attached() && !self.shared.bus.directory().has_visible_session(callee) {
+            self.shared.push.offer(PushOffer {
+                users: smallvec::smallvec![callee],
+                event: PushEvent::Call {
+                    chat,
+                    call: call_id,
+                    caller: session.user,
+                },
+            });
+        }
         reply(&session, reference.as_deref(), Ok(()));
     }
 }
@@ -752,6 +765,45 @@ mod tests {
             event(f),
             ("call:end", &json!({"callId": call, "reason": reason}))
         );
+    }
+
+    #[actix::test]
+    async fn a_callee_with_no_visible_session_here_is_offered_a_push() {
+        let f = fixture(NO_TIMEOUT);
+        let sink = testing::RecordingSink::new();
+        f.shared.push.attach(sink.clone());
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        // Bob's tab is visible: he hears it ring, no push.
+        f.send(&ann, Some("i1"), call_to("c1", BOB));
+        ann.wait_until(0, "the ack", |fr| fr.reference() == Some("i1"))
+            .await;
+        assert!(sink.offers().is_empty());
+        f.send(&ann, None, end("c1"));
+        f.record(1).await;
+
+        // Bob hides his tab; cat is offline.
+        bob.handle.set_visible(false);
+        f.send(&ann, Some("i2"), call_to("c2", BOB));
+        ann.wait_until(0, "the ack", |fr| fr.reference() == Some("i2"))
+            .await;
+        f.send(&ann, None, end("c2"));
+        f.record(2).await;
+        f.send(&ann, Some("i3"), call_to("c3", CAT));
+        ann.wait_until(0, "the ack", |fr| fr.reference() == Some("i3"))
+            .await;
+        let offers = sink.offers();
+        assert_eq!(offers.len(), 2);
+        assert_eq!(offers[0].users.as_slice(), [BOB]);
+        assert_eq!(
+            offers[0].event,
+            PushEvent::Call {
+                chat: ANN_BOB,
+                call: id("c2"),
+                caller: ANN
+            }
+        );
+        assert_eq!(offers[1].users.as_slice(), [CAT]);
     }
 
     #[actix::test]

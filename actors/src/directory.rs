@@ -54,6 +54,9 @@ enum Route {
         /// Set when a frame could not be queued: the session closes itself (the
         /// client reconnects and `sync`s) instead of being buffered without bound.
         overflow: Arc<AtomicBool>,
+        /// What the client last reported with `client:state` (issue 20); true until
+        /// it reports: script clients and the bench are reading actively.
+        visible: Arc<AtomicBool>,
     },
     Remote {
         node: Arc<str>,
@@ -69,6 +72,7 @@ impl SessionHandle {
             route: Route::Local {
                 addr,
                 overflow: Arc::new(AtomicBool::new(false)),
+                visible: Arc::new(AtomicBool::new(true)),
             },
         }
     }
@@ -90,7 +94,7 @@ impl SessionHandle {
     /// Queues a frame without waiting; a full mailbox marks the session for closing.
     pub fn deliver(&self, d: Deliver) {
         match &self.route {
-            Route::Local { addr, overflow } => match addr.try_send(d) {
+            Route::Local { addr, overflow, .. } => match addr.try_send(d) {
                 Ok(()) => {}
                 Err(SendError::Full(_)) => {
                     if !overflow.swap(true, Ordering::AcqRel) {
@@ -106,6 +110,24 @@ impl SessionHandle {
     pub(crate) fn overflowed(&self) -> bool {
         match &self.route {
             Route::Local { overflow, .. } => overflow.load(Ordering::Acquire),
+            Route::Remote { .. } => false,
+        }
+    }
+
+    /// Whether the client shows the page (`client:state`); never reported counts
+    /// as visible. A remote handle answers false: its node tracks it.
+    pub fn is_visible(&self) -> bool {
+        match &self.route {
+            Route::Local { visible, .. } => visible.load(Ordering::Relaxed),
+            Route::Remote { .. } => false,
+        }
+    }
+
+    /// Records what the client reported; true when that changed anything. Every
+    /// clone of the handle (the directory's included) sees it.
+    pub fn set_visible(&self, now: bool) -> bool {
+        match &self.route {
+            Route::Local { visible, .. } => visible.swap(now, Ordering::Relaxed) != now,
             Route::Remote { .. } => false,
         }
     }
@@ -162,6 +184,14 @@ impl SessionDirectory {
 
     pub fn is_online(&self, user: UserId) -> bool {
         self.map.get(&user).is_some_and(|v| !v.is_empty())
+    }
+
+    /// Whether `user` has a session here whose page is visible (`client:state`).
+    /// On the message path for every member: one shard read lock, no allocation.
+    pub fn has_visible_session(&self, user: UserId) -> bool {
+        self.map
+            .get(&user)
+            .is_some_and(|v| v.iter().any(SessionHandle::is_visible))
     }
 
     /// Calls `f` for each live session of `user`.

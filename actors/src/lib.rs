@@ -31,6 +31,7 @@ pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
+pub mod visibility;
 pub mod writer;
 
 #[cfg(test)]

@@ -177,7 +177,10 @@ impl Handler<SessionOpened> for PresenceRegistry {
 
     fn handle(&mut self, msg: SessionOpened, ctx: &mut Context<Self>) {
         let user = msg.handle.user;
-        if self.shared.bus.directory().insert(msg.handle) {
+        let first = self.shared.bus.directory().insert(msg.handle);
+        // A new session counts as visible: a user marked hidden here is not any more.
+        self.shared.visibility.touch_if_marked(user);
+        if first {
             // First here; online for everyone only if no other node has them.
             self.contacts.insert(user, msg.contacts.clone());
             self.steps.push_back(Step::Online {
@@ -197,7 +200,9 @@ impl Handler<SessionClosed> for PresenceRegistry {
     type Result = ();
 
     fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
-        if !self.shared.bus.directory().remove(msg.user, msg.session) {
+        let last = self.shared.bus.directory().remove(msg.user, msg.session);
+        self.shared.visibility.touch_if_marked(msg.user);
+        if !last {
             return;
         }
         // Last here; offline (and last seen) only if no other node has them.
@@ -215,6 +220,8 @@ impl Handler<Reannounce> for PresenceRegistry {
 
     fn handle(&mut self, msg: Reannounce, ctx: &mut Context<Self>) {
         let after = msg.replay_after;
+        // The cluster may have lost this node's visibility marks with its listing.
+        self.shared.visibility.resync();
         // Sessions hold live messages from before their users are listed again.
         to_every_session(&self.shared.sessions, || Control::Hold(Hold { after }));
         for (user, contacts) in &self.contacts {

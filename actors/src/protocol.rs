@@ -37,6 +37,8 @@ pub enum ClientEvent {
     Typing(Typing),
     Sync(SyncAfter),
     Ping,
+    /// `client:state`: whether the page is visible (issue 20, Web Push).
+    ClientState(ClientState),
     CallInitiate(CallInitiate),
     CallAnswer(CallAnswer),
     CallReject(CallRef),
@@ -126,6 +128,14 @@ pub struct ReadUpTo {
 pub struct Typing {
     pub chat_id: ChatId,
     pub active: bool,
+}
+
+/// `client:state`: the page became visible or hidden. A session that never
+/// reported counts as visible.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientState {
+    pub visible: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +231,7 @@ pub fn decode(text: &str) -> Decoded {
         "typing" => parse(frame.event, data).map(ClientEvent::Typing),
         "sync" => parse(frame.event, data).map(ClientEvent::Sync),
         "ping" => Ok(ClientEvent::Ping),
+        "client:state" => parse(frame.event, data).map(ClientEvent::ClientState),
         "call:initiate" => parse(frame.event, data).map(ClientEvent::CallInitiate),
         "call:answer" => parse(frame.event, data).map(ClientEvent::CallAnswer),
         "call:reject" => parse(frame.event, data).map(ClientEvent::CallReject),
@@ -325,6 +336,14 @@ pub enum ServerEvent<'a> {
     ChatRemoved {
         chat_id: ChatId,
         message_id: Option<MessageId>,
+    },
+    /// The user changed their own settings of a chat on another device (issue 20:
+    /// muted notifications); to their own sessions only.
+    #[serde(rename = "chat:settings", rename_all = "camelCase")]
+    ChatSettings {
+        chat_id: ChatId,
+        muted: bool,
+        muted_until: Option<Timestamp>,
     },
     #[serde(rename = "typing", rename_all = "camelCase")]
     Typing {

@@ -117,6 +117,14 @@ impl Realtime {
         self.shared.bus.online(users).await
     }
 
+    /// Whether each of `users` has a visible session (`client:state`; a session
+    /// that never reported counts as visible) on any node: this node's directory
+    /// first, then one pipelined cluster round trip for the rest. The push engine
+    /// asks it before sending (the core offers only users not visible *here*).
+    pub async fn visible_users(&self, users: &[UserId]) -> Vec<bool> {
+        self.shared.bus.visible(users).await
+    }
+
     pub fn bus(&self) -> &Bus {
         &self.shared.bus
     }

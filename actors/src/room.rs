@@ -13,13 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use smallvec::SmallVec;
 
 use crate::directory::{Deliver, SessionHandle};
 use crate::e2ee;
 use crate::error_code::ErrorCode;
 use crate::ids::{ChatId, MediaId, UserId};
 use crate::protocol::{self, Ack, MessageKind, SendMessage, ServerEvent, Typing, WireError};
-use crate::store::{ChatMembers, Inserted, NewMessage, StoreError};
+use crate::push::{PushEvent, PushOffer};
+use crate::store::{ChatMembers, Inserted, Message, NewMessage, StoreError};
 use crate::writer::{Job, Persisted, Writer};
 use crate::Shared;
 
@@ -289,6 +291,7 @@ impl Handler<Persisted<PostTag>> for Room {
                     self.shared
                         .bus
                         .to_users(&members.members, &d, Some(&tag.session));
+                    offer_push(&self.shared, &members.members, &m);
                 }
                 Ok(Inserted::Existing(m)) => {
                     tag.session.deliver(Deliver::frame(protocol::encode(
@@ -345,6 +348,58 @@ impl Handler<TypingSignal> for Room {
             )));
         }
     }
+}
+
+/// The longest push preview, in characters.
+pub const PUSH_PREVIEW_CHARS: usize = 120;
+
+/// Offers a stored message to the push engine for the members other than its
+/// sender who have no visible session on this node (issue 20). With no engine
+/// attached, or when every member is visible here (the bench's clients), it costs
+/// one directory read per member and allocates nothing. Server-made lines (system,
+/// call traces) are never offered. Blocks: in a direct chat one side's block
+/// refuses the send before it is stored; a group's per-member blocks are not known
+/// to the room, so the engine applies them if it wants to.
+fn offer_push(shared: &Shared, members: &[UserId], m: &Message) {
+    if !shared.push.attached() || matches!(m.kind, MessageKind::System | MessageKind::Call) {
+        return;
+    }
+    let directory = shared.bus.directory();
+    let mut users: SmallVec<[UserId; 4]> = SmallVec::new();
+    for &u in members {
+        if u != m.sender_id && !directory.has_visible_session(u) {
+            users.push(u);
+        }
+    }
+    if users.is_empty() {
+        return;
+    }
+    shared.push.offer(PushOffer {
+        users,
+        event: PushEvent::Message {
+            chat: m.chat_id,
+            message: m.id,
+            sender: m.sender_id,
+            preview: push_preview(m),
+        },
+    });
+}
+
+/// A plaintext message's text (or caption), cut to [`PUSH_PREVIEW_CHARS`] on a
+/// character boundary; `None` for an encrypted message or a blank caption.
+pub fn push_preview(m: &Message) -> Option<Arc<str>> {
+    if m.encrypted || m.e2ee.is_some() {
+        return None;
+    }
+    let text = m.content.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let end = text
+        .char_indices()
+        .nth(PUSH_PREVIEW_CHARS)
+        .map_or(text.len(), |(i, _)| i);
+    Some(Arc::from(&text[..end]))
 }
 
 /// Checks a `message:send` against the protocol's rules and the chat's members.
@@ -752,6 +807,106 @@ mod tests {
         assert_eq!(got[0].data()["encrypted"], json!(true));
         assert_eq!(f.in_flight(), 0, "every post answered once");
         assert!(dave.settled().await.iter().all(|fr| fr.event() == "error"));
+    }
+
+    /// Posts `message` as `from` and waits for its ack.
+    async fn posted(f: &Fixture, from: &Fake, reference: &str, message: SendMessage) {
+        let seen = from.frames().len();
+        f.post(from, reference, message);
+        let ack = from.next_frame(seen).await;
+        assert_eq!((ack.event(), ack.reference()), ("ack", Some(reference)));
+    }
+
+    #[actix::test]
+    async fn push_offers_go_to_members_without_a_visible_session_here_never_the_sender() {
+        let f = fixture();
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let bob = Fake::connect(&f.shared, 2, BOB);
+        // Nothing is offered without an engine.
+        posted(&f, &ann, "before", text("c0", "hi")).await;
+        let sink = testing::RecordingSink::new();
+        f.shared.push.attach(sink.clone());
+
+        // Bob visible (never reported), cat offline; ann the sender, hidden.
+        ann.handle.set_visible(false);
+        posted(&f, &ann, "r1", text("c1", "hello")).await;
+        let offers = sink.offers();
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].users.as_slice(), [CAT]);
+        let stored = f.store.messages();
+        assert_eq!(
+            offers[0].event,
+            PushEvent::Message {
+                chat: CHAT,
+                message: stored[1].id,
+                sender: ANN,
+                preview: Some(Arc::from("hello")),
+            }
+        );
+
+        // Bob hides his only session: he is offered too.
+        bob.handle.set_visible(false);
+        posted(&f, &ann, "r2", text("c2", "again")).await;
+        assert_eq!(sink.offers()[1].users.as_slice(), [BOB, CAT]);
+
+        // A second session of bob's that is visible: he is reading.
+        let _bob_laptop = Fake::connect(&f.shared, 3, BOB);
+        let cat = Fake::connect(&f.shared, 4, CAT);
+        posted(&f, &ann, "r3", text("c3", "all here")).await;
+        assert_eq!(sink.offers().len(), 2, "everyone visible: no offer");
+
+        // The preview is cut at 120 characters, on a character boundary.
+        cat.handle.set_visible(false);
+        let long = "é".repeat(200);
+        posted(&f, &ann, "r4", text("c4", &long)).await;
+        let offers = sink.offers();
+        let PushEvent::Message { preview, .. } = &offers[2].event else {
+            panic!("a message offer: {:?}", offers[2]);
+        };
+        assert_eq!(
+            preview.as_deref(),
+            Some("é".repeat(PUSH_PREVIEW_CHARS).as_str())
+        );
+        assert_eq!(offers[2].users.as_slice(), [CAT]);
+    }
+
+    #[actix::test]
+    async fn an_encrypted_message_is_offered_without_a_preview() {
+        let f = fixture();
+        let sink = testing::RecordingSink::new();
+        f.shared.push.attach(sink.clone());
+        let ann = Fake::connect(&f.shared, 1, ANN);
+        let b64 = |n: usize| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(vec![7u8; n])
+        };
+        let keys: serde_json::Map<String, serde_json::Value> = [ANN, BOB, CAT]
+            .iter()
+            .map(|u| (u.to_string(), json!(b64(256))))
+            .collect();
+        let envelope = json!({"v": 1, "alg": e2ee::ALGORITHM, "iv": b64(12), "ciphertext": b64(40), "keys": keys});
+        posted(
+            &f,
+            &ann,
+            "sealed",
+            send_message(json!({"chatId": CHAT, "clientId": "c1", "kind": "text", "encrypted": true, "e2ee": envelope})),
+        )
+        .await;
+        let offers = sink.offers();
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].users.as_slice(), [BOB, CAT]);
+        assert!(
+            matches!(
+                &offers[0].event,
+                PushEvent::Message {
+                    preview: None,
+                    sender: ANN,
+                    ..
+                }
+            ),
+            "{:?}",
+            offers[0]
+        );
     }
 
     #[actix::test]

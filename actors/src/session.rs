@@ -508,6 +508,20 @@ impl Session {
                 &ServerEvent::Pong {},
                 reference.as_deref(),
             )),
+            ClientEvent::ClientState(state) => {
+                let handle = self.my_handle(ctx);
+                if handle.set_visible(state.visible) {
+                    // Only the task writing the cluster's marks is told; it decides
+                    // (coalesced) whether this changed the user's state on this node.
+                    self.shared().visibility.touch(self.user);
+                }
+                if reference.is_some() {
+                    ctx.text(protocol::encode(
+                        &ServerEvent::Ack(Ack::Empty {}),
+                        reference.as_deref(),
+                    ));
+                }
+            }
             ClientEvent::MessageSend(message) => {
                 let chat = message.chat_id;
                 self.shared()

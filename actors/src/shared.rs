@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::push::PushSlot;
 use crate::settings::RealtimeSettings;
 use crate::store::Store;
+use crate::visibility::Visibility;
 use crate::writer::Receipts;
 
 /// What every realtime actor shares.
@@ -22,6 +23,8 @@ pub struct Shared {
     pub settings: RealtimeSettings,
     /// Web Push: offers for users without a visible session (issue 20).
     pub push: PushSlot,
+    /// Which users are hidden here, as told to the cluster (`visibility.rs`).
+    pub visibility: Arc<Visibility>,
     /// Set on shutdown: sessions answer new events with `shutting_down`.
     pub(crate) draining: AtomicBool,
     /// `message:send` frames accepted and not yet answered (ack or error).
@@ -43,12 +46,19 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(store: Arc<dyn Store>, bus: Bus, settings: RealtimeSettings) -> Shared {
+        let visibility = Arc::new(Visibility::default());
+        tokio::spawn(
+            visibility
+                .clone()
+                .run(bus.directory().clone(), bus.cluster().clone()),
+        );
         Shared {
             store: store.clone(),
             bus,
             metrics: Metrics::default(),
             settings,
             push: PushSlot::default(),
+            visibility,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             sessions: LiveSessions::default(),

@@ -1,6 +1,6 @@
 //! The `chats` and `chat_members` tables.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
@@ -25,6 +25,16 @@ pub struct ChatSummary {
     pub roles: HashMap<UserId, MemberRole>,
     pub last_message: Option<Message>,
     pub unread_count: u64,
+    /// Until when the viewer muted the chat's notifications, when that is still
+    /// ahead ([`MUTED_FOREVER`]: until they unmute).
+    pub muted_until: Option<NaiveDateTime>,
+}
+
+/// `muted_until` of a chat muted until its member unmutes it.
+pub fn muted_forever() -> NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .unwrap_or(NaiveDateTime::MAX)
 }
 
 /// Unread counts stop here (a client shows "999+").
@@ -50,6 +60,7 @@ type MemberRow = (
     u64,
     u64,
     String,
+    Option<NaiveDateTime>,
 );
 
 fn kind_from(s: &str) -> ChatKind {
@@ -329,13 +340,14 @@ impl Db {
         let mut members: HashMap<u64, Vec<UserRow>> = HashMap::new();
         let mut roles: HashMap<u64, HashMap<UserId, MemberRole>> = HashMap::new();
         let mut marks = super::messages::Watermarks::new();
+        let mut muted_until: HashMap<u64, NaiveDateTime> = HashMap::new();
         for chunk in chat_ids.chunks(MAX_ID_LIST) {
             let (list, params) = super::id_list(chunk.iter().copied());
             let member_rows: Vec<MemberRow> = conn
                 .exec(
                     format!(
                         "SELECT cm.chat_id, u.id, u.email, u.username, u.last_seen_at, (k.user_id IS NOT NULL), \
-                         cm.delivered_up_to, cm.read_up_to, cm.role \
+                         cm.delivered_up_to, cm.read_up_to, cm.role, cm.muted_until \
                          FROM chat_members cm JOIN users u ON u.id = cm.user_id \
                          LEFT JOIN public_keys k ON k.user_id = u.id \
                          WHERE cm.chat_id IN ({list}) ORDER BY cm.chat_id, u.username"
@@ -343,7 +355,13 @@ impl Db {
                     params,
                 )
                 .await?;
-            for (chat, id, email, username, seen, has_key, d, r, role) in member_rows {
+            let now = chrono::Utc::now().naive_utc();
+            for (chat, id, email, username, seen, has_key, d, r, role, muted) in member_rows {
+                if id == viewer.0 {
+                    if let Some(until) = muted.filter(|u| *u > now) {
+                        muted_until.insert(chat, until);
+                    }
+                }
                 roles.entry(chat).or_default().insert(
                     UserId(id),
                     MemberRole::parse(&role).unwrap_or(MemberRole::Member),
@@ -426,6 +444,7 @@ impl Db {
                 roles: roles.remove(&id).unwrap_or_default(),
                 last_message: last.remove(&id),
                 unread_count: unread.get(&id).copied().unwrap_or(0),
+                muted_until: muted_until.remove(&id),
             })
             .collect())
     }
@@ -523,6 +542,55 @@ impl std::fmt::Display for ChatCursor {
 }
 
 impl Db {
+    /// Mutes (`Some(until)`) or unmutes (`None`) `chat` for `user`; false when they
+    /// are not a member (nothing changed).
+    pub async fn set_muted(
+        &self,
+        chat: ChatId,
+        user: UserId,
+        until: Option<NaiveDateTime>,
+    ) -> Result<bool, DbError> {
+        if !self.is_member_of(chat, user).await? {
+            return Ok(false);
+        }
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "UPDATE chat_members SET muted_until = ? WHERE chat_id = ? AND user_id = ?",
+            (until, chat.0, user.0),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Which of `users` have `chat` muted now (for the push engine: one indexed
+    /// query per [`MAX_ID_LIST`] users, on the primary key).
+    pub async fn muted_users(
+        &self,
+        chat: ChatId,
+        users: &[UserId],
+    ) -> Result<HashSet<UserId>, DbError> {
+        let mut muted = HashSet::new();
+        if users.is_empty() {
+            return Ok(muted);
+        }
+        let mut conn = self.conn().await?;
+        for chunk in users.chunks(MAX_ID_LIST) {
+            let (list, mut params) = super::id_list(chunk.iter().map(|u| u.0));
+            params.insert(0, Value::from(chat.0));
+            let rows: Vec<u64> = conn
+                .exec(
+                    format!(
+                        "SELECT user_id FROM chat_members WHERE chat_id = ? \
+                         AND user_id IN ({list}) AND muted_until > UTC_TIMESTAMP(3)"
+                    ),
+                    Params::Positional(params),
+                )
+                .await?;
+            muted.extend(rows.into_iter().map(UserId));
+        }
+        Ok(muted)
+    }
+
     /// Whether `user` is a member of `chat` (false when there is no such chat): one
     /// primary-key probe, whatever the size of the chat.
     pub async fn is_member_of(&self, chat: ChatId, user: UserId) -> Result<bool, DbError> {

@@ -40,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(one))
             .route(web::patch().to(rename)),
     )
+    .service(resource("/chats/{id}/settings").route(web::patch().to(settings_of)))
     .service(resource("/chats/{id}/members/me").route(web::delete().to(leave)))
     .service(resource("/chats/{id}/members").route(web::post().to(add_members)))
     .service(
@@ -115,6 +116,19 @@ pub struct ChatJson {
     last_message: Option<Message>,
     unread_count: u64,
     created_at: Timestamp,
+    /// The viewer's own setting: notifications of this chat are muted.
+    muted: bool,
+    /// Until when; `null` when not muted or muted until unmuted.
+    muted_until: Option<Timestamp>,
+}
+
+/// `muted` and `mutedUntil` as the API shows a stored `muted_until` that is ahead.
+fn mute_fields(until: Option<chrono::NaiveDateTime>) -> (bool, Option<Timestamp>) {
+    match until {
+        None => (false, None),
+        Some(u) if u >= crate::db::chats::muted_forever() => (true, None),
+        Some(u) => (true, Some(Timestamp::from(u))),
+    }
 }
 
 /// What the viewer may know of the members' presence: who has a session on any
@@ -157,7 +171,10 @@ impl ChatJson {
     /// `presence`: what the viewer may know of who is online (see [`presence_in`]).
     fn new(c: ChatSummary, viewer: UserId, presence: &Presence) -> ChatJson {
         let roles = c.roles;
+        let (muted, muted_until) = mute_fields(c.muted_until);
         ChatJson {
+            muted,
+            muted_until,
             id: c.id,
             kind: c.kind,
             title: c.title,
@@ -412,6 +429,8 @@ pub async fn announce(db: &Db, rt: &Realtime, change: &GroupChange) -> Result<()
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("chat json: {e}")))?;
             if let Some(o) = chat.as_object_mut() {
                 o.remove("unreadCount");
+                o.remove("muted");
+                o.remove("mutedUntil");
             }
             if let Some(members) = chat.get_mut("members").and_then(|m| m.as_array_mut()) {
                 for m in members.iter_mut().filter_map(|m| m.as_object_mut()) {
@@ -492,6 +511,100 @@ async fn rename(
     limit.check_change(user.0)?;
     let outcome = db.rename_group(chat, user.0, title).await?;
     answer(&db, &rt, &settings, user.0, chat, outcome).await
+}
+
+/// The longest a chat is muted until a given time (longer: until unmuted).
+const MAX_MUTE: chrono::TimeDelta = chrono::TimeDelta::days(366);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SettingsBody {
+    muted: bool,
+    #[serde(default)]
+    muted_until: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SettingsJson {
+    chat_id: ChatId,
+    muted: bool,
+    muted_until: Option<Timestamp>,
+}
+
+/// PATCH /api/chats/{id}/settings {muted, mutedUntil?}: the caller's own settings
+/// of a chat they are in (200 with them). `mutedUntil` (RFC 3339, ahead, at most
+/// 366 days) mutes until then; without it, until unmuted. The caller's other
+/// sessions get `chat:settings`.
+async fn settings_of(
+    user: AuthUser,
+    path: web::Path<u64>,
+    body: web::Json<serde_json::Value>,
+    db: web::Data<Db>,
+    rt: web::Data<Realtime>,
+) -> Result<HttpResponse, ApiError> {
+    let chat = ChatId(path.into_inner());
+    let body = body.into_inner();
+    // An object only (serde would read `[true]` as `{muted: true}`).
+    let req: SettingsBody = Some(body)
+        .filter(serde_json::Value::is_object)
+        .and_then(|b| serde_json::from_value(b).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::InvalidField,
+                "send {\"muted\": true|false, \"mutedUntil\"?: RFC 3339 time}",
+            )
+        })?;
+    let now = chrono::Utc::now();
+    let until = match (req.muted, req.muted_until.as_deref()) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidField,
+                "mutedUntil goes with muted: true",
+            ))
+        }
+        (true, None) => Some(crate::db::chats::muted_forever()),
+        (true, Some(t)) => {
+            let at = chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        ErrorCode::InvalidField,
+                        "mutedUntil is an RFC 3339 time, e.g. 2026-01-31T08:00:00Z",
+                    )
+                })?
+                .with_timezone(&chrono::Utc);
+            if at <= now || at > now + MAX_MUTE {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidField,
+                    "mutedUntil is ahead, at most 366 days (leave it out to mute until unmuted)",
+                ));
+            }
+            // Stored to the millisecond, as DATETIME(3) keeps it.
+            Some(
+                chrono::DateTime::from_timestamp_millis(at.timestamp_millis())
+                    .unwrap_or(at)
+                    .naive_utc(),
+            )
+        }
+    };
+    if !db.set_muted(chat, user.0, until).await? {
+        return Err(ApiError::Forbidden("you are not a member of this chat"));
+    }
+    let (muted, muted_until) = mute_fields(until);
+    rt.notify_users(
+        &[user.0],
+        &ServerEvent::ChatSettings {
+            chat_id: chat,
+            muted,
+            muted_until,
+        },
+    );
+    Ok(HttpResponse::Ok().json(SettingsJson {
+        chat_id: chat,
+        muted,
+        muted_until,
+    }))
 }
 
 #[derive(Deserialize)]

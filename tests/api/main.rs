@@ -23,6 +23,7 @@ mod health;
 mod invites;
 mod media;
 mod migrations;
+mod notify;
 mod process;
 mod push;
 mod races;

@@ -99,6 +99,17 @@ pub trait Cluster: RemoteRoute {
     /// For each of `users`, whether some *other* node lists them.
     async fn online_elsewhere(&self, users: &[UserId]) -> Result<Vec<bool>, ClusterError>;
 
+    /// Records, for each `(user, hidden)`, whether every session of `user` on this
+    /// node has reported its page hidden (`client:state`), or not (some session is
+    /// visible, or the user has none here any more). Only transitions are sent, by
+    /// one task per node that coalesces them (`visibility.rs`), so a client flipping
+    /// its state costs the cluster nothing per flip.
+    async fn set_hidden_here(&self, changes: &[(UserId, bool)]) -> Result<(), ClusterError>;
+
+    /// For each of `users`, whether some *other* node has a session of theirs that
+    /// is visible (listed there, and not marked hidden by that node).
+    async fn visible_elsewhere(&self, users: &[UserId]) -> Result<Vec<bool>, ClusterError>;
+
     /// Reserves both parties at once and names this node as the call's owner.
     async fn reserve_call(
         &self,
@@ -157,6 +168,8 @@ pub struct Hub {
     nodes: Mutex<HashMap<Arc<str>, Inbox>>,
     /// The nodes each online user is on.
     users: Mutex<HashMap<UserId, SmallVec<[Arc<str>; 1]>>>,
+    /// The nodes where all of a user's sessions are hidden (`set_hidden_here`).
+    hidden: Mutex<HashMap<UserId, SmallVec<[Arc<str>; 1]>>>,
     calls: Mutex<Calls>,
 }
 
@@ -281,6 +294,40 @@ impl Cluster for Local {
         Ok(users
             .iter()
             .map(|u| on.get(u).is_some_and(|n| n.iter().any(|n| *n != self.node)))
+            .collect())
+    }
+
+    async fn set_hidden_here(&self, changes: &[(UserId, bool)]) -> Result<(), ClusterError> {
+        let mut hidden = lock(&self.hub.hidden);
+        for &(user, now) in changes {
+            let on = hidden.entry(user).or_default();
+            on.retain(|n| *n != self.node);
+            if now {
+                on.push(self.node.clone());
+            }
+            if on.is_empty() {
+                hidden.remove(&user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn visible_elsewhere(&self, users: &[UserId]) -> Result<Vec<bool>, ClusterError> {
+        if !self.multi() {
+            return Ok(vec![false; users.len()]);
+        }
+        let on = lock(&self.hub.users);
+        let hidden = lock(&self.hub.hidden);
+        Ok(users
+            .iter()
+            .map(|u| {
+                let hid = hidden.get(u);
+                on.get(u).is_some_and(|nodes| {
+                    nodes
+                        .iter()
+                        .any(|n| *n != self.node && !hid.is_some_and(|h| h.contains(n)))
+                })
+            })
             .collect())
     }
 

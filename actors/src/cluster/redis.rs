@@ -168,6 +168,12 @@ impl Redis {
         self.key(format_args!("user:{u}:nodes"))
     }
 
+    /// The nodes where all of `u`'s sessions are hidden (`client:state`); written
+    /// only by each node's visibility task (and a reaper), never by JOIN or LEAVE.
+    fn user_hidden(&self, u: UserId) -> String {
+        self.key(format_args!("user:{u}:hidden"))
+    }
+
     fn node_users(&self, node: &str) -> String {
         self.key(format_args!("node:{node}:users"))
     }
@@ -285,6 +291,50 @@ impl Cluster for Redis {
         Ok(nodes
             .into_iter()
             .map(|n| n.iter().any(|n| *n != *self.node))
+            .collect())
+    }
+
+    async fn set_hidden_here(&self, changes: &[(UserId, bool)]) -> Result<(), ClusterError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let run = async {
+            let mut conn = self.conn().await?;
+            let mut pipe = redis::pipe();
+            for &(u, hidden) in changes {
+                if hidden {
+                    pipe.sadd(self.user_hidden(u), &*self.node).ignore();
+                } else {
+                    pipe.srem(self.user_hidden(u), &*self.node).ignore();
+                }
+            }
+            pipe.query_async::<()>(&mut conn).await
+        };
+        run.await.map_err(|e| {
+            self.mark_down(&e);
+            e.into()
+        })
+    }
+
+    async fn visible_elsewhere(&self, users: &[UserId]) -> Result<Vec<bool>, ClusterError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for u in users {
+            pipe.smembers(self.user_nodes(*u));
+            pipe.smembers(self.user_hidden(*u));
+        }
+        let sets: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        Ok(sets
+            .chunks(2)
+            .map(|pair| match pair {
+                [nodes, hidden] => nodes
+                    .iter()
+                    .any(|n| *n != *self.node && !hidden.contains(n)),
+                _ => false,
+            })
             .collect())
     }
 
@@ -636,6 +686,7 @@ async fn beat(c: &Redis, inbox: &Inbox) -> redis::RedisResult<bool> {
                 .arg(u)
                 .invoke_async(&mut conn)
                 .await?;
+            let _: i64 = conn.srem(c.user_hidden(UserId(u)), &node).await?;
             if went_offline == 1 {
                 inbox.reaped.do_send(Reaped {
                     user: UserId(u),

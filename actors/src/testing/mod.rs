@@ -5,6 +5,7 @@
 //! - [`store`]: [`MemoryStore`], an in-memory [`Store`] that logs every call and
 //!   can be told to fail or stall.
 //! - [`fake`]: [`Fake`] sessions that record every frame handed to them.
+//! - [`push`]: [`RecordingSink`], a push engine that records the offers made.
 //! - [`nodes`]: in-process nodes of an in-memory cluster (one `Hub`) and sessions
 //!   registered with a node's presence, for the cluster seam's tests.
 //! - here: the settings the tests run with, and [`shared`] for one node's state.
@@ -18,10 +19,12 @@ use crate::{Bus, RealtimeSettings, Shared};
 
 pub mod fake;
 pub mod nodes;
+pub mod push;
 pub mod store;
 
 pub use fake::{Fake, FakeSession, Frame};
-pub use nodes::{close, node, open, settle};
+pub use nodes::{close, node, open, report_visible, settle};
+pub use push::RecordingSink;
 pub use store::{broken, is_unavailable, unavailable, Failure, MemoryStore, Op};
 
 /// How long a test waits for frames before it fails (a stuck actor fails fast).

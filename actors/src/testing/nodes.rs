@@ -46,3 +46,11 @@ pub fn close(node: &Realtime, session: &Fake) {
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
+
+/// What a session does on `client:state`: records it and tells the node's
+/// visibility task.
+pub fn report_visible(node: &Realtime, session: &Fake, visible: bool) {
+    if session.handle.set_visible(visible) {
+        node.shared.visibility.touch(session.handle.user);
+    }
+}
