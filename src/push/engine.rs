@@ -228,21 +228,19 @@ impl PushEngine {
         Ok(())
     }
 
-    /// Which of `users` have a visible session on some node. Until the cluster can
-    /// tell (helper "notify": `Realtime::visible_users`), nobody offered is visible:
-    /// the core offers only users without a visible session on its node.
+    /// Which of `users` have a visible session on some node (the offering node
+    /// knew only its own sessions).
     async fn visible_users(&self, users: &[UserId]) -> Vec<bool> {
-        let _ = &self.realtime;
-        vec![false; users.len()]
+        self.realtime.visible_users(users).await
     }
 
-    /// Who of `users` muted `chat` (`chat_members.muted_until`, helper "notify").
+    /// Who of `users` muted `chat` (`chat_members.muted_until`).
     async fn muted_users(
         &self,
-        _chat: ChatId,
-        _users: &[UserId],
+        chat: ChatId,
+        users: &[UserId],
     ) -> Result<HashSet<UserId>, crate::db::DbError> {
-        Ok(HashSet::new())
+        self.db.muted_users(chat, users).await
     }
 
     /// Starts `job`'s send, or leaves it waiting behind the one in flight.

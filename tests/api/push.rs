@@ -511,3 +511,55 @@ async fn a_full_queue_drops_the_oldest_offers() {
         .iter()
         .all(|r| r.payload["messageId"].as_u64().unwrap() >= 90));
 }
+
+/// End to end with the realtime core: messages from a WebSocket produce pushes for
+/// an offline or hidden recipient, none for a visible one or a muted chat.
+#[actix_web::test]
+async fn pushes_go_to_offline_and_hidden_users_never_to_visible_ones_or_muted_chats() {
+    let app = push_app(|_| {}).await;
+    let AnnBob { ann, bob, chat } = app.ann_bob().await;
+    let mock = MockPush::start().await;
+    let sub = mock.subscribe(Answer::Accept);
+    subscribed(&app, &bob, &sub).await;
+    let mut ws_ann = app.ws(&ann).await;
+
+    // bob offline: a push within 2 s, with the text.
+    let started = Instant::now();
+    let sent = ws_ann.send_text(chat, "e2e-1", "are you there?").await;
+    let got = mock
+        .wait_for(&sub.endpoint, 1, Duration::from_secs(2))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(got[0].payload["body"], "are you there?");
+    assert_eq!(got[0].payload["messageId"], sent["id"]);
+    assert_eq!(got[0].payload["title"], "ann");
+
+    // bob connected (visible until told otherwise): no push.
+    let mut ws_bob = app.ws(&bob).await;
+    ws_ann.send_text(chat, "e2e-2", "now?").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mock.received(&sub.endpoint).len(), 1);
+
+    // bob's tab hidden: a push again.
+    ws_bob.send(json!({"event": "client:state", "data": {"visible": false}, "ref": "vis"}));
+    ws_bob.reply_to("vis").await;
+    ws_ann.send_text(chat, "e2e-3", "hidden?").await;
+    let got = mock
+        .wait_for(&sub.endpoint, 2, Duration::from_secs(2))
+        .await;
+    assert_eq!(got[1].payload["body"], "hidden?");
+
+    // Muted: none.
+    let res = app
+        .http
+        .patch(app.url(&format!("/api/chats/{chat}/settings")))
+        .bearer_auth(&bob.token)
+        .json(&json!({"muted": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    ws_ann.send_text(chat, "e2e-4", "muted?").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mock.received(&sub.endpoint).len(), 2);
+}
