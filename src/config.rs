@@ -315,8 +315,8 @@ pub struct PushSettings {
     /// Send Web Push at all; it also needs `push.vapid_private_key`. Default `true`.
     pub enabled: bool,
     /// The VAPID private key (RFC 8292): a P-256 scalar, 32 bytes in base64url, from
-    /// `parley admin push generate-keys` (`deploy.sh install` writes one into
-    /// parley.env). Default unset: no push (`push_disabled`).
+    /// `parley admin push generate-keys`, in parley.env as
+    /// `PARLEY__PUSH__VAPID_PRIVATE_KEY`). Default unset: no push (`push_disabled`).
     #[serde(skip_serializing)]
     pub vapid_private_key: Option<SecretString>,
     /// Who push services may contact about this server: a `mailto:` or `https:` URL
