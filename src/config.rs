@@ -316,7 +316,7 @@ pub struct PushSettings {
     pub enabled: bool,
     /// The VAPID private key (RFC 8292): a P-256 scalar, 32 bytes in base64url, from
     /// `parley admin push generate-keys`, in parley.env as
-    /// `PARLEY__PUSH__VAPID_PRIVATE_KEY`). Default unset: no push (`push_disabled`).
+    /// `PARLEY__PUSH__VAPID_PRIVATE_KEY`. Default unset: no push (`push_disabled`).
     #[serde(skip_serializing)]
     pub vapid_private_key: Option<SecretString>,
     /// Who push services may contact about this server: a `mailto:` or `https:` URL
