@@ -40,6 +40,7 @@ pub struct Settings {
     pub presence: PresenceSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
+    pub push: PushSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +307,45 @@ pub struct MetricsSettings {
     pub listen: String,
 }
 
+/// `[push]`: Web Push to browsers whose tab is closed (README "Notifications",
+/// ARCHITECTURE.md "Web Push").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSettings {
+    /// Send Web Push at all; it also needs `push.vapid_private_key`. Default `true`.
+    pub enabled: bool,
+    /// The VAPID private key (RFC 8292): a P-256 scalar, 32 bytes in base64url, from
+    /// `parley admin push generate-keys`, in parley.env as
+    /// `PARLEY__PUSH__VAPID_PRIVATE_KEY`. Default unset: no push (`push_disabled`).
+    #[serde(skip_serializing)]
+    pub vapid_private_key: Option<SecretString>,
+    /// Who push services may contact about this server: a `mailto:` or `https:` URL
+    /// (the VAPID `sub` claim). Default unset = `server.public_url`.
+    pub subject: Option<String>,
+    /// How long a push service keeps an undelivered message push (`TTL`). Calls
+    /// always use 60 s. Default `86400`.
+    pub ttl_secs: u64,
+    /// A plaintext chat's push shows the message text; `false` shows "New message"
+    /// (an encrypted chat's never shows content either way). Default `true`.
+    pub include_content: bool,
+    /// Attempts per push when the push service answers 429 or 5xx (with backoff,
+    /// honouring `Retry-After`). Default `5`.
+    pub max_attempts: u32,
+    /// Pushes waiting to be sent; when full, the oldest is dropped (counted in
+    /// `parley_push_dropped_total`). Default `10000`.
+    pub queue: usize,
+    /// Pushes sent at once. Default `4`.
+    pub workers: usize,
+    /// A push service's answer (connect included) is awaited this long. Default `10000`.
+    pub timeout_ms: u64,
+    /// TESTS ONLY: accept `http` endpoints and loopback, private and link-local
+    /// addresses (the SSRF guard is off). Never set it on a server. Default `false`.
+    pub allow_insecure_endpoints: bool,
+    /// Push subscriptions (browsers) per account; a new one past it replaces the
+    /// account's oldest. Default `10`.
+    pub max_subscriptions_per_user: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
@@ -417,6 +457,19 @@ impl Default for Settings {
             log: LogSettings {
                 format: LogFormat::Pretty,
                 level: "info".into(),
+            },
+            push: PushSettings {
+                enabled: true,
+                vapid_private_key: None,
+                subject: None,
+                ttl_secs: 86400,
+                include_content: true,
+                max_attempts: 5,
+                queue: 10_000,
+                workers: 4,
+                timeout_ms: 10_000,
+                allow_insecure_endpoints: false,
+                max_subscriptions_per_user: 10,
             },
         }
     }
@@ -596,7 +649,64 @@ impl Settings {
         if self.redis.url.as_deref() == Some("") {
             self.redis.url = None;
         }
+        self.finish_push()?;
         Ok(())
+    }
+
+    /// `[push]`: a key that is set must be a usable one; the subject a contact.
+    fn finish_push(&mut self) -> Result<(), ConfigError> {
+        let p = &mut self.push;
+        if p.vapid_private_key
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().trim().is_empty())
+        {
+            p.vapid_private_key = None;
+        }
+        if p.subject.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            p.subject = None;
+        }
+        if let Some(key) = &p.vapid_private_key {
+            crate::push::vapid::VapidKey::from_base64url(key.expose_secret()).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "push.vapid_private_key: {e} (make one with `parley admin push generate-keys`)"
+                ))
+            })?;
+        }
+        if let Some(subject) = &p.subject {
+            if !crate::push::vapid::valid_subject(subject) {
+                return Err(ConfigError::Invalid(
+                    "push.subject must be a mailto: or https: URL \
+                     (e.g. \"mailto:admin@example.org\")"
+                        .into(),
+                ));
+            }
+        }
+        if p.max_attempts == 0 || p.queue == 0 || p.workers == 0 || p.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "push.max_attempts, push.queue, push.workers and push.timeout_ms \
+                 must be at least 1"
+                    .into(),
+            ));
+        }
+        if p.max_subscriptions_per_user == 0 {
+            return Err(ConfigError::Invalid(
+                "push.max_subscriptions_per_user must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether Web Push is on: enabled and a key configured.
+    pub fn push_active(&self) -> bool {
+        self.push.enabled && self.push.vapid_private_key.is_some()
+    }
+
+    /// The VAPID `sub` claim: `push.subject`, or the public URL.
+    pub fn push_subject(&self) -> String {
+        self.push
+            .subject
+            .clone()
+            .unwrap_or_else(|| self.server.public_url.clone())
     }
 
     /// The realtime actors' settings, in their units: the only way they are made, so
@@ -780,6 +890,7 @@ mod documented_defaults {
         );
         keys.insert("auth.jwt_secret".into(), Value::Null);
         keys.insert("calls.turn_secret".into(), Value::Null);
+        keys.insert("push.vapid_private_key".into(), Value::Null);
         keys
     }
 

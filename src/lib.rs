@@ -8,6 +8,7 @@ pub mod e2ee;
 pub mod error;
 pub mod media;
 pub mod metrics;
+pub mod push;
 pub mod redis;
 pub mod routes;
 pub mod search_index;

@@ -99,6 +99,7 @@ fn main() -> anyhow::Result<()> {
                 result?;
                 tracing::info!("migrations up to date");
             }
+            Command::Admin(args) if parley::admin::cli::run_offline(&args) => {}
             Command::Admin(args) => {
                 let db = Db::connect(
                     settings.database.url.expose_secret(),

@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::db::Db;
+use crate::push::Push;
 use crate::startup::Readiness;
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, v: i64) {
@@ -28,7 +29,7 @@ fn counter(registry: &mut Registry, name: &str, help: &str, v: u64) {
 }
 
 /// The scrape, as text.
-pub async fn render(rt: &Realtime, db: &Db, readiness: &Readiness) -> String {
+pub async fn render(rt: &Realtime, db: &Db, readiness: &Readiness, push: &Push) -> String {
     let mut r = Registry::with_prefix("parley");
     let m = rt.metrics();
     gauge(
@@ -119,6 +120,33 @@ pub async fn render(rt: &Realtime, db: &Db, readiness: &Readiness) -> String {
         "1 when Redis answers, 0 when not, -1 when not configured",
         redis,
     );
+    if let Some(engine) = &push.engine {
+        let stats = engine.stats();
+        counter(
+            &mut r,
+            "push_sent",
+            "Web Push messages a push service accepted",
+            stats.sent.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut r,
+            "push_failed",
+            "Web Push messages given up on (refused, gone, or out of attempts)",
+            stats.failed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut r,
+            "push_dropped",
+            "Web Push offers dropped because the queue was full (oldest first) or a newer push replaced them",
+            stats.dropped.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut r,
+            "push_queue",
+            "Web Push offers waiting for the dispatcher",
+            engine.queued() as i64,
+        );
+    }
     let mut out = String::new();
     if encode(&mut out, &r).is_err() {
         out.clear();
@@ -130,10 +158,11 @@ async fn scrape(
     rt: web::Data<Realtime>,
     db: web::Data<Db>,
     readiness: web::Data<Readiness>,
+    push: web::Data<Push>,
 ) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(render(&rt, &db, &readiness).await)
+        .body(render(&rt, &db, &readiness, &push).await)
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

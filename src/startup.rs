@@ -42,6 +42,7 @@ impl Readiness {
 pub struct Application {
     port: u16,
     metrics_port: Option<u16>,
+    push: crate::push::Push,
     server: Server,
     metrics_server: Option<Server>,
     db: Db,
@@ -128,6 +129,7 @@ struct Resources {
     sessions: web::Data<AuthSessions>,
     chat_limit: web::Data<routes::chats::ChatRateLimit>,
     images: web::Data<crate::media::ImagePool>,
+    push: web::Data<crate::push::Push>,
 }
 
 impl Resources {
@@ -213,7 +215,10 @@ impl Resources {
             Duration::from_secs(settings.auth.token_ttl_secs),
         );
         sessions.start();
+        // Web Push: off the message path, on this runtime (push/engine.rs).
+        let push = web::Data::new(crate::push::Push::start(&settings, &db, &realtime)?);
         Ok(Resources {
+            push,
             sessions: web::Data::new(sessions),
             db_data: web::Data::new(db.clone()),
             readiness: web::Data::new(Readiness {
@@ -263,6 +268,7 @@ impl Application {
         Ok(Application {
             port,
             metrics_port,
+            push: resources.push.get_ref().clone(),
             server,
             metrics_server,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
@@ -275,6 +281,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The Web Push engine and key (tests offer events to it directly).
+    pub fn push(&self) -> crate::push::Push {
+        self.push.clone()
     }
 
     pub fn metrics_port(&self) -> Option<u16> {
@@ -367,6 +378,7 @@ fn http_server(
     let settings_data = settings.clone();
     let images = r.images.clone();
     let sessions = r.sessions.clone();
+    let push = r.push.clone();
     let app = move || {
         App::new()
             .app_data(extractors::json_config(json_limit))
@@ -385,6 +397,7 @@ fn http_server(
             .app_data(settings_data.clone())
             .app_data(realtime_data.clone())
             .app_data(gate_data.clone())
+            .app_data(push.clone())
             .configure(routes::ws::configure)
             .service(
                 web::scope("/api")
@@ -439,14 +452,16 @@ fn http_server(
 
 /// Prometheus `/metrics` on its own listener (kept off the public port).
 fn metrics_server(listener: TcpListener, r: &Resources) -> std::io::Result<Server> {
-    let (rt, dbd, rd) = (
+    let (rt, dbd, rd, push) = (
         r.realtime_data.clone(),
         r.db_data.clone(),
         r.readiness.clone(),
+        r.push.clone(),
     );
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(rt.clone())
+            .app_data(push.clone())
             .app_data(dbd.clone())
             .app_data(rd.clone())
             .configure(crate::metrics::configure)

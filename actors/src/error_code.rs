@@ -54,8 +54,11 @@ error_codes! {
     BadMultipart = "bad_multipart", 400;
     MissingFile = "missing_file", 400;
     EmptyFile = "empty_file", 400;
-    /// A public key that is not an RSA-OAEP SPKI key of an accepted size.
+    /// A public key that is not an RSA-OAEP SPKI key of an accepted size, or push
+    /// subscription keys (`p256dh`, `auth`) of the wrong shape.
     InvalidKey = "invalid_key", 400;
+    /// A push subscription endpoint that is not an https URL on a public address.
+    InvalidEndpoint = "invalid_endpoint", 400;
     InvalidEmail = "invalid_email", 400;
     InvalidUsername = "invalid_username", 400;
     InvalidPassword = "invalid_password", 400;
@@ -93,6 +96,8 @@ error_codes! {
     /// A password confirming a change (the current one) is wrong.
     WrongPassword = "wrong_password", 403;
     NotFound = "not_found", 404;
+    /// Web Push is not configured (no `push.vapid_private_key`, or `push.enabled = false`).
+    PushDisabled = "push_disabled", 404;
     MethodNotAllowed = "method_not_allowed", 405;
     EmailTaken = "email_taken", 409;
     UsernameTaken = "username_taken", 409;

@@ -35,6 +35,17 @@ pub enum AdminCommand {
     Invite(InviteCommand),
     /// Counts of users, chats, messages, uploads, sessions and invites.
     Stats,
+    /// Web Push: generate-keys.
+    #[command(subcommand)]
+    Push(PushCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PushCommand {
+    /// Prints a new VAPID key pair: the private key for the secrets file
+    /// (`PARLEY__PUSH__VAPID_PRIVATE_KEY`), the public key for information. Needs no
+    /// database. Changing the key invalidates every browser's subscription.
+    GenerateKeys,
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,7 +113,38 @@ pub async fn run(settings: &Settings, db: &Db, args: AdminArgs) -> Result<(), Ad
         AdminCommand::User(cmd) => user(settings, db, out, cmd).await,
         AdminCommand::Invite(cmd) => invite(settings, db, out, cmd).await,
         AdminCommand::Stats => stats(db, out).await,
+        AdminCommand::Push(PushCommand::GenerateKeys) => {
+            generate_push_keys(out);
+            Ok(())
+        }
     }
+}
+
+/// Runs a command that needs no database; false when `args` is not one.
+pub fn run_offline(args: &AdminArgs) -> bool {
+    match args.command {
+        AdminCommand::Push(PushCommand::GenerateKeys) => {
+            generate_push_keys(Output { json: args.json });
+            true
+        }
+        _ => false,
+    }
+}
+
+fn generate_push_keys(out: Output) {
+    let (private, public) = crate::push::vapid::generate();
+    out.print(
+        || {
+            format!(
+                "# Web Push (VAPID) key pair. The private key goes into the secrets file\n\
+                 # (/etc/parley/parley.env); keep it secret and keep it: a new one ends\n\
+                 # every browser's subscription.\n\
+                 PARLEY__PUSH__VAPID_PRIVATE_KEY={private}\n\
+                 # Public key (served by GET /api/push/vapid-public-key): {public}"
+            )
+        },
+        || json!({"privateKey": private, "publicKey": public}),
+    );
 }
 
 #[derive(Clone, Copy)]

@@ -306,6 +306,7 @@ impl Db {
             "DELETE FROM upload_reservations WHERE user_id = ?",
             "DELETE FROM public_keys WHERE user_id = ?",
             "DELETE FROM password_resets WHERE user_id = ?",
+            "DELETE FROM push_subscriptions WHERE user_id = ?",
             // Whom it blocked is its own business, gone with it; whoever blocked it
             // has nothing left to block.
             "DELETE FROM user_blocks WHERE blocker_id = ?",

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod media;
 pub mod messages;
 pub mod migrate;
+pub mod push;
 pub mod search;
 pub mod search_index;
 pub mod sessions;

@@ -88,6 +88,12 @@ impl Db {
                 chunk.to_vec(),
             )
             .await?;
+            // A revoked session's browsers get no more pushes (V0014).
+            tx.exec_drop(
+                format!("DELETE FROM push_subscriptions WHERE auth_session_id IN ({marks})"),
+                chunk.to_vec(),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok((id, beyond.into_iter().map(AuthSessionId).collect()))
@@ -162,13 +168,26 @@ impl Db {
         id: AuthSessionId,
     ) -> Result<bool, DbError> {
         let mut conn = self.conn().await?;
-        conn.exec_drop(
+        let mut tx = conn
+            .start_transaction(mysql_async::TxOpts::default())
+            .await?;
+        tx.exec_drop(
             "UPDATE auth_sessions SET revoked_at = NOW(3) \
              WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
             (id.0, user.0),
         )
         .await?;
-        Ok(conn.affected_rows() == 1)
+        let revoked = tx.affected_rows() == 1;
+        if revoked {
+            // Its browsers get no more pushes (V0014).
+            tx.exec_drop(
+                "DELETE FROM push_subscriptions WHERE auth_session_id = ?",
+                (id.0,),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// Revokes every live session of `user` except `keep`; the ids it revoked.
@@ -192,6 +211,12 @@ impl Db {
         tx.exec_drop(
             "UPDATE auth_sessions SET revoked_at = NOW(3) \
              WHERE user_id = ? AND revoked_at IS NULL AND id <> ?",
+            (user.0, keep),
+        )
+        .await?;
+        // Their browsers get no more pushes (V0014); the kept session's still do.
+        tx.exec_drop(
+            "DELETE FROM push_subscriptions WHERE user_id = ? AND auth_session_id <> ?",
             (user.0, keep),
         )
         .await?;

@@ -10,6 +10,7 @@ pub mod encryption;
 pub mod health;
 pub mod media;
 pub mod messages;
+pub mod push;
 pub mod sessions;
 pub mod spa;
 pub mod users;
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     media::configure(cfg);
     encryption::configure(cfg);
     calls::configure(cfg);
+    push::configure(cfg);
 }
 
 /// A resource whose unsupported methods get the JSON 405 body.

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub db_url: String,
     pub settings: Settings,
     pub http: reqwest::Client,
+    /// The Web Push engine (empty unless the settings configure a key).
+    pub push: parley::push::Push,
     /// Dropped last: drops the database and the uploads directory.
     _cleanup: Cleanup,
 }
@@ -92,6 +94,7 @@ pub async fn spawn(settings: Settings, owns_db: bool) -> TestApp {
         .await
         .expect("application builds");
     let port = app.port();
+    let push = app.push();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -102,6 +105,7 @@ pub async fn spawn(settings: Settings, owns_db: bool) -> TestApp {
             .timeout(Duration::from_secs(20))
             .build()
             .expect("client"),
+        push,
         _cleanup: cleanup,
     }
 }

@@ -19,6 +19,7 @@ pub mod db;
 pub mod fixture;
 pub mod media;
 pub mod pictures;
+pub mod push;
 pub mod raw;
 pub mod requests;
 pub mod util;

@@ -25,6 +25,7 @@ mod media;
 mod migrations;
 mod notify;
 mod process;
+mod push;
 mod races;
 mod reactions;
 mod realtime;
