@@ -481,6 +481,7 @@ install_config() {
         echo "PARLEY__AUTH__JWT_SECRET=$(random_hex 32)"
         if [ -n "$url" ]; then echo "PARLEY__DATABASE__URL=$url"; else echo "# PARLEY__DATABASE__URL=mysql://parley:PASSWORD@127.0.0.1:3306/parley"; fi
         echo "# PARLEY__CALLS__TURN_SECRET=the coturn static-auth-secret"
+        vapid_line
       } >"$ETC/.parley.env.tmp"
     )
     if [ "$SYSTEM" = 1 ]; then chown root:parley "$ETC/.parley.env.tmp"; fi
@@ -489,6 +490,22 @@ install_config() {
   else
     log "keeping $ETC/parley.env"
     [ -z "$DATABASE_URL" ] || log "note: --database-url ignored, parley.env exists (edit it to change the URL)"
+    # An install from before Web Push: add a key once (appended, nothing rewritten).
+    if [ -z "$(env_get PARLEY__PUSH__VAPID_PRIVATE_KEY)" ]; then
+      log "adding a Web Push (VAPID) key to $ETC/parley.env"
+      vapid_line >>"$ETC/parley.env"
+    fi
+  fi
+}
+
+# A new Web Push (VAPID) private key as a parley.env line (`parley admin push
+# generate-keys`, which needs no settings); nothing when the binary cannot make one.
+vapid_line() {
+  local key
+  key=$("$BINARY" admin push generate-keys 2>/dev/null | sed -n 's/^PARLEY__PUSH__VAPID_PRIVATE_KEY=//p')
+  if [ -n "$key" ]; then
+    echo "# Web Push: a new key ends every browser's subscription; keep it."
+    echo "PARLEY__PUSH__VAPID_PRIVATE_KEY=$key"
   fi
 }
 

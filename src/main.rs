@@ -49,6 +49,13 @@ fn raise_open_file_limit() {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     raise_open_file_limit();
+    // Commands that need neither settings nor a database (key generation): deploy.sh
+    // runs them before any configuration exists.
+    if let Some(Command::Admin(args)) = &cli.command {
+        if parley::admin::cli::run_offline(args) {
+            return Ok(());
+        }
+    }
     // Migrations need no JWT secret: load as --dev so `parley migrate` works with
     // only a database URL, but never let a generated secret reach `serve`.
     let dev = cli.dev || matches!(cli.command, Some(Command::Migrate | Command::Admin(_)));
@@ -99,7 +106,6 @@ fn main() -> anyhow::Result<()> {
                 result?;
                 tracing::info!("migrations up to date");
             }
-            Command::Admin(args) if parley::admin::cli::run_offline(&args) => {}
             Command::Admin(args) => {
                 let db = Db::connect(
                     settings.database.url.expose_secret(),

@@ -37,6 +37,9 @@ pub struct Plan {
     pub members: Vec<Member>,
     pub mode: Mode,
     pub delivered: bool,
+    /// Every member reports `client:state {visible: false}` after `ready` (a hidden
+    /// tab: the server offers its messages to Web Push).
+    pub hidden: bool,
     pub warmup: f64,
     pub duration: f64,
     pub drain: f64,
@@ -167,7 +170,7 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
             };
             let ws = {
                 let _permit = limit.acquire().await;
-                match connect_ready(server, &ws_base, &token).await {
+                match connect_ready(server, &ws_base, &token, plan.hidden).await {
                     Ok(ws) => ws,
                     Err(e) => {
                         out.error = Some(format!("user {}: connect: {e}", m.user_id));
@@ -284,8 +287,15 @@ async fn connect_ready(
     server: std::net::SocketAddr,
     ws_base: &str,
     token: &str,
+    hidden: bool,
 ) -> Result<crate::common::Ws> {
     let mut ws = ws_connect(server, ws_base, token, None).await?;
+    if hidden {
+        // Sent before `ready` arrives: the server handles frames in order, so the
+        // session is hidden before the run starts.
+        let state = r#"{"event":"client:state","data":{"visible":false}}"#;
+        ws.send(Message::Text(state.into())).await?;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let f = tokio::time::timeout_at(deadline, ws.next())

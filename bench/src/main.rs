@@ -138,6 +138,7 @@ async fn smoke(ctx: &Ctx) -> Result<bool> {
         warmup: 1.0,
         drain: 10.0,
         pad: 16,
+        push_hang: false,
     };
     let t = ThroughputArgs {
         pairs: 5,

@@ -197,16 +197,76 @@ pub struct LatencyArgs {
     pub drain: f64,
     #[arg(long, default_value_t = 32)]
     pub pad: usize,
+    /// Every member hides its tab (`client:state {visible: false}`) and holds a Web
+    /// Push subscription at a loopback endpoint that accepts connections and never
+    /// answers: the send path beside a dead push service. The server needs a VAPID
+    /// key and `push.allow_insecure_endpoints` (PARLEY_SERVER_ENV, see run.sh).
+    #[arg(long)]
+    pub push_hang: bool,
 }
 
-async fn latency_run(ctx: &Ctx, a: &LatencyArgs, tag: &str) -> Result<(Outcome, Vec<u64>)> {
+/// A push service that never answers: accepts connections and holds them. Returns
+/// its port and a counter of the connections the server opened to it.
+async fn hanging_push_service() -> Result<(u16, Arc<AtomicU64>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let opened = Arc::new(AtomicU64::new(0));
+    let count = opened.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            held.push(socket);
+        }
+    });
+    Ok((port, opened))
+}
+
+/// One push subscription per member at `http://127.0.0.1:{port}/…`, tied to the
+/// member's sign-in session. The keys are RFC 8291 appendix A's user agent keys
+/// (a valid P-256 point and auth secret; nobody decrypts here).
+async fn subscribe_all(ctx: &Ctx, members: &[Member], port: u16) -> Result<()> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let p256dh = URL_SAFE_NO_PAD.decode(
+        "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+    )?;
+    let auth = URL_SAFE_NO_PAD.decode("BTBZMqHH6r4Tts7J_aSIgg")?;
+    let mut conn = ctx.pool.get_conn().await?;
+    for m in members {
+        let endpoint = format!("http://127.0.0.1:{port}/push/{}/{}", ctx.run_id, m.user_id);
+        conn.exec_drop(
+            "INSERT INTO push_subscriptions (user_id, auth_session_id, endpoint, p256dh, auth) \
+             VALUES (?, ?, ?, ?, ?)",
+            (m.user_id, ctx.sid(m.user_id)?, endpoint, &p256dh, &auth),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs the open loop; with `--push-hang`, also how many connections the server
+/// opened to the hanging push service.
+async fn latency_run(
+    ctx: &Ctx,
+    a: &LatencyArgs,
+    tag: &str,
+) -> Result<(Outcome, Vec<u64>, Option<u64>)> {
     let (members, chats) = prepare_pairs(ctx, tag, a.pairs).await?;
+    let hang = if a.push_hang {
+        let (port, opened) = hanging_push_service().await?;
+        subscribe_all(ctx, &members, port).await?;
+        Some(opened)
+    } else {
+        None
+    };
     let out = engine::run(
         ctx,
         Plan {
             members,
             mode: Mode::Open { rate: a.rate },
             delivered: false,
+            hidden: a.push_hang,
             warmup: a.warmup,
             duration: a.duration,
             drain: a.drain,
@@ -214,7 +274,7 @@ async fn latency_run(ctx: &Ctx, a: &LatencyArgs, tag: &str) -> Result<(Outcome, 
         },
     )
     .await?;
-    Ok((out, chats))
+    Ok((out, chats, hang.map(|n| n.load(Ordering::Relaxed))))
 }
 
 fn latency_figures(r: &mut Report, out: &Outcome, label: &str) {
@@ -236,8 +296,15 @@ pub async fn latency(ctx: &Ctx, a: &LatencyArgs) -> Result<Report> {
         "latency",
         json!({"rate": a.rate, "pairs": a.pairs, "duration": a.duration, "warmup": a.warmup, "pad": a.pad}),
     );
-    let (out, chats) = latency_run(ctx, a, "l").await?;
+    let (out, chats, push_connections) = latency_run(ctx, a, "l").await?;
     latency_figures(&mut r, &out, "");
+    if let Some(n) = push_connections {
+        // The server did try the dead service (else the run measured nothing).
+        r.fig("connections opened to the hanging push service", n as f64, "");
+        if n == 0 {
+            r.problem("--push-hang: the server never tried the push service (push settings?)");
+        }
+    }
     counts(&mut r, &out, "");
     r.target(
         &format!("latency at {}/s p99 (ms)", a.rate),
@@ -312,6 +379,7 @@ pub async fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Report> {
             members,
             mode: Mode::Open { rate: a.rate },
             delivered: false,
+            hidden: false,
             warmup: a.warmup,
             duration: a.duration,
             drain: a.drain,
@@ -396,7 +464,7 @@ pub async fn login_storm(ctx: &Ctx, a: &LoginStormArgs) -> Result<Report> {
     }
 
     eprintln!("login-storm: baseline messaging without the storm");
-    let (base, base_chats) = latency_run(ctx, &a.latency, "sa").await?;
+    let (base, base_chats, _) = latency_run(ctx, &a.latency, "sa").await?;
 
     eprintln!(
         "login-storm: messaging with {} logins in flight",
@@ -494,7 +562,7 @@ pub async fn login_storm(ctx: &Ctx, a: &LoginStormArgs) -> Result<Report> {
         fast.add(&f).ok();
         ok_lat.add(&o).ok();
     }
-    let (storm, storm_chats) = storm_run?;
+    let (storm, storm_chats, _) = storm_run?;
 
     let b99 = ms(&base.latency, 0.99);
     let s99 = ms(&storm.latency, 0.99);

@@ -105,6 +105,23 @@ impl Deployment {
         release.file_name().unwrap().to_string_lossy().into_owned()
     }
 
+    /// The Web Push public key the running server hands out (deploy.sh writes a
+    /// VAPID key into parley.env on install).
+    async fn vapid_public_key(&self) -> String {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{}/api/push/vapid-public-key",
+                self.port
+            ))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(r.status(), StatusCode::OK, "push is on after install");
+        let body: serde_json::Value = r.json().await.expect("JSON");
+        body["publicKey"].as_str().expect("publicKey").to_string()
+    }
+
     async fn ready(&self) -> StatusCode {
         reqwest::Client::new()
             .get(format!("http://127.0.0.1:{}/api/ready", self.port))
@@ -231,6 +248,7 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
     assert_eq!(d.ready().await, StatusCode::OK);
     assert_eq!(d.running_release(), r1);
     let secret = d.secret();
+    let vapid = d.vapid_public_key().await;
     // The operator's edits stay.
     let toml_path = d.etc().join("parley.toml");
     let mut toml = std::fs::read_to_string(&toml_path).unwrap();
@@ -246,6 +264,7 @@ async fn install_upgrade_rollback_and_an_automatic_rollback() {
     assert_eq!(d.releases(), BTreeSet::from([r1.clone(), r2.clone()]));
     d.assert_layout(&r2);
     assert_eq!(d.secret(), secret, "upgrade must not rewrite parley.env");
+    assert_eq!(d.vapid_public_key().await, vapid, "nor the push key");
     assert_eq!(std::fs::read_to_string(&toml_path).unwrap(), toml);
     assert_eq!(d.ready().await, StatusCode::OK);
     assert_eq!(d.running_release(), r2);
