@@ -127,6 +127,7 @@ pub async fn throughput(ctx: &Ctx, a: &ThroughputArgs) -> Result<Report> {
             members,
             mode: Mode::Closed { window: a.window },
             delivered: a.delivered,
+            hidden: false,
             warmup: a.warmup,
             duration: a.duration,
             drain: a.drain,
@@ -300,7 +301,11 @@ pub async fn latency(ctx: &Ctx, a: &LatencyArgs) -> Result<Report> {
     latency_figures(&mut r, &out, "");
     if let Some(n) = push_connections {
         // The server did try the dead service (else the run measured nothing).
-        r.fig("connections opened to the hanging push service", n as f64, "");
+        r.fig(
+            "connections opened to the hanging push service",
+            n as f64,
+            "",
+        );
         if n == 0 {
             r.problem("--push-hang: the server never tried the push service (push settings?)");
         }
