@@ -14,8 +14,13 @@ pub mod engine;
 pub mod payload;
 pub mod vapid;
 
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parley_actors::Realtime;
 use secrecy::ExposeSecret;
 
@@ -30,6 +35,42 @@ use vapid::VapidKey;
 pub struct Push {
     pub key: Option<Arc<VapidKey>>,
     pub engine: Option<Arc<PushEngine>>,
+    /// Subscribes per account (`SUBSCRIBES_PER_MIN`).
+    pub subscribes: Arc<SubscribeLimit>,
+}
+
+/// Subscribes per account per minute. A browser subscribes once per device (again
+/// when its key changes); each subscribe costs a DNS lookup (up to its timeout) and a
+/// transaction, so one account must not loop on it.
+pub const SUBSCRIBES_PER_MIN: u32 = 20;
+
+/// GCRA buckets per account, in memory per process (like the chat limits).
+pub struct SubscribeLimit {
+    by_user: DefaultKeyedRateLimiter<u64>,
+    checks: AtomicU64,
+}
+
+impl Default for SubscribeLimit {
+    fn default() -> SubscribeLimit {
+        let n = NonZeroU32::new(SUBSCRIBES_PER_MIN).unwrap_or(NonZeroU32::MIN);
+        SubscribeLimit {
+            by_user: RateLimiter::keyed(Quota::per_minute(n)),
+            checks: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SubscribeLimit {
+    /// Counts one subscribe by `user`: how long to wait when over the limit.
+    pub fn check(&self, user: u64) -> Result<(), Duration> {
+        // Buckets that are full again are forgotten now and then: memory stays bounded.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.by_user.retain_recent();
+        }
+        self.by_user
+            .check_key(&user)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
 }
 
 impl Push {
@@ -66,6 +107,7 @@ impl Push {
         Ok(Push {
             key: Some(key),
             engine: Some(engine),
+            subscribes: Arc::default(),
         })
     }
 }

@@ -79,6 +79,9 @@ async fn subscribe(
     if push.key.is_none() {
         return Err(disabled());
     }
+    push.subscribes
+        .check(user.0 .0)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let insecure = settings.push.allow_insecure_endpoints;
     let url = check_url(&body.endpoint, insecure).map_err(invalid_endpoint)?;
     let p256dh = parse_p256dh(&body.keys.p256dh)

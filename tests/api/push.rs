@@ -190,6 +190,22 @@ async fn endpoints_on_private_addresses_and_bad_keys_are_refused() {
     assert_eq!(mock.requests(), 0);
 }
 
+/// Each subscribe costs a DNS lookup and a transaction: one account cannot loop on
+/// it (20 a minute), and its limit is not anyone else's.
+#[actix_web::test]
+async fn subscribing_is_rate_limited_per_account() {
+    let app = push_app(|_| {}).await;
+    let AnnBob { ann, bob, .. } = app.ann_bob().await;
+    let mock = MockPush::start().await;
+    for _ in 0..parley::push::SUBSCRIBES_PER_MIN {
+        subscribed(&app, &ann, &mock.subscribe(Answer::Accept)).await;
+    }
+    let res = subscribe(&app, &ann, &mock.subscribe(Answer::Accept).json()).await;
+    assert!(res.headers().contains_key("retry-after"), "{res:?}");
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    subscribed(&app, &bob, &mock.subscribe(Answer::Accept)).await;
+}
+
 #[actix_web::test]
 async fn ten_per_user_the_oldest_replaced_and_only_ones_own_deleted() {
     let app = push_app(|_| {}).await;
