@@ -79,15 +79,16 @@ async fn subscribe(
     if push.key.is_none() {
         return Err(disabled());
     }
-    push.subscribes
-        .check(user.0 .0)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let insecure = settings.push.allow_insecure_endpoints;
     let url = check_url(&body.endpoint, insecure).map_err(invalid_endpoint)?;
     let p256dh = parse_p256dh(&body.keys.p256dh)
         .map_err(|why| ApiError::bad_request(ErrorCode::InvalidKey, why))?;
     let auth = parse_auth(&body.keys.auth)
         .map_err(|why| ApiError::bad_request(ErrorCode::InvalidKey, why))?;
+    // Counted once the request is well formed: what costs is the lookup and the write.
+    push.subscribes
+        .check(user.0 .0)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     resolve_public(&url, insecure)
         .await
         .map_err(invalid_endpoint)?;
