@@ -591,6 +591,33 @@ impl Db {
         Ok(muted)
     }
 
+    /// Every (chat, user) that one of `users` has muted now: the push engine asks
+    /// once per batch of offers (`ix_chat_members_user`; muted chats are few).
+    pub async fn muted_chats_of(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashSet<(ChatId, UserId)>, DbError> {
+        let mut muted = HashSet::new();
+        if users.is_empty() {
+            return Ok(muted);
+        }
+        let mut conn = self.conn().await?;
+        for chunk in users.chunks(MAX_ID_LIST) {
+            let (list, params) = super::id_list(chunk.iter().map(|u| u.0));
+            let rows: Vec<(u64, u64)> = conn
+                .exec(
+                    format!(
+                        "SELECT chat_id, user_id FROM chat_members WHERE user_id IN ({list}) \
+                         AND muted_until > UTC_TIMESTAMP(3)"
+                    ),
+                    Params::Positional(params),
+                )
+                .await?;
+            muted.extend(rows.into_iter().map(|(c, u)| (ChatId(c), UserId(u))));
+        }
+        Ok(muted)
+    }
+
     /// Whether `user` is a member of `chat` (false when there is no such chat): one
     /// primary-key probe, whatever the size of the chat.
     pub async fn is_member_of(&self, chat: ChatId, user: UserId) -> Result<bool, DbError> {

@@ -13,10 +13,10 @@
 //! `push.workers` permits for at most `push.timeout_ms` per attempt, and never
 //! delays anyone else's pushes beyond that permit.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parley_actors::push::{PushEvent, PushOffer, PushSink};
 use parley_actors::{ChatId, Realtime, UserId};
@@ -39,6 +39,10 @@ const CALL_TTL_SECS: u64 = 60;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// No retry waits longer, whatever `Retry-After` says.
 const MAX_BACKOFF: Duration = Duration::from_secs(120);
+/// How long a notification's names (chat title, sender) are reused.
+const NAMES_TTL: Duration = Duration::from_secs(60);
+/// Names remembered at most (then the stale ones, or all, are forgotten).
+const NAMES_MAX: usize = 10_000;
 
 /// The counters `/metrics` shows.
 #[derive(Debug, Default)]
@@ -63,6 +67,8 @@ pub struct PushEngine {
     stats: PushStats,
     /// Subscriptions with a send in flight, and the job waiting behind it.
     in_flight: Mutex<HashMap<u64, Option<Job>>>,
+    /// (chat, sender) → names and when they were read ([`PushEngine::names`]).
+    names: Mutex<HashMap<(ChatId, UserId), (Instant, PushChat)>>,
     permits: Arc<Semaphore>,
     client: reqwest::Client,
     key: Arc<VapidKey>,
@@ -117,6 +123,7 @@ impl PushEngine {
             wake: Notify::new(),
             stats: PushStats::default(),
             in_flight: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(settings.workers.max(1))),
             client,
             key,
@@ -180,6 +187,10 @@ impl PushEngine {
         for t in &targets {
             by_user.entry(t.user).or_default().push(t);
         }
+        // One query for the whole batch (not one per offer: with every recipient
+        // hidden that was a query per message, competing with the message path).
+        let subscribed: Vec<UserId> = by_user.keys().copied().collect();
+        let muted = self.db.muted_chats_of(&subscribed).await?;
         let mut chats: HashMap<(ChatId, UserId), PushChat> = HashMap::new();
         for offer in batch {
             let (chat, from) = match &offer.event {
@@ -195,11 +206,10 @@ impl PushEngine {
             if wanted.is_empty() {
                 continue;
             }
-            let muted = self.muted_users(chat, &wanted).await?;
             let names = match chats.get(&(chat, from)) {
                 Some(n) => n.clone(),
                 None => {
-                    let n = self.db.push_chat(chat, from).await?;
+                    let n = self.names(chat, from).await?;
                     chats.insert((chat, from), n.clone());
                     n
                 }
@@ -213,7 +223,7 @@ impl PushEngine {
                 PushEvent::Message { .. } => self.settings.ttl_secs,
                 PushEvent::Call { .. } => CALL_TTL_SECS,
             };
-            for user in wanted.iter().filter(|u| !muted.contains(u)) {
+            for user in wanted.iter().filter(|u| !muted.contains(&(chat, **u))) {
                 for target in by_user.get(user).into_iter().flatten() {
                     self.enqueue(Job {
                         target: (*target).clone(),
@@ -234,13 +244,29 @@ impl PushEngine {
         self.realtime.visible_users(users).await
     }
 
-    /// Who of `users` muted `chat` (`chat_members.muted_until`).
-    async fn muted_users(
-        &self,
-        chat: ChatId,
-        users: &[UserId],
-    ) -> Result<HashSet<UserId>, crate::db::DbError> {
-        self.db.muted_users(chat, users).await
+    /// A notification's names (chat kind and title, sender), remembered for
+    /// [`NAMES_TTL`]: a busy chat costs one query a minute, not one per batch. A
+    /// rename shows in pushes within that minute.
+    async fn names(&self, chat: ChatId, from: UserId) -> Result<PushChat, crate::db::DbError> {
+        let now = Instant::now();
+        {
+            let cache = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, n)) = cache.get(&(chat, from)) {
+                if now.duration_since(*at) < NAMES_TTL {
+                    return Ok(n.clone());
+                }
+            }
+        }
+        let n = self.db.push_chat(chat, from).await?;
+        let mut cache = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= NAMES_MAX {
+            cache.retain(|_, (at, _)| now.duration_since(*at) < NAMES_TTL);
+            if cache.len() >= NAMES_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert((chat, from), (now, n.clone()));
+        Ok(n)
     }
 
     /// Starts `job`'s send, or leaves it waiting behind the one in flight.
