@@ -334,7 +334,7 @@ pub struct PushSettings {
     /// Pushes waiting to be sent; when full, the oldest is dropped (counted in
     /// `parley_push_dropped_total`). Default `10000`.
     pub queue: usize,
-    /// Pushes sent at once. Default `4`.
+    /// Pushes sent at once; half of them at most to one push service. Default `32`.
     pub workers: usize,
     /// A push service's answer (connect included) is awaited this long. Default `10000`.
     pub timeout_ms: u64,
@@ -466,7 +466,7 @@ impl Default for Settings {
                 include_content: true,
                 max_attempts: 5,
                 queue: 10_000,
-                workers: 4,
+                workers: 32,
                 timeout_ms: 10_000,
                 allow_insecure_endpoints: false,
                 max_subscriptions_per_user: 10,

@@ -67,6 +67,9 @@ pub struct PushEngine {
     stats: PushStats,
     /// Subscriptions with a send in flight, and the job waiting behind it.
     in_flight: Mutex<HashMap<u64, Option<Job>>>,
+    /// Requests in flight per push service (host): a dead or slow service holds at
+    /// most half of `push.workers`, so pushes to the others keep going.
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// (chat, sender) → names and when they were read ([`PushEngine::names`]).
     names: Mutex<HashMap<(ChatId, UserId), (Instant, PushChat)>>,
     permits: Arc<Semaphore>,
@@ -124,6 +127,7 @@ impl PushEngine {
             stats: PushStats::default(),
             in_flight: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            hosts: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(settings.workers.max(1))),
             client,
             key,
@@ -311,6 +315,24 @@ impl PushEngine {
         }
     }
 
+    /// The semaphore of `endpoint`'s push service. Entries nobody holds are pruned
+    /// when there are many (hosts come from users' subscriptions).
+    fn host_slot(&self, endpoint: &str) -> Arc<Semaphore> {
+        let host = reqwest::Url::parse(endpoint)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if hosts.len() >= 1024 && !hosts.contains_key(&host) {
+            hosts.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        let per_host = (self.settings.workers / 2).max(2);
+        hosts
+            .entry(host)
+            .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+            .clone()
+    }
+
     /// One push with its retries. True when the subscription is gone (deleted).
     async fn send(&self, job: &Job) -> bool {
         let id = job.target.id;
@@ -318,6 +340,10 @@ impl PushEngine {
         for attempt in 1..=self.settings.max_attempts.max(1) {
             let outcome = {
                 // Only the request holds a permit, never a backoff wait.
+                let host = self.host_slot(&job.target.endpoint);
+                let Ok(_host) = host.acquire().await else {
+                    return false;
+                };
                 let Ok(_permit) = self.permits.acquire().await else {
                     return false;
                 };
