@@ -31,10 +31,19 @@ fi
 echo "== rust suites"
 log=$(mktemp)
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee "$log"
-  summary=$(grep -E 'Summary \[' "$log" | tail -1)
-  p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
-  f=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
+  # Everything else first, then the cases that measure latency or stop services
+  # under load, alone (see .config/nextest.toml).
+  p=0
+  f=0
+  for profile in parallel serial; do
+    cargo nextest run --workspace --locked --no-fail-fast --profile "$profile" 2>&1 | tee "$log"
+    summary=$(grep -E 'Summary \[' "$log" | tail -1)
+    pp=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
+    ff=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
+    if [ -z "$pp" ]; then pp=0; ff=${ff:-1}; fi
+    p=$((p + pp))
+    f=$((f + ${ff:-0}))
+  done
 else
   cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
   p=$(grep -E '^test result:' "$log" | sed -nE 's/.* ([0-9]+) passed.*/\1/p' | paste -sd+ | bc)
