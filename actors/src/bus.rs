@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterError};
 use crate::directory::{Deliver, SessionDirectory, SessionHandle};
 use crate::ids::UserId;
 
@@ -51,27 +51,14 @@ impl Bus {
     /// with Redis, none on one node). Unknown counts as offline: Redis down, or
     /// slower than [`ONLINE_WAIT`] (an HTTP answer never hangs on presence).
     pub async fn online(&self, users: &[UserId]) -> Vec<bool> {
-        let mut online: Vec<bool> = users.iter().map(|u| self.directory.is_online(*u)).collect();
-        let ask: Vec<UserId> = users
-            .iter()
-            .zip(&online)
-            .filter(|(_, here)| !**here)
-            .map(|(u, _)| *u)
-            .collect();
-        if ask.is_empty() || !self.cluster.is_up() {
-            return online;
-        }
-        match tokio::time::timeout(ONLINE_WAIT, self.cluster.online_elsewhere(&ask)).await {
-            Err(_) => tracing::debug!("the cluster did not say in time who is online"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "asking the cluster who is online"),
-            Ok(Ok(elsewhere)) => {
-                let mut elsewhere = elsewhere.into_iter();
-                for o in online.iter_mut().filter(|o| !**o) {
-                    *o = elsewhere.next().unwrap_or(false);
-                }
-            }
-        }
-        online
+        let cluster = self.cluster.clone();
+        self.here_then_elsewhere(
+            users,
+            |u| self.directory.is_online(u),
+            "online",
+            |ask| async move { cluster.online_elsewhere(&ask).await },
+        )
+        .await
     }
 
     /// Whether each of `users` has a *visible* session (`client:state`) on some
@@ -79,30 +66,51 @@ impl Bus {
     /// one cluster round trip for the rest. Unknown (Redis down or slower than
     /// [`ONLINE_WAIT`]) counts as not visible: a push is sent rather than lost.
     pub async fn visible(&self, users: &[UserId]) -> Vec<bool> {
-        let mut visible: Vec<bool> = users
-            .iter()
-            .map(|u| self.directory.has_visible_session(*u))
-            .collect();
+        let cluster = self.cluster.clone();
+        self.here_then_elsewhere(
+            users,
+            |u| self.directory.has_visible_session(u),
+            "visible",
+            |ask| async move { cluster.visible_elsewhere(&ask).await },
+        )
+        .await
+    }
+
+    /// `here` for each user; those it says no to are asked of the cluster with
+    /// `elsewhere` (skipped on one node or while the cluster is down), bounded by
+    /// [`ONLINE_WAIT`]: no answer in time leaves them `false`.
+    async fn here_then_elsewhere<F, Fut>(
+        &self,
+        users: &[UserId],
+        here: impl Fn(UserId) -> bool,
+        what: &'static str,
+        elsewhere: F,
+    ) -> Vec<bool>
+    where
+        F: FnOnce(Vec<UserId>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<bool>, ClusterError>>,
+    {
+        let mut found: Vec<bool> = users.iter().map(|u| here(*u)).collect();
         let ask: Vec<UserId> = users
             .iter()
-            .zip(&visible)
+            .zip(&found)
             .filter(|(_, here)| !**here)
             .map(|(u, _)| *u)
             .collect();
         if ask.is_empty() || !self.cluster.is_up() {
-            return visible;
+            return found;
         }
-        match tokio::time::timeout(ONLINE_WAIT, self.cluster.visible_elsewhere(&ask)).await {
-            Err(_) => tracing::debug!("the cluster did not say in time who is visible"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "asking the cluster who is visible"),
-            Ok(Ok(elsewhere)) => {
-                let mut elsewhere = elsewhere.into_iter();
-                for v in visible.iter_mut().filter(|v| !**v) {
-                    *v = elsewhere.next().unwrap_or(false);
+        match tokio::time::timeout(ONLINE_WAIT, elsewhere(ask)).await {
+            Err(_) => tracing::debug!(what, "the cluster did not answer in time"),
+            Ok(Err(e)) => tracing::debug!(what, error = %e, "asking the cluster"),
+            Ok(Ok(answers)) => {
+                let mut answers = answers.into_iter();
+                for f in found.iter_mut().filter(|f| !**f) {
+                    *f = answers.next().unwrap_or(false);
                 }
             }
         }
-        visible
+        found
     }
 }
 

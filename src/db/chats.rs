@@ -562,35 +562,6 @@ impl Db {
         Ok(true)
     }
 
-    /// Which of `users` have `chat` muted now (for the push engine: one indexed
-    /// query per [`MAX_ID_LIST`] users, on the primary key).
-    pub async fn muted_users(
-        &self,
-        chat: ChatId,
-        users: &[UserId],
-    ) -> Result<HashSet<UserId>, DbError> {
-        let mut muted = HashSet::new();
-        if users.is_empty() {
-            return Ok(muted);
-        }
-        let mut conn = self.conn().await?;
-        for chunk in users.chunks(MAX_ID_LIST) {
-            let (list, mut params) = super::id_list(chunk.iter().map(|u| u.0));
-            params.insert(0, Value::from(chat.0));
-            let rows: Vec<u64> = conn
-                .exec(
-                    format!(
-                        "SELECT user_id FROM chat_members WHERE chat_id = ? \
-                         AND user_id IN ({list}) AND muted_until > UTC_TIMESTAMP(3)"
-                    ),
-                    Params::Positional(params),
-                )
-                .await?;
-            muted.extend(rows.into_iter().map(UserId));
-        }
-        Ok(muted)
-    }
-
     /// Every (chat, user) that one of `users` has muted now: the push engine asks
     /// once per batch of offers (`ix_chat_members_user`; muted chats are few).
     pub async fn muted_chats_of(

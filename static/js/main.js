@@ -230,22 +230,41 @@ async function boot() {
     await app.restore();
   } catch (e) {
     // Offline (or the server is down): the shell came from the service worker's
-    // cache; say so, and start for real once the network is back.
+    // cache; say which, and start for real once the network is back. The card
+    // follows the network while it shows (the browser may learn it is offline only
+    // after the page started, or the network may drop while it says "unreachable").
     setServerDown(true);
     document.documentElement.classList.remove('booting');
-    const offline = !navigator.onLine;
-    if (!offline) toast(`Cannot reach the server: ${e.message}`, 'error', 8000);
+    if (navigator.onLine) toast(`Cannot reach the server: ${e.message}`, 'error', 8000);
     clear(root);
     const retry = h('button', { type: 'button', class: 'btn primary' }, 'Try again');
     retry.addEventListener('click', () => location.reload());
-    root.append(h('main', { class: 'auth', id: 'main' }, h('div', { class: 'auth-card offline-card' },
-      h('h1', {}, offline ? 'You are offline' : 'Parley is unreachable'),
-      h('p', { class: 'muted' }, offline
+    const heading = h('h1', {});
+    const text = h('p', { class: 'muted' });
+    const show = () => {
+      const offline = !navigator.onLine;
+      heading.textContent = offline ? 'You are offline' : 'Parley is unreachable';
+      text.textContent = offline
         ? 'Parley needs a connection to show your chats. It starts as soon as the network is back.'
-        : 'The server did not answer. Check your connection and try again.'),
-      retry)));
-    window.addEventListener('online', () => location.reload(), { once: true });
-    document.title = offline ? 'Offline · Parley' : 'Unreachable · Parley';
+        : 'The server did not answer. Check your connection and try again.';
+      document.title = offline ? 'Offline · Parley' : 'Unreachable · Parley';
+    };
+    show();
+    root.append(h('main', { class: 'auth', id: 'main' }, h('div', { class: 'auth-card offline-card' }, heading, text, retry)));
+    // Back online: start, unless the network dropped again at once or the page is
+    // already leaving (a reload then would cancel the navigation the user asked for).
+    let leaving = false;
+    window.addEventListener('pagehide', () => { leaving = true; });
+    window.addEventListener('offline', show);
+    window.addEventListener('online', () => {
+      show();
+      setTimeout(() => {
+        if (navigator.onLine && !leaving) {
+          leaving = true;
+          location.reload();
+        }
+      }, 250);
+    });
     return;
   }
   document.documentElement.classList.remove('booting');

@@ -1,11 +1,11 @@
 //! Issue 20, the parts before the push engine: `client:state`, and muting a chat
 //! (`PATCH /api/chats/:id/settings`, `chat.muted`, `chat:settings`, and
-//! `Db::muted_users` for the engine).
+//! `Db::muted_chats_of` for the engine).
 
 use std::time::Duration;
 
 use parley::db::Db;
-use parley_actors::{ChatId, UserId};
+use parley_actors::UserId;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -109,12 +109,23 @@ async fn a_member_mutes_a_chat_for_themselves_only() {
     assert_eq!(list["chats"][0]["muted"], true, "{list}");
 
     let db = Db::connect(&app.db_url, 2).unwrap();
-    let who = |users: &[&TestUser]| -> Vec<UserId> { users.iter().map(|u| UserId(u.id)).collect() };
-    let muted = db
-        .muted_users(ChatId(chat), &who(&[&ann, &bob, &cat]))
-        .await
-        .unwrap();
-    assert_eq!(muted.into_iter().collect::<Vec<_>>(), [UserId(ann.id)]);
+    // What the push engine asks: (chat, user) pairs muted now, for these users.
+    let muted = |users: Vec<&TestUser>| {
+        let db = db.clone();
+        let ids: Vec<UserId> = users.iter().map(|u| UserId(u.id)).collect();
+        async move {
+            let mut pairs: Vec<(u64, u64)> = db
+                .muted_chats_of(&ids)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(c, u)| (c.0, u.0))
+                .collect();
+            pairs.sort();
+            pairs
+        }
+    };
+    assert_eq!(muted(vec![&ann, &bob, &cat]).await, [(chat, ann.id)]);
 
     // Until a time: shown with it.
     let until = (chrono::Utc::now() + chrono::TimeDelta::hours(8))
@@ -132,13 +143,9 @@ async fn a_member_mutes_a_chat_for_themselves_only() {
         (c["muted"].clone(), c["mutedUntil"].clone()),
         (json!(true), json!(until))
     );
-    assert_eq!(
-        db.muted_users(ChatId(chat), &who(&[&ann, &bob]))
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    let mut both = vec![(chat, ann.id), (chat, bob.id)];
+    both.sort();
+    assert_eq!(muted(vec![&ann, &bob]).await, both);
 
     // A past mute is not a mute.
     let mut conn = app.mysql().await;
@@ -150,23 +157,13 @@ async fn a_member_mutes_a_chat_for_themselves_only() {
     .await
     .unwrap();
     assert_eq!(chat_of(&app, &bob, chat).await["muted"], false);
-    assert_eq!(
-        db.muted_users(ChatId(chat), &who(&[&bob]))
-            .await
-            .unwrap()
-            .len(),
-        0
-    );
+    assert!(muted(vec![&bob]).await.is_empty());
 
     // Unmuted.
     let res = settings(&app, &ann, chat, json!({"muted": false})).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(chat_of(&app, &ann, chat).await["muted"], false);
-    assert!(db
-        .muted_users(ChatId(chat), &who(&[&ann]))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(muted(vec![&ann]).await.is_empty());
 }
 
 #[actix_web::test]
