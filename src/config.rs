@@ -673,12 +673,13 @@ impl Settings {
         if r.sentinels.as_deref().is_some_and(|s| s.trim().is_empty()) {
             r.sentinels = None;
         }
-        if let Some(url) = &r.url {
-            deadpool_redis::redis::IntoConnectionInfo::into_connection_info(url.as_str())
-                .map_err(|e| ConfigError::Invalid(format!("redis.url: {e}")))?;
-        }
+        let parse_url = |url: &str| {
+            deadpool_redis::redis::IntoConnectionInfo::into_connection_info(url)
+                .map(drop)
+                .map_err(|e| ConfigError::Invalid(format!("redis.url: {e}")))
+        };
         let Some(list) = &r.sentinels else {
-            return Ok(());
+            return r.url.as_deref().map_or(Ok(()), parse_url);
         };
         let name = r.master_name.trim();
         if name.is_empty() || name.contains(char::is_whitespace) {
@@ -724,6 +725,7 @@ impl Settings {
                      redis://:PASSWORD@{name}/DB"
                 )));
             }
+            parse_url(url)?;
         }
         Ok(())
     }
