@@ -148,7 +148,10 @@ async fn primary_killed_mid_burst_sentinel_promotes_and_nothing_is_lost() {
     assert_eq!(old, first);
     let new = set.wait_promoted(Duration::from_secs(20)).await;
     let promoted = killed.elapsed();
-    let delivered = cross_node_delivery(&mut a, &mut b, probe_chat, "after-kill", killed).await;
+    // Both ways: each node's subscriber must listen on the new primary.
+    let delivered = cross_node_delivery(&mut a, &mut b, probe_chat, "kill-ab", killed)
+        .await
+        .max(cross_node_delivery(&mut b, &mut a, probe_chat, "kill-ba", killed).await);
     let switched = killed.elapsed() + wait_on_primary(&n1, &n2, new, RESUME_LIMIT).await;
     // Presence both ways across the nodes, on the new primary.
     a.close();

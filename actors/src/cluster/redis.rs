@@ -587,7 +587,12 @@ async fn subscriber(c: Arc<Redis>, inbox: Arc<Inbox>) {
                 c.mark_down(&e);
             }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Again in a second, or at once when another primary is taken into use
+        // (a failover: listening there is what cross-node delivery waits for).
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = epochs.changed() => {}
+        }
     }
 }
 
