@@ -104,7 +104,7 @@ fn link_to(info: ConnectionInfo) -> RedisResult<Link> {
 }
 
 /// Whether `e` is how a lost or demoted primary answers (worth asking Sentinel).
-fn points_elsewhere(e: &RedisError) -> bool {
+pub(crate) fn points_elsewhere(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()

@@ -45,7 +45,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytestring::ByteString;
@@ -54,7 +54,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::codec::{self, Frame};
-use super::primary::{Conn, RedisPrimary};
+use super::primary::{points_elsewhere, Conn, RedisPrimary};
 use super::{lock, Cluster, ClusterError, ClusterSettings, Inbox, Reservation};
 use crate::directory::{Deliver, RemoteRoute, SessionHandle};
 use crate::ids::{CallId, ChatId, MessageId, SessionId, UserId};
@@ -67,6 +67,9 @@ use crate::time::Timestamp;
 /// How long a call's reservation lives if its node dies without releasing it.
 const CALL_TTL_SECS: u64 = 6 * 3600;
 const OUT_QUEUE: usize = 65_536;
+/// How long a batch refused by a lost primary waits for the next one (Sentinel):
+/// a failover with `down-after-milliseconds` up to 10 s fits.
+const FAILOVER_RETRY: Duration = Duration::from_secs(30);
 const BATCH: usize = 256;
 
 enum Out {
@@ -441,9 +444,32 @@ impl Cluster for Redis {
 
 async fn publisher(c: Arc<Redis>, mut rx: mpsc::Receiver<Out>) {
     let mut batch: Vec<Out> = Vec::with_capacity(BATCH);
+    let mut epochs = c.primary.epochs();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        if let Err(e) = publish_batch(&c, &batch).await {
+        let mut retry_until = None;
+        while let Err(e) = publish_batch(&c, &batch).await {
             c.mark_down(&e);
+            // With Sentinel, a batch the lost primary refused is published again on
+            // the next one rather than dropped. Nodes switch at different moments: a
+            // receiving node may already listen on the new primary, having replayed
+            // what was stored before it got there, so a frame dropped here would
+            // never reach it — and the next batch would overtake it. Retried in
+            // order (nothing else is published meanwhile), for a bounded time: past
+            // it the queue would fill anyway. Without Sentinel, Redis is one server:
+            // every node misses the same outage and replays after it.
+            if !c.primary.is_sentinel() || !points_elsewhere(&e) {
+                break;
+            }
+            let until = *retry_until.get_or_insert_with(|| Instant::now() + FAILOVER_RETRY);
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(error = %e, "redis: no primary to publish to; live events dropped");
+                break;
+            }
+            tokio::select! {
+                _ = epochs.changed() => {}
+                () = tokio::time::sleep(left.min(Duration::from_millis(500))) => {}
+            }
         }
         batch.clear();
     }
