@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
-use parley_actors::session::{ROOM_IDLE, SIGNAL_MAX_BYTES};
 use parley_actors::cluster::RedisSource;
+use parley_actors::session::{ROOM_IDLE, SIGNAL_MAX_BYTES};
 use parley_actors::RealtimeSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -684,8 +684,7 @@ impl Settings {
         let name = r.master_name.trim();
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(ConfigError::Invalid(
-                "redis.master_name must be the name the Sentinels monitor (e.g. \"parley\")"
-                    .into(),
+                "redis.master_name must be the name the Sentinels monitor (e.g. \"parley\")".into(),
             ));
         }
         for entry in list.split(',') {
@@ -997,7 +996,13 @@ mod tests {
         ]);
         assert!(err.contains("only redis:// is supported"), "{err}");
 
-        for list in ["127.0.0.1", "127.0.0.1:0", "h1:26379,,h2:26379", ":26379", "h:x"] {
+        for list in [
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "h1:26379,,h2:26379",
+            ":26379",
+            "h:x",
+        ] {
             let err = refused(&[("PARLEY__REDIS__SENTINELS", list)]);
             assert!(
                 err.contains("redis.sentinels:") && err.contains("is not host:port"),

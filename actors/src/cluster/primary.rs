@@ -97,9 +97,7 @@ fn link_to(info: ConnectionInfo) -> RedisResult<Link> {
     let client = redis::Client::open(info.clone())?;
     let pool = deadpool_redis::Config::from_connection_info(info)
         .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|e| {
-            RedisError::from((ErrorKind::InvalidClientConfig, "pool", e.to_string()))
-        })?;
+        .map_err(|e| RedisError::from((ErrorKind::InvalidClientConfig, "pool", e.to_string())))?;
     Ok(Link { addr, pool, client })
 }
 
@@ -247,9 +245,10 @@ impl RedisPrimary {
     pub async fn get(&self) -> RedisResult<Conn<'_>> {
         let got = async {
             let link = self.current().await?;
-            link.pool.get().await.map_err(|e| {
-                RedisError::from((ErrorKind::IoError, "redis pool", e.to_string()))
-            })
+            link.pool
+                .get()
+                .await
+                .map_err(|e| RedisError::from((ErrorKind::IoError, "redis pool", e.to_string())))
         }
         .await;
         match got {
