@@ -51,8 +51,9 @@ const SUSPECT_PAUSE: Duration = Duration::from_millis(200);
 pub enum RedisSource {
     /// One server (`redis.url`).
     Url(String),
-    /// The primary Sentinel names `master_name` (`redis.sentinels`,
-    /// `redis.master_name`); `node` carries the credentials and database used on it.
+    /// The primary the Sentinels name for `master_name` (`redis.sentinels`,
+    /// `redis.master_name`); `username`, `password` and `db` are used on the primary
+    /// (the Sentinels themselves are reached without credentials).
     Sentinel {
         sentinels: Vec<String>,
         master_name: String,
