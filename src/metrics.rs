@@ -112,7 +112,7 @@ pub async fn render(rt: &Realtime, db: &Db, readiness: &Readiness, push: &Push) 
     );
     let redis = match &readiness.redis {
         None => -1,
-        Some(pool) => i64::from(crate::redis::ping(pool, Duration::from_millis(500)).await),
+        Some(redis) => i64::from(crate::redis::ping(redis, Duration::from_millis(500)).await),
     };
     gauge(
         &mut r,

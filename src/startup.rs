@@ -23,13 +23,13 @@ use crate::db::{Db, DbError};
 use crate::error::extractors;
 use crate::routes;
 use crate::telemetry::RequestSpan;
-use parley_actors::cluster::ClusterSettings;
+use parley_actors::cluster::{ClusterSettings, RedisPrimary};
 use parley_actors::Realtime;
 
 /// What `/api/ready` checks.
 pub struct Readiness {
     pub db: Db,
-    pub redis: Option<deadpool_redis::Pool>,
+    pub redis: Option<Arc<RedisPrimary>>,
     migrated: Arc<AtomicBool>,
 }
 
@@ -157,19 +157,15 @@ impl Resources {
             Err(e) => return Err(e.into()),
         }
 
-        let redis = match &settings.redis.url {
-            Some(url) => Some(crate::redis::pool(url)?),
-            None => None,
-        };
+        let redis = crate::redis::connect(&settings)?;
 
         let store = MysqlStore::new(db.clone(), settings.storage.uploads_dir.clone()).await;
-        let cluster = settings.redis.url.as_ref().map(|url| ClusterSettings {
-            url: url.clone(),
+        let cluster = redis.as_ref().map(|redis| ClusterSettings {
+            redis: redis.clone(),
             prefix: settings.redis.prefix.clone(),
             node_ttl: Duration::from_secs(settings.presence.node_ttl_secs),
         });
-        let realtime = Realtime::start(Arc::new(store), settings.realtime(), cluster)
-            .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+        let realtime = Realtime::start(Arc::new(store), settings.realtime(), cluster);
 
         actix_web::rt::spawn(crate::media::sweep::sweep_unattached(
             db.clone(),
@@ -262,7 +258,7 @@ impl Application {
         tracing::info!(
             host = %settings.server.host,
             port,
-            redis = settings.redis.url.is_some(),
+            redis = settings.redis_source().is_some(),
             "parley listening"
         );
         Ok(Application {

@@ -67,3 +67,33 @@ async fn unknown_routes_and_methods_get_the_json_error_body() {
         .unwrap();
     assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
+
+#[actix_web::test]
+async fn ready_names_the_redis_server_in_use() {
+    let redis = parley_testkit::db::Redis::start();
+    let url = redis.url();
+    let app = spawn_app_with(|s| s.redis.url = Some(url)).await;
+    let res = app.http.get(app.url("/api/ready")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["redis"], "ok");
+    assert_eq!(body["redisPrimary"], format!("127.0.0.1:{}", redis.port));
+}
+
+#[actix_web::test]
+async fn with_sentinels_ready_names_the_primary_they_name() {
+    let set = parley_testkit::sentinel::SentinelSet::start().await;
+    let primary = set.primary_port().await;
+    let sentinels = set.sentinels();
+    let app = spawn_app_with(|s| {
+        s.redis.url = None;
+        s.redis.sentinels = Some(sentinels);
+        s.redis.master_name = set.master_name().into();
+    })
+    .await;
+    let res = app.http.get(app.url("/api/ready")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["redis"], "ok");
+    assert_eq!(body["redisPrimary"], format!("127.0.0.1:{primary}"));
+}
