@@ -19,7 +19,9 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// GET /api/ready: MySQL answers (and Redis, when configured) and migrations are applied.
+/// GET /api/ready: MySQL answers (and Redis, when configured) and migrations are
+/// applied. `writer` names the database node all work goes to (`host:port`, never
+/// credentials): with `database.urls`, the first healthy node of the list.
 async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
     let timeout = Duration::from_secs(2);
     if !readiness.migrated() {
@@ -30,6 +32,10 @@ async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError
     if readiness.db.ping(timeout).await.is_err() {
         return Err(ApiError::Unavailable("the database is not answering"));
     }
+    // Read after the ping, which waits for a writer to be chosen.
+    let Some(writer) = readiness.db.writer() else {
+        return Err(ApiError::Unavailable("no database node is healthy"));
+    };
     let redis = match &readiness.redis {
         None => "disabled",
         Some(pool) => {
@@ -39,5 +45,10 @@ async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError
             "ok"
         }
     };
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": "ok", "redis": redis })))
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ready",
+        "database": "ok",
+        "writer": writer,
+        "redis": redis,
+    })))
 }

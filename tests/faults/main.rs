@@ -24,6 +24,7 @@ mod support;
 mod authz;
 mod crash;
 mod fuzz;
+mod ha;
 mod hostile;
 mod outages;
 mod pressure;
