@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use parley_actors::session::{ROOM_IDLE, SIGNAL_MAX_BYTES};
+use parley_actors::cluster::RedisSource;
 use parley_actors::RealtimeSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ const LIST_KEYS: &[&str] = &[
     "server.trusted_proxies",
     "calls.stun_urls",
     "calls.turn_urls",
+    "database.urls",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,7 +85,15 @@ pub struct DatabaseSettings {
     /// `mysql://user:password@host:port/database`. Default `mysql://root@127.0.0.1:3306/parley`.
     #[serde(skip_serializing)]
     pub url: SecretString,
-    /// Most connections in the pool. Default `32`.
+    /// The nodes of a Galera cluster, each `mysql://user:password@host:port/database`
+    /// with the same database name (a list, or one comma-separated string). Parley
+    /// writes to one node at a time: the first healthy one in this order (Synced,
+    /// Primary, `wsrep_ready=ON`), so every Parley process picks the same node and
+    /// goes back to the first once it has rejoined. When set, `url` is ignored.
+    /// Default unset (the one server of `url`).
+    #[serde(skip_serializing, default, deserialize_with = "secret_list")]
+    pub urls: Vec<SecretString>,
+    /// Most connections in the pool (each node's pool with `urls`). Default `32`.
     pub pool_max: usize,
     /// Create the database when it does not exist. Default `true`.
     pub create_if_missing: bool,
@@ -101,11 +111,55 @@ pub struct DatabaseSettings {
     pub per_user_connections: usize,
 }
 
+impl DatabaseSettings {
+    /// The node URLs Parley connects to: `urls`, or the one `url`.
+    pub fn node_urls(&self) -> Vec<String> {
+        if self.urls.is_empty() {
+            vec![self.url.expose_secret().to_owned()]
+        } else {
+            self.urls
+                .iter()
+                .map(|u| u.expose_secret().trim().to_owned())
+                .collect()
+        }
+    }
+}
+
+/// A list of secrets from a TOML array or one comma-separated string (the way the
+/// environment gives lists).
+fn secret_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .map(SecretString::from)
+        .collect())
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://127.0.0.1:6379`; unset = a single node with no Redis. Default unset.
+    /// `redis://127.0.0.1:6379`; unset = a single node with no Redis (unless
+    /// `redis.sentinels` is set: then it may only carry a password and database, and
+    /// names the master, `redis://:PASSWORD@MASTER_NAME/DB`). Default unset.
     pub url: Option<String>,
+    /// Sentinels to ask for the Redis primary, `"h1:26379,h2:26379,h3:26379"`: Parley
+    /// then uses whichever server they name and follows a failover. Unset = no
+    /// Sentinel (`redis.url` names the server). Default unset.
+    pub sentinels: Option<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor NAME …`);
+    /// used only with `redis.sentinels`. Default `parley`.
+    pub master_name: String,
     /// Prefix of every key and channel, so several clusters can share one Redis.
     /// Default `parley`.
     pub prefix: String,
@@ -379,6 +433,7 @@ impl Default for Settings {
             },
             database: DatabaseSettings {
                 url: SecretString::from(DEFAULT_DATABASE_URL),
+                urls: Vec::new(),
                 pool_max: 32,
                 create_if_missing: true,
                 writer_lanes: 2,
@@ -387,6 +442,8 @@ impl Default for Settings {
             },
             redis: RedisSettings {
                 url: None,
+                sentinels: None,
+                master_name: "parley".into(),
                 prefix: "parley".into(),
             },
             auth: AuthSettings {
@@ -536,6 +593,22 @@ impl Settings {
                 "limits.ws_outbound_bytes must be at least 1048576 (1 MiB)".into(),
             ));
         }
+        self.database.urls.retain(|u| !u.expose_secret().trim().is_empty());
+        let names: std::collections::BTreeSet<Option<String>> = self
+            .database
+            .urls
+            .iter()
+            .map(|u| {
+                mysql_async::Opts::from_url(u.expose_secret().trim())
+                    .map(|o| o.db_name().map(str::to_owned))
+                    .map_err(|e| ConfigError::Invalid(format!("database.urls: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        if names.len() > 1 {
+            return Err(ConfigError::Invalid(
+                "database.urls must name the same database on every node".into(),
+            ));
+        }
         if self.database.per_user_connections == 0 {
             return Err(ConfigError::Invalid(
                 "database.per_user_connections must be at least 1".into(),
@@ -646,11 +719,101 @@ impl Settings {
                     .into(),
             ));
         }
-        if self.redis.url.as_deref() == Some("") {
-            self.redis.url = None;
-        }
+        self.finish_redis()?;
         self.finish_push()?;
         Ok(())
+    }
+
+    /// `[redis]`: Sentinel addresses are `host:port`, and with Sentinel `redis.url`
+    /// names no server (which would contradict the primary Sentinel names).
+    fn finish_redis(&mut self) -> Result<(), ConfigError> {
+        let r = &mut self.redis;
+        if r.url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            r.url = None;
+        }
+        if r.sentinels.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            r.sentinels = None;
+        }
+        if let Some(url) = &r.url {
+            deadpool_redis::redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                .map_err(|e| ConfigError::Invalid(format!("redis.url: {e}")))?;
+        }
+        let Some(list) = &r.sentinels else {
+            return Ok(());
+        };
+        let name = r.master_name.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(ConfigError::Invalid(
+                "redis.master_name must be the name the Sentinels monitor (e.g. \"parley\")"
+                    .into(),
+            ));
+        }
+        for entry in list.split(',') {
+            let entry = entry.trim();
+            let valid = entry.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && !host.contains(char::is_whitespace)
+                    && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "redis.sentinels: {entry:?} is not host:port \
+                     (e.g. \"10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379\")"
+                )));
+            }
+        }
+        if let Some(url) = &r.url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::Invalid(format!("redis.url: {e}")))?;
+            if parsed.scheme() != "redis" {
+                return Err(ConfigError::Invalid(format!(
+                    "redis.url: with redis.sentinels only redis:// is supported, not {}://",
+                    parsed.scheme()
+                )));
+            }
+            let host = parsed.host_str().unwrap_or_default();
+            if host != name || parsed.port().is_some() {
+                let server = match parsed.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                };
+                return Err(ConfigError::Invalid(format!(
+                    "redis.url names the server {server} but redis.sentinels is set, and \
+                     Parley then uses whichever server the Sentinels name as the primary of \
+                     redis.master_name {name:?}. Either leave redis.url unset, or give only \
+                     a password and database in it, naming the master instead of a server: \
+                     redis://:PASSWORD@{name}/DB"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where Redis is (`None`: no Redis, a single node). `finish` has checked it.
+    pub fn redis_source(&self) -> Option<RedisSource> {
+        let r = &self.redis;
+        let Some(list) = &r.sentinels else {
+            return r.url.clone().map(RedisSource::Url);
+        };
+        // The credentials and database of `redis.url`, parsed (and percent-decoded)
+        // as the redis crate does; its host is the master's name, not a server.
+        let node = r.url.as_deref().and_then(|u| {
+            deadpool_redis::redis::IntoConnectionInfo::into_connection_info(u)
+                .ok()
+                .map(|i| i.redis)
+        });
+        let node = node.unwrap_or_default();
+        Some(RedisSource::Sentinel {
+            sentinels: list
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            master_name: r.master_name.trim().to_owned(),
+            username: node.username,
+            password: node.password,
+            db: node.db,
+        })
     }
 
     /// `[push]`: a key that is set must be a usable one; the subject a contact.
@@ -798,6 +961,117 @@ mod tests {
         assert_eq!(s.database.url.expose_secret(), "mysql://u:p@db:3306/x");
     }
 
+    /// The settings with `pairs` over a valid secret, or the error `finish` gave.
+    fn with_redis(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut all = vec![(
+            "PARLEY__AUTH__JWT_SECRET",
+            "0123456789abcdef0123456789abcdef",
+        )];
+        all.extend_from_slice(pairs);
+        Settings::load_from(None, false, env(&all))
+    }
+
+    #[test]
+    fn sentinels_name_the_primary_and_the_url_only_credentials() {
+        let s = with_redis(&[(
+            "PARLEY__REDIS__SENTINELS",
+            "10.0.0.1:26379, 10.0.0.2:26379,sentinel-3:26380",
+        )])
+        .unwrap();
+        let Some(RedisSource::Sentinel {
+            sentinels,
+            master_name,
+            username,
+            password,
+            db,
+        }) = s.redis_source()
+        else {
+            panic!("sentinels set: {:?}", s.redis_source());
+        };
+        assert_eq!(
+            sentinels,
+            ["10.0.0.1:26379", "10.0.0.2:26379", "sentinel-3:26380"]
+        );
+        assert_eq!(master_name, "parley");
+        assert_eq!((username, password, db), (None, None, 0));
+
+        // The URL's credentials (percent-decoded) and database, its host the master.
+        let s = with_redis(&[
+            ("PARLEY__REDIS__SENTINELS", "127.0.0.1:26379"),
+            ("PARLEY__REDIS__MASTER_NAME", "mymaster"),
+            ("PARLEY__REDIS__URL", "redis://app:s%40cret@mymaster/3"),
+        ])
+        .unwrap();
+        let Some(RedisSource::Sentinel {
+            master_name,
+            username,
+            password,
+            db,
+            ..
+        }) = s.redis_source()
+        else {
+            panic!("sentinels set");
+        };
+        assert_eq!(master_name, "mymaster");
+        assert_eq!(username.as_deref(), Some("app"));
+        assert_eq!(password.as_deref(), Some("s@cret"));
+        assert_eq!(db, 3);
+
+        // Without Sentinel the URL is the server; empty values are unset.
+        let s = with_redis(&[
+            ("PARLEY__REDIS__URL", "redis://127.0.0.1:6379/1"),
+            ("PARLEY__REDIS__SENTINELS", " "),
+        ])
+        .unwrap();
+        assert!(
+            matches!(s.redis_source(), Some(RedisSource::Url(u)) if u == "redis://127.0.0.1:6379/1")
+        );
+        let s = with_redis(&[("PARLEY__REDIS__URL", "")]).unwrap();
+        assert!(s.redis_source().is_none());
+    }
+
+    #[test]
+    fn contradictory_or_malformed_redis_settings_are_refused_with_what_to_write() {
+        let refused = |pairs: &[(&str, &str)]| with_redis(pairs).unwrap_err().to_string();
+
+        // A URL naming a server beside Sentinels: which would be the primary?
+        let err = refused(&[
+            ("PARLEY__REDIS__SENTINELS", "127.0.0.1:26379"),
+            ("PARLEY__REDIS__URL", "redis://10.0.0.5:6379/0"),
+        ]);
+        assert!(
+            err.contains("redis.url names the server 10.0.0.5:6379 but redis.sentinels is set"),
+            "{err}"
+        );
+        assert!(err.contains("redis://:PASSWORD@parley/DB"), "{err}");
+        // The master's name with a port is a server too.
+        let err = refused(&[
+            ("PARLEY__REDIS__SENTINELS", "127.0.0.1:26379"),
+            ("PARLEY__REDIS__URL", "redis://parley:6379"),
+        ]);
+        assert!(err.contains("names the server parley:6379"), "{err}");
+        let err = refused(&[
+            ("PARLEY__REDIS__SENTINELS", "127.0.0.1:26379"),
+            ("PARLEY__REDIS__URL", "rediss://:pw@parley/0"),
+        ]);
+        assert!(err.contains("only redis:// is supported"), "{err}");
+
+        for list in ["127.0.0.1", "127.0.0.1:0", "h1:26379,,h2:26379", ":26379", "h:x"] {
+            let err = refused(&[("PARLEY__REDIS__SENTINELS", list)]);
+            assert!(
+                err.contains("redis.sentinels:") && err.contains("is not host:port"),
+                "{list}: {err}"
+            );
+        }
+        let err = refused(&[
+            ("PARLEY__REDIS__SENTINELS", "127.0.0.1:26379"),
+            ("PARLEY__REDIS__MASTER_NAME", " "),
+        ]);
+        assert!(err.contains("redis.master_name"), "{err}");
+        let err = refused(&[("PARLEY__REDIS__URL", "http://127.0.0.1:6379")]);
+        assert!(err.contains("redis.url"), "{err}");
+    }
+
     #[test]
     fn a_file_sits_between_defaults_and_environment() {
         let dir = std::env::temp_dir().join(format!("parley-cfg-{}", uuid::Uuid::new_v4()));
@@ -888,6 +1162,7 @@ mod documented_defaults {
             "database.url".into(),
             Value::String(d.database.url.expose_secret().to_owned()),
         );
+        keys.insert("database.urls".into(), Value::Array(Vec::new()));
         keys.insert("auth.jwt_secret".into(), Value::Null);
         keys.insert("calls.turn_secret".into(), Value::Null);
         keys.insert("push.vapid_private_key".into(), Value::Null);

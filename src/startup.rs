@@ -11,7 +11,6 @@ use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
-use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::known_sources::KnownSources;
@@ -23,13 +22,13 @@ use crate::db::{Db, DbError};
 use crate::error::extractors;
 use crate::routes;
 use crate::telemetry::RequestSpan;
-use parley_actors::cluster::ClusterSettings;
+use parley_actors::cluster::{ClusterSettings, RedisPrimary};
 use parley_actors::Realtime;
 
 /// What `/api/ready` checks.
 pub struct Readiness {
     pub db: Db,
-    pub redis: Option<deadpool_redis::Pool>,
+    pub redis: Option<Arc<RedisPrimary>>,
     migrated: Arc<AtomicBool>,
 }
 
@@ -134,8 +133,8 @@ struct Resources {
 
 impl Resources {
     async fn prepare(settings: Settings) -> anyhow::Result<Resources> {
-        let db = Db::connect(
-            settings.database.url.expose_secret(),
+        let db = Db::connect_nodes(
+            &settings.database.node_urls(),
             settings.database.pool_max,
         )?
         .with_acquire_timeout(Duration::from_millis(
@@ -157,19 +156,15 @@ impl Resources {
             Err(e) => return Err(e.into()),
         }
 
-        let redis = match &settings.redis.url {
-            Some(url) => Some(crate::redis::pool(url)?),
-            None => None,
-        };
+        let redis = crate::redis::connect(&settings)?;
 
         let store = MysqlStore::new(db.clone(), settings.storage.uploads_dir.clone()).await;
-        let cluster = settings.redis.url.as_ref().map(|url| ClusterSettings {
-            url: url.clone(),
+        let cluster = redis.as_ref().map(|redis| ClusterSettings {
+            redis: redis.clone(),
             prefix: settings.redis.prefix.clone(),
             node_ttl: Duration::from_secs(settings.presence.node_ttl_secs),
         });
-        let realtime = Realtime::start(Arc::new(store), settings.realtime(), cluster)
-            .map_err(|e| anyhow::anyhow!("redis.url: {e}"))?;
+        let realtime = Realtime::start(Arc::new(store), settings.realtime(), cluster);
 
         actix_web::rt::spawn(crate::media::sweep::sweep_unattached(
             db.clone(),
@@ -262,7 +257,7 @@ impl Application {
         tracing::info!(
             host = %settings.server.host,
             port,
-            redis = settings.redis.url.is_some(),
+            redis = settings.redis_source().is_some(),
             "parley listening"
         );
         Ok(Application {
@@ -540,7 +535,7 @@ pub async fn prepare_database(settings: &Settings, db: &Db) -> Result<(), Migrat
             Duration::from_millis(settings.database.acquire_timeout_ms).max(Duration::from_secs(5));
         tokio::time::timeout(
             limit,
-            migrate::create_database_if_missing(settings.database.url.expose_secret()),
+            migrate::create_database_if_missing_on_any(&settings.database.node_urls()),
         )
         .await
         .map_err(|_| DbError::Unavailable("the database server did not answer".into()))??;

@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use crate::bus::Bus;
 use crate::call::CallDirectory;
-use crate::cluster::{self, Cluster, ClusterError, ClusterSettings, Inbox};
+use crate::cluster::{self, Cluster, ClusterSettings, Inbox};
 use crate::directory::{Deliver, SessionDirectory};
 use crate::ids::{AuthSessionId, ChatId, UserId};
 use crate::messages::{Close, ContactsAdded, ContactsRemoved, Control};
@@ -50,9 +50,9 @@ impl Realtime {
         store: Arc<dyn Store>,
         settings: RealtimeSettings,
         cluster: Option<ClusterSettings>,
-    ) -> Result<Realtime, ClusterError> {
-        let cluster = cluster::connect(cluster.as_ref())?;
-        Ok(Realtime::start_on(store, settings, cluster))
+    ) -> Realtime {
+        let cluster = cluster::connect(cluster.as_ref());
+        Realtime::start_on(store, settings, cluster)
     }
 
     /// As [`Realtime::start`], as a node of the given cluster (tests link several

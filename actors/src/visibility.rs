@@ -191,7 +191,7 @@ mod on_redis {
     use std::time::Instant;
 
     use super::*;
-    use crate::cluster::{redis::Redis, ClusterSettings};
+    use crate::cluster::{redis::Redis, ClusterSettings, RedisPrimary, RedisSource};
     use crate::realtime::Realtime;
     use crate::testing::{close, open, report_visible, settings, MemoryStore};
 
@@ -244,13 +244,14 @@ mod on_redis {
             return;
         };
         let cluster = ClusterSettings {
-            url: format!("redis://127.0.0.1:{port}"),
+            redis: RedisPrimary::new(&RedisSource::Url(format!("redis://127.0.0.1:{port}")))
+                .expect("a valid url"),
             prefix: "vis".into(),
             node_ttl: Duration::from_secs(3),
         };
         let store = MemoryStore::new();
         let start = || {
-            let c: Arc<dyn Cluster> = Redis::new(&cluster).expect("redis settings");
+            let c: Arc<dyn Cluster> = Redis::new(&cluster);
             Realtime::start_on(store.clone(), settings(), c)
         };
         let a = start();

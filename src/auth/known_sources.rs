@@ -9,9 +9,11 @@
 //! source — slowed, never refused for that reason alone.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use parley_actors::cluster::RedisPrimary;
 use parley_actors::UserId;
 
 use super::login_delay::Source;
@@ -25,13 +27,13 @@ const DEADLINE: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Default)]
 pub struct KnownSources {
-    redis: Option<(deadpool_redis::Pool, String)>,
+    redis: Option<(Arc<RedisPrimary>, String)>,
 }
 
 impl KnownSources {
-    pub fn in_redis(pool: deadpool_redis::Pool, prefix: &str) -> KnownSources {
+    pub fn in_redis(primary: Arc<RedisPrimary>, prefix: &str) -> KnownSources {
         KnownSources {
-            redis: Some((pool, prefix.to_owned())),
+            redis: Some((primary, prefix.to_owned())),
         }
     }
 
@@ -41,11 +43,11 @@ impl KnownSources {
 
     /// Whether any node recorded a sign-in of `user` from `ip`'s network.
     pub async fn contains(&self, user: UserId, ip: IpAddr) -> bool {
-        let Some((pool, prefix)) = &self.redis else {
+        let Some((primary, prefix)) = &self.redis else {
             return false;
         };
         let check = async {
-            let mut conn = pool.get().await.ok()?;
+            let mut conn = primary.get().await.ok()?;
             redis::cmd("ZSCORE")
                 .arg(Self::key(prefix, user))
                 .arg(Source::of(ip).to_string())
@@ -58,13 +60,13 @@ impl KnownSources {
 
     /// Records a successful sign-in of `user` from `ip`'s network.
     pub async fn remember(&self, user: UserId, ip: IpAddr) {
-        let Some((pool, prefix)) = &self.redis else {
+        let Some((primary, prefix)) = &self.redis else {
             return;
         };
         let key = Self::key(prefix, user);
         let now = crate::auth::jwt::unix_now();
         let write = async {
-            let mut conn = pool.get().await.ok()?;
+            let mut conn = primary.get().await.ok()?;
             redis::pipe()
                 .atomic()
                 .cmd("ZADD")

@@ -12,10 +12,11 @@
 //! Either way at most `TICKETS_PER_WINDOW` are issued per user per 30 s.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::Script;
+use parley_actors::cluster::RedisPrimary;
 use parley_actors::{AuthSessionId, UserId};
 
 /// How long a ticket may wait to be used.
@@ -43,7 +44,7 @@ pub struct WsTickets {
 enum Store {
     Memory(Mutex<Memory>),
     Redis {
-        pool: deadpool_redis::Pool,
+        redis: Arc<RedisPrimary>,
         prefix: String,
     },
 }
@@ -82,10 +83,10 @@ impl WsTickets {
         }
     }
 
-    pub fn in_redis(pool: deadpool_redis::Pool, prefix: &str) -> WsTickets {
+    pub fn in_redis(redis: Arc<RedisPrimary>, prefix: &str) -> WsTickets {
         WsTickets {
             store: Store::Redis {
-                pool,
+                redis,
                 prefix: prefix.to_owned(),
             },
         }
@@ -119,8 +120,8 @@ impl WsTickets {
                 window.1 += 1;
                 m.tickets.insert(bytes, (user, sid, now + TICKET_TTL));
             }
-            Store::Redis { pool, prefix } => {
-                let mut conn = pool
+            Store::Redis { redis, prefix } => {
+                let mut conn = redis
                     .get()
                     .await
                     .map_err(|e| TicketError::Unavailable(e.to_string()))?;
@@ -159,8 +160,8 @@ impl WsTickets {
                     .filter(|(_, _, expires)| *expires > Instant::now())
                     .map(|(user, sid, _)| (user, sid)))
             }
-            Store::Redis { pool, prefix } => {
-                let mut conn = pool
+            Store::Redis { redis, prefix } => {
+                let mut conn = redis
                     .get()
                     .await
                     .map_err(|e| TicketError::Unavailable(e.to_string()))?;

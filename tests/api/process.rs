@@ -296,3 +296,21 @@ async fn a_taken_metrics_address_is_a_clean_start_up_error_naming_the_setting() 
         "{err}"
     );
 }
+
+#[actix_web::test]
+async fn a_redis_url_naming_a_server_beside_sentinels_stops_with_a_clear_message() {
+    let out = parley()
+        .env("PARLEY__DATABASE__URL", fresh_db_url())
+        .env("PARLEY__AUTH__JWT_SECRET", parley_testkit::JWT_SECRET)
+        .env("PARLEY__REDIS__SENTINELS", "127.0.0.1:26379,127.0.0.1:26380")
+        .env("PARLEY__REDIS__URL", "redis://127.0.0.1:6379")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("redis.url names the server 127.0.0.1:6379 but redis.sentinels is set"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

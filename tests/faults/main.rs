@@ -24,6 +24,8 @@ mod support;
 mod authz;
 mod crash;
 mod fuzz;
+mod ha;
+mod ha_redis;
 mod hostile;
 mod outages;
 mod pressure;

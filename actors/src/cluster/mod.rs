@@ -15,7 +15,10 @@
 //! [`codec`].
 
 pub mod codec;
+pub mod primary;
 pub mod redis;
+
+pub use primary::{RedisPrimary, RedisSource};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,18 +40,15 @@ use crate::store::Store;
 /// How to reach Redis and how long a silent node counts as alive.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
-    pub url: String,
+    /// Redis, shared with the process's other uses of it (one primary followed).
+    pub redis: Arc<RedisPrimary>,
     pub prefix: String,
     pub node_ttl: Duration,
 }
 
-/// Why the cluster could not be set up (a bad `redis.url`), or a call into it failed.
+/// Why a call into the cluster failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("invalid redis url: {0}")]
-    Url(#[source] ::redis::RedisError),
-    #[error("redis pool: {0}")]
-    Pool(#[source] deadpool_redis::CreatePoolError),
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
 }
@@ -148,11 +148,11 @@ pub trait Cluster: RemoteRoute {
 }
 
 /// The cluster `settings` name: Redis when set, else a node of its own.
-pub fn connect(settings: Option<&ClusterSettings>) -> Result<Arc<dyn Cluster>, ClusterError> {
-    Ok(match settings {
-        Some(s) => redis::Redis::new(s)?,
+pub fn connect(settings: Option<&ClusterSettings>) -> Arc<dyn Cluster> {
+    match settings {
+        Some(s) => redis::Redis::new(s),
         None => Arc::new(Local::new()),
-    })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

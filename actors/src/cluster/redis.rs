@@ -35,6 +35,13 @@
 //! session is sent every message of its chats after the node's *replay floor* (the
 //! newest id at its last healthy heartbeat), then what it held: messages that could
 //! not travel meanwhile (they are all in MySQL) arrive as pushes, in order.
+//!
+//! Failover: with Sentinel, [`RedisPrimary`] follows the primary it names. A switch
+//! is handled as an outage that ended: the subscriber listens on the new primary
+//! and its sessions are replayed what was stored since the floor, and the next
+//! heartbeat re-registers this node's users and re-announces them — also when the
+//! new primary answered at once and nothing failed, since the promoted replica may
+//! lack the last writes (node sets, presence) of the old one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -47,6 +54,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::codec::{self, Frame};
+use super::primary::{Conn, RedisPrimary};
 use super::{lock, Cluster, ClusterError, ClusterSettings, Inbox, Reservation};
 use crate::directory::{Deliver, RemoteRoute, SessionHandle};
 use crate::ids::{CallId, ChatId, MessageId, SessionId, UserId};
@@ -84,8 +92,9 @@ pub struct Redis {
     node: Arc<str>,
     me: Weak<Redis>,
     prefix: String,
-    pool: deadpool_redis::Pool,
-    client: redis::Client,
+    /// Where Redis is (one server, or the primary Sentinel names): followed through
+    /// a failover, which the subscriber and heartbeat below treat as an outage.
+    primary: Arc<RedisPrimary>,
     ttl: Duration,
     up: AtomicBool,
     /// The newest message id at the last heartbeat that found this node properly
@@ -135,25 +144,20 @@ fn now_ms() -> u64 {
 }
 
 impl Redis {
-    pub fn new(settings: &ClusterSettings) -> Result<Arc<Redis>, ClusterError> {
-        let pool = deadpool_redis::Config::from_url(settings.url.clone())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(ClusterError::Pool)?;
-        let client = redis::Client::open(settings.url.as_str()).map_err(ClusterError::Url)?;
+    pub fn new(settings: &ClusterSettings) -> Arc<Redis> {
         let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
         let node: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
-        Ok(Arc::new_cyclic(|me| Redis {
+        Arc::new_cyclic(|me| Redis {
             node,
             me: me.clone(),
             prefix: settings.prefix.clone(),
-            pool,
-            client,
+            primary: settings.redis.clone(),
             ttl: settings.node_ttl.max(Duration::from_secs(1)),
             up: AtomicBool::new(true),
             replay_floor: AtomicU64::new(0),
             out: out_tx,
             out_rx: Mutex::new(Some(out_rx)),
-        }))
+        })
     }
 
     fn key(&self, rest: std::fmt::Arguments<'_>) -> String {
@@ -198,10 +202,8 @@ impl Redis {
         }
     }
 
-    async fn conn(&self) -> redis::RedisResult<deadpool_redis::Connection> {
-        self.pool.get().await.map_err(|e| {
-            redis::RedisError::from((redis::ErrorKind::IoError, "pool", e.to_string()))
-        })
+    async fn conn(&self) -> redis::RedisResult<Conn<'_>> {
+        self.primary.get().await
     }
 
     fn floor(&self) -> MessageId {
@@ -528,9 +530,10 @@ async fn subscriber(c: Arc<Redis>, inbox: Arc<Inbox>) {
     // published to us meanwhile.
     let mut lost_since: Option<MessageId> = None;
     let mut first = true;
+    let mut epochs = c.primary.epochs();
     loop {
-        match c.client.get_async_pubsub().await {
-            Ok(mut ps) => {
+        match c.primary.pubsub().await {
+            Ok((mut ps, epoch)) => {
                 if let Some(after) = lost_since {
                     // Held from before we listen again, so nothing newer is shown
                     // ahead of what the replay brings.
@@ -546,10 +549,27 @@ async fn subscriber(c: Arc<Redis>, inbox: Arc<Inbox>) {
                         }
                         first = false;
                         let mut stream = ps.into_on_message();
-                        while let Some(msg) = stream.next().await {
-                            inbound(&c, &inbox, msg.get_payload_bytes());
-                        }
+                        let switched = loop {
+                            tokio::select! {
+                                msg = stream.next() => match msg {
+                                    Some(msg) => inbound(&c, &inbox, msg.get_payload_bytes()),
+                                    None => break false,
+                                },
+                                changed = epochs.changed() => {
+                                    if changed.is_ok() && *epochs.borrow_and_update() != epoch {
+                                        break true;
+                                    }
+                                }
+                            }
+                        };
                         lost_since = Some(c.floor());
+                        if switched {
+                            // Sentinel named another primary: publishers use it now, so
+                            // listen there at once; what was published to the old one
+                            // since the switch comes with the replay.
+                            tracing::info!("redis primary switched: subscribing on the new one");
+                            continue;
+                        }
                         c.mark_down(&"subscription ended");
                     }
                     Err(e) => {
@@ -627,9 +647,17 @@ fn inbound(c: &Arc<Redis>, inbox: &Inbox, payload: &[u8]) {
 async fn heartbeat(c: Arc<Redis>, inbox: Arc<Inbox>) {
     let every = (c.ttl / 3).max(Duration::from_millis(500));
     let mut registered_once = false;
+    let epochs = c.primary.epochs();
+    // The primary our last beat was sure of: another one since (a Sentinel
+    // failover) is handled as an outage even if the new primary answered at once —
+    // a promoted replica may lack our last writes (replication is asynchronous).
+    let mut seen_epoch = *epochs.borrow();
     loop {
         match beat(&c, &inbox).await {
             Ok(newly_added) => {
+                let epoch = *epochs.borrow();
+                let switched = epoch != seen_epoch;
+                seen_epoch = epoch;
                 let was_down = !c.up.swap(true, Ordering::AcqRel);
                 if was_down {
                     tracing::info!("redis is back: cross-node delivery resumes");
@@ -637,11 +665,12 @@ async fn heartbeat(c: Arc<Redis>, inbox: Arc<Inbox>) {
                 // Also on the first registration if sessions opened before it (Redis
                 // was down at start): their users could not be listed then.
                 let listed_late = !registered_once && !inbox.sessions.is_empty();
-                if (registered_once || listed_late) && (newly_added || was_down) {
-                    // We were reaped or cut off: list our users again, announce them,
-                    // then (in that order) send every session what could not travel
-                    // meanwhile. The floor stays as it was until a healthy beat (0,
-                    // never sampled: sessions catch up on what is undelivered).
+                if (registered_once || listed_late) && (newly_added || was_down || switched) {
+                    // We were reaped or cut off, or Redis is another server now: list
+                    // our users again, announce them, then (in that order) send every
+                    // session what could not travel meanwhile. The floor stays as it
+                    // was until a healthy beat (0, never sampled: sessions catch up on
+                    // what is undelivered).
                     inbox.reannounce.do_send(Reannounce {
                         replay_after: c.floor(),
                     });
@@ -650,8 +679,12 @@ async fn heartbeat(c: Arc<Redis>, inbox: Arc<Inbox>) {
                 {
                     // Healthy and listed: everything stored so far was routed with our
                     // users known. (Without MySQL the older floor stays: safe. Bounded,
-                    // so a slow database never delays the heartbeat itself.)
-                    c.replay_floor.fetch_max(newest.0, Ordering::AcqRel);
+                    // so a slow database never delays the heartbeat itself.) Not if the
+                    // primary switched meanwhile: the next beat re-announces, after
+                    // this floor.
+                    if *epochs.borrow() == seen_epoch {
+                        c.replay_floor.fetch_max(newest.0, Ordering::AcqRel);
+                    }
                 }
                 registered_once = true;
             }
