@@ -73,17 +73,19 @@ pub struct ScalingArgs {
     pub min_nodes: u64,
 
     /// Messages a second the single database writer sustains (stored, durable,
-    /// acknowledged). Default: the Galera cluster's throughput measured here
-    /// (README, Performance, "Galera cluster").
-    #[arg(long, default_value_t = 20_000.0)]
+    /// acknowledged). Default: the README's quiet single-server figure (53,465 msg/s)
+    /// times the Galera/single ratio measured in issue 21 (6,469 / 13,155 = 0.49,
+    /// three nodes on the same two cores): a floor, since on machines of their own
+    /// the other nodes' appliers do not take the writer's cores.
+    #[arg(long, default_value_t = 26_000.0)]
     pub writer_msgs_per_sec: f64,
     /// Share of the writer's capacity planned for at peak.
     #[arg(long, default_value_t = 0.5)]
     pub writer_target: f64,
     /// Redis commands a second one Redis primary (one core) serves, pipelined as
-    /// Parley sends them. Measured with redis-benchmark on this box (SMEMBERS and
-    /// PUBLISH, pipeline 16).
-    #[arg(long, default_value_t = 400_000.0)]
+    /// Parley sends them. Measured with redis-benchmark on this (busy) box, pipeline
+    /// 16: SMEMBERS 264,550/s, PUBLISH 423,729/s; the slower one, rounded down.
+    #[arg(long, default_value_t = 250_000.0)]
     pub redis_ops_per_sec: f64,
     /// Share of Redis's capacity planned for at peak.
     #[arg(long, default_value_t = 0.5)]
