@@ -153,7 +153,10 @@ impl ScalingArgs {
         }
         let non_negative = [
             ("--parley-us-per-delivery", self.parley_us_per_delivery),
-            ("--parley-us-per-bus-message", self.parley_us_per_bus_message),
+            (
+                "--parley-us-per-bus-message",
+                self.parley_us_per_bus_message,
+            ),
             ("--parley-us-per-connect", self.parley_us_per_connect),
             ("--connects-per-user-day", self.connects_per_user_day),
             ("--bytes-per-message", self.bytes_per_message),
@@ -217,7 +220,8 @@ impl ScalingArgs {
         let deliveries = peak * self.recipients() * sessions_per_recipient;
         let connections = u * self.online_share * self.devices;
         let connects = u * self.connects_per_user_day / 86_400.0 * self.peak_factor;
-        let mem_nodes = connections * self.kib_per_connection / (1024.0 * 1024.0)
+        let mem_nodes = connections * self.kib_per_connection
+            / (1024.0 * 1024.0)
             / (self.node_mem_gib * self.node_target);
         // The bus cost grows with the node count, which depends on it: iterate to the
         // fixed point (a handful of steps; the count only grows).
@@ -372,9 +376,7 @@ impl ScalingArgs {
                     "{first}: {what} reaches its planned share at about {} users\n",
                     group(*u as f64)
                 )),
-                None => out.push_str(&format!(
-                    "{what}: not reached below a billion users\n"
-                )),
+                None => out.push_str(&format!("{what}: not reached below a billion users\n")),
             }
         }
         Ok(out)

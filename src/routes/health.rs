@@ -37,7 +37,8 @@ async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError
     let Some(writer) = readiness.db.writer() else {
         return Err(ApiError::Unavailable("no database node is healthy"));
     };
-    let mut body = json!({ "status": "ready", "database": "ok", "writer": writer, "redis": "disabled" });
+    let mut body =
+        json!({ "status": "ready", "database": "ok", "writer": writer, "redis": "disabled" });
     if let Some(redis) = &readiness.redis {
         if !crate::redis::ping(redis, timeout).await {
             return Err(ApiError::Unavailable("redis is not answering"));

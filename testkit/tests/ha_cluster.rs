@@ -80,7 +80,9 @@ async fn ha_cluster_prints_working_settings_and_cleans_up() {
     for u in &urls {
         let server = u.rsplit_once('/').unwrap().0;
         ports.push(server.rsplit_once(':').unwrap().1.parse::<u16>().unwrap());
-        let mut c = mysql_async::Conn::from_url(format!("{server}/")).await.unwrap();
+        let mut c = mysql_async::Conn::from_url(format!("{server}/"))
+            .await
+            .unwrap();
         let size: Option<(String, String)> = c
             .query_first("SHOW STATUS LIKE 'wsrep_cluster_size'")
             .await

@@ -302,7 +302,10 @@ async fn a_redis_url_naming_a_server_beside_sentinels_stops_with_a_clear_message
     let out = parley()
         .env("PARLEY__DATABASE__URL", fresh_db_url())
         .env("PARLEY__AUTH__JWT_SECRET", parley_testkit::JWT_SECRET)
-        .env("PARLEY__REDIS__SENTINELS", "127.0.0.1:26379,127.0.0.1:26380")
+        .env(
+            "PARLEY__REDIS__SENTINELS",
+            "127.0.0.1:26379,127.0.0.1:26380",
+        )
         .env("PARLEY__REDIS__URL", "redis://127.0.0.1:6379")
         .output()
         .unwrap();

@@ -605,7 +605,10 @@ fn install_writes_the_ha_settings_and_refuses_bad_lists() {
             "is not mysql://user:password@host:port/database",
         ),
         (
-            vec!["--database-urls", "http://parley:s3cret@10.0.0.11:3306/parley"],
+            vec![
+                "--database-urls",
+                "http://parley:s3cret@10.0.0.11:3306/parley",
+            ],
             "is not mysql://user:password@host:port/database",
         ),
         (
@@ -617,7 +620,10 @@ fn install_writes_the_ha_settings_and_refuses_bad_lists() {
             vec!["--redis-sentinels", "10.0.0.21:26379,:26379"],
             "is not HOST:PORT",
         ),
-        (vec!["--redis-master-name", "parley"], "needs --redis-sentinels"),
+        (
+            vec!["--redis-master-name", "parley"],
+            "needs --redis-sentinels",
+        ),
         (
             vec![
                 "--redis-sentinels",
@@ -632,7 +638,10 @@ fn install_writes_the_ha_settings_and_refuses_bad_lists() {
         let text = output_text(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
         assert!(text.contains(says), "{args:?}: {text}");
-        assert!(!text.contains("s3cret"), "{args:?} echoes the password: {text}");
+        assert!(
+            !text.contains("s3cret"),
+            "{args:?} echoes the password: {text}"
+        );
         assert!(!d.etc().exists(), "{args:?}: nothing written");
     }
 
@@ -658,7 +667,11 @@ fn install_writes_the_ha_settings_and_refuses_bad_lists() {
         .lines()
         .filter(|l| l.starts_with("PARLEY__DATABASE__"))
         .collect();
-    assert_eq!(active, vec![format!("PARLEY__DATABASE__URLS={urls}")], "{env}");
+    assert_eq!(
+        active,
+        vec![format!("PARLEY__DATABASE__URLS={urls}")],
+        "{env}"
+    );
     d.secret(); // still exactly one JWT secret
 
     let toml_path = d.etc().join("parley.toml");

@@ -253,9 +253,16 @@ mod tests {
         let a = p(&[]).unwrap().unwrap();
         assert_eq!((a.nodes, a.database.as_str()), (3, "parley"));
         assert!(a.galera && a.sentinel && a.env_file.is_none());
-        let a = p(&["--nodes", "5", "--database=bench", "--env-file", "/tmp/x", "--no-sentinel"])
-            .unwrap()
-            .unwrap();
+        let a = p(&[
+            "--nodes",
+            "5",
+            "--database=bench",
+            "--env-file",
+            "/tmp/x",
+            "--no-sentinel",
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(a.nodes, 5);
         assert_eq!(a.database, "bench");
         assert_eq!(a.env_file.as_deref(), Some(std::path::Path::new("/tmp/x")));
