@@ -50,6 +50,18 @@ Options:
                      as the user running deploy.sh, so never as root without --prefix
   --database-url URL written to parley.env on first install (also PARLEY_DATABASE_URL=);
                      without it a real install creates a local MariaDB account
+  --database-urls "URL,URL,..."
+                     a Galera cluster instead of one database: every node's URL, same
+                     database name on each, in the order Parley prefers them as writer
+                     (also PARLEY_DATABASE_URLS=); written to parley.env on first
+                     install as PARLEY__DATABASE__URLS (the URLs hold the password)
+  --redis-sentinels "HOST:PORT,..."
+                     find the Redis primary through these Sentinels (also
+                     PARLEY_REDIS_SENTINELS=); written to parley.toml [redis] on
+                     first install
+  --redis-master-name NAME
+                     the name the Sentinels monitor the primary under (also
+                     PARLEY_REDIS_MASTER_NAME=; needs --redis-sentinels)
   --server-name NAME server_name of a newly installed nginx site (e.g. chat.example.org)
   --instances "P..." run parley@P.service for each port P (e.g. "30000 30002") instead
                      of parley.service; restarted one at a time (remembered)
@@ -80,6 +92,9 @@ PREFIX=${DESTDIR:-}
 NO_SYSTEMD=0
 RUN=0
 DATABASE_URL=${PARLEY_DATABASE_URL:-}
+DATABASE_URLS=${PARLEY_DATABASE_URLS:-}
+REDIS_SENTINELS=${PARLEY_REDIS_SENTINELS:-}
+REDIS_MASTER_NAME=${PARLEY_REDIS_MASTER_NAME:-}
 SERVER_NAME=
 INSTANCES=${PARLEY_INSTANCES:-}
 TIMEOUT=${PARLEY_READY_TIMEOUT:-60}
@@ -98,6 +113,12 @@ while [ $# -gt 0 ]; do
     --run) RUN=1; shift ;;
     --database-url) need_arg "$@"; DATABASE_URL=$2; shift 2 ;;
     --database-url=*) DATABASE_URL=${1#*=}; shift ;;
+    --database-urls) need_arg "$@"; DATABASE_URLS=$2; shift 2 ;;
+    --database-urls=*) DATABASE_URLS=${1#*=}; shift ;;
+    --redis-sentinels) need_arg "$@"; REDIS_SENTINELS=$2; shift 2 ;;
+    --redis-sentinels=*) REDIS_SENTINELS=${1#*=}; shift ;;
+    --redis-master-name) need_arg "$@"; REDIS_MASTER_NAME=$2; shift 2 ;;
+    --redis-master-name=*) REDIS_MASTER_NAME=${1#*=}; shift ;;
     --server-name) need_arg "$@"; SERVER_NAME=$2; shift 2 ;;
     --server-name=*) SERVER_NAME=${1#*=}; shift ;;
     --instances) need_arg "$@"; INSTANCES=$2; shift 2 ;;
@@ -119,6 +140,34 @@ done
 for p in $INSTANCES; do
   [[ "$p" =~ ^[0-9]+$ ]] && [ "$p" -gt 0 ] && [ "$p" -lt 65535 ] || die "--instances: bad port $p"
 done
+# The HA lists are checked here, before anything is written: a typo found by Parley at
+# its first start would leave an install that never becomes ready.
+if [ -n "$DATABASE_URLS" ]; then
+  [ -z "$DATABASE_URL" ] || die "--database-url and --database-urls both given: one database, or the list of Galera nodes"
+  DATABASE_URLS=${DATABASE_URLS// /}
+  IFS=, read -r -a _urls <<<"$DATABASE_URLS"
+  [ "${#_urls[@]}" -ge 1 ] || die "--database-urls: no URL"
+  _dbs=
+  for u in "${_urls[@]}"; do
+    [[ "$u" =~ ^mysql://[^/]+/([A-Za-z0-9_]+)$ ]] \
+      || die "--database-urls: '…${u##*@}' is not mysql://user:password@host:port/database"
+    [ -z "$_dbs" ] || [ "$_dbs" = "${BASH_REMATCH[1]}" ] \
+      || die "--database-urls: every node must name the same database (${_dbs} and ${BASH_REMATCH[1]})"
+    _dbs=${BASH_REMATCH[1]}
+  done
+fi
+if [ -n "$REDIS_SENTINELS" ]; then
+  REDIS_SENTINELS=${REDIS_SENTINELS// /}
+  IFS=, read -r -a _sentinels <<<"$REDIS_SENTINELS"
+  for s in "${_sentinels[@]}"; do
+    [[ "$s" =~ ^[A-Za-z0-9._-]+:[0-9]+$|^\[[0-9A-Fa-f:.]+\]:[0-9]+$ ]] \
+      || die "--redis-sentinels: '$s' is not HOST:PORT"
+  done
+fi
+if [ -n "$REDIS_MASTER_NAME" ]; then
+  [ -n "$REDIS_SENTINELS" ] || die "--redis-master-name needs --redis-sentinels"
+  [[ "$REDIS_MASTER_NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "--redis-master-name: '$REDIS_MASTER_NAME' is not a Sentinel master name (letters, digits, . _ -)"
+fi
 
 # ---------------------------------------------------------------- paths and mode
 
@@ -190,6 +239,27 @@ toml_get() {
         print v; exit
       }
     }' "$file"
+}
+
+# Sets `key = value` (value: TOML text, quoted by the caller) in `[section]` of a TOML
+# stream: the first line with that key, commented or not, becomes the setting, later
+# active ones are commented (TOML refuses a key twice); with no such line it goes right
+# under the section header. value "#" comments the key out instead.
+toml_set() {
+  awk -v section="$1" -v key="$2" -v value="$3" '
+    /^[[:space:]]*\[/ {
+      s=$0; gsub(/[][[:space:]]/, "", s)
+      if (cur == section && !done && value != "#") { print key " = " value; done=1 }
+      cur=s; print; next
+    }
+    cur == section && match($0, "^[[:space:]]*#?[[:space:]]*" key "[[:space:]]*=") {
+      commented = ($0 ~ /^[[:space:]]*#/)
+      if (value == "#") { if (!commented) print "# " $0; else print; next }
+      if (!done) { print key " = " value; done=1; next }
+      if (!commented) { print "# " $0; next }
+    }
+    { print }
+    END { if (cur == section && !done && value != "#") print key " = " value }'
 }
 
 # The value of NAME in parley.env, or nothing.
@@ -462,16 +532,19 @@ install_config() {
     local accel='s|^# x_accel_prefix = "/_parley_audio/" .*|x_accel_prefix = "/_parley_audio/"   # nginx sends the audio bytes (systemd/nginx/parley.conf)|'
     local accel_media='s|^# x_accel_media_prefix = "/_parley_media/" .*|x_accel_media_prefix = "/_parley_media/"   # nginx sends image, file and thumbnail bytes|'
     if [ "$SYSTEM" = 1 ] && ! have nginx; then accel='p;d'; accel_media='p;d'; fi
-    substitute_paths <"$SCRIPT_DIR/systemd/parley.toml.example" | sed -e "$accel" -e "$accel_media" >"$ETC/parley.toml.tmp"
+    substitute_paths <"$SCRIPT_DIR/systemd/parley.toml.example" | sed -e "$accel" -e "$accel_media" | ha_toml >"$ETC/parley.toml.tmp"
     chmod 0644 "$ETC/parley.toml.tmp"
     mv -T "$ETC/parley.toml.tmp" "$ETC/parley.toml"
   else
     log "keeping $ETC/parley.toml"
+    if [ -n "$REDIS_SENTINELS" ]; then
+      log "note: --redis-sentinels ignored, parley.toml exists: set sentinels = \"$REDIS_SENTINELS\"${REDIS_MASTER_NAME:+ and master_name = \"$REDIS_MASTER_NAME\"} under [redis] there (and remove url)"
+    fi
   fi
 
   if [ ! -f "$ETC/parley.env" ]; then
     local url=$DATABASE_URL
-    if [ -z "$url" ] && grep -q 'CHANGE-ME' "$ETC/parley.toml"; then url=$(provision_database); fi
+    if [ -z "$url" ] && [ -z "$DATABASE_URLS" ] && grep -q 'CHANGE-ME' "$ETC/parley.toml"; then url=$(provision_database); fi
     log "writing $ETC/parley.env with a new JWT secret"
     (
       umask 077
@@ -479,7 +552,10 @@ install_config() {
         echo "# Parley secrets (systemd EnvironmentFile), made by deploy.sh $(date -u +%Y-%m-%d)."
         echo "# Values here win over parley.toml. Never commit or share this file."
         echo "PARLEY__AUTH__JWT_SECRET=$(random_hex 32)"
-        if [ -n "$url" ]; then echo "PARLEY__DATABASE__URL=$url"; else echo "# PARLEY__DATABASE__URL=mysql://parley:PASSWORD@127.0.0.1:3306/parley"; fi
+        if [ -n "$DATABASE_URLS" ]; then
+          echo "# The Galera nodes, in the order Parley prefers them as the single writer."
+          echo "PARLEY__DATABASE__URLS=$DATABASE_URLS"
+        elif [ -n "$url" ]; then echo "PARLEY__DATABASE__URL=$url"; else echo "# PARLEY__DATABASE__URL=mysql://parley:PASSWORD@127.0.0.1:3306/parley"; fi
         echo "# PARLEY__CALLS__TURN_SECRET=the coturn static-auth-secret"
         vapid_line
       } >"$ETC/.parley.env.tmp"
@@ -490,12 +566,28 @@ install_config() {
   else
     log "keeping $ETC/parley.env"
     [ -z "$DATABASE_URL" ] || log "note: --database-url ignored, parley.env exists (edit it to change the URL)"
+    [ -z "$DATABASE_URLS" ] || log "note: --database-urls ignored, parley.env exists: set PARLEY__DATABASE__URLS=… there (and remove PARLEY__DATABASE__URL)"
     # An install from before Web Push: add a key once (appended, nothing rewritten).
     if [ -z "$(env_get PARLEY__PUSH__VAPID_PRIVATE_KEY)" ]; then
       log "adding a Web Push (VAPID) key to $ETC/parley.env"
       vapid_line >>"$ETC/parley.env"
     fi
   fi
+}
+
+# The HA settings of a new parley.toml (a filter): with --database-urls the example's
+# one-node `database.url` is commented out (the list in parley.env is the database);
+# with --redis-sentinels the Sentinel list and master name go under [redis] and
+# `redis.url` is commented out (the Sentinels name the primary).
+ha_toml() {
+  if [ -z "$DATABASE_URLS" ] && [ -z "$REDIS_SENTINELS" ]; then cat; return; fi
+  local f; f=$(cat)
+  if [ -n "$DATABASE_URLS" ]; then f=$(printf '%s\n' "$f" | toml_set database url '#'); fi
+  if [ -n "$REDIS_SENTINELS" ]; then
+    f=$(printf '%s\n' "$f" | toml_set redis url '#' | toml_set redis sentinels "\"$REDIS_SENTINELS\"")
+    if [ -n "$REDIS_MASTER_NAME" ]; then f=$(printf '%s\n' "$f" | toml_set redis master_name "\"$REDIS_MASTER_NAME\""); fi
+  fi
+  printf '%s\n' "$f"
 }
 
 # A new Web Push (VAPID) private key as a parley.env line (`parley admin push

@@ -16,6 +16,10 @@
 #                      e.g. PARLEY_BIN=target/debug/parley)
 #   PARLEY_BENCH_BIN   bench binary (default: next to PARLEY_BIN, else target/release)
 #   PARLEY_TEST_MYSQL  MySQL server URL without a database (default mysql://root@127.0.0.1:3306)
+#   PARLEY_BENCH_DB_NODES  a Galera cluster instead: its nodes' URLs without a database,
+#                      comma-separated (e.g. what `ha-cluster` prints); the server gets
+#                      PARLEY__DATABASE__URLS with the run's database on each, the bench
+#                      reads and checks through the first
 #   PARLEY_BENCH_PBKDF2  server and bench PBKDF2 iterations (default 600000)
 #   BENCH_ARGS         extra arguments for every scenario (full run)
 #   BENCH_RUNS         runs of each scenario in a full run (default 3; medians reported)
@@ -30,7 +34,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
     --) shift; ONE=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -62,6 +66,11 @@ fi
 [ -x "$BENCH" ] || fail_smoke "no bench binary at $BENCH"
 
 MYSQL_SERVER="${PARLEY_TEST_MYSQL:-mysql://root@127.0.0.1:3306}"
+DB_NODES=()
+if [ -n "${PARLEY_BENCH_DB_NODES:-}" ]; then
+  IFS=, read -r -a DB_NODES <<<"${PARLEY_BENCH_DB_NODES// /}"
+  MYSQL_SERVER="${DB_NODES[0]}"
+fi
 MYSQL_SERVER="${MYSQL_SERVER%/}"
 SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')"
 PBKDF2="${PARLEY_BENCH_PBKDF2:-600000}"
@@ -100,10 +109,16 @@ trap cleanup EXIT
 start_server() {
   DB_NAME="parley_bench_$(date +%s)_$$"
   DB_URL="$MYSQL_SERVER/$DB_NAME"
+  local db_env=(PARLEY__DATABASE__URL="$DB_URL")
+  if [ ${#DB_NODES[@]} -gt 0 ]; then
+    local urls="" n
+    for n in "${DB_NODES[@]}"; do urls="${urls:+$urls,}${n%/}/$DB_NAME"; done
+    db_env=(PARLEY__DATABASE__URLS="$urls")
+  fi
   env -i PATH="$PATH" HOME="${HOME:-/root}" \
     PARLEY__SERVER__HOST=127.0.0.1 \
     PARLEY__SERVER__PORT="$PORT" \
-    PARLEY__DATABASE__URL="$DB_URL" \
+    "${db_env[@]}" \
     PARLEY__DATABASE__CREATE_IF_MISSING=true \
     PARLEY__AUTH__JWT_SECRET="$SECRET" \
     PARLEY__AUTH__PBKDF2_ITERATIONS="$PBKDF2" \

@@ -23,6 +23,7 @@ const LIST_KEYS: &[&str] = &[
     "server.trusted_proxies",
     "calls.stun_urls",
     "calls.turn_urls",
+    "database.urls",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +85,15 @@ pub struct DatabaseSettings {
     /// `mysql://user:password@host:port/database`. Default `mysql://root@127.0.0.1:3306/parley`.
     #[serde(skip_serializing)]
     pub url: SecretString,
-    /// Most connections in the pool. Default `32`.
+    /// The nodes of a Galera cluster, each `mysql://user:password@host:port/database`
+    /// with the same database name (a list, or one comma-separated string). Parley
+    /// writes to one node at a time: the first healthy one in this order (Synced,
+    /// Primary, `wsrep_ready=ON`), so every Parley process picks the same node and
+    /// goes back to the first once it has rejoined. When set, `url` is ignored.
+    /// Default unset (the one server of `url`).
+    #[serde(skip_serializing, default, deserialize_with = "secret_list")]
+    pub urls: Vec<SecretString>,
+    /// Most connections in the pool (each node's pool with `urls`). Default `32`.
     pub pool_max: usize,
     /// Create the database when it does not exist. Default `true`.
     pub create_if_missing: bool,
@@ -100,6 +109,41 @@ pub struct DatabaseSettings {
     /// Most pooled connections one user's requests and WebSocket sessions hold at
     /// once, so no single account can take the pool from everyone else. Default `4`.
     pub per_user_connections: usize,
+}
+
+impl DatabaseSettings {
+    /// The node URLs Parley connects to: `urls`, or the one `url`.
+    pub fn node_urls(&self) -> Vec<String> {
+        if self.urls.is_empty() {
+            vec![self.url.expose_secret().to_owned()]
+        } else {
+            self.urls
+                .iter()
+                .map(|u| u.expose_secret().trim().to_owned())
+                .collect()
+        }
+    }
+}
+
+/// A list of secrets from a TOML array or one comma-separated string (the way the
+/// environment gives lists).
+fn secret_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .map(SecretString::from)
+        .collect())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,6 +433,7 @@ impl Default for Settings {
             },
             database: DatabaseSettings {
                 url: SecretString::from(DEFAULT_DATABASE_URL),
+                urls: Vec::new(),
                 pool_max: 32,
                 create_if_missing: true,
                 writer_lanes: 2,
@@ -546,6 +591,22 @@ impl Settings {
         if self.limits.ws_outbound_bytes < 1024 * 1024 {
             return Err(ConfigError::Invalid(
                 "limits.ws_outbound_bytes must be at least 1048576 (1 MiB)".into(),
+            ));
+        }
+        self.database.urls.retain(|u| !u.expose_secret().trim().is_empty());
+        let names: std::collections::BTreeSet<Option<String>> = self
+            .database
+            .urls
+            .iter()
+            .map(|u| {
+                mysql_async::Opts::from_url(u.expose_secret().trim())
+                    .map(|o| o.db_name().map(str::to_owned))
+                    .map_err(|e| ConfigError::Invalid(format!("database.urls: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        if names.len() > 1 {
+            return Err(ConfigError::Invalid(
+                "database.urls must name the same database on every node".into(),
             ));
         }
         if self.database.per_user_connections == 0 {
@@ -1108,6 +1169,7 @@ mod documented_defaults {
             "database.url".into(),
             Value::String(d.database.url.expose_secret().to_owned()),
         );
+        keys.insert("database.urls".into(), Value::Array(Vec::new()));
         keys.insert("auth.jwt_secret".into(), Value::Null);
         keys.insert("calls.turn_secret".into(), Value::Null);
         keys.insert("push.vapid_private_key".into(), Value::Null);

@@ -176,6 +176,8 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Unavailable(_) => ApiError::Unavailable("the database is not answering"),
+            // Nothing was written (the server rolled it back): the client may retry.
+            DbError::Retry(_) => ApiError::Unavailable("the database is busy; retry"),
             other => ApiError::internal(other),
         }
     }

@@ -4,7 +4,6 @@ use clap::{Parser, Subcommand};
 use parley::config::Settings;
 use parley::startup::{prepare_database, Application};
 use parley::{db::Db, telemetry};
-use secrecy::ExposeSecret;
 
 /// Parley: a self-hosted realtime messenger.
 #[derive(Parser)]
@@ -94,8 +93,8 @@ fn main() -> anyhow::Result<()> {
                 app.run_until_stopped().await?;
             }
             Command::Migrate => {
-                let db = Db::connect(
-                    settings.database.url.expose_secret(),
+                let db = Db::connect_nodes(
+                    &settings.database.node_urls(),
                     settings.database.pool_max,
                 )?
                 .with_acquire_timeout(std::time::Duration::from_millis(
@@ -107,8 +106,8 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!("migrations up to date");
             }
             Command::Admin(args) => {
-                let db = Db::connect(
-                    settings.database.url.expose_secret(),
+                let db = Db::connect_nodes(
+                    &settings.database.node_urls(),
                     settings.database.pool_max.min(4),
                 )?
                 .with_acquire_timeout(std::time::Duration::from_millis(

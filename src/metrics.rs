@@ -91,7 +91,19 @@ pub async fn render(rt: &Realtime, db: &Db, readiness: &Readiness, push: &Push) 
         "Time from a message:send frame to its ack (stored durably first)",
         m.send_to_ack(),
     );
-    let pool = db.pool().metrics();
+    counter(
+        &mut r,
+        "db_writer_switches",
+        "Times the database writer moved to another node (database.urls)",
+        db.writer_switches(),
+    );
+    counter(
+        &mut r,
+        "db_retries",
+        "Database work run again after a deadlock, certification conflict or writer switch",
+        db.retries(),
+    );
+    let pool = db.current_pool().map(|p| p.metrics()).unwrap_or_default();
     gauge(
         &mut r,
         "db_pool_connections",

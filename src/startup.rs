@@ -11,7 +11,6 @@ use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
 use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
-use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::known_sources::KnownSources;
@@ -134,8 +133,8 @@ struct Resources {
 
 impl Resources {
     async fn prepare(settings: Settings) -> anyhow::Result<Resources> {
-        let db = Db::connect(
-            settings.database.url.expose_secret(),
+        let db = Db::connect_nodes(
+            &settings.database.node_urls(),
             settings.database.pool_max,
         )?
         .with_acquire_timeout(Duration::from_millis(
@@ -536,7 +535,7 @@ pub async fn prepare_database(settings: &Settings, db: &Db) -> Result<(), Migrat
             Duration::from_millis(settings.database.acquire_timeout_ms).max(Duration::from_secs(5));
         tokio::time::timeout(
             limit,
-            migrate::create_database_if_missing(settings.database.url.expose_secret()),
+            migrate::create_database_if_missing_on_any(&settings.database.node_urls()),
         )
         .await
         .map_err(|_| DbError::Unavailable("the database server did not answer".into()))??;

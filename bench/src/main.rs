@@ -8,6 +8,7 @@ mod common;
 mod engine;
 mod idle;
 mod report;
+mod scaling;
 mod scenarios;
 
 use std::process::ExitCode;
@@ -48,6 +49,9 @@ enum Cmd {
     Smoke,
     /// Markdown from JSON lines (results table, README section).
     Report(report::ReportArgs),
+    /// A model, no server: Parley nodes, writer load and Redis load as users grow,
+    /// from the measured costs (docs/ARCHITECTURE.md, Scaling).
+    Scaling(scaling::ScalingArgs),
     /// Drops a database (run.sh cleans up with it).
     #[command(hide = true)]
     DropDb,
@@ -88,6 +92,10 @@ async fn run(cli: Cli) -> Result<bool> {
             report::write(&a)?;
             return Ok(true);
         }
+        Cmd::Scaling(a) => {
+            scaling::run(&a)?;
+            return Ok(true);
+        }
         Cmd::DropDb => {
             drop_db(&cli.common.database_url).await?;
             return Ok(true);
@@ -103,7 +111,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::LoginStorm(a) => one(&ctx, scenarios::login_storm(&ctx, &a).await, "login-storm"),
         Cmd::History(a) => one(&ctx, scenarios::history(&ctx, &a).await, "history"),
         Cmd::Smoke => smoke(&ctx).await,
-        Cmd::Report(_) | Cmd::DropDb | Cmd::IdleWorker => unreachable!(),
+        Cmd::Report(_) | Cmd::Scaling(_) | Cmd::DropDb | Cmd::IdleWorker => unreachable!(),
     };
     ctx.pool.clone().disconnect().await.ok();
     result

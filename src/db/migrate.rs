@@ -1,7 +1,16 @@
 //! Forward-only migrations from `migrations/`, embedded in the binary and applied by
 //! refinery, which checksums each one: an edited migration makes the run fail
-//! (`abort_divergent`). A MySQL named lock serializes concurrent runs (two processes
-//! starting at once), and the run is a no-op when everything is applied.
+//! (`abort_divergent`). A lease row serializes concurrent runs (two processes
+//! starting at once, possibly on different Galera nodes), and the run is a no-op when
+//! everything is applied.
+//!
+//! The lease is an InnoDB row rather than `GET_LOCK`: named locks live in one
+//! server's memory and Galera does not replicate them, so two processes on two nodes
+//! would both "hold" one. A row is replicated and certified like any write: of two
+//! processes taking an expired lease at once on two nodes, one commits and the other
+//! gets a certification conflict (1213) and tries again.
+
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool};
@@ -13,7 +22,13 @@ mod embedded {
 }
 
 const LOCK_NAME: &str = "parley_migrations";
-const LOCK_TIMEOUT_SECS: u32 = 120;
+/// Longest wait for another process's run.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+/// A lease not refreshed for this long is free for the taking (its holder died).
+const LEASE_SECS: u32 = 30;
+/// How often a running holder refreshes its lease, and a waiter tries again.
+const LEASE_REFRESH: Duration = Duration::from_secs(5);
+const LEASE_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -25,6 +40,26 @@ pub enum MigrateError {
     LockTimeout,
     #[error("database name contains characters other than [A-Za-z0-9_]: {0}")]
     BadDatabaseName(String),
+}
+
+/// Creates the database on the first of `urls` that accepts it (a Galera node that
+/// is down or not Primary refuses; the statement replicates to the others).
+pub async fn create_database_if_missing_on_any(urls: &[String]) -> Result<(), MigrateError> {
+    let mut last = None;
+    for url in urls {
+        match create_database_if_missing(url).await {
+            Ok(()) => return Ok(()),
+            Err(MigrateError::Db(e @ (DbError::Unavailable(_) | DbError::Retry(_)))) => {
+                last = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(MigrateError::Db(match last {
+        Some(DbError::Retry(m)) => DbError::Unavailable(m),
+        Some(e) => e,
+        None => DbError::Url("no database URL".into()),
+    }))
 }
 
 /// Creates the database named in `url` when it is missing (needs CREATE privilege).
@@ -72,24 +107,97 @@ pub async fn drop_database(url: &str) -> Result<(), MigrateError> {
 
 /// Applies every pending migration; returns how many were applied by this call.
 pub async fn run(db: &Db) -> Result<usize, MigrateError> {
-    let mut lock_conn = db.conn().await?;
-    // If this future is dropped while holding the lock, the reset on return to the
-    // pool releases it (the pool does not reset connections otherwise).
-    lock_conn.reset_connection(true);
-    let got: Option<i64> = lock_conn
-        .exec_first("SELECT GET_LOCK(?, ?)", (LOCK_NAME, LOCK_TIMEOUT_SECS))
-        .await
-        .map_err(DbError::from)?;
-    if got != Some(1) {
-        return Err(MigrateError::LockTimeout);
+    let holder = uuid::Uuid::new_v4().to_string();
+    take_lease(db, &holder).await?;
+    // Refreshed while the migrations run, so a long one keeps it; a crashed holder
+    // stops refreshing and its lease expires.
+    let refresher = {
+        let (db, holder) = (db.clone(), holder.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_REFRESH).await;
+                if let Err(e) = lease_upsert(&db, &holder).await {
+                    tracing::warn!(error = %e, "could not refresh the migration lease");
+                }
+            }
+        })
+    };
+    let result = match db.pool().await {
+        Ok(pool) => apply(&pool).await,
+        Err(e) => Err(e.into()),
+    };
+    refresher.abort();
+    // Released explicitly; otherwise it would expire.
+    let released = db
+        .retrying(true, || async {
+            let mut c = db.conn().await?;
+            c.exec_drop(
+                "DELETE FROM parley_leases WHERE name = ? AND holder = ?",
+                (LOCK_NAME, holder.as_str()),
+            )
+            .await?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = released {
+        tracing::warn!(error = %e, "could not release the migration lease (it expires)");
     }
-    let result = apply(db.pool()).await;
-    // Released explicitly; the lock would also go with the connection.
-    let _: Option<i64> = lock_conn
-        .exec_first("SELECT RELEASE_LOCK(?)", (LOCK_NAME,))
-        .await
-        .map_err(DbError::from)?;
     result
+}
+
+/// Waits for the lease (creating its table when missing), at most `LOCK_TIMEOUT`.
+async fn take_lease(db: &Db, holder: &str) -> Result<(), MigrateError> {
+    let deadline = tokio::time::Instant::now() + LOCK_TIMEOUT;
+    db.retrying(true, || async {
+        let mut c = db.conn().await?;
+        c.query_drop(
+            "CREATE TABLE IF NOT EXISTS parley_leases (\
+                name VARCHAR(64) NOT NULL PRIMARY KEY, \
+                holder CHAR(36) NOT NULL, \
+                expires_at DATETIME(3) NOT NULL\
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    loop {
+        match lease_upsert(db, holder).await {
+            Ok(true) => return Ok(()),
+            Ok(false) | Err(DbError::Retry(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(MigrateError::LockTimeout);
+        }
+        tokio::time::sleep(LEASE_POLL).await;
+    }
+}
+
+/// Takes the lease if it is free or expired, or extends it if `holder` has it;
+/// whether `holder` has it now.
+async fn lease_upsert(db: &Db, holder: &str) -> Result<bool, DbError> {
+    let mut c = db.conn().await?;
+    let mut tx = c.start_transaction(Default::default()).await?;
+    // `holder` is assigned first, so `expires_at` moves only for the holder it ends
+    // up with (ours, when it was free, expired or already ours).
+    tx.exec_drop(
+        "INSERT INTO parley_leases (name, holder, expires_at) \
+         VALUES (?, ?, NOW(3) + INTERVAL ? SECOND) \
+         ON DUPLICATE KEY UPDATE \
+           holder = IF(expires_at < NOW(3), VALUES(holder), holder), \
+           expires_at = IF(holder = VALUES(holder), VALUES(expires_at), expires_at)",
+        (LOCK_NAME, holder, LEASE_SECS),
+    )
+    .await?;
+    let now: Option<String> = tx
+        .exec_first(
+            "SELECT holder FROM parley_leases WHERE name = ?",
+            (LOCK_NAME,),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(now.as_deref() == Some(holder))
 }
 
 async fn apply(pool: &Pool) -> Result<usize, MigrateError> {

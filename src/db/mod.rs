@@ -13,6 +13,7 @@ pub mod keys;
 pub mod media;
 pub mod messages;
 pub mod migrate;
+pub mod nodes;
 pub mod push;
 pub mod search;
 pub mod search_index;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use rand::RngExt;
 use parley_actors::UserId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -42,6 +44,11 @@ pub enum DbError {
     /// A row did not have the shape its query promised.
     #[error("unexpected row: {0}")]
     Mapping(String),
+    /// The server refused the transaction for a reason a retry clears: a deadlock or
+    /// a Galera certification conflict (1213, rolled back as a whole), or a node not
+    /// (or no longer) ready for work (1047, 1180 during a writer switch).
+    #[error("database busy, retry: {0}")]
+    Retry(String),
     #[error("invalid database url: {0}")]
     Url(String),
     #[error("database error: {0}")]
@@ -50,6 +57,28 @@ pub enum DbError {
 
 /// MySQL's "Duplicate entry '…' for key '…'".
 pub(crate) const ER_DUP_ENTRY: u16 = 1062;
+/// "Deadlock found when trying to get lock": an InnoDB deadlock, or on Galera a
+/// certification conflict with a transaction committed on another node.
+pub(crate) const ER_LOCK_DEADLOCK: u16 = 1213;
+/// "WSREP has not yet prepared node for application use": a Galera node that is not
+/// Synced in a Primary component (joining, or cut off in a minority).
+pub(crate) const ER_UNKNOWN_COM_ERROR: u16 = 1047;
+/// "Got error … during COMMIT": a commit the node could not replicate.
+pub(crate) const ER_ERROR_DURING_COMMIT: u16 = 1180;
+/// "Lock wait timeout exceeded": retried like a deadlock (the statement rolled back).
+pub(crate) const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// "Connection was killed": Galera aborts a local transaction that lost to a
+/// replicated one (brute-force abort).
+pub(crate) const ER_CONNECTION_KILLED: u16 = 1927;
+
+impl DbError {
+    /// Whether running the same work again may succeed: always safe for `Retry`
+    /// (the server rolled the transaction back); for `Unavailable` only where the work
+    /// is idempotent (a dropped connection may have committed it).
+    pub fn is_retry(&self) -> bool {
+        matches!(self, DbError::Retry(_))
+    }
+}
 
 impl From<mysql_async::Error> for DbError {
     fn from(e: mysql_async::Error) -> Self {
@@ -66,8 +95,30 @@ impl From<mysql_async::Error> for DbError {
                     .unwrap_or_default()
                     .to_owned(),
             },
-            mysql_async::Error::Io(io) => DbError::Unavailable(io.to_string()),
-            mysql_async::Error::Driver(d) => DbError::Unavailable(d.to_string()),
+            mysql_async::Error::Server(ref s)
+                if matches!(
+                    s.code,
+                    ER_LOCK_DEADLOCK
+                        | ER_UNKNOWN_COM_ERROR
+                        | ER_ERROR_DURING_COMMIT
+                        | ER_LOCK_WAIT_TIMEOUT
+                        | ER_CONNECTION_KILLED
+                ) =>
+            {
+                if s.code != ER_LOCK_DEADLOCK && s.code != ER_LOCK_WAIT_TIMEOUT {
+                    // The node may have left the Primary component: check now.
+                    nodes::recheck_soon();
+                }
+                DbError::Retry(format!("{} ({})", s.message, s.code))
+            }
+            mysql_async::Error::Io(io) => {
+                nodes::recheck_soon();
+                DbError::Unavailable(io.to_string())
+            }
+            mysql_async::Error::Driver(d) => {
+                nodes::recheck_soon();
+                DbError::Unavailable(d.to_string())
+            }
             mysql_async::Error::Url(u) => DbError::Url(u.to_string()),
             other => DbError::Other(other),
         }
@@ -186,10 +237,11 @@ impl DerefMut for DbConn {
     }
 }
 
-/// The connection pool. `Pool::new` never fails or connects: readiness is `ping`.
+/// The connection pools (one per node, see [`nodes`]) and the way to the writer.
+/// `Pool::new` never fails or connects: readiness is `ping`.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool,
+    nodes: Arc<nodes::Nodes>,
     acquire_timeout: Duration,
     shares: Arc<Shares>,
     /// Stored messages waiting for the search indexer (`crate::search_index`).
@@ -200,25 +252,32 @@ impl Db {
     /// A pool with `Settings`' default acquire timeout and per-user share (the one
     /// place defaults live); `with_…` sets the configured ones.
     pub fn connect(url: &str, pool_max: usize) -> Result<Db, DbError> {
+        Db::connect_nodes(&[url.to_owned()], pool_max)
+    }
+
+    /// One pool per node URL; all work goes to the writer (see [`nodes`]). One URL is
+    /// a single server, always the writer.
+    pub fn connect_nodes(urls: &[String], pool_max: usize) -> Result<Db, DbError> {
         let defaults = crate::config::Settings::default().database;
-        let opts = Opts::from_url(url).map_err(|e| DbError::Url(e.to_string()))?;
         let constraints = PoolConstraints::new(0, pool_max.max(1))
             .ok_or_else(|| DbError::Url("database.pool_max must be at least 1".into()))?;
-        let opts = OptsBuilder::from_opts(opts)
-            // No COM_RESET_CONNECTION when a connection goes back to the pool: it
-            // would drop the prepared-statement cache (every query prepared again)
-            // and cost a round trip plus the init statement each time. Nothing here
-            // leaves session state behind (transactions end or roll back on drop;
-            // the migration lock's connection opts back in to the reset).
-            .pool_opts(
-                PoolOpts::default()
-                    .with_constraints(constraints)
-                    .with_reset_connection(false),
-            )
-            // Times are stored and read as UTC; utf8mb4 end to end.
-            .init(vec!["SET time_zone = '+00:00', NAMES utf8mb4"]);
+        let make_pool = move |opts: Opts| {
+            let opts = OptsBuilder::from_opts(opts)
+                // No COM_RESET_CONNECTION when a connection goes back to the pool: it
+                // would drop the prepared-statement cache (every query prepared again)
+                // and cost a round trip plus the init statement each time. Nothing here
+                // leaves session state behind (transactions end or roll back on drop).
+                .pool_opts(
+                    PoolOpts::default()
+                        .with_constraints(constraints.clone())
+                        .with_reset_connection(false),
+                )
+                // Times are stored and read as UTC; utf8mb4 end to end.
+                .init(vec!["SET time_zone = '+00:00', NAMES utf8mb4"]);
+            Pool::new(opts)
+        };
         Ok(Db {
-            pool: Pool::new(opts),
+            nodes: Arc::new(nodes::Nodes::new(urls, Box::new(make_pool))?),
             acquire_timeout: Duration::from_millis(defaults.acquire_timeout_ms.max(1)),
             shares: Arc::new(Shares {
                 per_user: defaults.per_user_connections.max(1),
@@ -244,8 +303,63 @@ impl Db {
         self
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The writer's pool, once there is a writer (`Unavailable` after the acquire
+    /// timeout otherwise).
+    pub async fn pool(&self) -> Result<Pool, DbError> {
+        self.nodes.writer_pool(self.acquire_timeout).await
+    }
+
+    /// The writer's pool now, if one is chosen (metrics).
+    pub fn current_pool(&self) -> Option<Pool> {
+        self.nodes.current_pool()
+    }
+
+    /// `host:port` of the node all work goes to now, `None` while no node is healthy.
+    pub fn writer(&self) -> Option<String> {
+        self.nodes.writer_addr()
+    }
+
+    /// Database work run again after a retryable error, since start.
+    pub fn retries(&self) -> u64 {
+        self.nodes.retries()
+    }
+
+    /// How many times the writer moved to another node since start.
+    pub fn writer_switches(&self) -> u64 {
+        self.nodes.switches()
+    }
+
+    /// Runs `work` again while it fails with an error a retry may clear — `Retry`
+    /// always, `Unavailable` too when `idempotent` (the writer may be changing; a
+    /// dropped connection may have committed, so only work that is safe to repeat
+    /// retries it) — for at most 5 attempts and about 2 s in all, with jittered
+    /// backoff so two processes that collided do not collide again in step. Enough to
+    /// ride out a writer switch (the health check notices a dead writer within its
+    /// probe timeout); past it the caller answers `unavailable`.
+    pub async fn retrying<T, F, Fut>(&self, idempotent: bool, mut work: F) -> Result<T, DbError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        const ATTEMPTS: u32 = 5;
+        const BUDGET: Duration = Duration::from_secs(2);
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let e = match work().await {
+                Err(e) if e.is_retry() || (idempotent && matches!(e, DbError::Unavailable(_))) => e,
+                other => return other,
+            };
+            let base = 50u64 << (attempt - 1);
+            let pause = Duration::from_millis(base + rand::rng().random_range(0..=base / 2));
+            if attempt >= ATTEMPTS || started.elapsed() + pause > BUDGET {
+                return Err(e);
+            }
+            tracing::debug!(error = %e, attempt, "retrying database work");
+            self.nodes.count_retry();
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// A pooled connection, within the acting user's share (if any), or
@@ -257,7 +371,7 @@ impl Db {
                 Some(u) => Some(self.shares.take(u).await),
                 None => None,
             };
-            let conn = self.pool.get_conn().await?;
+            let conn = self.nodes.writer_pool(self.acquire_timeout).await?.get_conn().await?;
             Ok::<_, DbError>(DbConn { conn, _slot: slot })
         };
         tokio::time::timeout(self.acquire_timeout, take)
@@ -295,8 +409,10 @@ impl Db {
     }
 
     pub async fn close(self) {
-        if let Err(e) = self.pool.disconnect().await {
-            tracing::warn!(error = %e, "closing the database pool");
+        for pool in self.nodes.pools() {
+            if let Err(e) = pool.disconnect().await {
+                tracing::warn!(error = %e, "closing the database pool");
+            }
         }
     }
 }
@@ -345,6 +461,127 @@ mod tests {
             db.shares.slots.is_empty(),
             "users with nothing held are forgotten"
         );
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn with_the_first_node_down_the_next_healthy_one_is_the_writer() {
+        use mysql_async::prelude::Queryable;
+        let dead = format!(
+            "mysql://root@127.0.0.1:{}/",
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        );
+        let live = Opts::from_url(&server()).expect("url");
+        let db = Db::connect_nodes(&[dead, server()], 4)
+            .expect("urls")
+            .with_acquire_timeout(Duration::from_secs(5));
+        // Nothing is chosen before the first check; the first query waits for it.
+        let mut c = db.conn().await.expect("a connection to the live node");
+        c.query_drop("SELECT 1").await.expect("a query");
+        drop(c);
+        // A MariaDB without wsrep counts as healthy; credentials never appear.
+        assert_eq!(
+            db.writer(),
+            Some(format!("{}:{}", live.ip_or_hostname(), live.tcp_port()))
+        );
+        assert_eq!(db.writer_switches(), 0);
+        db.ping(Duration::from_secs(2)).await.expect("ping");
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn no_healthy_node_is_unavailable_within_the_acquire_timeout() {
+        let dead = |_| {
+            format!(
+                "mysql://root@127.0.0.1:{}/",
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port()
+            )
+        };
+        let urls: Vec<String> = (0..2).map(dead).collect();
+        let db = Db::connect_nodes(&urls, 4)
+            .expect("urls")
+            .with_acquire_timeout(Duration::from_millis(700));
+        let t = std::time::Instant::now();
+        let r = db.conn().await;
+        assert!(matches!(r, Err(DbError::Unavailable(_))), "no node");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(db.writer(), None);
+    }
+
+    /// The server's own error numbers (raised with SIGNAL) map to `Retry`, and
+    /// `retrying` runs work again only when that is safe.
+    #[tokio::test]
+    async fn deadlocks_and_wsrep_refusals_are_retried_and_other_errors_are_not() {
+        use mysql_async::prelude::Queryable;
+        let db = Db::connect(&server(), 4).expect("url");
+        for code in [1213, 1047, 1180] {
+            let mut c = db.conn().await.expect("conn");
+            let e = c
+                .query_drop(format!(
+                    "SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = {code}, MESSAGE_TEXT = 'test'"
+                ))
+                .await
+                .map_err(DbError::from)
+                .expect_err("signalled");
+            assert!(matches!(e, DbError::Retry(_)), "{code}: {e:?}");
+            // Answered 503 `unavailable`, never 500.
+            assert_eq!(
+                actix_web::ResponseError::status_code(&crate::error::ApiError::from(e)),
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
+        // Fails twice with a conflict, then succeeds: three runs.
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let out = db
+            .retrying(false, || async {
+                let n = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n < 2 {
+                    Err(DbError::Retry("conflict".into()))
+                } else {
+                    Ok(n)
+                }
+            })
+            .await;
+        assert_eq!(out.expect("third run"), 2);
+        assert_eq!(db.retries(), 2);
+        // A dropped connection is retried only for idempotent work.
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let out: Result<(), DbError> = db
+            .retrying(false, || async {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(DbError::Unavailable("reset".into()))
+            })
+            .await;
+        assert!(out.is_err());
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let t = std::time::Instant::now();
+        let out: Result<(), DbError> = db
+            .retrying(true, || async {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(DbError::Unavailable("reset".into()))
+            })
+            .await;
+        assert!(matches!(out, Err(DbError::Unavailable(_))));
+        let n = runs.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((2..=5).contains(&n), "{n} runs");
+        assert!(t.elapsed() <= Duration::from_millis(2100), "{:?}", t.elapsed());
+        // Anything else is not retried at all.
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let out: Result<(), DbError> = db
+            .retrying(true, || async {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Err(DbError::Mapping("bad row".into()))
+            })
+            .await;
+        assert!(matches!(out, Err(DbError::Mapping(_))));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
         db.close().await;
     }
 

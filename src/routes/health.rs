@@ -19,8 +19,10 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// GET /api/ready: MySQL answers (and Redis, when configured) and migrations are applied;
-/// with Redis, `redisPrimary` names the server in use (`host:port`).
+/// GET /api/ready: MySQL answers (and Redis, when configured) and migrations are
+/// applied. `writer` names the database node all work goes to (`host:port`, never
+/// credentials): with `database.urls`, the first healthy node of the list; with
+/// Redis, `redisPrimary` names the server in use (`host:port`).
 async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
     let timeout = Duration::from_secs(2);
     if !readiness.migrated() {
@@ -31,7 +33,12 @@ async fn ready(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError
     if readiness.db.ping(timeout).await.is_err() {
         return Err(ApiError::Unavailable("the database is not answering"));
     }
-    let mut body = json!({ "status": "ready", "database": "ok", "redis": "disabled" });
+    // Read after the ping, which waits for a writer to be chosen.
+    let Some(writer) = readiness.db.writer() else {
+        return Err(ApiError::Unavailable("no database node is healthy"));
+    };
+    let mut body =
+        json!({ "status": "ready", "database": "ok", "writer": writer, "redis": "disabled" });
     if let Some(redis) = &readiness.redis {
         if !crate::redis::ping(redis, timeout).await {
             return Err(ApiError::Unavailable("redis is not answering"));

@@ -17,6 +17,7 @@ pub mod client;
 pub mod cluster;
 pub mod db;
 pub mod fixture;
+pub mod galera;
 pub mod media;
 pub mod pictures;
 pub mod push;

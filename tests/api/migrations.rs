@@ -31,7 +31,7 @@ async fn migrations_apply_once_and_a_second_run_is_a_no_op() {
     let first = migrate::run(&s.db).await.unwrap();
     assert!(first >= 6, "applied {first}");
     assert_eq!(migrate::run(&s.db).await.unwrap(), 0);
-    let mut conn = s.db.pool().get_conn().await.unwrap();
+    let mut conn = s.db.pool().await.unwrap().get_conn().await.unwrap();
     let tables: Vec<String> = conn
         .query("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND engine = 'InnoDB' ORDER BY table_name")
         .await
@@ -88,7 +88,7 @@ async fn two_concurrent_runs_apply_everything_exactly_once() {
 async fn an_edited_migration_refuses_to_run() {
     let s = scratch().await;
     migrate::run(&s.db).await.unwrap();
-    let mut conn = s.db.pool().get_conn().await.unwrap();
+    let mut conn = s.db.pool().await.unwrap().get_conn().await.unwrap();
     conn.query_drop("UPDATE refinery_schema_history SET checksum = '12345' WHERE version = 1")
         .await
         .unwrap();

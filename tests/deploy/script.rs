@@ -560,3 +560,175 @@ fn run_without_a_prefix_refuses_to_start_parley_as_root() {
         output_text(&out)
     );
 }
+
+/// The active (uncommented) `key = …` lines of `[section]` in a TOML text.
+fn toml_lines(text: &str, section: &str, key: &str) -> Vec<String> {
+    let mut cur = String::new();
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            cur = t.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if cur == section
+            && t.split('=').next().map(str::trim) == Some(key)
+            && !t.starts_with('#')
+        {
+            found.push(t.to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn install_writes_the_ha_settings_and_refuses_bad_lists() {
+    let d = Deployment::new();
+    let bin = ["--binary", PARLEY_BIN, "--no-systemd"];
+    let install = |extra: &[&str]| -> Output {
+        let args: Vec<&str> = ["install"]
+            .iter()
+            .chain(bin.iter())
+            .chain(extra.iter())
+            .copied()
+            .collect();
+        d.run(&args)
+    };
+
+    // Bad lists are refused before anything is written, and never echo a password.
+    let other_db = format!("{}/other_db", crate::helpers::mysql_server());
+    for (args, says) in [
+        (
+            vec!["--database-url", &d.db_url, "--database-urls", &d.db_url],
+            "both given",
+        ),
+        (
+            vec!["--database-urls", "mysql://parley:s3cret@10.0.0.11:3306"],
+            "is not mysql://user:password@host:port/database",
+        ),
+        (
+            vec![
+                "--database-urls",
+                "http://parley:s3cret@10.0.0.11:3306/parley",
+            ],
+            "is not mysql://user:password@host:port/database",
+        ),
+        (
+            vec!["--database-urls", &format!("{},{other_db}", d.db_url)],
+            "every node must name the same database",
+        ),
+        (vec!["--redis-sentinels", "10.0.0.21"], "is not HOST:PORT"),
+        (
+            vec!["--redis-sentinels", "10.0.0.21:26379,:26379"],
+            "is not HOST:PORT",
+        ),
+        (
+            vec!["--redis-master-name", "parley"],
+            "needs --redis-sentinels",
+        ),
+        (
+            vec![
+                "--redis-sentinels",
+                "10.0.0.21:26379",
+                "--redis-master-name",
+                "a b",
+            ],
+            "is not a Sentinel master name",
+        ),
+    ] {
+        let out = install(&args);
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(text.contains(says), "{args:?}: {text}");
+        assert!(
+            !text.contains("s3cret"),
+            "{args:?} echoes the password: {text}"
+        );
+        assert!(!d.etc().exists(), "{args:?}: nothing written");
+    }
+
+    // A Galera-style list (two "nodes": the test server twice, same database) and
+    // three Sentinels. Without --run nothing starts, but deploy.sh runs the
+    // migrations with the written files: Parley itself accepts them.
+    let urls = format!("{0},{0}", d.db_url);
+    let sentinels = "127.0.0.1:26379,127.0.0.1:26380,localhost:26381";
+    let out = install(&[
+        "--database-urls",
+        &urls,
+        "--redis-sentinels",
+        sentinels,
+        "--redis-master-name",
+        "parley-ha",
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let env_path = d.etc().join("parley.env");
+    let env = std::fs::read_to_string(&env_path).unwrap();
+    assert_eq!(mode_of(&env_path), 0o640, "the URLs hold the password");
+    let active: Vec<&str> = env
+        .lines()
+        .filter(|l| l.starts_with("PARLEY__DATABASE__"))
+        .collect();
+    assert_eq!(
+        active,
+        vec![format!("PARLEY__DATABASE__URLS={urls}")],
+        "{env}"
+    );
+    d.secret(); // still exactly one JWT secret
+
+    let toml_path = d.etc().join("parley.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    assert_eq!(
+        toml_lines(&toml, "redis", "sentinels"),
+        vec![format!("sentinels = \"{sentinels}\"")],
+        "{toml}"
+    );
+    assert_eq!(
+        toml_lines(&toml, "redis", "master_name"),
+        vec!["master_name = \"parley-ha\"".to_string()],
+        "{toml}"
+    );
+    assert!(toml_lines(&toml, "redis", "url").is_empty(), "{toml}");
+    assert!(
+        toml_lines(&toml, "database", "url").is_empty(),
+        "the one-node URL is commented out: {toml}"
+    );
+    // The rest of the example is untouched.
+    assert_eq!(toml_lines(&toml, "redis", "prefix").len(), 1, "{toml}");
+    assert_eq!(toml_lines(&toml, "database", "pool_max").len(), 1, "{toml}");
+    assert!(
+        output_text(&out).contains("applying migrations"),
+        "{}",
+        output_text(&out)
+    );
+
+    // Installed already: the files stay as they are, and deploy.sh says what to edit.
+    let out = install(&[
+        "--database-urls",
+        &d.db_url,
+        "--redis-sentinels",
+        "127.0.0.1:26390",
+    ]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("--database-urls ignored"), "{text}");
+    assert!(text.contains("--redis-sentinels ignored"), "{text}");
+    assert_eq!(std::fs::read_to_string(&env_path).unwrap(), env);
+    assert_eq!(std::fs::read_to_string(&toml_path).unwrap(), toml);
+
+    // Without the HA options the written config keeps the one-node form.
+    let plain = Deployment::new();
+    let out = plain.run(&[
+        "install",
+        "--binary",
+        PARLEY_BIN,
+        "--no-systemd",
+        "--database-url",
+        &plain.db_url,
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let env = std::fs::read_to_string(plain.etc().join("parley.env")).unwrap();
+    assert!(env.contains(&format!("PARLEY__DATABASE__URL={}\n", plain.db_url)));
+    assert!(!env.contains("PARLEY__DATABASE__URLS"));
+    let toml = std::fs::read_to_string(plain.etc().join("parley.toml")).unwrap();
+    assert!(toml_lines(&toml, "redis", "sentinels").is_empty());
+    assert_eq!(toml_lines(&toml, "database", "url").len(), 1);
+}

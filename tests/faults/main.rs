@@ -24,6 +24,7 @@ mod support;
 mod authz;
 mod crash;
 mod fuzz;
+mod ha;
 mod ha_redis;
 mod hostile;
 mod outages;
