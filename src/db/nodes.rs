@@ -30,6 +30,11 @@ const TICK: Duration = Duration::from_secs(1);
 /// Longest a probe (connect and two status queries) may take before the node counts
 /// as down: a hung server must not hold the writer.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a node must have been healthy to take over from a healthy writer (or
+/// to be preferred when the writer fails).
+const STABLE: Duration = Duration::from_secs(3);
+/// Longest wait for the old writer's transactions in flight at a switch.
+const DRAIN: Duration = Duration::from_secs(2);
 /// Least time between two checks, however many errors ask for one.
 const MIN_GAP: Duration = Duration::from_millis(100);
 
@@ -64,6 +69,8 @@ pub(crate) struct Nodes {
     retries: AtomicU64,
     started: AtomicBool,
     make_pool: MakePool,
+    /// Since when each node has been healthy without a break (`None`: not now).
+    since: std::sync::Mutex<Vec<Option<tokio::time::Instant>>>,
 }
 
 /// What a probe found.
@@ -101,6 +108,7 @@ impl Nodes {
             retries: AtomicU64::new(0),
             started: AtomicBool::new(false),
             make_pool,
+            since: std::sync::Mutex::new(vec![None; urls.len()]),
         })
     }
 
@@ -181,19 +189,83 @@ impl Nodes {
                 .map(|(n, c)| probe(&n.opts, c)),
         )
         .await;
-        self.apply(&healths);
+        self.refresh_pools(&healths);
+        let prev = *self.writer.borrow();
+        let next = self.choose(prev, &healths);
+        if next == prev {
+            return;
+        }
+        if let Some(n) = next {
+            // Before any work goes to the new writer: the old one's transactions in
+            // flight end (they fail fast on a dead or cut-off node), and the new one
+            // has applied every transaction committed anywhere before, so the ids it
+            // hands out are above all of them (its AUTO_INCREMENT counters move as it
+            // applies rows). Ids then keep increasing in commit order across the
+            // switch.
+            if let Some(p) = prev {
+                self.drain(p).await;
+            }
+            if let Some(c) = probes[n].as_mut() {
+                causal_barrier(c).await;
+            }
+        }
+        let name = |w: Option<usize>| w.map_or("none".to_string(), |i| self.nodes[i].addr.clone());
+        if prev.is_some() || next.is_none() {
+            tracing::warn!(from = %name(prev), to = %name(next), "database writer switched");
+        } else {
+            tracing::info!(writer = %name(next), "database writer chosen");
+        }
+        if prev.is_some() && next.is_some() {
+            self.switches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.writer.send_replace(next);
     }
 
-    fn apply(&self, healths: &[Health]) {
-        let next = healths.iter().position(|h| *h == Health::Healthy);
-        let prev = *self.writer.borrow();
+    /// The writer after a check: the first healthy node in list order, with two
+    /// brakes against flapping (each switch is a moment of `unavailable`): a healthy
+    /// writer is kept until a node before it has been healthy for `STABLE`, and when
+    /// the writer must go, a node healthy for `STABLE` is preferred to one that has
+    /// just come back.
+    fn choose(&self, prev: Option<usize>, healths: &[Health]) -> Option<usize> {
+        let now = tokio::time::Instant::now();
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, h) in healths.iter().enumerate() {
+            if *h != Health::Healthy {
+                since[i] = None;
+            } else if since[i].is_none() {
+                since[i] = Some(now);
+            }
+        }
+        let stable = |i: usize| since[i].is_some_and(|t| now - t >= STABLE);
+        let healthy = |i: usize| since[i].is_some();
+        let n = healths.len();
+        match prev {
+            // At start every healthy node is as good as stable.
+            None => (0..n).find(|&i| healthy(i)),
+            Some(w) if healthy(w) => Some((0..w).find(|&i| stable(i)).unwrap_or(w)),
+            Some(_) => (0..n).find(|&i| stable(i)).or((0..n).find(|&i| healthy(i))),
+        }
+    }
+
+    /// Waits (at most `DRAIN`) until no connection of node `i`'s pool is in use.
+    async fn drain(&self, i: usize) {
+        let pool = self.pool_of(i);
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while pool.metrics().connections_in_use.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A node back from down gets a fresh pool: the old one's idle connections died
+    /// with the server (or the network), and each would cost a failed query to find
+    /// out.
+    fn refresh_pools(&self, healths: &[Health]) {
         for (i, h) in healths.iter().enumerate() {
             let was_down = self.nodes[i]
                 .down
                 .swap(*h == Health::Down, Ordering::AcqRel);
-            // A node back from down gets a fresh pool: the old one's idle connections
-            // died with the server (or the network), and each would cost a failed
-            // query to find out.
             if was_down && *h != Health::Down {
                 let fresh = (self.make_pool)(self.nodes[i].opts.clone());
                 let old = std::mem::replace(
@@ -205,18 +277,21 @@ impl Nodes {
                 });
             }
         }
-        if next != prev {
-            let name = |w: Option<usize>| w.map_or("none".to_string(), |i| self.nodes[i].addr.clone());
-            if prev.is_some() || next.is_none() {
-                tracing::warn!(from = %name(prev), to = %name(next), "database writer switched");
-            } else {
-                tracing::info!(writer = %name(next), "database writer chosen");
-            }
-            if prev.is_some() {
-                self.switches.fetch_add(1, Ordering::Relaxed);
-            }
-            self.writer.send_replace(next);
-        }
+    }
+}
+
+/// Waits until the node has applied everything committed in the cluster before
+/// this call (`wsrep_sync_wait` on one read), bounded by `PROBE_TIMEOUT`. On a
+/// MariaDB without Galera (or before the schema exists) it returns at once.
+async fn causal_barrier(c: &mut Conn) {
+    let fut = async {
+        c.query_drop("SET SESSION wsrep_sync_wait = 1").await?;
+        let r = c.query_drop("SELECT MAX(id) FROM messages").await;
+        c.query_drop("SET SESSION wsrep_sync_wait = 0").await?;
+        r
+    };
+    if let Ok(Err(e)) = tokio::time::timeout(PROBE_TIMEOUT, fut).await {
+        tracing::debug!(error = %e, "causal barrier on the new writer");
     }
 }
 
