@@ -332,17 +332,22 @@ impl Db {
     /// Runs `work` again while it fails with an error a retry may clear — `Retry`
     /// always, `Unavailable` too when `idempotent` (the writer may be changing; a
     /// dropped connection may have committed, so only work that is safe to repeat
-    /// retries it) — for at most 5 attempts and about 2 s in all, with jittered
-    /// backoff so two processes that collided do not collide again in step. Enough to
-    /// ride out a writer switch (the health check notices a dead writer within its
-    /// probe timeout); past it the caller answers `unavailable`.
+    /// retries it) — with jittered backoff, so two processes that collided do not
+    /// collide again in step. On one server for about 2 s; on a cluster for up to
+    /// 8 s, longer than a writer switch takes (a commit on a writer cut off from its
+    /// group blocks until Galera gives up on it, seconds): a message that failed over
+    /// is then stored before the next one of its chat, not overtaken by it. Past
+    /// that the caller answers `unavailable`.
     pub async fn retrying<T, F, Fut>(&self, idempotent: bool, mut work: F) -> Result<T, DbError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        const ATTEMPTS: u32 = 5;
-        const BUDGET: Duration = Duration::from_secs(2);
+        let (attempts, budget) = if self.nodes.is_cluster() {
+            (16, Duration::from_secs(8))
+        } else {
+            (5, Duration::from_secs(2))
+        };
         let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
@@ -351,9 +356,9 @@ impl Db {
                 Err(e) if e.is_retry() || (idempotent && matches!(e, DbError::Unavailable(_))) => e,
                 other => return other,
             };
-            let base = 50u64 << (attempt - 1);
+            let base = 50u64 << (attempt - 1).min(4);
             let pause = Duration::from_millis(base + rand::rng().random_range(0..=base / 2));
-            if attempt >= ATTEMPTS || started.elapsed() + pause > BUDGET {
+            if attempt >= attempts || started.elapsed() + pause > budget {
                 return Err(e);
             }
             tracing::debug!(error = %e, attempt, "retrying database work");

@@ -33,6 +33,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long a node must have been healthy to take over from a healthy writer (or
 /// to be preferred when the writer fails).
 const STABLE: Duration = Duration::from_secs(3);
+/// Longest wait for the new writer to apply what was committed before a switch.
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(6);
 /// Longest wait for the old writer's transactions in flight at a switch.
 const DRAIN: Duration = Duration::from_secs(2);
 /// Least time between two checks, however many errors ask for one.
@@ -177,7 +179,18 @@ impl Nodes {
             return;
         }
         let weak = Arc::downgrade(self);
-        tokio::spawn(health_task(weak));
+        // Supervised: a check that panicked must not leave the writer fixed forever.
+        tokio::spawn(async move {
+            loop {
+                match tokio::spawn(health_task(weak.clone())).await {
+                    Err(e) if e.is_panic() => {
+                        tracing::error!("the database health check panicked; restarting it");
+                        tokio::time::sleep(TICK).await;
+                    }
+                    _ => return,
+                }
+            }
+        });
     }
 
     /// Runs one check of every node now and applies its outcome (tests, start-up).
@@ -203,11 +216,11 @@ impl Nodes {
             // applies rows). Ids then keep increasing in commit order across the
             // switch.
             if let Some(p) = prev {
+                // No new work for anyone meanwhile (takers wait for the writer).
+                self.writer.send_replace(None);
                 self.drain(p).await;
             }
-            if let Some(c) = probes[n].as_mut() {
-                causal_barrier(c).await;
-            }
+            causal_barrier(&mut probes[n]).await;
         }
         let name = |w: Option<usize>| w.map_or("none".to_string(), |i| self.nodes[i].addr.clone());
         if prev.is_some() || next.is_none() {
@@ -281,17 +294,28 @@ impl Nodes {
 }
 
 /// Waits until the node has applied everything committed in the cluster before
-/// this call (`wsrep_sync_wait` on one read), bounded by `PROBE_TIMEOUT`. On a
-/// MariaDB without Galera (or before the schema exists) it returns at once.
-async fn causal_barrier(c: &mut Conn) {
+/// this call (`wsrep_sync_wait` on one read), at most `BARRIER_TIMEOUT` (right after
+/// a node died this includes Galera's own wait before it drops the dead member). On
+/// a MariaDB without Galera (or before the schema exists) it returns at once. A
+/// connection left mid-query (timed out) is dropped, never reused.
+async fn causal_barrier(conn: &mut Option<Conn>) {
+    let Some(c) = conn.as_mut() else { return };
     let fut = async {
         c.query_drop("SET SESSION wsrep_sync_wait = 1").await?;
         let r = c.query_drop("SELECT MAX(id) FROM messages").await;
         c.query_drop("SET SESSION wsrep_sync_wait = 0").await?;
         r
     };
-    if let Ok(Err(e)) = tokio::time::timeout(PROBE_TIMEOUT, fut).await {
-        tracing::debug!(error = %e, "causal barrier on the new writer");
+    match tokio::time::timeout(BARRIER_TIMEOUT, fut).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "causal barrier on the new writer");
+            *conn = None;
+        }
+        Err(_) => {
+            tracing::warn!("the new database writer did not catch up in time");
+            *conn = None;
+        }
     }
 }
 
@@ -320,21 +344,27 @@ async fn probe(opts: &Opts, conn: &mut Option<Conn>) -> Health {
             *conn = Some(Conn::new(opts.clone()).await.ok()?);
         }
         let c = conn.as_mut()?;
-        let on: Option<(String, String)> = c
+        // Rows as rows, not tuples: a conversion that does not fit panics.
+        let on: Option<mysql_async::Row> = c
             .query_first("SHOW GLOBAL VARIABLES LIKE 'wsrep\\_on'")
             .await
             .ok()?;
-        if !on.is_some_and(|(_, v)| v.eq_ignore_ascii_case("ON")) {
+        let on = on.and_then(|r| r.get_opt::<String, _>(1)?.ok());
+        if !on.is_some_and(|v| v.eq_ignore_ascii_case("ON")) {
             // A MariaDB without Galera: answering is healthy.
             return Some(Health::Healthy);
         }
-        let rows: Vec<(String, String)> = c
+        let rows: Vec<mysql_async::Row> = c
             .query(
                 "SHOW GLOBAL STATUS WHERE Variable_name IN \
                  ('wsrep_ready', 'wsrep_local_state', 'wsrep_cluster_status')",
             )
             .await
             .ok()?;
+        let rows: Vec<(String, String)> = rows
+            .into_iter()
+            .filter_map(|r| Some((r.get_opt(0)?.ok()?, r.get_opt(1)?.ok()?)))
+            .collect();
         let get = |k: &str| {
             rows.iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(k))

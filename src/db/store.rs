@@ -55,7 +55,28 @@ impl Store for MysqlStore {
     }
 
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
-        let outcomes = self.db.retrying(true, move || self.db.insert_messages(batch, self.consecutive_ids)).await?;
+        // A commit can succeed and its answer still be lost (the connection or the
+        // node dropped at that moment): the retry then finds those messages stored
+        // already. They were never fanned out, so they count as fresh here (at worst
+        // a client's resend is pushed twice, and clients keep one per id).
+        let failed_once = std::sync::atomic::AtomicBool::new(false);
+        let mut outcomes = self
+            .db
+            .retrying(true, || async {
+                let r = self.db.insert_messages(batch, self.consecutive_ids).await;
+                if r.is_err() {
+                    failed_once.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                r
+            })
+            .await?;
+        if failed_once.load(std::sync::atomic::Ordering::Relaxed) {
+            for o in &mut outcomes {
+                if let Inserted::Existing(m) = o {
+                    *o = Inserted::Fresh(m.clone());
+                }
+            }
+        }
         self.db.search_queue().push_stored(&outcomes);
         Ok(outcomes)
     }

@@ -68,7 +68,12 @@ impl Ha {
 
     /// Both Parley nodes name `addr` as their writer; how long until they did.
     async fn wait_writer(&self, addr: &str, limit: Duration, what: &str) -> Duration {
-        wait_until(limit, what, || async {
+        let what = format!(
+            "{what} ({addr}; now {:?} and {:?})",
+            writer(&self.n1).await,
+            writer(&self.n2).await
+        );
+        wait_until(limit, &what, || async {
             writer(&self.n1).await.as_deref() == Some(addr)
                 && writer(&self.n2).await.as_deref() == Some(addr)
         })
