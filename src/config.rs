@@ -581,7 +581,9 @@ impl Settings {
                 "limits.ws_outbound_bytes must be at least 1048576 (1 MiB)".into(),
             ));
         }
-        self.database.urls.retain(|u| !u.expose_secret().trim().is_empty());
+        self.database
+            .urls
+            .retain(|u| !u.expose_secret().trim().is_empty());
         let names: std::collections::BTreeSet<Option<String>> = self
             .database
             .urls
@@ -902,17 +904,27 @@ mod tests {
         ] {
             std::fs::write(&file, &toml).unwrap();
             let s = Settings::load_from(Some(&file), true, env(&[])).unwrap();
-            assert_eq!(s.database.node_urls(), vec![a.to_string(), b.to_string()], "{toml}");
+            assert_eq!(
+                s.database.node_urls(),
+                vec![a.to_string(), b.to_string()],
+                "{toml}"
+            );
         }
         std::fs::remove_dir_all(dir).unwrap();
         // Unset: the one `url`.
         let s = Settings::load_from(None, true, env(&[])).unwrap();
-        assert_eq!(s.database.node_urls(), vec![DEFAULT_DATABASE_URL.to_string()]);
+        assert_eq!(
+            s.database.node_urls(),
+            vec![DEFAULT_DATABASE_URL.to_string()]
+        );
         // Different databases on different nodes, or a bad URL: refused at start.
         let err = Settings::load_from(
             None,
             true,
-            env(&[("PARLEY__DATABASE__URLS", &format!("{a},mysql://u@h:3306/other"))]),
+            env(&[(
+                "PARLEY__DATABASE__URLS",
+                &format!("{a},mysql://u@h:3306/other"),
+            )]),
         )
         .unwrap_err();
         assert!(err.to_string().contains("same database"), "{err}");

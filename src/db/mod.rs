@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
-use rand::RngExt;
 use parley_actors::UserId;
+use rand::RngExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A MySQL error of the kinds callers act on; everything else is `Other`.
@@ -269,7 +269,7 @@ impl Db {
                 // leaves session state behind (transactions end or roll back on drop).
                 .pool_opts(
                     PoolOpts::default()
-                        .with_constraints(constraints.clone())
+                        .with_constraints(constraints)
                         .with_reset_connection(false),
                 )
                 // Times are stored and read as UTC; utf8mb4 end to end.
@@ -376,7 +376,12 @@ impl Db {
                 Some(u) => Some(self.shares.take(u).await),
                 None => None,
             };
-            let conn = self.nodes.writer_pool(self.acquire_timeout).await?.get_conn().await?;
+            let conn = self
+                .nodes
+                .writer_pool(self.acquire_timeout)
+                .await?
+                .get_conn()
+                .await?;
             Ok::<_, DbError>(DbConn { conn, _slot: slot })
         };
         tokio::time::timeout(self.acquire_timeout, take)
@@ -576,7 +581,11 @@ mod tests {
         assert!(matches!(out, Err(DbError::Unavailable(_))));
         let n = runs.load(std::sync::atomic::Ordering::SeqCst);
         assert!((2..=5).contains(&n), "{n} runs");
-        assert!(t.elapsed() <= Duration::from_millis(2100), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() <= Duration::from_millis(2100),
+            "{:?}",
+            t.elapsed()
+        );
         // Anything else is not retried at all.
         let runs = std::sync::atomic::AtomicU32::new(0);
         let out: Result<(), DbError> = db

@@ -282,7 +282,10 @@ impl Nodes {
             if was_down && *h != Health::Down {
                 let fresh = (self.make_pool)(self.nodes[i].opts.clone());
                 let old = std::mem::replace(
-                    &mut *self.nodes[i].pool.write().unwrap_or_else(|p| p.into_inner()),
+                    &mut *self.nodes[i]
+                        .pool
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner()),
                     fresh,
                 );
                 tokio::spawn(async move {

@@ -338,7 +338,8 @@ impl GaleraCluster {
     }
 
     async fn isolate(&self, i: usize, on: u8) {
-        let mut c = crate::db::mysql(&format!("mysql://root@127.0.0.1:{}", self.nodes[i].sql)).await;
+        let mut c =
+            crate::db::mysql(&format!("mysql://root@127.0.0.1:{}", self.nodes[i].sql)).await;
         c.query_drop(format!(
             "SET GLOBAL wsrep_provider_options = 'gmcast.isolate={on}'"
         ))
@@ -404,7 +405,9 @@ impl GaleraCluster {
 /// moment after it returns.
 pub async fn causal_count(url: &str, sql: &str) -> u64 {
     let mut c = crate::db::mysql(url).await;
-    c.query_drop("SET SESSION wsrep_sync_wait = 1").await.unwrap();
+    c.query_drop("SET SESSION wsrep_sync_wait = 1")
+        .await
+        .unwrap();
     let n: Option<u64> = c.query_first(sql).await.unwrap();
     let _ = c.disconnect().await;
     n.unwrap_or(0)
@@ -495,7 +498,9 @@ mod tests {
         n0.query_drop("CREATE TABLE kit.t (id INT PRIMARY KEY AUTO_INCREMENT, v INT)")
             .await
             .unwrap();
-        n0.query_drop("INSERT INTO kit.t (v) VALUES (1)").await.unwrap();
+        n0.query_drop("INSERT INTO kit.t (v) VALUES (1)")
+            .await
+            .unwrap();
         drop(n0);
         let urls = c.urls("kit");
         let count = |i: usize| {
@@ -506,7 +511,11 @@ mod tests {
         assert_eq!(count(2).await, 1);
 
         c.partition(2).await;
-        assert_eq!(c.gcomm_connections(2), 0, "a partitioned node talks to no peer");
+        assert_eq!(
+            c.gcomm_connections(2),
+            0,
+            "a partitioned node talks to no peer"
+        );
         let s = c.status(2).await.expect("its SQL port still answers");
         assert!(!s.ready && s.cluster_status != "Primary", "{s:?}");
         let mut n2 = crate::db::mysql(&c.node_url(2, "kit")).await;

@@ -110,7 +110,10 @@ async fn rows_on(url: &str) -> u64 {
     c.query_drop("SET SESSION wsrep_dirty_reads = ON")
         .await
         .unwrap();
-    let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM messages").await.unwrap();
+    let n: Option<u64> = c
+        .query_first("SELECT COUNT(*) FROM messages")
+        .await
+        .unwrap();
     let _ = c.disconnect().await;
     n.unwrap_or(0)
 }
@@ -155,7 +158,10 @@ async fn schema_is_replicable(url: &str, db: &str) {
         .await
         .unwrap();
     let _ = c.disconnect().await;
-    assert!(bad.is_empty(), "tables Galera cannot replicate well: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "tables Galera cannot replicate well: {bad:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,16 +178,24 @@ async fn the_writer_killed_mid_burst_moves_parley_to_the_next_node_and_back_afte
     let killed = Instant::now();
     ha.cluster.kill9(0);
     let switch = ha
-        .wait_writer(&second, Duration::from_secs(10), "both Parley nodes on node 1")
+        .wait_writer(
+            &second,
+            Duration::from_secs(10),
+            "both Parley nodes on node 1",
+        )
         .await;
     let switched = Instant::now();
     // Traffic flows on node 1 for a while: every peer has acks after the switch.
-    wait_until(Duration::from_secs(10), "every peer acknowledged after the kill", || {
-        let done = peers
-            .iter()
-            .all(|p| p.snapshot().acks_after(switched).is_some());
-        async move { done }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "every peer acknowledged after the kill",
+        || {
+            let done = peers
+                .iter()
+                .all(|p| p.snapshot().acks_after(switched).is_some());
+            async move { done }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -189,15 +203,23 @@ async fn the_writer_killed_mid_burst_moves_parley_to_the_next_node_and_back_afte
     let restarting = Instant::now();
     let rejoin = ha.cluster.restart(0).await;
     let back = ha
-        .wait_writer(&first, Duration::from_secs(10), "both Parley nodes back on node 0")
+        .wait_writer(
+            &first,
+            Duration::from_secs(10),
+            "both Parley nodes back on node 0",
+        )
         .await;
     let back_at = Instant::now();
-    wait_until(Duration::from_secs(10), "every peer acknowledged on node 0 again", || {
-        let done = peers
-            .iter()
-            .all(|p| p.snapshot().acks_after(back_at).is_some());
-        async move { done }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "every peer acknowledged on node 0 again",
+        || {
+            let done = peers
+                .iter()
+                .all(|p| p.snapshot().acks_after(back_at).is_some());
+            async move { done }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     ctl.stop_sending
@@ -215,7 +237,10 @@ async fn the_writer_killed_mid_burst_moves_parley_to_the_next_node_and_back_afte
     reconcile_db("galera-kill (rejoined node)", &ha.url(0), &logs).await;
     let (before, after) = ids_increase_across(&logs, killed, switched);
     let (_, after_back) = ids_increase_across(&logs, restarting, back_at);
-    assert!(after_back > after, "ids grow again on node 0 ({after_back} vs {after})");
+    assert!(
+        after_back > after,
+        "ids grow again on node 0 ({after_back} vs {after})"
+    );
     let recovery = recovery_after(&logs, killed);
     assert!(
         recovery < Duration::from_secs(10),
@@ -250,24 +275,36 @@ async fn a_partitioned_writer_is_never_written_to_and_parley_moves_to_the_majori
     ha.cluster.partition(0).await;
     // Its peers keep knocking (and are turned away), so an established connection
     // may show for a moment: it has none at all every now and then.
-    wait_until(Duration::from_secs(10), "node 0 holds no gcomm connection", || {
-        let n = ha.cluster.gcomm_connections(0);
-        async move { n == 0 }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "node 0 holds no gcomm connection",
+        || {
+            let n = ha.cluster.gcomm_connections(0);
+            async move { n == 0 }
+        },
+    )
     .await;
     let switch = ha
-        .wait_writer(&second, Duration::from_secs(10), "both Parley nodes on the majority")
+        .wait_writer(
+            &second,
+            Duration::from_secs(10),
+            "both Parley nodes on the majority",
+        )
         .await;
     let switched = Instant::now();
     // What the cut-off node holds, then traffic on the majority: its count must not
     // move (nothing is written to the minority side).
     let isolated_rows = rows_on(&ha.url(0)).await;
-    wait_until(Duration::from_secs(10), "every peer acknowledged on the majority", || {
-        let done = peers
-            .iter()
-            .all(|p| p.snapshot().acks_after(switched).is_some());
-        async move { done }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "every peer acknowledged on the majority",
+        || {
+            let done = peers
+                .iter()
+                .all(|p| p.snapshot().acks_after(switched).is_some());
+            async move { done }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
@@ -286,15 +323,23 @@ async fn a_partitioned_writer_is_never_written_to_and_parley_moves_to_the_majori
     let healing = Instant::now();
     let heal = ha.cluster.heal(0).await;
     let back = ha
-        .wait_writer(&first, Duration::from_secs(10), "both Parley nodes back on node 0")
+        .wait_writer(
+            &first,
+            Duration::from_secs(10),
+            "both Parley nodes back on node 0",
+        )
         .await;
     let back_at = Instant::now();
-    wait_until(Duration::from_secs(10), "every peer acknowledged on node 0 again", || {
-        let done = peers
-            .iter()
-            .all(|p| p.snapshot().acks_after(back_at).is_some());
-        async move { done }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "every peer acknowledged on node 0 again",
+        || {
+            let done = peers
+                .iter()
+                .all(|p| p.snapshot().acks_after(back_at).is_some());
+            async move { done }
+        },
+    )
     .await;
     ctl.stop_sending
         .store(true, std::sync::atomic::Ordering::Release);
