@@ -9,7 +9,11 @@
 //! list order**: every Parley process with the same list picks the same node (one
 //! writer for the whole cluster, so message ids increase in commit order and Galera
 //! has no conflicting writes to certify), and the first node is used again once it
-//! has rejoined. All work goes to the writer.
+//! has rejoined and stayed healthy for `STABLE` (see `choose` for the brakes on
+//! flapping). All work goes to the writer. At a switch no new work starts until the
+//! old writer's transactions in flight have ended and the new writer has applied
+//! everything committed before (a causal read), so ids stay increasing in commit
+//! order.
 //!
 //! A connection error or a wsrep error seen on any query ([`recheck_soon`], called
 //! where driver errors are converted) wakes the health task at once, so a dead or
