@@ -593,7 +593,9 @@ impl Settings {
                 "limits.ws_outbound_bytes must be at least 1048576 (1 MiB)".into(),
             ));
         }
-        self.database.urls.retain(|u| !u.expose_secret().trim().is_empty());
+        self.database
+            .urls
+            .retain(|u| !u.expose_secret().trim().is_empty());
         let names: std::collections::BTreeSet<Option<String>> = self
             .database
             .urls
@@ -1097,6 +1099,63 @@ mod tests {
     }
 
     #[test]
+    fn database_urls_come_as_a_list_or_a_comma_separated_string_and_win_over_url() {
+        let a = "mysql://u:p@10.0.0.1:3306/parley";
+        let b = "mysql://u:p@10.0.0.2:3307/parley";
+        let cluster = Settings::load_from(
+            None,
+            true,
+            env(&[
+                ("PARLEY__DATABASE__URLS", &format!("{a}, {b}")),
+                ("PARLEY__DATABASE__URL", "mysql://x@elsewhere/other"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            cluster.database.node_urls(),
+            vec![a.to_string(), b.to_string()]
+        );
+        let dir = std::env::temp_dir().join(format!("parley-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("parley.toml");
+        for toml in [
+            format!("[database]\nurls = [\"{a}\", \"{b}\"]\n"),
+            format!("[database]\nurls = \"{a},{b}\"\n"),
+        ] {
+            std::fs::write(&file, &toml).unwrap();
+            let s = Settings::load_from(Some(&file), true, env(&[])).unwrap();
+            assert_eq!(
+                s.database.node_urls(),
+                vec![a.to_string(), b.to_string()],
+                "{toml}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+        // Unset: the one `url`.
+        let s = Settings::load_from(None, true, env(&[])).unwrap();
+        assert_eq!(
+            s.database.node_urls(),
+            vec![DEFAULT_DATABASE_URL.to_string()]
+        );
+        // Different databases on different nodes, or a bad URL: refused at start.
+        let err = Settings::load_from(
+            None,
+            true,
+            env(&[(
+                "PARLEY__DATABASE__URLS",
+                &format!("{a},mysql://u@h:3306/other"),
+            )]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("same database"), "{err}");
+        let err = Settings::load_from(None, true, env(&[("PARLEY__DATABASE__URLS", "nope")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("database.urls"), "{err}");
+        // Credentials never appear in Debug output.
+        assert!(!format!("{cluster:?}").contains("u:p@"));
+    }
+
+    #[test]
     fn short_secrets_and_unknown_keys_are_refused() {
         let err = Settings::load_from(None, false, env(&[("PARLEY__AUTH__JWT_SECRET", "short")]))
             .unwrap_err();
@@ -1169,7 +1228,8 @@ mod documented_defaults {
             "database.url".into(),
             Value::String(d.database.url.expose_secret().to_owned()),
         );
-        keys.insert("database.urls".into(), Value::Array(Vec::new()));
+        // Unset: `database.url` alone.
+        keys.insert("database.urls".into(), Value::Null);
         keys.insert("auth.jwt_secret".into(), Value::Null);
         keys.insert("calls.turn_secret".into(), Value::Null);
         keys.insert("push.vapid_private_key".into(), Value::Null);

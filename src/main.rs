@@ -93,13 +93,11 @@ fn main() -> anyhow::Result<()> {
                 app.run_until_stopped().await?;
             }
             Command::Migrate => {
-                let db = Db::connect_nodes(
-                    &settings.database.node_urls(),
-                    settings.database.pool_max,
-                )?
-                .with_acquire_timeout(std::time::Duration::from_millis(
-                    settings.database.acquire_timeout_ms.max(1),
-                ));
+                let db =
+                    Db::connect_nodes(&settings.database.node_urls(), settings.database.pool_max)?
+                        .with_acquire_timeout(std::time::Duration::from_millis(
+                            settings.database.acquire_timeout_ms.max(1),
+                        ));
                 let result = prepare_database(&settings, &db).await;
                 db.close().await;
                 result?;

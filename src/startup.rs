@@ -133,14 +133,11 @@ struct Resources {
 
 impl Resources {
     async fn prepare(settings: Settings) -> anyhow::Result<Resources> {
-        let db = Db::connect_nodes(
-            &settings.database.node_urls(),
-            settings.database.pool_max,
-        )?
-        .with_acquire_timeout(Duration::from_millis(
-            settings.database.acquire_timeout_ms.max(1),
-        ))
-        .with_per_user_connections(settings.database.per_user_connections);
+        let db = Db::connect_nodes(&settings.database.node_urls(), settings.database.pool_max)?
+            .with_acquire_timeout(Duration::from_millis(
+                settings.database.acquire_timeout_ms.max(1),
+            ))
+            .with_per_user_connections(settings.database.per_user_connections);
         let migrated = Arc::new(AtomicBool::new(false));
         match prepare_database(&settings, &db).await {
             Ok(()) => migrated.store(true, Ordering::Release),

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
-use rand::RngExt;
 use parley_actors::UserId;
+use rand::RngExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A MySQL error of the kinds callers act on; everything else is `Other`.
@@ -269,7 +269,7 @@ impl Db {
                 // leaves session state behind (transactions end or roll back on drop).
                 .pool_opts(
                     PoolOpts::default()
-                        .with_constraints(constraints.clone())
+                        .with_constraints(constraints)
                         .with_reset_connection(false),
                 )
                 // Times are stored and read as UTC; utf8mb4 end to end.
@@ -332,17 +332,22 @@ impl Db {
     /// Runs `work` again while it fails with an error a retry may clear — `Retry`
     /// always, `Unavailable` too when `idempotent` (the writer may be changing; a
     /// dropped connection may have committed, so only work that is safe to repeat
-    /// retries it) — for at most 5 attempts and about 2 s in all, with jittered
-    /// backoff so two processes that collided do not collide again in step. Enough to
-    /// ride out a writer switch (the health check notices a dead writer within its
-    /// probe timeout); past it the caller answers `unavailable`.
+    /// retries it) — with jittered backoff, so two processes that collided do not
+    /// collide again in step. On one server for about 2 s; on a cluster for up to
+    /// 8 s, longer than a writer switch takes (a commit on a writer cut off from its
+    /// group blocks until Galera gives up on it, seconds): a message that failed over
+    /// is then stored before the next one of its chat, not overtaken by it. Past
+    /// that the caller answers `unavailable`.
     pub async fn retrying<T, F, Fut>(&self, idempotent: bool, mut work: F) -> Result<T, DbError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        const ATTEMPTS: u32 = 5;
-        const BUDGET: Duration = Duration::from_secs(2);
+        let (attempts, budget) = if self.nodes.is_cluster() {
+            (16, Duration::from_secs(8))
+        } else {
+            (5, Duration::from_secs(2))
+        };
         let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
@@ -351,9 +356,9 @@ impl Db {
                 Err(e) if e.is_retry() || (idempotent && matches!(e, DbError::Unavailable(_))) => e,
                 other => return other,
             };
-            let base = 50u64 << (attempt - 1);
+            let base = 50u64 << (attempt - 1).min(4);
             let pause = Duration::from_millis(base + rand::rng().random_range(0..=base / 2));
-            if attempt >= ATTEMPTS || started.elapsed() + pause > BUDGET {
+            if attempt >= attempts || started.elapsed() + pause > budget {
                 return Err(e);
             }
             tracing::debug!(error = %e, attempt, "retrying database work");
@@ -371,7 +376,12 @@ impl Db {
                 Some(u) => Some(self.shares.take(u).await),
                 None => None,
             };
-            let conn = self.nodes.writer_pool(self.acquire_timeout).await?.get_conn().await?;
+            let conn = self
+                .nodes
+                .writer_pool(self.acquire_timeout)
+                .await?
+                .get_conn()
+                .await?;
             Ok::<_, DbError>(DbConn { conn, _slot: slot })
         };
         tokio::time::timeout(self.acquire_timeout, take)
@@ -571,7 +581,11 @@ mod tests {
         assert!(matches!(out, Err(DbError::Unavailable(_))));
         let n = runs.load(std::sync::atomic::Ordering::SeqCst);
         assert!((2..=5).contains(&n), "{n} runs");
-        assert!(t.elapsed() <= Duration::from_millis(2100), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() <= Duration::from_millis(2100),
+            "{:?}",
+            t.elapsed()
+        );
         // Anything else is not retried at all.
         let runs = std::sync::atomic::AtomicU32::new(0);
         let out: Result<(), DbError> = db

@@ -9,7 +9,11 @@
 //! list order**: every Parley process with the same list picks the same node (one
 //! writer for the whole cluster, so message ids increase in commit order and Galera
 //! has no conflicting writes to certify), and the first node is used again once it
-//! has rejoined. All work goes to the writer.
+//! has rejoined and stayed healthy for `STABLE` (see `choose` for the brakes on
+//! flapping). All work goes to the writer. At a switch no new work starts until the
+//! old writer's transactions in flight have ended and the new writer has applied
+//! everything committed before (a causal read), so ids stay increasing in commit
+//! order.
 //!
 //! A connection error or a wsrep error seen on any query ([`recheck_soon`], called
 //! where driver errors are converted) wakes the health task at once, so a dead or
@@ -30,6 +34,13 @@ const TICK: Duration = Duration::from_secs(1);
 /// Longest a probe (connect and two status queries) may take before the node counts
 /// as down: a hung server must not hold the writer.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a node must have been healthy to take over from a healthy writer (or
+/// to be preferred when the writer fails).
+const STABLE: Duration = Duration::from_secs(3);
+/// Longest wait for the new writer to apply what was committed before a switch.
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(6);
+/// Longest wait for the old writer's transactions in flight at a switch.
+const DRAIN: Duration = Duration::from_secs(2);
 /// Least time between two checks, however many errors ask for one.
 const MIN_GAP: Duration = Duration::from_millis(100);
 
@@ -64,6 +75,8 @@ pub(crate) struct Nodes {
     retries: AtomicU64,
     started: AtomicBool,
     make_pool: MakePool,
+    /// Since when each node has been healthy without a break (`None`: not now).
+    since: std::sync::Mutex<Vec<Option<tokio::time::Instant>>>,
 }
 
 /// What a probe found.
@@ -101,6 +114,7 @@ impl Nodes {
             retries: AtomicU64::new(0),
             started: AtomicBool::new(false),
             make_pool,
+            since: std::sync::Mutex::new(vec![None; urls.len()]),
         })
     }
 
@@ -169,7 +183,18 @@ impl Nodes {
             return;
         }
         let weak = Arc::downgrade(self);
-        tokio::spawn(health_task(weak));
+        // Supervised: a check that panicked must not leave the writer fixed forever.
+        tokio::spawn(async move {
+            loop {
+                match tokio::spawn(health_task(weak.clone())).await {
+                    Err(e) if e.is_panic() => {
+                        tracing::error!("the database health check panicked; restarting it");
+                        tokio::time::sleep(TICK).await;
+                    }
+                    _ => return,
+                }
+            }
+        });
     }
 
     /// Runs one check of every node now and applies its outcome (tests, start-up).
@@ -181,23 +206,90 @@ impl Nodes {
                 .map(|(n, c)| probe(&n.opts, c)),
         )
         .await;
-        self.apply(&healths);
+        self.refresh_pools(&healths);
+        let prev = *self.writer.borrow();
+        let next = self.choose(prev, &healths);
+        if next == prev {
+            return;
+        }
+        if let Some(n) = next {
+            // Before any work goes to the new writer: the old one's transactions in
+            // flight end (they fail fast on a dead or cut-off node), and the new one
+            // has applied every transaction committed anywhere before, so the ids it
+            // hands out are above all of them (its AUTO_INCREMENT counters move as it
+            // applies rows). Ids then keep increasing in commit order across the
+            // switch.
+            if let Some(p) = prev {
+                // No new work for anyone meanwhile (takers wait for the writer).
+                self.writer.send_replace(None);
+                self.drain(p).await;
+            }
+            causal_barrier(&mut probes[n]).await;
+        }
+        let name = |w: Option<usize>| w.map_or("none".to_string(), |i| self.nodes[i].addr.clone());
+        if prev.is_some() || next.is_none() {
+            tracing::warn!(from = %name(prev), to = %name(next), "database writer switched");
+        } else {
+            tracing::info!(writer = %name(next), "database writer chosen");
+        }
+        if prev.is_some() && next.is_some() {
+            self.switches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.writer.send_replace(next);
     }
 
-    fn apply(&self, healths: &[Health]) {
-        let next = healths.iter().position(|h| *h == Health::Healthy);
-        let prev = *self.writer.borrow();
+    /// The writer after a check: the first healthy node in list order, with two
+    /// brakes against flapping (each switch is a moment of `unavailable`): a healthy
+    /// writer is kept until a node before it has been healthy for `STABLE`, and when
+    /// the writer must go, a node healthy for `STABLE` is preferred to one that has
+    /// just come back.
+    fn choose(&self, prev: Option<usize>, healths: &[Health]) -> Option<usize> {
+        let now = tokio::time::Instant::now();
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, h) in healths.iter().enumerate() {
+            if *h != Health::Healthy {
+                since[i] = None;
+            } else if since[i].is_none() {
+                since[i] = Some(now);
+            }
+        }
+        let stable = |i: usize| since[i].is_some_and(|t| now - t >= STABLE);
+        let healthy = |i: usize| since[i].is_some();
+        let n = healths.len();
+        match prev {
+            // At start every healthy node is as good as stable.
+            None => (0..n).find(|&i| healthy(i)),
+            Some(w) if healthy(w) => Some((0..w).find(|&i| stable(i)).unwrap_or(w)),
+            Some(_) => (0..n).find(|&i| stable(i)).or((0..n).find(|&i| healthy(i))),
+        }
+    }
+
+    /// Waits (at most `DRAIN`) until no connection of node `i`'s pool is in use.
+    async fn drain(&self, i: usize) {
+        let pool = self.pool_of(i);
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while pool.metrics().connections_in_use.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A node back from down gets a fresh pool: the old one's idle connections died
+    /// with the server (or the network), and each would cost a failed query to find
+    /// out.
+    fn refresh_pools(&self, healths: &[Health]) {
         for (i, h) in healths.iter().enumerate() {
             let was_down = self.nodes[i]
                 .down
                 .swap(*h == Health::Down, Ordering::AcqRel);
-            // A node back from down gets a fresh pool: the old one's idle connections
-            // died with the server (or the network), and each would cost a failed
-            // query to find out.
             if was_down && *h != Health::Down {
                 let fresh = (self.make_pool)(self.nodes[i].opts.clone());
                 let old = std::mem::replace(
-                    &mut *self.nodes[i].pool.write().unwrap_or_else(|p| p.into_inner()),
+                    &mut *self.nodes[i]
+                        .pool
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner()),
                     fresh,
                 );
                 tokio::spawn(async move {
@@ -205,17 +297,31 @@ impl Nodes {
                 });
             }
         }
-        if next != prev {
-            let name = |w: Option<usize>| w.map_or("none".to_string(), |i| self.nodes[i].addr.clone());
-            if prev.is_some() || next.is_none() {
-                tracing::warn!(from = %name(prev), to = %name(next), "database writer switched");
-            } else {
-                tracing::info!(writer = %name(next), "database writer chosen");
-            }
-            if prev.is_some() {
-                self.switches.fetch_add(1, Ordering::Relaxed);
-            }
-            self.writer.send_replace(next);
+    }
+}
+
+/// Waits until the node has applied everything committed in the cluster before
+/// this call (`wsrep_sync_wait` on one read), at most `BARRIER_TIMEOUT` (right after
+/// a node died this includes Galera's own wait before it drops the dead member). On
+/// a MariaDB without Galera (or before the schema exists) it returns at once. A
+/// connection left mid-query (timed out) is dropped, never reused.
+async fn causal_barrier(conn: &mut Option<Conn>) {
+    let Some(c) = conn.as_mut() else { return };
+    let fut = async {
+        c.query_drop("SET SESSION wsrep_sync_wait = 1").await?;
+        let r = c.query_drop("SELECT MAX(id) FROM messages").await;
+        c.query_drop("SET SESSION wsrep_sync_wait = 0").await?;
+        r
+    };
+    match tokio::time::timeout(BARRIER_TIMEOUT, fut).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "causal barrier on the new writer");
+            *conn = None;
+        }
+        Err(_) => {
+            tracing::warn!("the new database writer did not catch up in time");
+            *conn = None;
         }
     }
 }
@@ -245,21 +351,27 @@ async fn probe(opts: &Opts, conn: &mut Option<Conn>) -> Health {
             *conn = Some(Conn::new(opts.clone()).await.ok()?);
         }
         let c = conn.as_mut()?;
-        let on: Option<(String, String)> = c
+        // Rows as rows, not tuples: a conversion that does not fit panics.
+        let on: Option<mysql_async::Row> = c
             .query_first("SHOW GLOBAL VARIABLES LIKE 'wsrep\\_on'")
             .await
             .ok()?;
-        if !on.is_some_and(|(_, v)| v.eq_ignore_ascii_case("ON")) {
+        let on = on.and_then(|r| r.get_opt::<String, _>(1)?.ok());
+        if !on.is_some_and(|v| v.eq_ignore_ascii_case("ON")) {
             // A MariaDB without Galera: answering is healthy.
             return Some(Health::Healthy);
         }
-        let rows: Vec<(String, String)> = c
+        let rows: Vec<mysql_async::Row> = c
             .query(
                 "SHOW GLOBAL STATUS WHERE Variable_name IN \
                  ('wsrep_ready', 'wsrep_local_state', 'wsrep_cluster_status')",
             )
             .await
             .ok()?;
+        let rows: Vec<(String, String)> = rows
+            .into_iter()
+            .filter_map(|r| Some((r.get_opt(0)?.ok()?, r.get_opt(1)?.ok()?)))
+            .collect();
         let get = |k: &str| {
             rows.iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(k))

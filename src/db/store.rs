@@ -51,11 +51,35 @@ impl MysqlStore {
 #[async_trait]
 impl Store for MysqlStore {
     async fn chat_members(&self, chat: ChatId) -> Result<Option<ChatMembers>, StoreError> {
-        Ok(self.db.retrying(true, move || self.db.chat_members(chat)).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.chat_members(chat))
+            .await?)
     }
 
     async fn insert_messages(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
-        let outcomes = self.db.retrying(true, move || self.db.insert_messages(batch, self.consecutive_ids)).await?;
+        // A commit can succeed and its answer still be lost (the connection or the
+        // node dropped at that moment): the retry then finds those messages stored
+        // already. They were never fanned out, so they count as fresh here (at worst
+        // a client's resend is pushed twice, and clients keep one per id).
+        let failed_once = std::sync::atomic::AtomicBool::new(false);
+        let mut outcomes = self
+            .db
+            .retrying(true, || async {
+                let r = self.db.insert_messages(batch, self.consecutive_ids).await;
+                if r.is_err() {
+                    failed_once.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                r
+            })
+            .await?;
+        if failed_once.load(std::sync::atomic::Ordering::Relaxed) {
+            for o in &mut outcomes {
+                if let Inserted::Existing(m) = o {
+                    *o = Inserted::Fresh(m.clone());
+                }
+            }
+        }
         self.db.search_queue().push_stored(&outcomes);
         Ok(outcomes)
     }
@@ -64,7 +88,10 @@ impl Store for MysqlStore {
         &self,
         batch: &[(UserId, Vec<MessageId>)],
     ) -> Result<Vec<Vec<Receipt>>, StoreError> {
-        Ok(self.db.retrying(true, move || self.db.mark_delivered(batch)).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.mark_delivered(batch))
+            .await?)
     }
 
     async fn mark_read(
@@ -73,7 +100,12 @@ impl Store for MysqlStore {
         chat: ChatId,
         up_to: MessageId,
     ) -> Result<ReadOutcome, StoreError> {
-        Ok(self.db.retrying(true, move || super::acting_for(user, self.db.mark_read(user, chat, up_to))).await?)
+        Ok(self
+            .db
+            .retrying(true, move || {
+                super::acting_for(user, self.db.mark_read(user, chat, up_to))
+            })
+            .await?)
     }
 
     async fn undelivered(
@@ -83,7 +115,12 @@ impl Store for MysqlStore {
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
         // A session's catch-up runs within its user's share of the pool.
-        Ok(self.db.retrying(true, move || super::acting_for(user, self.db.undelivered(user, after, limit))).await?)
+        Ok(self
+            .db
+            .retrying(true, move || {
+                super::acting_for(user, self.db.undelivered(user, after, limit))
+            })
+            .await?)
     }
 
     async fn messages_after(
@@ -92,39 +129,70 @@ impl Store for MysqlStore {
         after: MessageId,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        Ok(self.db.retrying(true, move || super::acting_for(user, self.db.messages_after(user, after, limit))).await?)
+        Ok(self
+            .db
+            .retrying(true, move || {
+                super::acting_for(user, self.db.messages_after(user, after, limit))
+            })
+            .await?)
     }
 
     async fn is_member(&self, user: UserId, chat: ChatId) -> Result<bool, StoreError> {
-        Ok(self.db.retrying(true, move || super::acting_for(user, self.db.is_member_of(chat, user))).await?)
+        Ok(self
+            .db
+            .retrying(true, move || {
+                super::acting_for(user, self.db.is_member_of(chat, user))
+            })
+            .await?)
     }
 
     async fn direct_chat(&self, a: UserId, b: UserId) -> Result<Option<ChatId>, StoreError> {
-        Ok(self.db.retrying(true, move || self.db.direct_chat(a, b)).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.direct_chat(a, b))
+            .await?)
     }
 
     async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
-        Ok(self.db.retrying(true, move || self.db.contacts(user)).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.contacts(user))
+            .await?)
     }
 
     async fn contacts_of(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
-        Ok(self.db.retrying(true, move || self.db.contacts_of(users)).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.contacts_of(users))
+            .await?)
     }
 
     async fn with_undelivered(&self, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
-        Ok(self.db.retrying(true, move || self.db.with_undelivered(users)).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.with_undelivered(users))
+            .await?)
     }
 
     async fn newest_message_id(&self) -> Result<MessageId, StoreError> {
-        Ok(self.db.retrying(true, move || self.db.newest_message_id()).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.newest_message_id())
+            .await?)
     }
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<(), StoreError> {
-        Ok(self.db.retrying(true, move || self.db.set_last_seen(user, at)).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.set_last_seen(user, at))
+            .await?)
     }
 
     async fn record_call(&self, call: &CallRecord) -> Result<Option<Message>, StoreError> {
-        Ok(self.db.retrying(false, move || self.db.record_call(call)).await?)
+        Ok(self
+            .db
+            .retrying(false, move || self.db.record_call(call))
+            .await?)
     }
 
     async fn change_target(
@@ -132,11 +200,21 @@ impl Store for MysqlStore {
         user: UserId,
         id: MessageId,
     ) -> Result<Option<ChangeTarget>, StoreError> {
-        Ok(self.db.retrying(true, move || super::acting_for(user, self.db.change_target(user, id))).await?)
+        Ok(self
+            .db
+            .retrying(true, move || {
+                super::acting_for(user, self.db.change_target(user, id))
+            })
+            .await?)
     }
 
     async fn edit_message(&self, edit: &Edit) -> Result<Option<(Message, ChangeId)>, StoreError> {
-        Ok(self.db.retrying(false, move || super::acting_for(edit.editor, self.db.edit_message(edit))).await?)
+        Ok(self
+            .db
+            .retrying(false, move || {
+                super::acting_for(edit.editor, self.db.edit_message(edit))
+            })
+            .await?)
     }
 
     async fn delete_message(
@@ -144,7 +222,13 @@ impl Store for MysqlStore {
         user: UserId,
         id: MessageId,
     ) -> Result<Option<ChangeId>, StoreError> {
-        let Some(deleted) = self.db.retrying(false, move || super::acting_for(user, self.db.delete_message(user, id))).await? else {
+        let Some(deleted) = self
+            .db
+            .retrying(false, move || {
+                super::acting_for(user, self.db.delete_message(user, id))
+            })
+            .await?
+        else {
             return Ok(None);
         };
         if let Some(up) = deleted.upload {
@@ -169,7 +253,12 @@ impl Store for MysqlStore {
         active: bool,
         max_distinct: u32,
     ) -> Result<ReactOutcome, StoreError> {
-        Ok(self.db.retrying(false, move || super::acting_for(user, self.db.react(user, id, emoji, active, max_distinct))).await?)
+        Ok(self
+            .db
+            .retrying(false, move || {
+                super::acting_for(user, self.db.react(user, id, emoji, active, max_distinct))
+            })
+            .await?)
     }
 
     async fn changes_after(
@@ -178,11 +267,19 @@ impl Store for MysqlStore {
         after: ChangeId,
         limit: u32,
     ) -> Result<Vec<Change>, StoreError> {
-        Ok(self.db.retrying(true, move || super::acting_for(user, self.db.changes_after(user, after, limit))).await?)
+        Ok(self
+            .db
+            .retrying(true, move || {
+                super::acting_for(user, self.db.changes_after(user, after, limit))
+            })
+            .await?)
     }
 
     async fn last_changes(&self, users: &[UserId]) -> Result<Vec<ChangeId>, StoreError> {
-        Ok(self.db.retrying(true, move || self.db.last_changes(users)).await?)
+        Ok(self
+            .db
+            .retrying(true, move || self.db.last_changes(users))
+            .await?)
     }
 }
 

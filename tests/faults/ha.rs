@@ -68,7 +68,12 @@ impl Ha {
 
     /// Both Parley nodes name `addr` as their writer; how long until they did.
     async fn wait_writer(&self, addr: &str, limit: Duration, what: &str) -> Duration {
-        wait_until(limit, what, || async {
+        let what = format!(
+            "{what} ({addr}; now {:?} and {:?})",
+            writer(&self.n1).await,
+            writer(&self.n2).await
+        );
+        wait_until(limit, &what, || async {
             writer(&self.n1).await.as_deref() == Some(addr)
                 && writer(&self.n2).await.as_deref() == Some(addr)
         })
@@ -242,7 +247,7 @@ async fn the_writer_killed_mid_burst_moves_parley_to_the_next_node_and_back_afte
         "traffic resumed {recovery:?} after the kill"
     );
     let mut fields = vec![
-        ("writer_switch", ms(killed.elapsed().min(switch))),
+        ("writer_switch", ms(switch)),
         ("recovery", ms(recovery)),
         ("unavailable_errors", unavailable.to_string()),
         ("rejoin", ms(rejoin)),
@@ -268,7 +273,17 @@ async fn a_partitioned_writer_is_never_written_to_and_parley_moves_to_the_majori
 
     let cut = Instant::now();
     ha.cluster.partition(0).await;
-    assert_eq!(ha.cluster.gcomm_connections(0), 0, "node 0 is cut off");
+    // Its peers keep knocking (and are turned away), so an established connection
+    // may show for a moment: it has none at all every now and then.
+    wait_until(
+        Duration::from_secs(10),
+        "node 0 holds no gcomm connection",
+        || {
+            let n = ha.cluster.gcomm_connections(0);
+            async move { n == 0 }
+        },
+    )
+    .await;
     let switch = ha
         .wait_writer(
             &second,
