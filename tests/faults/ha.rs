@@ -93,6 +93,30 @@ impl Drop for Ha {
     }
 }
 
+/// Waits (10 s at most) until every peer has had a send acknowledged after `since`.
+async fn all_acked_after(peers: &[crate::peer::Peer], since: Instant, what: &str) {
+    wait_until(Duration::from_secs(10), what, || {
+        let done = peers
+            .iter()
+            .all(|p| p.snapshot().acks_after(since).is_some());
+        async move { done }
+    })
+    .await;
+}
+
+/// Stops the peers' sending; how many sends were answered `unavailable`, and how
+/// many were left without an answer.
+fn stop_sending(ctl: &Ctl, peers: &[crate::peer::Peer]) -> (usize, usize) {
+    ctl.stop_sending
+        .store(true, std::sync::atomic::Ordering::Release);
+    let unavailable = peers
+        .iter()
+        .map(|x| x.snapshot().errors.get("unavailable").copied().unwrap_or(0))
+        .sum();
+    let hangs = peers.iter().map(|x| x.snapshot().hangs).sum();
+    (unavailable, hangs)
+}
+
 /// The writer `/api/ready` names, `None` when not ready.
 async fn writer(p: &Parley) -> Option<String> {
     let r = p.http.get(p.url("/api/ready")).send().await.ok()?;
@@ -186,17 +210,7 @@ async fn the_writer_killed_mid_burst_moves_parley_to_the_next_node_and_back_afte
         .await;
     let switched = Instant::now();
     // Traffic flows on node 1 for a while: every peer has acks after the switch.
-    wait_until(
-        Duration::from_secs(10),
-        "every peer acknowledged after the kill",
-        || {
-            let done = peers
-                .iter()
-                .all(|p| p.snapshot().acks_after(switched).is_some());
-            async move { done }
-        },
-    )
-    .await;
+    all_acked_after(&peers, switched, "every peer acknowledged after the kill").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Node 0 comes back by state transfer; Parley goes back to it (first in the list).
@@ -210,25 +224,9 @@ async fn the_writer_killed_mid_burst_moves_parley_to_the_next_node_and_back_afte
         )
         .await;
     let back_at = Instant::now();
-    wait_until(
-        Duration::from_secs(10),
-        "every peer acknowledged on node 0 again",
-        || {
-            let done = peers
-                .iter()
-                .all(|p| p.snapshot().acks_after(back_at).is_some());
-            async move { done }
-        },
-    )
-    .await;
+    all_acked_after(&peers, back_at, "every peer acknowledged on node 0 again").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ctl.stop_sending
-        .store(true, std::sync::atomic::Ordering::Release);
-    let unavailable: usize = peers
-        .iter()
-        .map(|x| x.snapshot().errors.get("unavailable").copied().unwrap_or(0))
-        .sum();
-    let hangs: usize = peers.iter().map(|x| x.snapshot().hangs).sum();
+    let (unavailable, hangs) = stop_sending(&ctl, &peers);
     let logs = crate::peer::settle_and_finish(peers, &ctl, Duration::from_secs(60)).await;
     assert_eq!(hangs, 0, "sends left without an answer for 15 s");
     // Reconciled on node 1 (the writer through the outage) and node 0 (rejoined): the
@@ -295,17 +293,7 @@ async fn a_partitioned_writer_is_never_written_to_and_parley_moves_to_the_majori
     // What the cut-off node holds, then traffic on the majority: its count must not
     // move (nothing is written to the minority side).
     let isolated_rows = rows_on(&ha.url(0)).await;
-    wait_until(
-        Duration::from_secs(10),
-        "every peer acknowledged on the majority",
-        || {
-            let done = peers
-                .iter()
-                .all(|p| p.snapshot().acks_after(switched).is_some());
-            async move { done }
-        },
-    )
-    .await;
+    all_acked_after(&peers, switched, "every peer acknowledged on the majority").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         rows_on(&ha.url(0)).await,
@@ -330,24 +318,8 @@ async fn a_partitioned_writer_is_never_written_to_and_parley_moves_to_the_majori
         )
         .await;
     let back_at = Instant::now();
-    wait_until(
-        Duration::from_secs(10),
-        "every peer acknowledged on node 0 again",
-        || {
-            let done = peers
-                .iter()
-                .all(|p| p.snapshot().acks_after(back_at).is_some());
-            async move { done }
-        },
-    )
-    .await;
-    ctl.stop_sending
-        .store(true, std::sync::atomic::Ordering::Release);
-    let unavailable: usize = peers
-        .iter()
-        .map(|x| x.snapshot().errors.get("unavailable").copied().unwrap_or(0))
-        .sum();
-    let hangs: usize = peers.iter().map(|x| x.snapshot().hangs).sum();
+    all_acked_after(&peers, back_at, "every peer acknowledged on node 0 again").await;
+    let (unavailable, hangs) = stop_sending(&ctl, &peers);
     let logs = crate::peer::settle_and_finish(peers, &ctl, Duration::from_secs(60)).await;
     assert_eq!(hangs, 0, "sends left without an answer for 15 s");
     // Every acknowledged message is on the majority, and on the healed node.
