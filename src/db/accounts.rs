@@ -225,33 +225,36 @@ impl Db {
         token: &TokenHash,
         password_hash: &str,
     ) -> Result<Option<UserId>, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let user: Option<u64> = tx
-            .exec_first(
-                "SELECT r.user_id FROM password_resets r JOIN users u ON u.id = r.user_id \
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let user: Option<u64> = tx
+                .exec_first(
+                    "SELECT r.user_id FROM password_resets r JOIN users u ON u.id = r.user_id \
                  WHERE r.token_hash = ? AND r.used_at IS NULL \
                  AND r.expires_at > UTC_TIMESTAMP(3) AND u.deleted_at IS NULL FOR UPDATE",
-                (token.as_bytes(),),
+                    (token.as_bytes(),),
+                )
+                .await?;
+            let Some(user) = user else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            tx.exec_drop(
+                "UPDATE password_resets SET used_at = UTC_TIMESTAMP(3) \
+             WHERE user_id = ? AND used_at IS NULL",
+                (user,),
             )
             .await?;
-        let Some(user) = user else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        tx.exec_drop(
-            "UPDATE password_resets SET used_at = UTC_TIMESTAMP(3) \
-             WHERE user_id = ? AND used_at IS NULL",
-            (user,),
-        )
-        .await?;
-        tx.exec_drop(
-            "UPDATE users SET password_hash = ? WHERE id = ?",
-            (password_hash, user),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(UserId(user)))
+            tx.exec_drop(
+                "UPDATE users SET password_hash = ? WHERE id = ?",
+                (password_hash, user),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(UserId(user)))
+        })
+        .await
     }
 
     /// Erases account `id` in one transaction: email, username and password hash
@@ -261,44 +264,46 @@ impl Db {
     /// still do (files to remove, groups to leave), or None when there is no such
     /// account or it is deleted already.
     pub async fn delete_account(&self, id: UserId) -> Result<Option<DeletedAccount>, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let live: Option<u8> = tx
-            .exec_first(
-                "SELECT 1 FROM users WHERE id = ? AND deleted_at IS NULL FOR UPDATE",
-                (id.0,),
-            )
-            .await?;
-        if live.is_none() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let sessions: Vec<u64> = tx
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let live: Option<u8> = tx
+                .exec_first(
+                    "SELECT 1 FROM users WHERE id = ? AND deleted_at IS NULL FOR UPDATE",
+                    (id.0,),
+                )
+                .await?;
+            if live.is_none() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let sessions: Vec<u64> = tx
             .exec(
                 "SELECT id FROM auth_sessions WHERE user_id = ? AND revoked_at IS NULL FOR UPDATE",
                 (id.0,),
             )
             .await?;
-        let uploads: Vec<(u64, String, String, Option<String>)> = tx
-            .exec(
-                "SELECT id, kind, storage_name, thumb_name FROM media_files \
+            let uploads: Vec<(u64, String, String, Option<String>)> = tx
+                .exec(
+                    "SELECT id, kind, storage_name, thumb_name FROM media_files \
                  WHERE uploader_id = ? FOR UPDATE",
-                (id.0,),
-            )
-            .await?;
-        let uploads = uploads
-            .into_iter()
-            .map(|(media, kind, storage_name, thumb_name)| {
-                Ok(StaleMedia {
-                    id: MediaId(media),
-                    kind: MediaKind::parse(&kind)
-                        .ok_or_else(|| DbError::Mapping(format!("unknown media kind {kind:?}")))?,
-                    storage_name,
-                    thumb_name,
+                    (id.0,),
+                )
+                .await?;
+            let uploads = uploads
+                .into_iter()
+                .map(|(media, kind, storage_name, thumb_name)| {
+                    Ok(StaleMedia {
+                        id: MediaId(media),
+                        kind: MediaKind::parse(&kind).ok_or_else(|| {
+                            DbError::Mapping(format!("unknown media kind {kind:?}"))
+                        })?,
+                        storage_name,
+                        thumb_name,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, DbError>>()?;
-        for sql in [
+                .collect::<Result<Vec<_>, DbError>>()?;
+            for sql in [
             // Messages that carried these uploads stay; their media is gone (the
             // LEFT JOIN of every message query finds nothing: `media: null`).
             "DELETE FROM media_files WHERE uploader_id = ?",
@@ -320,19 +325,21 @@ impl Db {
         ] {
             tx.exec_drop(sql, (id.0,)).await?;
         }
-        let groups: Vec<u64> = tx
-            .exec(
-                "SELECT c.id FROM chats c JOIN chat_members cm ON cm.chat_id = c.id \
+            let groups: Vec<u64> = tx
+                .exec(
+                    "SELECT c.id FROM chats c JOIN chat_members cm ON cm.chat_id = c.id \
                  WHERE cm.user_id = ? AND c.kind = 'group'",
-                (id.0,),
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(Some(DeletedAccount {
-            uploads,
-            groups: groups.into_iter().map(ChatId).collect(),
-            revoked_sessions: sessions.into_iter().map(AuthSessionId).collect(),
-        }))
+                    (id.0,),
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(Some(DeletedAccount {
+                uploads,
+                groups: groups.into_iter().map(ChatId).collect(),
+                revoked_sessions: sessions.into_iter().map(AuthSessionId).collect(),
+            }))
+        })
+        .await
     }
 
     /// Up to `limit` messages `user` sent whose client ids come after `after`, in

@@ -47,46 +47,49 @@ pub(super) async fn either_blocks<Q: Queryable>(
 impl Db {
     /// `blocker` blocks `blocked` (idempotent).
     pub async fn block(&self, blocker: UserId, blocked: UserId) -> Result<BlockOutcome, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let exists: Option<u8> = tx
-            .exec_first(
-                "SELECT 1 FROM users WHERE id = ? AND deleted_at IS NULL",
-                (blocked.0,),
-            )
-            .await?;
-        if exists.is_none() {
-            tx.rollback().await?;
-            return Ok(BlockOutcome::NoSuchUser);
-        }
-        // Locks the blocker's rows: two blocks at once cannot both pass the cap.
-        let count: Option<u64> = tx
-            .exec_first(
-                "SELECT COUNT(*) FROM user_blocks WHERE blocker_id = ? FOR UPDATE",
-                (blocker.0,),
-            )
-            .await?;
-        let already: Option<u8> = tx
-            .exec_first(
-                "SELECT 1 FROM user_blocks WHERE blocker_id = ? AND blocked_id = ?",
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let exists: Option<u8> = tx
+                .exec_first(
+                    "SELECT 1 FROM users WHERE id = ? AND deleted_at IS NULL",
+                    (blocked.0,),
+                )
+                .await?;
+            if exists.is_none() {
+                tx.rollback().await?;
+                return Ok(BlockOutcome::NoSuchUser);
+            }
+            // Locks the blocker's rows: two blocks at once cannot both pass the cap.
+            let count: Option<u64> = tx
+                .exec_first(
+                    "SELECT COUNT(*) FROM user_blocks WHERE blocker_id = ? FOR UPDATE",
+                    (blocker.0,),
+                )
+                .await?;
+            let already: Option<u8> = tx
+                .exec_first(
+                    "SELECT 1 FROM user_blocks WHERE blocker_id = ? AND blocked_id = ?",
+                    (blocker.0, blocked.0),
+                )
+                .await?;
+            if already.is_some() {
+                tx.rollback().await?;
+                return Ok(BlockOutcome::Blocked);
+            }
+            if count.unwrap_or(0) >= MAX_BLOCKS {
+                tx.rollback().await?;
+                return Ok(BlockOutcome::Full);
+            }
+            tx.exec_drop(
+                "INSERT INTO user_blocks (blocker_id, blocked_id) VALUES (?, ?)",
                 (blocker.0, blocked.0),
             )
             .await?;
-        if already.is_some() {
-            tx.rollback().await?;
-            return Ok(BlockOutcome::Blocked);
-        }
-        if count.unwrap_or(0) >= MAX_BLOCKS {
-            tx.rollback().await?;
-            return Ok(BlockOutcome::Full);
-        }
-        tx.exec_drop(
-            "INSERT INTO user_blocks (blocker_id, blocked_id) VALUES (?, ?)",
-            (blocker.0, blocked.0),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(BlockOutcome::Blocked)
+            tx.commit().await?;
+            Ok(BlockOutcome::Blocked)
+        })
+        .await
     }
 
     /// `blocker` no longer blocks `blocked` (idempotent).

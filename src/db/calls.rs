@@ -54,6 +54,9 @@ impl Db {
         let id = tx.last_insert_id().unwrap_or_default();
         tx.commit().await?;
         drop(conn);
-        self.message_by_id(MessageId(id)).await
+        // Read back on its own: a failure here must not record the call twice.
+        self.retrying(true, || self.message_by_id(MessageId(id)))
+            .await
+            .map_err(DbError::after_commit)
     }
 }

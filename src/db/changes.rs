@@ -122,9 +122,11 @@ impl Db {
         let change = ChangeId(tx.last_insert_id().unwrap_or_default());
         tx.commit().await?;
         drop(conn);
+        // Read back on its own: a failure here must not re-run the committed edit.
         let message = self
-            .message_by_id(edit.message)
-            .await?
+            .retrying(true, || self.message_by_id(edit.message))
+            .await
+            .map_err(DbError::after_commit)?
             .ok_or_else(|| DbError::Mapping("an edited message vanished".into()))?;
         Ok(Some((message, change)))
     }

@@ -103,39 +103,42 @@ impl Db {
         a: UserId,
         b: UserId,
     ) -> Result<(ChatId, bool), DbError> {
-        let key = direct_key(a, b);
-        if let Some(id) = self.direct_chat(a, b).await? {
-            return Ok((id, false));
-        }
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let res = tx
-            .exec_drop(
-                "INSERT INTO chats (kind, direct_key, created_by) VALUES ('direct', ?, ?)",
-                (&key, a.0),
-            )
-            .await;
-        match res {
-            Ok(()) => {}
-            // Both started the chat at the same moment: theirs won, use it.
-            Err(mysql_async::Error::Server(e)) if e.code == ER_DUP_ENTRY => {
-                tx.rollback().await?;
-                drop(conn);
-                let id = self.direct_chat(a, b).await?;
-                return id
-                    .map(|id| (id, false))
-                    .ok_or_else(|| DbError::Mapping("direct chat vanished".into()));
+        self.retrying(false, || async {
+            let key = direct_key(a, b);
+            if let Some(id) = self.direct_chat(a, b).await? {
+                return Ok((id, false));
             }
-            Err(e) => return Err(e.into()),
-        }
-        let id = tx.last_insert_id().unwrap_or_default();
-        tx.exec_drop(
-            "INSERT INTO chat_members (chat_id, user_id) VALUES (?, ?), (?, ?)",
-            (id, a.0, id, b.0),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok((ChatId(id), true))
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let res = tx
+                .exec_drop(
+                    "INSERT INTO chats (kind, direct_key, created_by) VALUES ('direct', ?, ?)",
+                    (&key, a.0),
+                )
+                .await;
+            match res {
+                Ok(()) => {}
+                // Both started the chat at the same moment: theirs won, use it.
+                Err(mysql_async::Error::Server(e)) if e.code == ER_DUP_ENTRY => {
+                    tx.rollback().await?;
+                    drop(conn);
+                    let id = self.direct_chat(a, b).await?;
+                    return id
+                        .map(|id| (id, false))
+                        .ok_or_else(|| DbError::Mapping("direct chat vanished".into()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let id = tx.last_insert_id().unwrap_or_default();
+            tx.exec_drop(
+                "INSERT INTO chat_members (chat_id, user_id) VALUES (?, ?), (?, ?)",
+                (id, a.0, id, b.0),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok((ChatId(id), true))
+        })
+        .await
     }
 
     pub async fn create_group_chat(
@@ -144,38 +147,41 @@ impl Db {
         title: &str,
         members: &[UserId],
     ) -> Result<ChatId, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        tx.exec_drop(
-            "INSERT INTO chats (kind, title, created_by) VALUES ('group', ?, ?)",
-            (title, creator.0),
-        )
-        .await?;
-        let id = tx.last_insert_id().unwrap_or_default();
-        // In slices, so no statement's parameters grow with the group's size.
-        for chunk in members.chunks(MEMBER_ROWS) {
-            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
-            for m in chunk {
-                params.push(id.into());
-                params.push(m.0.into());
-            }
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
             tx.exec_drop(
-                format!(
-                    "INSERT INTO chat_members (chat_id, user_id) VALUES {}",
-                    vec!["(?, ?)"; chunk.len()].join(",")
-                ),
-                Params::Positional(params),
+                "INSERT INTO chats (kind, title, created_by) VALUES ('group', ?, ?)",
+                (title, creator.0),
             )
             .await?;
-        }
-        // The creator owns the group (db::groups has the rules of roles).
-        tx.exec_drop(
-            "UPDATE chat_members SET role = 'owner' WHERE chat_id = ? AND user_id = ?",
-            (id, creator.0),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(ChatId(id))
+            let id = tx.last_insert_id().unwrap_or_default();
+            // In slices, so no statement's parameters grow with the group's size.
+            for chunk in members.chunks(MEMBER_ROWS) {
+                let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
+                for m in chunk {
+                    params.push(id.into());
+                    params.push(m.0.into());
+                }
+                tx.exec_drop(
+                    format!(
+                        "INSERT INTO chat_members (chat_id, user_id) VALUES {}",
+                        vec!["(?, ?)"; chunk.len()].join(",")
+                    ),
+                    Params::Positional(params),
+                )
+                .await?;
+            }
+            // The creator owns the group (db::groups has the rules of roles).
+            tx.exec_drop(
+                "UPDATE chat_members SET role = 'owner' WHERE chat_id = ? AND user_id = ?",
+                (id, creator.0),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(ChatId(id))
+        })
+        .await
     }
 
     pub async fn direct_chat(&self, a: UserId, b: UserId) -> Result<Option<ChatId>, DbError> {

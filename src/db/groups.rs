@@ -212,9 +212,14 @@ impl Db {
         members: Vec<UserId>,
     ) -> Result<Outcome, DbError> {
         tx.commit().await?;
+        // Read back on their own: a failure here must not re-run the committed change.
         let mut messages = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(m) = self.message_by_id(MessageId(id)).await? {
+            let read = self
+                .retrying(true, || self.message_by_id(MessageId(id)))
+                .await
+                .map_err(DbError::after_commit)?;
+            if let Some(m) = read {
                 messages.push(m);
             }
         }
@@ -234,37 +239,40 @@ impl Db {
         actor: UserId,
         title: &str,
     ) -> Result<Outcome, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let role = match lock_group(&mut tx, chat, actor).await? {
-            Ok(r) => r,
-            Err(r) => return refuse(tx, r).await,
-        };
-        if !role.is_admin() {
-            return refuse(
-                tx,
-                Refusal::NotAllowed("only the group's owner and admins can rename it"),
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let role = match lock_group(&mut tx, chat, actor).await? {
+                Ok(r) => r,
+                Err(r) => return refuse(tx, r).await,
+            };
+            if !role.is_admin() {
+                return refuse(
+                    tx,
+                    Refusal::NotAllowed("only the group's owner and admins can rename it"),
+                )
+                .await;
+            }
+            let current: Option<Option<String>> = tx
+                .exec_first("SELECT title FROM chats WHERE id = ?", (chat.0,))
+                .await?;
+            if current.flatten().as_deref() == Some(title) {
+                return refuse(tx, Refusal::Unchanged).await;
+            }
+            tx.exec_drop("UPDATE chats SET title = ? WHERE id = ?", (title, chat.0))
+                .await?;
+            let id = system_message(
+                &mut tx,
+                chat,
+                actor,
+                json!({"action": "renamed", "actorId": actor, "userIds": [], "title": title}),
             )
-            .await;
-        }
-        let current: Option<Option<String>> = tx
-            .exec_first("SELECT title FROM chats WHERE id = ?", (chat.0,))
             .await?;
-        if current.flatten().as_deref() == Some(title) {
-            return refuse(tx, Refusal::Unchanged).await;
-        }
-        tx.exec_drop("UPDATE chats SET title = ? WHERE id = ?", (title, chat.0))
-            .await?;
-        let id = system_message(
-            &mut tx,
-            chat,
-            actor,
-            json!({"action": "renamed", "actorId": actor, "userIds": [], "title": title}),
-        )
-        .await?;
-        let members = members_of(&mut tx, chat).await?;
-        self.finish(tx, chat, vec![id], Vec::new(), Vec::new(), members)
-            .await
+            let members = members_of(&mut tx, chat).await?;
+            self.finish(tx, chat, vec![id], Vec::new(), Vec::new(), members)
+                .await
+        })
+        .await
     }
 
     /// Adds `users` to the group (owner and admins); those already in it are
@@ -276,92 +284,95 @@ impl Db {
         users: &[UserId],
         max: usize,
     ) -> Result<Outcome, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let role = match lock_group(&mut tx, chat, actor).await? {
-            Ok(r) => r,
-            Err(r) => return refuse(tx, r).await,
-        };
-        if !role.is_admin() {
-            return refuse(
-                tx,
-                Refusal::NotAllowed("only the group's owner and admins can add members"),
-            )
-            .await;
-        }
-        let members = members_of(&mut tx, chat).await?;
-        let mut new: Vec<UserId> = users
-            .iter()
-            .copied()
-            .filter(|u| !members.contains(u))
-            .collect();
-        new.sort_unstable();
-        new.dedup();
-        if new.is_empty() {
-            return refuse(tx, Refusal::Unchanged).await;
-        }
-        if members.len() + new.len() > max {
-            return refuse(tx, Refusal::TooMany).await;
-        }
-        // `max` bounds `new`, so these lists stay small.
-        let (list, params) = super::id_list(new.iter().map(|u| u.0));
-        let found: Option<u64> = tx
-            .exec_first(
-                format!(
-                    "SELECT COUNT(DISTINCT id) FROM users WHERE id IN ({list}) AND deleted_at IS NULL"
-                ),
-                params.clone(),
-            )
-            .await?;
-        if found.unwrap_or(0) as usize != new.len() {
-            return refuse(tx, Refusal::UnknownUser).await;
-        }
-        let mut blocked_params = params;
-        blocked_params.insert(0, actor.0.into());
-        let blocked: Option<u8> = tx
-            .exec_first(
-                format!(
-                    "SELECT 1 FROM user_blocks WHERE blocked_id = ? AND blocker_id IN ({list}) LIMIT 1"
-                ),
-                Params::Positional(blocked_params),
-            )
-            .await?;
-        if blocked.is_some() {
-            return refuse(tx, Refusal::Blocked).await;
-        }
-        for chunk in new.chunks(256) {
-            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
-            for u in chunk {
-                params.push(chat.0.into());
-                params.push(u.0.into());
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let role = match lock_group(&mut tx, chat, actor).await? {
+                Ok(r) => r,
+                Err(r) => return refuse(tx, r).await,
+            };
+            if !role.is_admin() {
+                return refuse(
+                    tx,
+                    Refusal::NotAllowed("only the group's owner and admins can add members"),
+                )
+                .await;
             }
+            let members = members_of(&mut tx, chat).await?;
+            let mut new: Vec<UserId> = users
+                .iter()
+                .copied()
+                .filter(|u| !members.contains(u))
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            if new.is_empty() {
+                return refuse(tx, Refusal::Unchanged).await;
+            }
+            if members.len() + new.len() > max {
+                return refuse(tx, Refusal::TooMany).await;
+            }
+            // `max` bounds `new`, so these lists stay small.
+            let (list, params) = super::id_list(new.iter().map(|u| u.0));
+            let found: Option<u64> = tx
+                .exec_first(
+                    format!(
+                        "SELECT COUNT(DISTINCT id) FROM users WHERE id IN ({list}) AND deleted_at IS NULL"
+                    ),
+                    params.clone(),
+                )
+                .await?;
+            if found.unwrap_or(0) as usize != new.len() {
+                return refuse(tx, Refusal::UnknownUser).await;
+            }
+            let mut blocked_params = params;
+            blocked_params.insert(0, actor.0.into());
+            let blocked: Option<u8> = tx
+                .exec_first(
+                    format!(
+                        "SELECT 1 FROM user_blocks WHERE blocked_id = ? AND blocker_id IN ({list}) LIMIT 1"
+                    ),
+                    Params::Positional(blocked_params),
+                )
+                .await?;
+            if blocked.is_some() {
+                return refuse(tx, Refusal::Blocked).await;
+            }
+            for chunk in new.chunks(256) {
+                let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
+                for u in chunk {
+                    params.push(chat.0.into());
+                    params.push(u.0.into());
+                }
+                tx.exec_drop(
+                    format!(
+                        "INSERT INTO chat_members (chat_id, user_id, role) VALUES {}",
+                        vec!["(?, ?, 'member')"; chunk.len()].join(",")
+                    ),
+                    Params::Positional(params),
+                )
+                .await?;
+            }
+            // Back in: they read the whole history again, like any member.
+            let (list, mut params) = super::id_list(new.iter().map(|u| u.0));
+            params.insert(0, chat.0.into());
             tx.exec_drop(
-                format!(
-                    "INSERT INTO chat_members (chat_id, user_id, role) VALUES {}",
-                    vec!["(?, ?, 'member')"; chunk.len()].join(",")
-                ),
+                format!("DELETE FROM chat_departures WHERE chat_id = ? AND user_id IN ({list})"),
                 Params::Positional(params),
             )
             .await?;
-        }
-        // Back in: they read the whole history again, like any member.
-        let (list, mut params) = super::id_list(new.iter().map(|u| u.0));
-        params.insert(0, chat.0.into());
-        tx.exec_drop(
-            format!("DELETE FROM chat_departures WHERE chat_id = ? AND user_id IN ({list})"),
-            Params::Positional(params),
-        )
-        .await?;
-        let id = system_message(
-            &mut tx,
-            chat,
-            actor,
-            json!({"action": "added", "actorId": actor, "userIds": new}),
-        )
-        .await?;
-        let members = members_of(&mut tx, chat).await?;
-        self.finish(tx, chat, vec![id], new, Vec::new(), members)
-            .await
+            let id = system_message(
+                &mut tx,
+                chat,
+                actor,
+                json!({"action": "added", "actorId": actor, "userIds": new}),
+            )
+            .await?;
+            let members = members_of(&mut tx, chat).await?;
+            self.finish(tx, chat, vec![id], new, Vec::new(), members)
+                .await
+        })
+        .await
     }
 
     /// `actor` removes `target` from the group; removing oneself is leaving.
@@ -374,88 +385,96 @@ impl Db {
         if actor == target {
             return self.leave_chat(chat, actor).await;
         }
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let role = match lock_group(&mut tx, chat, actor).await? {
-            Ok(r) => r,
-            Err(r) => return refuse(tx, r).await,
-        };
-        if !role.is_admin() {
-            return refuse(
-                tx,
-                Refusal::NotAllowed("only the group's owner and admins can remove members"),
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let role = match lock_group(&mut tx, chat, actor).await? {
+                Ok(r) => r,
+                Err(r) => return refuse(tx, r).await,
+            };
+            if !role.is_admin() {
+                return refuse(
+                    tx,
+                    Refusal::NotAllowed("only the group's owner and admins can remove members"),
+                )
+                .await;
+            }
+            let Some(theirs) = role_of(&mut tx, chat, target).await? else {
+                return refuse(tx, Refusal::NoSuchMember).await;
+            };
+            if role == MemberRole::Admin && theirs != MemberRole::Member {
+                return refuse(
+                    tx,
+                    Refusal::NotAllowed(
+                        "an admin can remove members, not the owner or other admins",
+                    ),
+                )
+                .await;
+            }
+            let id = system_message(
+                &mut tx,
+                chat,
+                actor,
+                json!({"action": "removed", "actorId": actor, "userIds": [target]}),
             )
-            .await;
-        }
-        let Some(theirs) = role_of(&mut tx, chat, target).await? else {
-            return refuse(tx, Refusal::NoSuchMember).await;
-        };
-        if role == MemberRole::Admin && theirs != MemberRole::Member {
-            return refuse(
-                tx,
-                Refusal::NotAllowed("an admin can remove members, not the owner or other admins"),
-            )
-            .await;
-        }
-        let id = system_message(
-            &mut tx,
-            chat,
-            actor,
-            json!({"action": "removed", "actorId": actor, "userIds": [target]}),
-        )
-        .await?;
-        depart(&mut tx, chat, target, id).await?;
-        let members = members_of(&mut tx, chat).await?;
-        self.finish(tx, chat, vec![id], Vec::new(), vec![target], members)
-            .await
+            .await?;
+            depart(&mut tx, chat, target, id).await?;
+            let members = members_of(&mut tx, chat).await?;
+            self.finish(tx, chat, vec![id], Vec::new(), vec![target], members)
+                .await
+        })
+        .await
     }
 
     /// `user` leaves the group. An owner hands it to the oldest admin, else the
     /// oldest member (a second system message, `role_changed`, says so).
     pub async fn leave_chat(&self, chat: ChatId, user: UserId) -> Result<Outcome, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let role = match lock_group(&mut tx, chat, user).await? {
-            Ok(r) => r,
-            Err(r) => return refuse(tx, r).await,
-        };
-        let left = system_message(
-            &mut tx,
-            chat,
-            user,
-            json!({"action": "left", "actorId": user, "userIds": [user]}),
-        )
-        .await?;
-        depart(&mut tx, chat, user, left).await?;
-        let mut ids = vec![left];
-        if role == MemberRole::Owner {
-            let heir: Option<u64> = tx
-                .exec_first(
-                    "SELECT user_id FROM chat_members WHERE chat_id = ? \
-                     ORDER BY role = 'admin' DESC, joined_at, user_id LIMIT 1",
-                    (chat.0,),
-                )
-                .await?;
-            if let Some(heir) = heir {
-                tx.exec_drop(
-                    "UPDATE chat_members SET role = 'owner' WHERE chat_id = ? AND user_id = ?",
-                    (chat.0, heir),
-                )
-                .await?;
-                ids.push(
-                    system_message(
-                        &mut tx,
-                        chat,
-                        user,
-                        json!({"action": "role_changed", "actorId": user, "userIds": [heir], "role": "owner"}),
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let role = match lock_group(&mut tx, chat, user).await? {
+                Ok(r) => r,
+                Err(r) => return refuse(tx, r).await,
+            };
+            let left = system_message(
+                &mut tx,
+                chat,
+                user,
+                json!({"action": "left", "actorId": user, "userIds": [user]}),
+            )
+            .await?;
+            depart(&mut tx, chat, user, left).await?;
+            let mut ids = vec![left];
+            if role == MemberRole::Owner {
+                let heir: Option<u64> = tx
+                    .exec_first(
+                        "SELECT user_id FROM chat_members WHERE chat_id = ? \
+                         ORDER BY role = 'admin' DESC, joined_at, user_id LIMIT 1",
+                        (chat.0,),
                     )
-                    .await?,
-                );
+                    .await?;
+                if let Some(heir) = heir {
+                    tx.exec_drop(
+                        "UPDATE chat_members SET role = 'owner' WHERE chat_id = ? AND user_id = ?",
+                        (chat.0, heir),
+                    )
+                    .await?;
+                    ids.push(
+                        system_message(
+                            &mut tx,
+                            chat,
+                            user,
+                            json!({"action": "role_changed", "actorId": user, "userIds": [heir], "role": "owner"}),
+                        )
+                        .await?,
+                    );
+                }
             }
-        }
-        let members = members_of(&mut tx, chat).await?;
-        self.finish(tx, chat, ids, Vec::new(), vec![user], members)
-            .await
+            let members = members_of(&mut tx, chat).await?;
+            self.finish(tx, chat, ids, Vec::new(), vec![user], members)
+                .await
+        })
+        .await
     }
 
     /// The owner sets `target`'s role to admin or member; `owner` hands the group
@@ -467,56 +486,59 @@ impl Db {
         target: UserId,
         new: MemberRole,
     ) -> Result<Outcome, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let role = match lock_group(&mut tx, chat, actor).await? {
-            Ok(r) => r,
-            Err(r) => return refuse(tx, r).await,
-        };
-        if role != MemberRole::Owner {
-            return refuse(
-                tx,
-                Refusal::NotAllowed("only the group's owner can change roles"),
-            )
-            .await;
-        }
-        let Some(theirs) = role_of(&mut tx, chat, target).await? else {
-            return refuse(tx, Refusal::NoSuchMember).await;
-        };
-        if target == actor {
-            return refuse(
-                tx,
-                Refusal::NotAllowed(
-                    "the owner hands the group over by making another member owner",
-                ),
-            )
-            .await;
-        }
-        if theirs == new {
-            return refuse(tx, Refusal::Unchanged).await;
-        }
-        tx.exec_drop(
-            "UPDATE chat_members SET role = ? WHERE chat_id = ? AND user_id = ?",
-            (new.as_str(), chat.0, target.0),
-        )
-        .await?;
-        if new == MemberRole::Owner {
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let role = match lock_group(&mut tx, chat, actor).await? {
+                Ok(r) => r,
+                Err(r) => return refuse(tx, r).await,
+            };
+            if role != MemberRole::Owner {
+                return refuse(
+                    tx,
+                    Refusal::NotAllowed("only the group's owner can change roles"),
+                )
+                .await;
+            }
+            let Some(theirs) = role_of(&mut tx, chat, target).await? else {
+                return refuse(tx, Refusal::NoSuchMember).await;
+            };
+            if target == actor {
+                return refuse(
+                    tx,
+                    Refusal::NotAllowed(
+                        "the owner hands the group over by making another member owner",
+                    ),
+                )
+                .await;
+            }
+            if theirs == new {
+                return refuse(tx, Refusal::Unchanged).await;
+            }
             tx.exec_drop(
-                "UPDATE chat_members SET role = 'admin' WHERE chat_id = ? AND user_id = ?",
-                (chat.0, actor.0),
+                "UPDATE chat_members SET role = ? WHERE chat_id = ? AND user_id = ?",
+                (new.as_str(), chat.0, target.0),
             )
             .await?;
-        }
-        let id = system_message(
-            &mut tx,
-            chat,
-            actor,
-            json!({"action": "role_changed", "actorId": actor, "userIds": [target], "role": new.as_str()}),
-        )
-        .await?;
-        let members = members_of(&mut tx, chat).await?;
-        self.finish(tx, chat, vec![id], Vec::new(), Vec::new(), members)
-            .await
+            if new == MemberRole::Owner {
+                tx.exec_drop(
+                    "UPDATE chat_members SET role = 'admin' WHERE chat_id = ? AND user_id = ?",
+                    (chat.0, actor.0),
+                )
+                .await?;
+            }
+            let id = system_message(
+                &mut tx,
+                chat,
+                actor,
+                json!({"action": "role_changed", "actorId": actor, "userIds": [target], "role": new.as_str()}),
+            )
+            .await?;
+            let members = members_of(&mut tx, chat).await?;
+            self.finish(tx, chat, vec![id], Vec::new(), Vec::new(), members)
+                .await
+        })
+        .await
     }
 
     /// What `user` may read of `chat`'s history.

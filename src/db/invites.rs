@@ -135,28 +135,31 @@ impl Db {
         username: &Username,
         password_hash: &str,
     ) -> Result<InvitedOutcome, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let invite: Option<u64> = tx
-            .exec_first(
-                format!("SELECT id FROM invites WHERE token_hash = ? AND {USABLE} FOR UPDATE"),
-                (token.as_bytes(),),
-            )
-            .await?;
-        let Some(invite) = invite else {
-            tx.rollback().await?;
-            return Ok(InvitedOutcome::InviteInvalid);
-        };
-        let outcome = insert_user_on(&mut tx, email, username, Some(password_hash)).await?;
-        match outcome {
-            InsertOutcome::Created(_) => {
-                tx.exec_drop("UPDATE invites SET uses = uses + 1 WHERE id = ?", (invite,))
-                    .await?;
-                tx.commit().await?;
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let invite: Option<u64> = tx
+                .exec_first(
+                    format!("SELECT id FROM invites WHERE token_hash = ? AND {USABLE} FOR UPDATE"),
+                    (token.as_bytes(),),
+                )
+                .await?;
+            let Some(invite) = invite else {
+                tx.rollback().await?;
+                return Ok(InvitedOutcome::InviteInvalid);
+            };
+            let outcome = insert_user_on(&mut tx, email, username, Some(password_hash)).await?;
+            match outcome {
+                InsertOutcome::Created(_) => {
+                    tx.exec_drop("UPDATE invites SET uses = uses + 1 WHERE id = ?", (invite,))
+                        .await?;
+                    tx.commit().await?;
+                }
+                InsertOutcome::Taken(_) => tx.rollback().await?,
             }
-            InsertOutcome::Taken(_) => tx.rollback().await?,
-        }
-        Ok(InvitedOutcome::Registered(outcome))
+            Ok(InvitedOutcome::Registered(outcome))
+        })
+        .await
     }
 
     /// Invites that can still be used (for `admin stats`).

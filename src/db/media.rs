@@ -132,55 +132,58 @@ impl Db {
         limits: UploadLimits,
         now_ms: u64,
     ) -> Result<Reservation, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        tx.exec_drop(
-            "INSERT INTO user_storage (user_id) VALUES (?) ON DUPLICATE KEY UPDATE user_id = user_id",
-            (user.0,),
-        )
-        .await?;
-        let (used, tat): (u64, u64) = tx
-            .exec_first(
-                "SELECT used_bytes, upload_tat_ms FROM user_storage WHERE user_id = ? FOR UPDATE",
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            tx.exec_drop(
+                "INSERT INTO user_storage (user_id) VALUES (?) ON DUPLICATE KEY UPDATE user_id = user_id",
                 (user.0,),
             )
-            .await?
-            .ok_or_else(|| DbError::Mapping("user_storage row vanished".into()))?;
-        let in_flight: u64 = tx
-            .exec_first(
-                "SELECT CAST(COALESCE(SUM(bytes), 0) AS UNSIGNED) FROM upload_reservations WHERE user_id = ?",
-                (user.0,),
-            )
-            .await?
-            .unwrap_or(0);
-        let next_tat = match gcra(tat, now_ms, limits.uploads_per_min) {
-            Ok(t) => t,
-            Err(wait) => {
+            .await?;
+            let (used, tat): (u64, u64) = tx
+                .exec_first(
+                    "SELECT used_bytes, upload_tat_ms FROM user_storage WHERE user_id = ? FOR UPDATE",
+                    (user.0,),
+                )
+                .await?
+                .ok_or_else(|| DbError::Mapping("user_storage row vanished".into()))?;
+            let in_flight: u64 = tx
+                .exec_first(
+                    "SELECT CAST(COALESCE(SUM(bytes), 0) AS UNSIGNED) FROM upload_reservations WHERE user_id = ?",
+                    (user.0,),
+                )
+                .await?
+                .unwrap_or(0);
+            let next_tat = match gcra(tat, now_ms, limits.uploads_per_min) {
+                Ok(t) => t,
+                Err(wait) => {
+                    tx.rollback().await?;
+                    return Ok(Reservation::RateLimited(wait));
+                }
+            };
+            let taken = used.saturating_add(in_flight);
+            if taken.saturating_add(bytes) > limits.quota_bytes {
                 tx.rollback().await?;
-                return Ok(Reservation::RateLimited(wait));
+                return Ok(Reservation::OverQuota {
+                    used: taken,
+                    quota: limits.quota_bytes,
+                });
             }
-        };
-        let taken = used.saturating_add(in_flight);
-        if taken.saturating_add(bytes) > limits.quota_bytes {
-            tx.rollback().await?;
-            return Ok(Reservation::OverQuota {
-                used: taken,
-                quota: limits.quota_bytes,
-            });
-        }
-        tx.exec_drop(
-            "UPDATE user_storage SET upload_tat_ms = ? WHERE user_id = ?",
-            (next_tat, user.0),
-        )
-        .await?;
-        tx.exec_drop(
-            "INSERT INTO upload_reservations (user_id, bytes) VALUES (?, ?)",
-            (user.0, bytes),
-        )
-        .await?;
-        let id = tx.last_insert_id().unwrap_or_default();
-        tx.commit().await?;
-        Ok(Reservation::Granted(ReservationId(id)))
+            tx.exec_drop(
+                "UPDATE user_storage SET upload_tat_ms = ? WHERE user_id = ?",
+                (next_tat, user.0),
+            )
+            .await?;
+            tx.exec_drop(
+                "INSERT INTO upload_reservations (user_id, bytes) VALUES (?, ?)",
+                (user.0, bytes),
+            )
+            .await?;
+            let id = tx.last_insert_id().unwrap_or_default();
+            tx.commit().await?;
+            Ok(Reservation::Granted(ReservationId(id)))
+        })
+        .await
     }
 
     /// Gives back the room of an upload that was refused or abandoned.
@@ -199,47 +202,50 @@ impl Db {
         m: &NewMedia<'_>,
         reservation: ReservationId,
     ) -> Result<MediaId, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let (thumb_name, thumb_bytes) = match m.thumb {
-            Some((name, bytes)) => (Some(name), Some(bytes)),
-            None => (None, None),
-        };
-        tx.exec_drop(
-            "INSERT INTO media_files (uploader_id, chat_id, kind, name, storage_name, mime, bytes, \
-             duration_ms, width, height, thumb_name, thumb_bytes, encrypted) \
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            mysql_async::Params::Positional(vec![
-                m.uploader.0.into(),
-                m.chat.0.into(),
-                m.kind.as_str().into(),
-                m.name.into(),
-                m.storage_name.into(),
-                m.mime.into(),
-                m.bytes.into(),
-                m.duration_ms.into(),
-                m.width.into(),
-                m.height.into(),
-                thumb_name.into(),
-                thumb_bytes.into(),
-                m.encrypted.into(),
-            ]),
-        )
-        .await?;
-        let id = MediaId(tx.last_insert_id().unwrap_or_default());
-        tx.exec_drop(
-            "INSERT INTO user_storage (user_id, used_bytes) VALUES (?, ?) \
-             ON DUPLICATE KEY UPDATE used_bytes = used_bytes + VALUES(used_bytes)",
-            (m.uploader.0, m.bytes + thumb_bytes.unwrap_or(0)),
-        )
-        .await?;
-        tx.exec_drop(
-            "DELETE FROM upload_reservations WHERE id = ?",
-            (reservation.0,),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(id)
+        self.retrying(false, || async {
+                let mut conn = self.conn().await?;
+                let mut tx = conn.start_transaction(TxOpts::default()).await?;
+                let (thumb_name, thumb_bytes) = match m.thumb {
+                    Some((name, bytes)) => (Some(name), Some(bytes)),
+                    None => (None, None),
+                };
+                tx.exec_drop(
+                "INSERT INTO media_files (uploader_id, chat_id, kind, name, storage_name, mime, bytes, \
+                 duration_ms, width, height, thumb_name, thumb_bytes, encrypted) \
+                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                mysql_async::Params::Positional(vec![
+                    m.uploader.0.into(),
+                    m.chat.0.into(),
+                    m.kind.as_str().into(),
+                    m.name.into(),
+                    m.storage_name.into(),
+                    m.mime.into(),
+                    m.bytes.into(),
+                    m.duration_ms.into(),
+                    m.width.into(),
+                    m.height.into(),
+                    thumb_name.into(),
+                    thumb_bytes.into(),
+                    m.encrypted.into(),
+                ]),
+            )
+            .await?;
+                let id = MediaId(tx.last_insert_id().unwrap_or_default());
+                tx.exec_drop(
+                    "INSERT INTO user_storage (user_id, used_bytes) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE used_bytes = used_bytes + VALUES(used_bytes)",
+                    (m.uploader.0, m.bytes + thumb_bytes.unwrap_or(0)),
+                )
+                .await?;
+                tx.exec_drop(
+                    "DELETE FROM upload_reservations WHERE id = ?",
+                    (reservation.0,),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(id)
+            })
+            .await
     }
 
     /// The bytes of every upload `user` stored (sent or not yet).
@@ -259,10 +265,10 @@ impl Db {
     pub async fn delete_stale_reservations(&self, older_than_secs: u64) -> Result<u64, DbError> {
         let mut conn = self.conn().await?;
         conn.exec_drop(
-            "DELETE FROM upload_reservations WHERE created_at < UTC_TIMESTAMP(3) - INTERVAL ? SECOND",
-            (older_than_secs,),
-        )
-        .await?;
+                "DELETE FROM upload_reservations WHERE created_at < UTC_TIMESTAMP(3) - INTERVAL ? SECOND",
+                (older_than_secs,),
+            )
+            .await?;
         Ok(conn.affected_rows())
     }
 
@@ -282,12 +288,12 @@ impl Db {
     pub async fn stale_media(&self, older_than_secs: u64) -> Result<Vec<StaleMedia>, DbError> {
         let mut conn = self.conn().await?;
         let rows: Vec<(u64, String, String, Option<String>)> = conn
-            .exec(
-                "SELECT id, kind, storage_name, thumb_name FROM media_files \
-                 WHERE message_id IS NULL AND created_at < UTC_TIMESTAMP(3) - INTERVAL ? SECOND LIMIT 500",
-                (older_than_secs,),
-            )
-            .await?;
+                .exec(
+                    "SELECT id, kind, storage_name, thumb_name FROM media_files \
+                     WHERE message_id IS NULL AND created_at < UTC_TIMESTAMP(3) - INTERVAL ? SECOND LIMIT 500",
+                    (older_than_secs,),
+                )
+                .await?;
         rows.into_iter()
             .map(|(id, kind, storage_name, thumb_name)| {
                 Ok(StaleMedia {
@@ -305,29 +311,32 @@ impl Db {
     /// bytes (and its thumbnail's) off the uploader's total in the same transaction;
     /// true when deleted.
     pub async fn delete_unattached_media(&self, id: MediaId) -> Result<bool, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let row: Option<(u64, u64)> = tx
-            .exec_first(
-                "SELECT uploader_id, bytes + COALESCE(thumb_bytes, 0) FROM media_files \
-                 WHERE id = ? AND message_id IS NULL FOR UPDATE",
-                (id.0,),
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let row: Option<(u64, u64)> = tx
+                .exec_first(
+                    "SELECT uploader_id, bytes + COALESCE(thumb_bytes, 0) FROM media_files \
+                     WHERE id = ? AND message_id IS NULL FOR UPDATE",
+                    (id.0,),
+                )
+                .await?;
+            let Some((uploader, bytes)) = row else {
+                tx.rollback().await?;
+                return Ok(false);
+            };
+            tx.exec_drop("DELETE FROM media_files WHERE id = ?", (id.0,))
+                .await?;
+            // LEAST: the total is unsigned, and never goes below zero whatever happened.
+            tx.exec_drop(
+                "UPDATE user_storage SET used_bytes = used_bytes - LEAST(used_bytes, ?) WHERE user_id = ?",
+                (bytes, uploader),
             )
             .await?;
-        let Some((uploader, bytes)) = row else {
-            tx.rollback().await?;
-            return Ok(false);
-        };
-        tx.exec_drop("DELETE FROM media_files WHERE id = ?", (id.0,))
-            .await?;
-        // LEAST: the total is unsigned, and never goes below zero whatever happened.
-        tx.exec_drop(
-            "UPDATE user_storage SET used_bytes = used_bytes - LEAST(used_bytes, ?) WHERE user_id = ?",
-            (bytes, uploader),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 }
 

@@ -78,6 +78,16 @@ impl DbError {
     pub fn is_retry(&self) -> bool {
         matches!(self, DbError::Retry(_))
     }
+
+    /// For work after a commit: a `Retry` there must not make `retrying` run the
+    /// committed transaction again (a second system message, a second change row),
+    /// so it becomes `Unavailable`, which only idempotent work retries.
+    pub(crate) fn after_commit(self) -> DbError {
+        match self {
+            DbError::Retry(m) => DbError::Unavailable(m),
+            other => other,
+        }
+    }
 }
 
 impl From<mysql_async::Error> for DbError {

@@ -65,25 +65,26 @@ impl Db {
         auth: &[u8],
         max: usize,
     ) -> Result<SubscribeOutcome, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        // The same lock order as a sign-in (user, then sessions): one subscribe of an
-        // account at a time, so two cannot both pass the cap; and a revocation of
-        // this session waits for us (or we see it), so no row outlives its session.
-        tx.exec_drop("SELECT id FROM users WHERE id = ? FOR UPDATE", (user.0,))
-            .await?;
-        let live: Option<u8> = tx
-            .exec_first(
-                "SELECT 1 FROM auth_sessions WHERE id = ? AND user_id = ? \
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            // The same lock order as a sign-in (user, then sessions): one subscribe of an
+            // account at a time, so two cannot both pass the cap; and a revocation of
+            // this session waits for us (or we see it), so no row outlives its session.
+            tx.exec_drop("SELECT id FROM users WHERE id = ? FOR UPDATE", (user.0,))
+                .await?;
+            let live: Option<u8> = tx
+                .exec_first(
+                    "SELECT 1 FROM auth_sessions WHERE id = ? AND user_id = ? \
                  AND revoked_at IS NULL FOR UPDATE",
-                (session.0, user.0),
-            )
-            .await?;
-        if live.is_none() {
-            tx.rollback().await?;
-            return Ok(SubscribeOutcome::SessionRevoked);
-        }
-        tx.exec_drop(
+                    (session.0, user.0),
+                )
+                .await?;
+            if live.is_none() {
+                tx.rollback().await?;
+                return Ok(SubscribeOutcome::SessionRevoked);
+            }
+            tx.exec_drop(
             "INSERT INTO push_subscriptions (user_id, auth_session_id, endpoint, p256dh, auth) \
              VALUES (?, ?, ?, ?, ?) \
              ON DUPLICATE KEY UPDATE user_id = VALUES(user_id), \
@@ -92,25 +93,27 @@ impl Db {
             (user.0, session.0, endpoint, p256dh, auth),
         )
         .await?;
-        let beyond: Vec<u64> = tx
-            .exec(
-                "SELECT id FROM push_subscriptions WHERE user_id = ? \
+            let beyond: Vec<u64> = tx
+                .exec(
+                    "SELECT id FROM push_subscriptions WHERE user_id = ? \
                  ORDER BY created_at DESC, id DESC LIMIT 18446744073709551615 OFFSET ?",
-                (user.0, max as u64),
-            )
-            .await?;
-        for chunk in beyond.chunks(MAX_ID_LIST) {
-            let (marks, params) = id_list(chunk.iter().copied());
-            tx.exec_drop(
-                format!("DELETE FROM push_subscriptions WHERE id IN ({marks})"),
-                params,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(SubscribeOutcome::Stored {
-            replaced: beyond.len(),
+                    (user.0, max as u64),
+                )
+                .await?;
+            for chunk in beyond.chunks(MAX_ID_LIST) {
+                let (marks, params) = id_list(chunk.iter().copied());
+                tx.exec_drop(
+                    format!("DELETE FROM push_subscriptions WHERE id IN ({marks})"),
+                    params,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(SubscribeOutcome::Stored {
+                replaced: beyond.len(),
+            })
         })
+        .await
     }
 
     /// Deletes `user`'s subscription with this endpoint; false when they have none.

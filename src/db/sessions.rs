@@ -55,48 +55,51 @@ impl Db {
         source: Option<&str>,
         max: usize,
     ) -> Result<(AuthSessionId, Vec<AuthSessionId>), DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn
-            .start_transaction(mysql_async::TxOpts::default())
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn
+                .start_transaction(mysql_async::TxOpts::default())
+                .await?;
+            // One sign-in of an account at a time: without this, two at once each insert
+            // their row and then wait for the other's to lock the live rows (deadlock
+            // 1213, seen in a storm of concurrent logins of one account).
+            tx.exec_drop("SELECT id FROM users WHERE id = ? FOR UPDATE", (user.0,))
+                .await?;
+            tx.exec_drop(
+                "INSERT INTO auth_sessions (user_id, device, source) VALUES (?, ?, ?)",
+                (user.0, device, source),
+            )
             .await?;
-        // One sign-in of an account at a time: without this, two at once each insert
-        // their row and then wait for the other's to lock the live rows (deadlock
-        // 1213, seen in a storm of concurrent logins of one account).
-        tx.exec_drop("SELECT id FROM users WHERE id = ? FOR UPDATE", (user.0,))
-            .await?;
-        tx.exec_drop(
-            "INSERT INTO auth_sessions (user_id, device, source) VALUES (?, ?, ?)",
-            (user.0, device, source),
-        )
-        .await?;
-        let id = AuthSessionId(tx.last_insert_id().unwrap_or_default());
-        // Locks the user's live rows to trim them past the cap.
-        let beyond: Vec<u64> = tx
-            .exec(
-                "SELECT id FROM auth_sessions WHERE user_id = ? AND revoked_at IS NULL \
+            let id = AuthSessionId(tx.last_insert_id().unwrap_or_default());
+            // Locks the user's live rows to trim them past the cap.
+            let beyond: Vec<u64> = tx
+                .exec(
+                    "SELECT id FROM auth_sessions WHERE user_id = ? AND revoked_at IS NULL \
                  ORDER BY id DESC LIMIT 18446744073709551615 OFFSET ? FOR UPDATE",
-                (user.0, max as u64),
-            )
-            .await?;
-        for chunk in beyond.chunks(super::MAX_ID_LIST) {
-            let marks = vec!["?"; chunk.len()].join(",");
-            tx.exec_drop(
-                format!(
-                    "UPDATE auth_sessions SET revoked_at = NOW(3) \
+                    (user.0, max as u64),
+                )
+                .await?;
+            for chunk in beyond.chunks(super::MAX_ID_LIST) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                tx.exec_drop(
+                    format!(
+                        "UPDATE auth_sessions SET revoked_at = NOW(3) \
                      WHERE id IN ({marks}) AND revoked_at IS NULL"
-                ),
-                chunk.to_vec(),
-            )
-            .await?;
-            // A revoked session's browsers get no more pushes (V0014).
-            tx.exec_drop(
-                format!("DELETE FROM push_subscriptions WHERE auth_session_id IN ({marks})"),
-                chunk.to_vec(),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok((id, beyond.into_iter().map(AuthSessionId).collect()))
+                    ),
+                    chunk.to_vec(),
+                )
+                .await?;
+                // A revoked session's browsers get no more pushes (V0014).
+                tx.exec_drop(
+                    format!("DELETE FROM push_subscriptions WHERE auth_session_id IN ({marks})"),
+                    chunk.to_vec(),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok((id, beyond.into_iter().map(AuthSessionId).collect()))
+        })
+        .await
     }
 
     /// Deletes rows that can sign nothing in any more: revoked longer ago than
@@ -167,27 +170,30 @@ impl Db {
         user: UserId,
         id: AuthSessionId,
     ) -> Result<bool, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn
-            .start_transaction(mysql_async::TxOpts::default())
-            .await?;
-        tx.exec_drop(
-            "UPDATE auth_sessions SET revoked_at = NOW(3) \
-             WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
-            (id.0, user.0),
-        )
-        .await?;
-        let revoked = tx.affected_rows() == 1;
-        if revoked {
-            // Its browsers get no more pushes (V0014).
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn
+                .start_transaction(mysql_async::TxOpts::default())
+                .await?;
             tx.exec_drop(
-                "DELETE FROM push_subscriptions WHERE auth_session_id = ?",
-                (id.0,),
+                "UPDATE auth_sessions SET revoked_at = NOW(3) \
+             WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+                (id.0, user.0),
             )
             .await?;
-        }
-        tx.commit().await?;
-        Ok(revoked)
+            let revoked = tx.affected_rows() == 1;
+            if revoked {
+                // Its browsers get no more pushes (V0014).
+                tx.exec_drop(
+                    "DELETE FROM push_subscriptions WHERE auth_session_id = ?",
+                    (id.0,),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(revoked)
+        })
+        .await
     }
 
     /// Revokes every live session of `user` except `keep`; the ids it revoked.
@@ -196,32 +202,35 @@ impl Db {
         user: UserId,
         keep: Option<AuthSessionId>,
     ) -> Result<Vec<AuthSessionId>, DbError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn
-            .start_transaction(mysql_async::TxOpts::default())
-            .await?;
-        let keep = keep.map(|k| k.0).unwrap_or(0);
-        let ids: Vec<u64> = tx
-            .exec(
-                "SELECT id FROM auth_sessions \
+        self.retrying(false, || async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn
+                .start_transaction(mysql_async::TxOpts::default())
+                .await?;
+            let keep = keep.map(|k| k.0).unwrap_or(0);
+            let ids: Vec<u64> = tx
+                .exec(
+                    "SELECT id FROM auth_sessions \
                  WHERE user_id = ? AND revoked_at IS NULL AND id <> ? FOR UPDATE",
+                    (user.0, keep),
+                )
+                .await?;
+            tx.exec_drop(
+                "UPDATE auth_sessions SET revoked_at = NOW(3) \
+             WHERE user_id = ? AND revoked_at IS NULL AND id <> ?",
                 (user.0, keep),
             )
             .await?;
-        tx.exec_drop(
-            "UPDATE auth_sessions SET revoked_at = NOW(3) \
-             WHERE user_id = ? AND revoked_at IS NULL AND id <> ?",
-            (user.0, keep),
-        )
-        .await?;
-        // Their browsers get no more pushes (V0014); the kept session's still do.
-        tx.exec_drop(
-            "DELETE FROM push_subscriptions WHERE user_id = ? AND auth_session_id <> ?",
-            (user.0, keep),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(ids.into_iter().map(AuthSessionId).collect())
+            // Their browsers get no more pushes (V0014); the kept session's still do.
+            tx.exec_drop(
+                "DELETE FROM push_subscriptions WHERE user_id = ? AND auth_session_id <> ?",
+                (user.0, keep),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(ids.into_iter().map(AuthSessionId).collect())
+        })
+        .await
     }
 
     /// Sessions revoked at or after `since` (the database's clock), with their users:

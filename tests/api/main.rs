@@ -15,6 +15,7 @@ mod changes;
 mod chats;
 mod cluster;
 mod convergence;
+mod db_retries;
 mod deletion;
 mod encryption;
 mod export;
