@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-SCENARIOS=6
+SCENARIOS=7
 fail_smoke() {
   echo "bench run: $*" >&2
   if [ "$SMOKE" = 1 ]; then echo "bench smoke: 0 passed, $SCENARIOS failed"; fi
@@ -193,6 +193,7 @@ for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
   run idle --connections 19000
   run login-storm --in-flight 200 --rate 2000
   run history --messages 1000000 --chats 1000
+  run unbatched --pairs 1000 --rate-per-client 2.5
   stop_server
 done
 "$BENCH" report --jsonl "$JSONL" --md "$MD" --readme bench/README-section.md

@@ -10,6 +10,7 @@ mod idle;
 mod report;
 mod scaling;
 mod scenarios;
+mod unbatched;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,9 @@ enum Cmd {
     LoginStorm(scenarios::LoginStormArgs),
     /// A chat with many messages: page latency; a user with many chats: chat list latency.
     History(scenarios::HistoryArgs),
+    /// Clients that do not batch: every client sends on its own timer, one write per
+    /// frame, a receipt per message; server CPU and syscalls per message.
+    Unbatched(unbatched::UnbatchedArgs),
     /// Every scenario at small scale with the correctness checks on.
     Smoke,
     /// Markdown from JSON lines (results table, README section).
@@ -110,6 +114,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Idle(a) => one(&ctx, idle::idle(&ctx, &a).await, "idle"),
         Cmd::LoginStorm(a) => one(&ctx, scenarios::login_storm(&ctx, &a).await, "login-storm"),
         Cmd::History(a) => one(&ctx, scenarios::history(&ctx, &a).await, "history"),
+        Cmd::Unbatched(a) => one(&ctx, unbatched::unbatched(&ctx, &a).await, "unbatched"),
         Cmd::Smoke => smoke(&ctx).await,
         Cmd::Report(_) | Cmd::Scaling(_) | Cmd::DropDb | Cmd::IdleWorker => unreachable!(),
     };
@@ -203,6 +208,16 @@ async fn smoke(ctx: &Ctx) -> Result<bool> {
         list_requests: 10,
     };
     tally(one(ctx, history(ctx, &h).await, "history")?);
+    let u = unbatched::UnbatchedArgs {
+        pairs: 10,
+        rate_per_client: 5.0,
+        duration: 3.0,
+        warmup: 1.0,
+        drain: 10.0,
+        pad: 16,
+        syscalls: 0.0,
+    };
+    tally(one(ctx, unbatched::unbatched(ctx, &u).await, "unbatched")?);
 
     println!("bench smoke: {passed} passed, {failed} failed");
     Ok(failed == 0)

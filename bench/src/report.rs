@@ -98,6 +98,18 @@ const TARGETS: &[(&str, &str, &str, &str)] = &[
         "history newest page p99",
     ),
     (
+        "unbatched",
+        "1,000 pairs at 2.5 msg/s per client, one write per frame, a receipt per message: server CPU per message",
+        "≤ 20 µs",
+        "unbatched server CPU per message",
+    ),
+    (
+        "unbatched",
+        "send→received p99",
+        "≤ 10 ms",
+        "unbatched send→received p99",
+    ),
+    (
         "history",
         "oldest p99 / newest p99",
         "≤ 1.5",

@@ -39,7 +39,7 @@ async fn prepare_pairs(ctx: &Ctx, tag: &str, pairs: usize) -> Result<(Vec<Member
 }
 
 /// Correctness of one engine run, plus the MySQL row count, into `report`.
-async fn check_outcome(
+pub(crate) async fn check_outcome(
     ctx: &Ctx,
     report: &mut Report,
     out: &Outcome,
@@ -78,7 +78,7 @@ async fn check_outcome(
     Ok(())
 }
 
-fn counts(report: &mut Report, out: &Outcome, label: &str) {
+pub(crate) fn counts(report: &mut Report, out: &Outcome, label: &str) {
     report.fig(&format!("{label}sent"), out.verdict.sent as f64, "msgs");
     report.fig(&format!("{label}acked"), out.verdict.acked as f64, "msgs");
     report.fig(
@@ -132,6 +132,7 @@ pub async fn throughput(ctx: &Ctx, a: &ThroughputArgs) -> Result<Report> {
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
+            count_syscalls: None,
         },
     )
     .await?;
@@ -272,6 +273,7 @@ async fn latency_run(
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
+            count_syscalls: None,
         },
     )
     .await?;
@@ -389,6 +391,7 @@ pub async fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Report> {
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
+            count_syscalls: None,
         },
     )
     .await?;
