@@ -86,9 +86,15 @@ done
 SERVER_PID=""
 DB_URL=""
 stop_server() {
+  current_server
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      # Restarted by reconnect-storm, it is not our child: exited shows as a zombie.
+      [ "$(awk '{print $3}' "/proc/$SERVER_PID/stat" 2>/dev/null)" = Z ] && break
+      sleep 0.1
+    done
     kill -KILL "$SERVER_PID" 2>/dev/null
     wait "$SERVER_PID" 2>/dev/null
   fi
@@ -97,6 +103,18 @@ stop_server() {
     "$BENCH" drop-db --database-url "$DB_URL" >/dev/null 2>&1 || echo "bench run: could not drop $DB_NAME" >&2
   fi
   DB_URL=""
+}
+# reconnect-storm restarts the server itself (SIGTERM, then $PARLEY_BENCH_SERVER_CMD,
+# the very command below) and writes the new pid to $PARLEY_BENCH_SERVER_PID_FILE:
+# follow it, for the clean-up and for the scenarios after it.
+current_server() {
+  local pid
+  pid="$(cat "$WORK/server.pid" 2>/dev/null)"
+  if [ -n "$pid" ] && [ "$pid" != "$SERVER_PID" ]; then
+    SERVER_PID="$pid"
+    COMMON=(--url "$URL" --database-url "$DB_URL" --jwt-secret "$SECRET"
+            --server-pid "$SERVER_PID" --pbkdf2-iterations "$PBKDF2")
+  fi
 }
 cleanup() {
   stop_server
@@ -115,7 +133,11 @@ start_server() {
     for n in "${DB_NODES[@]}"; do urls="${urls:+$urls,}${n%/}/$DB_NAME"; done
     db_env=(PARLEY__DATABASE__URLS="$urls")
   fi
-  env -i PATH="$PATH" HOME="${HOME:-/root}" \
+  # The command is written to a script so reconnect-storm can start it again.
+  {
+    echo '#!/usr/bin/env bash'
+    printf 'exec env -i'
+    printf ' %q' PATH="$PATH" HOME="${HOME:-/root}" \
     PARLEY__SERVER__HOST=127.0.0.1 \
     PARLEY__SERVER__PORT="$PORT" \
     "${db_env[@]}" \
@@ -132,9 +154,16 @@ start_server() {
     PARLEY__LIMITS__REGISTER_PER_IP_PER_MIN=10000000 \
     PARLEY__LOG__FORMAT=json \
     PARLEY__LOG__LEVEL=warn \
-    ${PARLEY_SERVER_ENV:-} \
-    "$BIN" serve >"$WORK/server.log" 2>&1 &
+    ${PARLEY_SERVER_ENV:-}
+    printf ' %q' "$(realpath "$BIN")" serve
+    printf ' >>%q 2>&1\n' "$WORK/server.log"
+  } >"$WORK/server.sh"
+  chmod +x "$WORK/server.sh"
+  : >"$WORK/server.log"
+  "$WORK/server.sh" &
   SERVER_PID=$!
+  echo "$SERVER_PID" >"$WORK/server.pid"
+  export PARLEY_BENCH_SERVER_CMD="$WORK/server.sh" PARLEY_BENCH_SERVER_PID_FILE="$WORK/server.pid"
 
   URL="http://127.0.0.1:$PORT"
   for _ in $(seq 1 300); do
@@ -181,6 +210,7 @@ FAILED=0
 run() {
   echo "### parley-bench $*" >&2
   "$BENCH" "${COMMON[@]}" --json-out "$JSONL" "$@" ${BENCH_ARGS:-} || FAILED=$((FAILED + 1))
+  current_server
 }
 # Each scenario BENCH_RUNS times (default 3), each repetition on a fresh server and
 # database: the README shows the medians.
@@ -194,6 +224,7 @@ for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
   run login-storm --in-flight 200 --rate 2000
   run history --messages 1000000 --chats 1000
   run unbatched --pairs 1000 --rate-per-client 2.5
+  run reconnect-storm --clients 19000
   stop_server
 done
 "$BENCH" report --jsonl "$JSONL" --md "$MD" --readme bench/README-section.md

@@ -11,6 +11,7 @@ mod report;
 mod scaling;
 mod scenarios;
 mod unbatched;
+mod storm;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ enum Cmd {
     Fanout(scenarios::FanoutArgs),
     /// N authenticated idle connections; server RSS and CPU per connection.
     Idle(idle::IdleArgs),
+    /// N clients connected; the server restarted (SIGTERM); all reconnect and sync.
+    ReconnectStorm(storm::StormArgs),
     /// Logins beyond hashing capacity while the latency scenario runs.
     LoginStorm(scenarios::LoginStormArgs),
     /// A chat with many messages: page latency; a user with many chats: chat list latency.
@@ -61,6 +64,8 @@ enum Cmd {
     DropDb,
     #[command(hide = true)]
     IdleWorker,
+    #[command(hide = true)]
+    StormWorker,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +97,10 @@ async fn run(cli: Cli) -> Result<bool> {
             idle::worker().await?;
             return Ok(true);
         }
+        Cmd::StormWorker => {
+            storm::worker().await?;
+            return Ok(true);
+        }
         Cmd::Report(a) => {
             report::write(&a)?;
             return Ok(true);
@@ -115,8 +124,11 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::LoginStorm(a) => one(&ctx, scenarios::login_storm(&ctx, &a).await, "login-storm"),
         Cmd::History(a) => one(&ctx, scenarios::history(&ctx, &a).await, "history"),
         Cmd::Unbatched(a) => one(&ctx, unbatched::unbatched(&ctx, &a).await, "unbatched"),
+        Cmd::ReconnectStorm(a) => one(&ctx, storm::storm(&ctx, &a).await, "reconnect-storm"),
         Cmd::Smoke => smoke(&ctx).await,
-        Cmd::Report(_) | Cmd::Scaling(_) | Cmd::DropDb | Cmd::IdleWorker => unreachable!(),
+        Cmd::Report(_) | Cmd::Scaling(_) | Cmd::DropDb | Cmd::IdleWorker | Cmd::StormWorker => {
+            unreachable!()
+        }
     };
     ctx.pool.clone().disconnect().await.ok();
     result
@@ -188,6 +200,7 @@ async fn smoke(ctx: &Ctx) -> Result<bool> {
         per_address: 100,
         concurrency: 50,
         hold: 1.0,
+        ticket: false,
     };
     tally(one(ctx, idle::idle(ctx, &i).await, "idle")?);
     let ls = LoginStormArgs {
@@ -218,6 +231,20 @@ async fn smoke(ctx: &Ctx) -> Result<bool> {
         syscalls: 0.0,
     };
     tally(one(ctx, unbatched::unbatched(ctx, &u).await, "unbatched")?);
+    // Last: it restarts the server (the pid given for the others is gone after it).
+    let s = storm::StormArgs {
+        clients: 200,
+        jitter: 1.0,
+        owed: 40,
+        owed_messages: 5,
+        per_worker: 100,
+        per_address: 100,
+        concurrency: 50,
+        give_up: 60.0,
+        server_cmd: None,
+        server_pid_file: None,
+    };
+    tally(one(ctx, storm::storm(ctx, &s).await, "reconnect-storm")?);
 
     println!("bench smoke: {passed} passed, {failed} failed");
     Ok(failed == 0)

@@ -115,6 +115,18 @@ const TARGETS: &[(&str, &str, &str, &str)] = &[
         "≤ 1.5",
         "history oldest p99 / newest p99",
     ),
+    (
+        "reconnect-storm",
+        "19,000 clients, restart: first close → all ready and synced",
+        "≤ 5 s",
+        "reconnect-storm 19000 clients: first close",
+    ),
+    (
+        "reconnect-storm",
+        "reconnects refused that a client cannot retry",
+        "0",
+        "reconnect-storm refusals",
+    ),
 ];
 
 /// The run with the median value of a target (the lower middle of an even count),

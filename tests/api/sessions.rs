@@ -518,3 +518,63 @@ async fn concurrent_sign_ins_of_one_account_all_get_a_session() {
         .unwrap();
     assert_eq!(live, Some(3), "the cap holds under concurrency");
 }
+
+/// A process meeting many sessions at once (every client reconnecting after a
+/// restart) loads them in shared queries: each live one is admitted, each revoked
+/// one refused, a sid of another user refused — the same answers as one by one.
+#[actix_web::test]
+async fn a_wave_of_sessions_new_to_a_node_is_admitted_or_refused_each_as_alone() {
+    let app = spawn_app().await;
+    let mut users = Vec::new();
+    for i in 0..24 {
+        users.push(app.register(&format!("wave{i}")).await);
+    }
+    let revoked: Vec<u64> = users.iter().step_by(4).map(|u| u.id).collect();
+    let mut conn = app.mysql().await;
+    for id in &revoked {
+        conn.exec_drop(
+            "UPDATE auth_sessions SET revoked_at = NOW(3) WHERE user_id = ?",
+            (id,),
+        )
+        .await
+        .unwrap();
+    }
+    let sid_of_first: u64 = conn
+        .exec_first(
+            "SELECT id FROM auth_sessions WHERE user_id = ?",
+            (users[1].id,),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // A second node on the same database: none of these sessions is known to it.
+    let fresh = crate::helpers::spawn(app.settings.clone(), false).await;
+    let attempts = users.iter().map(|u| {
+        let url = fresh.ws_url(&u.token);
+        async move { WsClient::try_connect(&url).await.map(|_| ()) }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    for (u, res) in users.iter().zip(results) {
+        if revoked.contains(&u.id) {
+            let refused = res.expect_err("a revoked session is refused");
+            assert_eq!(refused.status, Some(401));
+            assert_eq!(refused.body.unwrap()["error"]["code"], "session_revoked");
+        } else {
+            assert!(res.is_ok(), "user {} refused", u.id);
+        }
+    }
+    // Someone else's sid in a validly signed token: refused as revoked.
+    let now = unix_now();
+    let stolen = parley_testkit::client::sign_token(
+        JWT_SECRET.as_bytes(),
+        users[2].id,
+        sid_of_first,
+        now,
+        now + 3600,
+    );
+    let refused = WsClient::try_connect(&fresh.ws_url(&stolen))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, Some(401));
+}
