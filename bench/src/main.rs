@@ -10,8 +10,8 @@ mod idle;
 mod report;
 mod scaling;
 mod scenarios;
-mod unbatched;
 mod storm;
+mod unbatched;
 
 use std::process::ExitCode;
 
