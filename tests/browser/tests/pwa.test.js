@@ -71,9 +71,11 @@ async function send(page, text) {
   await box.press('Enter');
 }
 
-/** Waits for the service worker to be active and to control the page. */
+/** Waits for the service worker to be active and to control the page. Installing
+ * fetches the whole shell past the HTTP cache: on a loaded CI box that once took
+ * over 15 s, hence the long bound. */
 async function controlled(page) {
-  await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 15000 });
+  await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 45000 });
 }
 
 /** The page's service worker, for evaluating in it. */
