@@ -838,3 +838,132 @@ async fn an_encrypted_groups_envelope_must_follow_the_members_at_once() {
     a.send(sealed("e5", &[&g.ann, &g.bob, &g.dave]));
     assert_eq!(a.reply_to("e5").await["event"], "ack");
 }
+
+/// `limits.group_max_members` at its default (1,000) holds end to end: a group of
+/// exactly 1,000 is made in one request, listed with every member and delivers; one
+/// more is refused `invalid_member` on creation and on adding; a member removed makes
+/// room for one added (the IN lists of the add path are sliced past 512 ids).
+#[actix_web::test]
+async fn a_group_of_a_thousand_works_and_one_more_is_refused() {
+    use mysql_async::prelude::Queryable;
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let cyd = app.register("cyd").await;
+    let mut db = app.mysql().await;
+    db.query_drop(
+        "INSERT INTO users (email, username, password_hash) \
+         SELECT CONCAT('many', seq, '@example.com'), CONCAT('many', seq), 'x' FROM seq_1_to_1000",
+    )
+    .await
+    .unwrap();
+    let many: Vec<u64> = db
+        .query("SELECT id FROM users WHERE username LIKE 'many%' ORDER BY id")
+        .await
+        .unwrap();
+    // ann + bob + 998 others = 1,000.
+    let mut ids: Vec<u64> = many[..998].to_vec();
+    ids.push(bob.id);
+    let create = |ids: Vec<u64>| {
+        let (app, ann) = (&app, &ann);
+        async move {
+            app.post_auth(
+                "/api/chats",
+                &ann.token,
+                &json!({"title": "everyone", "memberIds": ids}),
+            )
+            .await
+        }
+    };
+    let mut over = ids.clone();
+    over.push(many[998]);
+    let body = assert_error(
+        create(over).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_member",
+    )
+    .await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("1000"));
+    let res = create(ids).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let chat: Value = res.json().await.unwrap();
+    let group = chat["id"].as_u64().unwrap();
+    assert_eq!(chat["members"].as_array().unwrap().len(), 1000);
+    let got: Value = app
+        .get_auth(&format!("/api/chats/{group}"), &bob.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["members"].as_array().unwrap().len(), 1000);
+
+    // Full: one more is refused, and the group is unchanged.
+    let members_path = format!("/api/chats/{group}/members");
+    let add = |ids: Vec<u64>| {
+        call(
+            &app,
+            Method::POST,
+            &members_path,
+            &ann,
+            Some(json!({"userIds": ids})),
+        )
+    };
+    assert_error(
+        add(vec![cyd.id]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_member",
+    )
+    .await;
+    // A removal makes room for exactly one.
+    let res = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/chats/{group}/members/{}", many[0]),
+        &ann,
+        None,
+    )
+    .await;
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_error(
+        add(vec![cyd.id, many[999]]).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_member",
+    )
+    .await;
+    let res = add(vec![cyd.id]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let chat: Value = res.json().await.unwrap();
+    assert_eq!(chat["members"].as_array().unwrap().len(), 1000);
+
+    // A message reaches members of the full group.
+    let mut a = app.ws(&ann).await;
+    let mut b = app.ws(&bob).await;
+    let mut c = app.ws(&cyd).await;
+    a.send(json!({"event": "message:send", "ref": "m", "data": {"chatId": group, "clientId": "big-1", "kind": "text", "content": "hello all"}}));
+    assert_eq!(a.reply_to("m").await["event"], "ack");
+    for ws in [&mut b, &mut c] {
+        // After the system messages of the changes above.
+        loop {
+            let got = ws.wait_for("message:received").await;
+            if got["data"]["kind"] != "system" {
+                assert_eq!(got["data"]["content"], "hello all");
+                break;
+            }
+        }
+    }
+
+    // Adding many at once (more than one IN list of 512): a fresh group of 2 grows to 1,000.
+    let res = create(vec![bob.id]).await;
+    let small = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let res = call(
+        &app,
+        Method::POST,
+        &format!("/api/chats/{small}/members"),
+        &ann,
+        Some(json!({"userIds": many[..998].to_vec()})),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let chat: Value = res.json().await.unwrap();
+    assert_eq!(chat["members"].as_array().unwrap().len(), 1000);
+}
