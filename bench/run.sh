@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-SCENARIOS=6
+SCENARIOS=7
 fail_smoke() {
   echo "bench run: $*" >&2
   if [ "$SMOKE" = 1 ]; then echo "bench smoke: 0 passed, $SCENARIOS failed"; fi
@@ -190,6 +190,7 @@ for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
   run throughput --pairs 100 --window 10 --delivered
   run latency --rate 5000
   run fanout --groups 5 --size 100
+  run big-group --members 1000 --rate 10
   run idle --connections 19000
   run login-storm --in-flight 200 --rate 2000
   run history --messages 1000000 --chats 1000

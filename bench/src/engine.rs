@@ -44,6 +44,12 @@ pub struct Plan {
     pub duration: f64,
     pub drain: f64,
     pub pad: usize,
+    /// Another run to start with: every member of both is connected and `ready`
+    /// before either starts (`big-group` runs its 1:1 load beside the group).
+    pub gate: Option<Arc<tokio::sync::Barrier>>,
+    /// Also record, for every message sent inside the window, when its *last*
+    /// recipient got it (`Outcome::last_latency`).
+    pub track_last: bool,
 }
 
 #[derive(Debug)]
@@ -60,6 +66,11 @@ pub struct Outcome {
     pub receipts: u64,
     pub window_secs: f64,
     pub server_rss_max: Option<u64>,
+    /// The server's CPU time (user + system) over the measured window, seconds.
+    pub server_cpu_window: Option<f64>,
+    /// With `track_last`: per message sent inside the window, scheduled → received
+    /// by the last of its recipients, µs.
+    pub last_latency: Hist,
     pub errors: Vec<String>,
 }
 
@@ -116,6 +127,8 @@ struct TaskOut {
     acked_in_window: u64,
     sent_in_window: u64,
     receipts: u64,
+    /// With `track_last`: (sender, seq, latency µs) of each in-window arrival.
+    arrivals: Vec<(u64, u64, u64)>,
     error: Option<String>,
 }
 
@@ -204,10 +217,28 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if let Some(gate) = &plan.gate {
+        pb.set_message(format!("{n} connected; waiting for the other run"));
+        gate.wait().await;
+    }
     let start = ctx.ns() + 50_000_000;
     shared.start_ns.store(start, Ordering::SeqCst);
     let _ = start_tx.send(true);
     let aborted = shared.abort.load(Ordering::SeqCst);
+    // The server's CPU over exactly the measured window (warm-up excluded).
+    let cpu = ctx.server_pid().map(|pid| {
+        let t0 = ctx.t0;
+        let (from, to) = (
+            start + (plan.warmup * 1e9) as u64,
+            start + ((plan.warmup + plan.duration) * 1e9) as u64,
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep_until((t0 + Duration::from_nanos(from)).into()).await;
+            let a = crate::common::cpu_secs(pid)?;
+            tokio::time::sleep_until((t0 + Duration::from_nanos(to)).into()).await;
+            Some(crate::common::cpu_secs(pid)? - a)
+        })
+    });
 
     // Progress and the server's RSS while the run goes on.
     let pid = ctx.server_pid();
@@ -248,8 +279,14 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         receipts: 0,
         window_secs: plan.duration,
         server_rss_max: rss_max,
+        server_cpu_window: match cpu {
+            Some(h) => h.await.ok().flatten(),
+            None => None,
+        },
+        last_latency: hist(),
         errors: Vec::new(),
     };
+    let mut last: HashMap<(u64, u64), u64> = HashMap::new();
     for h in handles {
         let t = h.await.map_err(|e| anyhow!("task: {e}"))?;
         if let Some(e) = t.error {
@@ -268,6 +305,10 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         if let Some(b) = t.book {
             books.insert(t.user_id, b);
         }
+        for (sender, seq, us) in t.arrivals {
+            let e = last.entry((sender, seq)).or_insert(0);
+            *e = (*e).max(us);
+        }
         inboxes.push(t.inbox);
     }
     if aborted && out.errors.is_empty() {
@@ -276,6 +317,9 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
     out.verdict = Verdict::compute(&books, &inboxes);
     if plan.delivered {
         out.receipts_expected = out.verdict.delivered;
+    }
+    for us in last.into_values() {
+        out.last_latency.saturating_record(us);
     }
     out.latency = latency;
     out.ack_latency = ack_latency;
@@ -477,7 +521,11 @@ async fn member_loop(
                         if out.inbox.on_receive(msg.sender_id, seq) {
                             shared.received.fetch_add(1, Ordering::Relaxed);
                             if in_window(sent_at) {
-                                lat.saturating_record((now.saturating_sub(sent_at) / 1000).max(1));
+                                let us = (now.saturating_sub(sent_at) / 1000).max(1);
+                                lat.saturating_record(us);
+                                if plan.track_last {
+                                    out.arrivals.push((msg.sender_id, seq, us));
+                                }
                             }
                             if in_window(now) {
                                 out.received_in_window += 1;

@@ -132,6 +132,8 @@ pub async fn throughput(ctx: &Ctx, a: &ThroughputArgs) -> Result<Report> {
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
+            gate: None,
+            track_last: false,
         },
     )
     .await?;
@@ -272,6 +274,8 @@ async fn latency_run(
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
+            gate: None,
+            track_last: false,
         },
     )
     .await?;
@@ -389,6 +393,8 @@ pub async fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Report> {
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
+            gate: None,
+            track_last: false,
         },
     )
     .await?;
