@@ -220,6 +220,7 @@ for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
   run throughput --pairs 100 --window 10 --delivered
   run latency --rate 5000
   run fanout --groups 5 --size 100
+  run big-group --members 1000 --rate 12   # 11,988 deliveries/s offered: 10 msg/s × 999 is just under the 10,000 target
   run idle --connections 19000
   run login-storm --in-flight 200 --rate 2000
   run history --messages 1000000 --chats 1000

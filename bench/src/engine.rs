@@ -52,6 +52,12 @@ pub struct Plan {
     /// Count the server's system calls for this many seconds in the middle of the
     /// measured window (`perf stat` on the syscall tracepoints).
     pub count_syscalls: Option<f64>,
+    /// Another run to start with: every member of both is connected and `ready`
+    /// before either starts (`big-group` runs its 1:1 load beside the group).
+    pub gate: Option<Arc<tokio::sync::Barrier>>,
+    /// Also record, for every message sent inside the window, when its *last*
+    /// recipient got it (`Outcome::last_latency`).
+    pub track_last: bool,
 }
 
 /// The server's system calls over part of the window, and the messages sent meanwhile.
@@ -82,6 +88,9 @@ pub struct Outcome {
     /// The server's user+system CPU seconds over the measured window.
     pub server_cpu_secs: Option<f64>,
     pub syscalls: Option<Syscalls>,
+    /// With `track_last`: per message sent inside the window, scheduled → received
+    /// by the last of its recipients, µs.
+    pub last_latency: Hist,
     pub errors: Vec<String>,
 }
 
@@ -138,6 +147,8 @@ struct TaskOut {
     acked_in_window: u64,
     sent_in_window: u64,
     receipts: u64,
+    /// With `track_last`: (sender, seq, latency µs) of each in-window arrival.
+    arrivals: Vec<(u64, u64, u64)>,
     error: Option<String>,
 }
 
@@ -226,11 +237,14 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if let Some(gate) = &plan.gate {
+        pb.set_message(format!("{n} connected; waiting for the other run"));
+        gate.wait().await;
+    }
     let start = ctx.ns() + 50_000_000;
     shared.start_ns.store(start, Ordering::SeqCst);
     let _ = start_tx.send(true);
     let aborted = shared.abort.load(Ordering::SeqCst);
-
     // Progress and the server's RSS while the run goes on.
     let pid = ctx.server_pid();
     let probe = tokio::spawn(window_probe(
@@ -280,11 +294,13 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         server_rss_max: rss_max,
         server_cpu_secs: None,
         syscalls: None,
+        last_latency: hist(),
         errors: Vec::new(),
     };
     let (cpu, syscalls) = probe.await.map_err(|e| anyhow!("probe: {e}"))?;
     out.server_cpu_secs = cpu;
     out.syscalls = syscalls;
+    let mut last: HashMap<(u64, u64), u64> = HashMap::new();
     for h in handles {
         let t = h.await.map_err(|e| anyhow!("task: {e}"))?;
         if let Some(e) = t.error {
@@ -303,6 +319,10 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         if let Some(b) = t.book {
             books.insert(t.user_id, b);
         }
+        for (sender, seq, us) in t.arrivals {
+            let e = last.entry((sender, seq)).or_insert(0);
+            *e = (*e).max(us);
+        }
         inboxes.push(t.inbox);
     }
     if aborted && out.errors.is_empty() {
@@ -311,6 +331,9 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
     out.verdict = Verdict::compute(&books, &inboxes);
     if plan.delivered {
         out.receipts_expected = out.verdict.delivered;
+    }
+    for us in last.into_values() {
+        out.last_latency.saturating_record(us);
     }
     out.latency = latency;
     out.ack_latency = ack_latency;
@@ -601,7 +624,11 @@ async fn member_loop(
                         if out.inbox.on_receive(msg.sender_id, seq) {
                             shared.received.fetch_add(1, Ordering::Relaxed);
                             if in_window(sent_at) {
-                                lat.saturating_record((now.saturating_sub(sent_at) / 1000).max(1));
+                                let us = (now.saturating_sub(sent_at) / 1000).max(1);
+                                lat.saturating_record(us);
+                                if plan.track_last {
+                                    out.arrivals.push((msg.sender_id, seq, us));
+                                }
                             }
                             if in_window(now) {
                                 out.received_in_window += 1;

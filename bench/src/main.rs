@@ -3,6 +3,7 @@
 //! prints a table and one JSON line of figures, and checks correctness as it
 //! measures: a run with any loss, duplicate or reordering exits non-zero.
 
+mod biggroup;
 mod check;
 mod common;
 mod engine;
@@ -41,6 +42,9 @@ enum Cmd {
     Latency(scenarios::LatencyArgs),
     /// Groups of G members, all online; deliveries/s and delivery latency.
     Fanout(scenarios::FanoutArgs),
+    /// One group of N members (default 1,000) all online, messages into it from
+    /// senders taking turns, a 1:1 load beside it (alone first, then with the group).
+    BigGroup(biggroup::BigGroupArgs),
     /// N authenticated idle connections; server RSS and CPU per connection.
     Idle(idle::IdleArgs),
     /// N clients connected; the server restarted (SIGTERM); all reconnect and sync.
@@ -120,6 +124,7 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Throughput(a) => one(&ctx, scenarios::throughput(&ctx, &a).await, "throughput"),
         Cmd::Latency(a) => one(&ctx, scenarios::latency(&ctx, &a).await, "latency"),
         Cmd::Fanout(a) => one(&ctx, scenarios::fanout(&ctx, &a).await, "fanout"),
+        Cmd::BigGroup(a) => one(&ctx, biggroup::big_group(&ctx, &a).await, "big-group"),
         Cmd::Idle(a) => one(&ctx, idle::idle(&ctx, &a).await, "idle"),
         Cmd::LoginStorm(a) => one(&ctx, scenarios::login_storm(&ctx, &a).await, "login-storm"),
         Cmd::History(a) => one(&ctx, scenarios::history(&ctx, &a).await, "history"),
@@ -194,6 +199,19 @@ async fn smoke(ctx: &Ctx) -> Result<bool> {
         pad: 16,
     };
     tally(one(ctx, fanout(ctx, &f).await, "fanout")?);
+    let bg = biggroup::BigGroupArgs {
+        members: 30,
+        rate: 20.0,
+        senders: 4,
+        duration: 3.0,
+        alone_duration: 2.0,
+        warmup: 1.0,
+        drain: 10.0,
+        bg_pairs: 5,
+        bg_rate: 100.0,
+        pad: 16,
+    };
+    tally(one(ctx, biggroup::big_group(ctx, &bg).await, "big-group")?);
     let i = idle::IdleArgs {
         connections: 200,
         per_worker: 100,

@@ -92,6 +92,24 @@ const TARGETS: &[(&str, &str, &str, &str)] = &[
         "history oldest page p99",
     ),
     (
+        "big-group",
+        "1,000 members at 10 msg/s, send→last member p99",
+        "≤ 100 ms",
+        "big-group 1000 members: p99 to the last member",
+    ),
+    (
+        "big-group",
+        "1,000 members, deliveries/s",
+        "≥ 10,000 /s",
+        "big-group 1000 members (deliveries/s)",
+    ),
+    (
+        "big-group",
+        "1:1 p99 beside the group / alone",
+        "≤ 2×",
+        "big-group: 1:1 p99 with the group / alone",
+    ),
+    (
         "history",
         "newest page p99",
         "≤ 10 ms",

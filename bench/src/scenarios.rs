@@ -133,6 +133,8 @@ pub async fn throughput(ctx: &Ctx, a: &ThroughputArgs) -> Result<Report> {
             drain: a.drain,
             pad: a.pad,
             count_syscalls: None,
+            gate: None,
+            track_last: false,
         },
     )
     .await?;
@@ -274,6 +276,8 @@ async fn latency_run(
             drain: a.drain,
             pad: a.pad,
             count_syscalls: None,
+            gate: None,
+            track_last: false,
         },
     )
     .await?;
@@ -392,6 +396,8 @@ pub async fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Report> {
             drain: a.drain,
             pad: a.pad,
             count_syscalls: None,
+            gate: None,
+            track_last: false,
         },
     )
     .await?;

@@ -80,6 +80,8 @@ pub async fn unbatched(ctx: &Ctx, a: &UnbatchedArgs) -> Result<Report> {
             drain: a.drain,
             pad: a.pad,
             count_syscalls: (a.syscalls > 0.0).then_some(a.syscalls),
+            gate: None,
+            track_last: false,
         },
     )
     .await?;
