@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-SCENARIOS=7
+SCENARIOS=6
 fail_smoke() {
   echo "bench run: $*" >&2
   if [ "$SMOKE" = 1 ]; then echo "bench smoke: 0 passed, $SCENARIOS failed"; fi
@@ -86,15 +86,9 @@ done
 SERVER_PID=""
 DB_URL=""
 stop_server() {
-  current_server
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      # Restarted by reconnect-storm, it is not our child: exited shows as a zombie.
-      [ "$(awk '{print $3}' "/proc/$SERVER_PID/stat" 2>/dev/null)" = Z ] && break
-      sleep 0.1
-    done
+    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$SERVER_PID" 2>/dev/null
     wait "$SERVER_PID" 2>/dev/null
   fi
@@ -103,18 +97,6 @@ stop_server() {
     "$BENCH" drop-db --database-url "$DB_URL" >/dev/null 2>&1 || echo "bench run: could not drop $DB_NAME" >&2
   fi
   DB_URL=""
-}
-# reconnect-storm restarts the server itself (SIGTERM, then $PARLEY_BENCH_SERVER_CMD,
-# the very command below) and writes the new pid to $PARLEY_BENCH_SERVER_PID_FILE:
-# follow it, for the clean-up and for the scenarios after it.
-current_server() {
-  local pid
-  pid="$(cat "$WORK/server.pid" 2>/dev/null)"
-  if [ -n "$pid" ] && [ "$pid" != "$SERVER_PID" ]; then
-    SERVER_PID="$pid"
-    COMMON=(--url "$URL" --database-url "$DB_URL" --jwt-secret "$SECRET"
-            --server-pid "$SERVER_PID" --pbkdf2-iterations "$PBKDF2")
-  fi
 }
 cleanup() {
   stop_server
@@ -133,11 +115,7 @@ start_server() {
     for n in "${DB_NODES[@]}"; do urls="${urls:+$urls,}${n%/}/$DB_NAME"; done
     db_env=(PARLEY__DATABASE__URLS="$urls")
   fi
-  # The command is written to a script so reconnect-storm can start it again.
-  {
-    echo '#!/usr/bin/env bash'
-    printf 'exec env -i'
-    printf ' %q' PATH="$PATH" HOME="${HOME:-/root}" \
+  env -i PATH="$PATH" HOME="${HOME:-/root}" \
     PARLEY__SERVER__HOST=127.0.0.1 \
     PARLEY__SERVER__PORT="$PORT" \
     "${db_env[@]}" \
@@ -154,16 +132,9 @@ start_server() {
     PARLEY__LIMITS__REGISTER_PER_IP_PER_MIN=10000000 \
     PARLEY__LOG__FORMAT=json \
     PARLEY__LOG__LEVEL=warn \
-    ${PARLEY_SERVER_ENV:-}
-    printf ' %q' "$(realpath "$BIN")" serve
-    printf ' >>%q 2>&1\n' "$WORK/server.log"
-  } >"$WORK/server.sh"
-  chmod +x "$WORK/server.sh"
-  : >"$WORK/server.log"
-  "$WORK/server.sh" &
+    ${PARLEY_SERVER_ENV:-} \
+    "$BIN" serve >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
-  echo "$SERVER_PID" >"$WORK/server.pid"
-  export PARLEY_BENCH_SERVER_CMD="$WORK/server.sh" PARLEY_BENCH_SERVER_PID_FILE="$WORK/server.pid"
 
   URL="http://127.0.0.1:$PORT"
   for _ in $(seq 1 300); do
@@ -210,7 +181,6 @@ FAILED=0
 run() {
   echo "### parley-bench $*" >&2
   "$BENCH" "${COMMON[@]}" --json-out "$JSONL" "$@" ${BENCH_ARGS:-} || FAILED=$((FAILED + 1))
-  current_server
 }
 # Each scenario BENCH_RUNS times (default 3), each repetition on a fresh server and
 # database: the README shows the medians.
@@ -220,12 +190,9 @@ for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
   run throughput --pairs 100 --window 10 --delivered
   run latency --rate 5000
   run fanout --groups 5 --size 100
-  run big-group --members 1000 --rate 12   # 11,988 deliveries/s offered: 10 msg/s × 999 is just under the 10,000 target
   run idle --connections 19000
   run login-storm --in-flight 200 --rate 2000
   run history --messages 1000000 --chats 1000
-  run unbatched --pairs 1000 --rate-per-client 2.5
-  run reconnect-storm --clients 19000
   stop_server
 done
 "$BENCH" report --jsonl "$JSONL" --md "$MD" --readme bench/README-section.md

@@ -339,7 +339,7 @@ pub struct LimitSettings {
     pub uploads_per_min: u32,
     /// New chats (direct or group) one user may start per minute. Default `20`.
     pub chats_per_min: u32,
-    /// Most members of a group, its creator included. Default `1000`.
+    /// Most members of a group, its creator included. Default `256`.
     pub group_max_members: usize,
 }
 
@@ -501,7 +501,7 @@ impl Default for Settings {
                 user_storage_bytes: 1024 * 1024 * 1024,
                 uploads_per_min: 10,
                 chats_per_min: 20,
-                group_max_members: 1000,
+                group_max_members: 256,
             },
             presence: PresenceSettings {
                 node_ttl_secs: 30,

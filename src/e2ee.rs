@@ -200,7 +200,7 @@ mod tests {
         assert!(decrypt(&env, ChatId(3), UserId(1), "c2", UserId(2), &b_priv).is_err());
         // The server's shape check accepts what we produce.
         let raw = serde_json::to_string(&env).unwrap();
-        parley_actors::e2ee::check_envelope(&raw, &[UserId(1), UserId(2)], 64 * 1024).unwrap();
+        parley_actors::e2ee::check_envelope(&raw, &[UserId(1), UserId(2)]).unwrap();
     }
 
     #[test]

@@ -45,7 +45,6 @@ use bytestring::ByteString;
 use futures_util::{Stream, StreamExt};
 use parley_actors::session::Inbound;
 use parley_actors::Session;
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Largest single read; it lives on the stack only while a read runs.
@@ -444,7 +443,7 @@ impl FrameReader {
         loop {
             ready!(self.io.poll_read_ready(cx))?;
             let mut chunk = [0u8; READ_CHUNK];
-            match read_draining(&self.io, &mut chunk) {
+            match self.io.try_read(&mut chunk) {
                 Ok(0) => return Poll::Ready(Ok(false)),
                 Ok(n) => {
                     if self.buf.is_empty() {
@@ -461,31 +460,6 @@ impl FrameReader {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-    }
-}
-
-/// One read. A read shorter than `chunk` emptied the socket's receive buffer, so
-/// the socket's readiness is cleared with it, as tokio's own `AsyncRead` does: the
-/// next poll then waits for the next edge instead of paying a `read` that only
-/// answers EAGAIN — one system call less for every frame a client sends on its own.
-/// Only the readiness seen before this read is cleared; bytes that arrived since
-/// have raised a newer one, so nothing is missed.
-fn read_draining(io: &TcpStream, chunk: &mut [u8]) -> io::Result<usize> {
-    let mut got = None;
-    let res = io.try_io(Interest::READABLE, || {
-        let n = io.try_read(chunk)?;
-        got = Some(n);
-        if n > 0 && n < chunk.len() {
-            // Not an error: tells `try_io` to clear the readiness it saw.
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(())
-        }
-    });
-    match (got, res) {
-        (Some(n), _) => Ok(n),
-        (None, Err(e)) => Err(e),
-        (None, Ok(())) => Err(io::ErrorKind::WouldBlock.into()),
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ids::{ChangeId, MessageId, UserId};
+use crate::ids::{ChangeId, UserId};
 use crate::store::{Store, StoreError};
 
 /// Most users in one batch query (the `IN` list of `src/db`).
@@ -27,12 +27,8 @@ type Job<T> = (UserId, oneshot::Sender<Result<T, StoreError>>);
 pub struct Arrivals {
     contacts: mpsc::Sender<Job<Vec<UserId>>>,
     waiting: mpsc::Sender<Job<bool>>,
-    /// The newest change each user can see, for `ready.lastChange` (and a `sync`).
+    /// The newest change each user can see, for `ready.lastChange`.
     last_change: mpsc::Sender<Job<ChangeId>>,
-    /// The newest message each user can see: a `sync` from a client already past it
-    /// is answered without a query of its own (after a restart every client syncs
-    /// at once, nearly all of them with nothing new).
-    newest_message: mpsc::Sender<Job<MessageId>>,
 }
 
 impl Arrivals {
@@ -50,12 +46,6 @@ impl Arrivals {
             let s = s.clone();
             async move { s.last_changes(&users).await }
         }));
-        let (newest_message, rx) = mpsc::channel(QUEUE);
-        let s = store.clone();
-        tokio::spawn(run_lane(rx, move |users: Vec<UserId>| {
-            let s = s.clone();
-            async move { s.newest_messages(&users).await }
-        }));
         let (waiting, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run_lane(rx, move |users: Vec<UserId>| {
             let s = store.clone();
@@ -69,7 +59,6 @@ impl Arrivals {
             contacts,
             waiting,
             last_change,
-            newest_message,
         }
     }
 
@@ -86,11 +75,6 @@ impl Arrivals {
     /// The newest change visible to `user` (0 when none).
     pub async fn last_change(&self, user: UserId) -> Result<ChangeId, StoreError> {
         ask(&self.last_change, user).await
-    }
-
-    /// The newest message visible to `user` (0 when none).
-    pub async fn newest_message(&self, user: UserId) -> Result<MessageId, StoreError> {
-        ask(&self.newest_message, user).await
     }
 }
 

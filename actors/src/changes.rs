@@ -99,7 +99,6 @@ async fn run(
                 me.user,
                 &target,
                 shared.settings.edit_window,
-                shared.settings.ws_frame_bytes,
                 Timestamp::now(),
             )?;
             let (message, change_id) = store
@@ -235,7 +234,6 @@ pub fn check_edit(
     editor: UserId,
     target: &ChangeTarget,
     window: std::time::Duration,
-    frame_bytes: usize,
     now: Timestamp,
 ) -> Result<Edit, WireError> {
     if target.sender_id != editor {
@@ -283,7 +281,7 @@ pub fn check_edit(
             EditBody::Text(content)
         }
         (true, None, Some(env)) => {
-            e2ee::check_envelope(env.get(), &target.members.members, frame_bytes)?;
+            e2ee::check_envelope(env.get(), &target.members.members)?;
             EditBody::Envelope(env)
         }
         (false, _, _) => {

@@ -111,9 +111,6 @@ error_codes! {
     MessageDeleted = "message_deleted", 409;
     /// `message:react`: the user has 8 different emoji on the message already.
     TooManyReactions = "too_many_reactions", 409;
-    /// An encrypted message (send or edit) to a group larger than an envelope fits
-    /// (`e2ee::max_members`).
-    TooManyMembersForEncryption = "too_many_members_for_encryption", 409;
     CalleeBusy = "callee_busy", 409;
     TooLarge = "too_large", 413;
     QuotaExceeded = "quota_exceeded", 413;

@@ -236,14 +236,9 @@ impl Handler<Post> for Room {
             message,
             received,
         } = post;
-        let checked = self.check_member(session.user).and_then(|members| {
-            validate(
-                message,
-                session.user,
-                members,
-                self.shared.settings.ws_frame_bytes,
-            )
-        });
+        let checked = self
+            .check_member(session.user)
+            .and_then(|members| validate(message, session.user, members));
         let new = match checked {
             Ok(new) => new,
             Err(e) => {
@@ -412,7 +407,6 @@ fn validate(
     m: SendMessage,
     sender: UserId,
     members: &ChatMembers,
-    frame_bytes: usize,
 ) -> Result<NewMessage, WireError> {
     let cid = &m.client_id;
     if cid.is_empty()
@@ -473,7 +467,7 @@ fn validate(
                     "an encrypted message must have empty content",
                 ));
             }
-            e2ee::check_envelope(env.get(), &members.members, frame_bytes)?;
+            e2ee::check_envelope(env.get(), &members.members)?;
         }
         (true, None) => {
             return Err(WireError::new(
@@ -676,11 +670,6 @@ mod tests {
             .error_code()
             .unwrap_or_else(|| panic!("{reference}: expected an error, got {:?}", answer.json))
             .to_owned()
-    }
-
-    #[test]
-    fn the_encryption_limit_keeps_room_for_the_longest_text() {
-        assert_eq!(e2ee::PLAINTEXT_RESERVE_BYTES, MAX_TEXT_CHARS);
     }
 
     #[actix::test]

@@ -738,54 +738,7 @@ impl Session {
             changes: 0,
             held: Held::default(),
         });
-        self.sync_probe(ctx);
-    }
-
-    /// Before any query of its own, a `sync` asks the connect lanes (one query for
-    /// every session asking meanwhile) for the newest message and change its user
-    /// can see. A client already past both — nearly every one reconnecting after a
-    /// restart — is acknowledged without a query of its own; one past the messages
-    /// only replays changes. If the lanes fail, the sync runs in full.
-    fn sync_probe(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(run) = self.sync_run.as_ref() else {
-            return;
-        };
-        let shared = self.shared().clone();
-        let user = self.user;
-        let (after, after_change) = (run.last, run.after_change);
-        let probe = async move {
-            futures_util::join!(
-                shared.arrivals.newest_message(user),
-                shared.arrivals.last_change(user)
-            )
-        };
-        ctx.spawn(
-            probe
-                .into_actor(self)
-                .map(move |(newest, last_change), session, ctx| {
-                    let Some(mut run) = session.sync_run.take() else {
-                        return;
-                    };
-                    if !matches!(newest, Ok(n) if n <= after) {
-                        session.sync_run = Some(run);
-                        return session.sync_step(ctx);
-                    }
-                    match (after_change, last_change) {
-                        // Messages only: the ack names the newest change, as it would.
-                        (None, Ok(newest_change)) => {
-                            run.after_change = Some(newest_change);
-                            session.finish_sync(run, false, ctx);
-                        }
-                        (Some(a), Ok(newest_change)) if newest_change <= a => {
-                            session.finish_sync(run, false, ctx);
-                        }
-                        _ => {
-                            session.sync_run = Some(run);
-                            session.sync_changes_step(ctx);
-                        }
-                    }
-                }),
-        );
+        self.sync_step(ctx);
     }
 
     /// Starts the next queued `sync`, if nothing else streams.
@@ -1516,43 +1469,6 @@ mod tests {
         assert_eq!(ack["ref"], "t");
         assert_eq!(ack["data"]["count"], 0);
         assert_eq!(ack["data"]["hasMore"], false);
-    }
-
-    #[actix::test]
-    async fn a_sync_with_nothing_new_is_answered_without_a_query_of_its_own() {
-        let (store, realtime) = node();
-        let seeded: Vec<Message> = (0..2)
-            .map(|i| store.seed(CHAT, BOB, &format!("m{i}")))
-            .collect();
-        let mut ann = connect(&realtime, ANN);
-        ann.ready(ANN).await;
-        let newest = seeded[1].id;
-        let empty =
-            json!({"count": 0, "lastId": null, "hasMore": false, "changes": 0, "lastChange": 0});
-        ann.send(json!({"event": "sync", "ref": "a", "data": {"afterId": newest}}));
-        let ack = ann.expect("ack").await;
-        assert_eq!((&ack["ref"], &ack["data"]), (&json!("a"), &empty));
-        ann.send(
-            json!({"event": "sync", "ref": "b", "data": {"afterId": newest, "afterChange": 0}}),
-        );
-        let ack = ann.expect("ack").await;
-        assert_eq!((&ack["ref"], &ack["data"]), (&json!("b"), &empty));
-        let log = store.log();
-        assert!(
-            !log.contains(&Op::MessagesAfter) && !log.contains(&Op::ChangesAfter),
-            "{log:?}"
-        );
-
-        // One message behind: read as before.
-        ann.send(json!({"event": "sync", "ref": "c", "data": {"afterId": seeded[0].id}}));
-        let m = ann.expect("message:received").await;
-        assert_eq!(m["data"]["id"], json!(newest));
-        let ack = ann.expect("ack").await;
-        assert_eq!(
-            ack["data"],
-            json!({"count": 1, "lastId": newest, "hasMore": false, "changes": 0, "lastChange": 0})
-        );
-        assert_eq!(store.calls(Op::MessagesAfter), 1);
     }
 
     /// Waits until nothing is in flight (a change task counts until just after its

@@ -553,10 +553,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest change visible to each of `users` (0 when none), one per input.
     async fn last_changes(&self, users: &[UserId]) -> Result<Vec<ChangeId>, StoreError>;
-
-    /// The newest message in any chat of each of `users` (0 when none), one per
-    /// input: a `sync` after it has nothing to send.
-    async fn newest_messages(&self, users: &[UserId]) -> Result<Vec<MessageId>, StoreError>;
 }
 
 #[cfg(test)]

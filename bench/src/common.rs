@@ -311,16 +311,6 @@ pub async fn ws_connect(
     token: &str,
     source: Option<IpAddr>,
 ) -> Result<Ws> {
-    ws_connect_query(ctx_server, ws_base, &format!("token={token}"), source).await
-}
-
-/// Opens a WebSocket with this query (`token=…` or `ticket=…`), from `source` when given.
-pub async fn ws_connect_query(
-    ctx_server: SocketAddr,
-    ws_base: &str,
-    query: &str,
-    source: Option<IpAddr>,
-) -> Result<Ws> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     if let Some(ip) = source {
         bind_address_no_port(&socket);
@@ -328,7 +318,7 @@ pub async fn ws_connect_query(
     }
     let stream = socket.connect(ctx_server).await?;
     stream.set_nodelay(true)?;
-    let req = format!("{ws_base}?{query}").into_client_request()?;
+    let req = format!("{ws_base}?token={token}").into_client_request()?;
     let (ws, _) = tokio_tungstenite::client_async(req, stream).await?;
     Ok(ws)
 }
@@ -337,7 +327,7 @@ pub async fn ws_connect_query(
 /// `connect`, per destination. Without it every `bind` searches the whole port
 /// space of that address for a free port — across sockets still in TIME_WAIT from
 /// an earlier run too — which cost the load generator most of a core.
-pub(crate) fn bind_address_no_port(socket: &tokio::net::TcpSocket) {
+fn bind_address_no_port(socket: &tokio::net::TcpSocket) {
     use std::os::fd::AsRawFd;
     let on: libc::c_int = 1;
     // SAFETY: a valid socket descriptor and a c_int option value of the right size.

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::check::{make_content, parse_content, AckBook, Inbox, Verdict};
-use crate::common::{cpu_secs, hist, rss_bytes, ws_connect, Ctx, Hist};
+use crate::common::{hist, rss_bytes, ws_connect, Ctx, Hist};
 
 /// One connected user: what it sends (if anything) and whom it hears from.
 #[derive(Debug, Clone)]
@@ -30,11 +30,6 @@ pub enum Mode {
     Closed { window: usize },
     /// All senders together offer `rate` messages per second on a fixed schedule.
     Open { rate: f64 },
-    /// Every sender offers `rate` messages per second on a timer of its own: a
-    /// random phase and each interval drawn from 0.5–1.5× the mean, so senders do
-    /// not fall into step. Each frame is written and flushed on its own (one
-    /// `write` per frame, never two frames in one), like a person's client.
-    PerClient { rate: f64 },
 }
 
 #[derive(Debug, Clone)]
@@ -49,26 +44,6 @@ pub struct Plan {
     pub duration: f64,
     pub drain: f64,
     pub pad: usize,
-    /// Count the server's system calls for this many seconds in the middle of the
-    /// measured window (`perf stat` on the syscall tracepoints).
-    pub count_syscalls: Option<f64>,
-    /// Another run to start with: every member of both is connected and `ready`
-    /// before either starts (`big-group` runs its 1:1 load beside the group).
-    pub gate: Option<Arc<tokio::sync::Barrier>>,
-    /// Also record, for every message sent inside the window, when its *last*
-    /// recipient got it (`Outcome::last_latency`).
-    pub track_last: bool,
-}
-
-/// The server's system calls over part of the window, and the messages sent meanwhile.
-#[derive(Debug, Clone)]
-pub struct Syscalls {
-    pub total: u64,
-    /// The most frequent ones, most first.
-    pub top: Vec<(String, u64)>,
-    /// Messages sent per second while they were counted.
-    pub sent_per_sec: f64,
-    pub secs: f64,
 }
 
 #[derive(Debug)]
@@ -85,12 +60,6 @@ pub struct Outcome {
     pub receipts: u64,
     pub window_secs: f64,
     pub server_rss_max: Option<u64>,
-    /// The server's user+system CPU seconds over the measured window.
-    pub server_cpu_secs: Option<f64>,
-    pub syscalls: Option<Syscalls>,
-    /// With `track_last`: per message sent inside the window, scheduled → received
-    /// by the last of its recipients, µs.
-    pub last_latency: Hist,
     pub errors: Vec<String>,
 }
 
@@ -147,8 +116,6 @@ struct TaskOut {
     acked_in_window: u64,
     sent_in_window: u64,
     receipts: u64,
-    /// With `track_last`: (sender, seq, latency µs) of each in-window arrival.
-    arrivals: Vec<(u64, u64, u64)>,
     error: Option<String>,
 }
 
@@ -237,24 +204,13 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if let Some(gate) = &plan.gate {
-        pb.set_message(format!("{n} connected; waiting for the other run"));
-        gate.wait().await;
-    }
     let start = ctx.ns() + 50_000_000;
     shared.start_ns.store(start, Ordering::SeqCst);
     let _ = start_tx.send(true);
     let aborted = shared.abort.load(Ordering::SeqCst);
+
     // Progress and the server's RSS while the run goes on.
     let pid = ctx.server_pid();
-    let probe = tokio::spawn(window_probe(
-        pid,
-        ctx.t0,
-        start + (plan.warmup * 1e9) as u64,
-        start + ((plan.warmup + plan.duration) * 1e9) as u64,
-        plan.count_syscalls,
-        shared.clone(),
-    ));
     let mut rss_max = pid.and_then(rss_bytes);
     let total_secs = plan.warmup + plan.duration;
     let mut done = 0;
@@ -292,15 +248,8 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         receipts: 0,
         window_secs: plan.duration,
         server_rss_max: rss_max,
-        server_cpu_secs: None,
-        syscalls: None,
-        last_latency: hist(),
         errors: Vec::new(),
     };
-    let (cpu, syscalls) = probe.await.map_err(|e| anyhow!("probe: {e}"))?;
-    out.server_cpu_secs = cpu;
-    out.syscalls = syscalls;
-    let mut last: HashMap<(u64, u64), u64> = HashMap::new();
     for h in handles {
         let t = h.await.map_err(|e| anyhow!("task: {e}"))?;
         if let Some(e) = t.error {
@@ -319,10 +268,6 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
         if let Some(b) = t.book {
             books.insert(t.user_id, b);
         }
-        for (sender, seq, us) in t.arrivals {
-            let e = last.entry((sender, seq)).or_insert(0);
-            *e = (*e).max(us);
-        }
         inboxes.push(t.inbox);
     }
     if aborted && out.errors.is_empty() {
@@ -332,87 +277,9 @@ pub async fn run(ctx: &Ctx, plan: Plan) -> Result<Outcome> {
     if plan.delivered {
         out.receipts_expected = out.verdict.delivered;
     }
-    for us in last.into_values() {
-        out.last_latency.saturating_record(us);
-    }
     out.latency = latency;
     out.ack_latency = ack_latency;
     Ok(out)
-}
-
-/// The server's CPU seconds between `from` and `to` (ns since `t0`), sampled at
-/// those instants; with `syscalls`, its system calls over that many seconds in the
-/// middle of the window.
-async fn window_probe(
-    pid: Option<u32>,
-    t0: std::time::Instant,
-    from: u64,
-    to: u64,
-    syscalls: Option<f64>,
-    shared: Arc<Shared>,
-) -> (Option<f64>, Option<Syscalls>) {
-    let Some(pid) = pid else {
-        return (None, None);
-    };
-    let at = |ns: u64| t0 + Duration::from_nanos(ns);
-    tokio::time::sleep_until(at(from).into()).await;
-    let c0 = cpu_secs(pid);
-    let mut counted = None;
-    if let Some(secs) = syscalls {
-        let window = (to - from) as f64 / 1e9;
-        let secs = secs.min(window);
-        let begin = from + ((window - secs) / 2.0 * 1e9) as u64;
-        tokio::time::sleep_until(at(begin).into()).await;
-        match count_syscalls(pid, secs, &shared).await {
-            Ok(s) => counted = Some(s),
-            Err(e) => eprintln!("parley-bench: counting system calls: {e:#}"),
-        }
-    }
-    tokio::time::sleep_until(at(to).into()).await;
-    let c1 = cpu_secs(pid);
-    (c0.zip(c1).map(|(a, b)| b - a), counted)
-}
-
-/// `perf stat` on every `syscalls:sys_enter_*` tracepoint of `pid` for `secs`.
-async fn count_syscalls(pid: u32, secs: f64, shared: &Shared) -> Result<Syscalls> {
-    let sent0 = shared.sent.load(Ordering::Relaxed);
-    let t = std::time::Instant::now();
-    let out = tokio::process::Command::new("perf")
-        .args(["stat", "-x", ",", "-e", "syscalls:sys_enter_*", "-p"])
-        .arg(pid.to_string())
-        .args(["--", "sleep", &format!("{secs:.3}")])
-        .output()
-        .await?;
-    let wall = t.elapsed().as_secs_f64();
-    let sent = shared.sent.load(Ordering::Relaxed) - sent0;
-    if !out.status.success() {
-        return Err(anyhow!(
-            "perf stat: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    // CSV lines: count,unit,event,… ("<not counted>" for none).
-    let mut top: Vec<(String, u64)> = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(',');
-            let n = f.next()?.trim().parse::<u64>().ok()?;
-            let name = f.nth(1)?.strip_prefix("syscalls:sys_enter_")?;
-            Some((name.to_string(), n))
-        })
-        .filter(|(_, n)| *n > 0)
-        .collect();
-    if top.is_empty() {
-        return Err(anyhow!("perf stat counted nothing"));
-    }
-    top.sort_by_key(|t| std::cmp::Reverse(t.1));
-    let total = top.iter().map(|(_, n)| n).sum();
-    Ok(Syscalls {
-        total,
-        top,
-        sent_per_sec: sent as f64 / wall,
-        secs,
-    })
 }
 
 /// Connects and waits for `ready` (nothing is pending for fresh users).
@@ -490,15 +357,8 @@ async fn member_loop(
             let iv = (n_senders / rate.max(0.001) * 1e9) as u64;
             (iv, iv * i as u64 / n_senders as u64)
         }
-        (Mode::PerClient { rate }, Some(_)) => {
-            let iv = (1.0 / rate.max(0.001) * 1e9) as u64;
-            (iv, (iv as f64 * rand::random::<f64>()) as u64)
-        }
         _ => (0, 0),
     };
-    let jitter = matches!(plan.mode, Mode::PerClient { .. });
-    // The next message's scheduled time (ns since t0).
-    let mut next_sched = start + offset_ns;
     let mut k: u64 = 0;
     let chat = m.send_chat.unwrap_or(0);
     let uid = m.user_id;
@@ -534,17 +394,10 @@ async fn member_loop(
         }
     }
 
-    // Wakes the loop to notice the end of the run. Thousands of per-client
-    // senders tick more slowly: their wake-ups would load the shared machine.
-    let tick_ms = if matches!(plan.mode, Mode::PerClient { .. }) {
-        250
-    } else {
-        50
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
-    let open = !matches!(plan.mode, Mode::Closed { .. });
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let open = matches!(plan.mode, Mode::Open { .. });
     loop {
-        let next_send = t0 + Duration::from_nanos(next_sched);
+        let next_send = t0 + Duration::from_nanos(start + offset_ns + k * interval_ns);
         tokio::select! {
             biased;
             f = ws.next() => {
@@ -624,11 +477,7 @@ async fn member_loop(
                         if out.inbox.on_receive(msg.sender_id, seq) {
                             shared.received.fetch_add(1, Ordering::Relaxed);
                             if in_window(sent_at) {
-                                let us = (now.saturating_sub(sent_at) / 1000).max(1);
-                                lat.saturating_record(us);
-                                if plan.track_last {
-                                    out.arrivals.push((msg.sender_id, seq, us));
-                                }
+                                lat.saturating_record((now.saturating_sub(sent_at) / 1000).max(1));
                             }
                             if in_window(now) {
                                 out.received_in_window += 1;
@@ -655,29 +504,18 @@ async fn member_loop(
                 let now = ns();
                 let mut failed = false;
                 loop {
-                    let sched = next_sched;
+                    let sched = start + offset_ns + k * interval_ns;
                     if sched > now || sched >= times.stop {
                         break;
                     }
                     k += 1;
-                    next_sched = if jitter {
-                        sched + (interval_ns as f64 * (0.5 + rand::random::<f64>())) as u64
-                    } else {
-                        start + offset_ns + k * interval_ns
-                    };
                     let seq = book.on_send();
                     send_ns.push(sched);
                     if in_window(sched) {
                         out.sent_in_window += 1;
                     }
                     shared.sent.fetch_add(1, Ordering::Relaxed);
-                    // Per client: each frame is flushed (one write) before the next.
-                    let r = if jitter {
-                        ws.send(make_frame(seq, sched)).await
-                    } else {
-                        ws.feed(make_frame(seq, sched)).await
-                    };
-                    if r.is_err() {
+                    if ws.feed(make_frame(seq, sched)).await.is_err() {
                         failed = true;
                         break;
                     }
@@ -686,7 +524,7 @@ async fn member_loop(
                     out.error = Some(format!("user {uid}: send failed"));
                     break;
                 }
-                if next_sched >= times.stop {
+                if start + offset_ns + k * interval_ns >= times.stop {
                     sending = false;
                 }
             }

@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{
-    cpu_secs, dummy_hash, insert_users, mint_token, rss_bytes, ws_connect_query, Ctx, Report,
+    cpu_secs, dummy_hash, insert_users, mint_token, rss_bytes, ws_connect, Ctx, Report,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -38,10 +38,6 @@ pub struct IdleArgs {
     /// Seconds to hold the connections before measuring RSS again.
     #[arg(long, default_value_t = 3.0)]
     pub hold: f64,
-    /// Connect as the web client does: `POST /api/auth/ws-ticket` (one keep-alive
-    /// HTTP connection per source address), then `/ws?ticket=`; else `/ws?token=`.
-    #[arg(long)]
-    pub ticket: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -56,10 +52,6 @@ struct WorkerConfig {
     first_index: usize,
     per_address: usize,
     concurrency: usize,
-    #[serde(default)]
-    ticket: bool,
-    #[serde(default)]
-    http_base: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]
@@ -72,7 +64,7 @@ struct WorkerReport {
     dropped: u64,
 }
 
-pub(crate) fn source_for(index: usize, per_address: usize) -> IpAddr {
+fn source_for(index: usize, per_address: usize) -> IpAddr {
     let base = u32::from(Ipv4Addr::new(127, 0, 0, 2));
     IpAddr::V4(Ipv4Addr::from(base + (index / per_address.max(1)) as u32))
 }
@@ -81,8 +73,7 @@ pub async fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Report> {
     let mut r = Report::new(
         "idle",
         json!({"connections": a.connections, "perWorker": a.per_worker,
-               "perAddress": a.per_address, "concurrency": a.concurrency,
-               "ticket": a.ticket}),
+               "perAddress": a.per_address, "concurrency": a.concurrency}),
     );
     let pid = ctx.server_pid();
     if pid.is_none() {
@@ -117,8 +108,6 @@ pub async fn idle(ctx: &Ctx, a: &IdleArgs) -> Result<Report> {
             first_index: w * a.per_worker.max(1),
             per_address: a.per_address,
             concurrency: a.concurrency,
-            ticket: a.ticket,
-            http_base: ctx.common.url.trim_end_matches('/').to_string(),
         };
         let mut stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
         stdin
@@ -230,51 +219,15 @@ pub async fn worker() -> Result<()> {
     let t = Instant::now();
     let dropped = Arc::new(AtomicU64::new(0));
     let cfg = Arc::new(cfg);
-    // One HTTP client (keep-alive connections) per source address, as a browser keeps one.
-    let mut http = std::collections::HashMap::new();
-    if cfg.ticket {
-        for i in 0..cfg.user_ids.len() {
-            let src = source_for(cfg.first_index + i, cfg.per_address);
-            if let std::collections::hash_map::Entry::Vacant(e) = http.entry(src) {
-                e.insert(
-                    reqwest::Client::builder()
-                        .local_address(src)
-                        .timeout(Duration::from_secs(60))
-                        .pool_max_idle_per_host(cfg.concurrency)
-                        .build()?,
-                );
-            }
-        }
-    }
-    let http = Arc::new(http);
     let results = crate::common::bounded(cfg.user_ids.len(), cfg.concurrency, |i| {
         let cfg = cfg.clone();
         let dropped = dropped.clone();
-        let http = http.clone();
         async move {
             let token = mint_token(&cfg.secret, cfg.user_ids[i], cfg.sids[i])?;
             let src = source_for(cfg.first_index + i, cfg.per_address);
-            let credential = match http.get(&src) {
-                Some(client) => {
-                    let res = client
-                        .post(format!("{}/api/auth/ws-ticket", cfg.http_base))
-                        .bearer_auth(&token)
-                        .send()
-                        .await?;
-                    if !res.status().is_success() {
-                        bail!("ws-ticket: HTTP {}", res.status());
-                    }
-                    let v: serde_json::Value = res.json().await?;
-                    let t = v["ticket"]
-                        .as_str()
-                        .ok_or_else(|| anyhow!("ws-ticket: no ticket in {v}"))?;
-                    format!("ticket={t}")
-                }
-                None => format!("token={token}"),
-            };
             let mut ws = tokio::time::timeout(
                 Duration::from_secs(60),
-                ws_connect_query(cfg.server, &cfg.ws_base, &credential, Some(src)),
+                ws_connect(cfg.server, &cfg.ws_base, &token, Some(src)),
             )
             .await
             .map_err(|_| anyhow!("connect timed out"))??;

@@ -3,7 +3,6 @@
 //! prints a table and one JSON line of figures, and checks correctness as it
 //! measures: a run with any loss, duplicate or reordering exits non-zero.
 
-mod biggroup;
 mod check;
 mod common;
 mod engine;
@@ -11,8 +10,6 @@ mod idle;
 mod report;
 mod scaling;
 mod scenarios;
-mod storm;
-mod unbatched;
 
 use std::process::ExitCode;
 
@@ -42,20 +39,12 @@ enum Cmd {
     Latency(scenarios::LatencyArgs),
     /// Groups of G members, all online; deliveries/s and delivery latency.
     Fanout(scenarios::FanoutArgs),
-    /// One group of N members (default 1,000) all online, messages into it from
-    /// senders taking turns, a 1:1 load beside it (alone first, then with the group).
-    BigGroup(biggroup::BigGroupArgs),
     /// N authenticated idle connections; server RSS and CPU per connection.
     Idle(idle::IdleArgs),
-    /// N clients connected; the server restarted (SIGTERM); all reconnect and sync.
-    ReconnectStorm(storm::StormArgs),
     /// Logins beyond hashing capacity while the latency scenario runs.
     LoginStorm(scenarios::LoginStormArgs),
     /// A chat with many messages: page latency; a user with many chats: chat list latency.
     History(scenarios::HistoryArgs),
-    /// Clients that do not batch: every client sends on its own timer, one write per
-    /// frame, a receipt per message; server CPU and syscalls per message.
-    Unbatched(unbatched::UnbatchedArgs),
     /// Every scenario at small scale with the correctness checks on.
     Smoke,
     /// Markdown from JSON lines (results table, README section).
@@ -68,8 +57,6 @@ enum Cmd {
     DropDb,
     #[command(hide = true)]
     IdleWorker,
-    #[command(hide = true)]
-    StormWorker,
 }
 
 fn main() -> ExitCode {
@@ -101,10 +88,6 @@ async fn run(cli: Cli) -> Result<bool> {
             idle::worker().await?;
             return Ok(true);
         }
-        Cmd::StormWorker => {
-            storm::worker().await?;
-            return Ok(true);
-        }
         Cmd::Report(a) => {
             report::write(&a)?;
             return Ok(true);
@@ -124,16 +107,11 @@ async fn run(cli: Cli) -> Result<bool> {
         Cmd::Throughput(a) => one(&ctx, scenarios::throughput(&ctx, &a).await, "throughput"),
         Cmd::Latency(a) => one(&ctx, scenarios::latency(&ctx, &a).await, "latency"),
         Cmd::Fanout(a) => one(&ctx, scenarios::fanout(&ctx, &a).await, "fanout"),
-        Cmd::BigGroup(a) => one(&ctx, biggroup::big_group(&ctx, &a).await, "big-group"),
         Cmd::Idle(a) => one(&ctx, idle::idle(&ctx, &a).await, "idle"),
         Cmd::LoginStorm(a) => one(&ctx, scenarios::login_storm(&ctx, &a).await, "login-storm"),
         Cmd::History(a) => one(&ctx, scenarios::history(&ctx, &a).await, "history"),
-        Cmd::Unbatched(a) => one(&ctx, unbatched::unbatched(&ctx, &a).await, "unbatched"),
-        Cmd::ReconnectStorm(a) => one(&ctx, storm::storm(&ctx, &a).await, "reconnect-storm"),
         Cmd::Smoke => smoke(&ctx).await,
-        Cmd::Report(_) | Cmd::Scaling(_) | Cmd::DropDb | Cmd::IdleWorker | Cmd::StormWorker => {
-            unreachable!()
-        }
+        Cmd::Report(_) | Cmd::Scaling(_) | Cmd::DropDb | Cmd::IdleWorker => unreachable!(),
     };
     ctx.pool.clone().disconnect().await.ok();
     result
@@ -199,26 +177,12 @@ async fn smoke(ctx: &Ctx) -> Result<bool> {
         pad: 16,
     };
     tally(one(ctx, fanout(ctx, &f).await, "fanout")?);
-    let bg = biggroup::BigGroupArgs {
-        members: 30,
-        rate: 20.0,
-        senders: 4,
-        duration: 3.0,
-        alone_duration: 2.0,
-        warmup: 1.0,
-        drain: 10.0,
-        bg_pairs: 5,
-        bg_rate: 100.0,
-        pad: 16,
-    };
-    tally(one(ctx, biggroup::big_group(ctx, &bg).await, "big-group")?);
     let i = idle::IdleArgs {
         connections: 200,
         per_worker: 100,
         per_address: 100,
         concurrency: 50,
         hold: 1.0,
-        ticket: false,
     };
     tally(one(ctx, idle::idle(ctx, &i).await, "idle")?);
     let ls = LoginStormArgs {
@@ -239,30 +203,6 @@ async fn smoke(ctx: &Ctx) -> Result<bool> {
         list_requests: 10,
     };
     tally(one(ctx, history(ctx, &h).await, "history")?);
-    let u = unbatched::UnbatchedArgs {
-        pairs: 10,
-        rate_per_client: 5.0,
-        duration: 3.0,
-        warmup: 1.0,
-        drain: 10.0,
-        pad: 16,
-        syscalls: 0.0,
-    };
-    tally(one(ctx, unbatched::unbatched(ctx, &u).await, "unbatched")?);
-    // Last: it restarts the server (the pid given for the others is gone after it).
-    let s = storm::StormArgs {
-        clients: 200,
-        jitter: 1.0,
-        owed: 40,
-        owed_messages: 5,
-        per_worker: 100,
-        per_address: 100,
-        concurrency: 50,
-        give_up: 60.0,
-        server_cmd: None,
-        server_pid_file: None,
-    };
-    tally(one(ctx, storm::storm(ctx, &s).await, "reconnect-storm")?);
 
     println!("bench smoke: {passed} passed, {failed} failed");
     Ok(failed == 0)

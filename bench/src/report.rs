@@ -92,58 +92,16 @@ const TARGETS: &[(&str, &str, &str, &str)] = &[
         "history oldest page p99",
     ),
     (
-        "big-group",
-        "1,000 members at 10 msg/s, send→last member p99",
-        "≤ 100 ms",
-        "big-group 1000 members: p99 to the last member",
-    ),
-    (
-        "big-group",
-        "1,000 members, deliveries/s",
-        "≥ 10,000 /s",
-        "big-group 1000 members (deliveries/s)",
-    ),
-    (
-        "big-group",
-        "1:1 p99 beside the group / alone",
-        "≤ 2×",
-        "big-group: 1:1 p99 with the group / alone",
-    ),
-    (
         "history",
         "newest page p99",
         "≤ 10 ms",
         "history newest page p99",
     ),
     (
-        "unbatched",
-        "1,000 pairs at 2.5 msg/s per client, one write per frame, a receipt per message: server CPU per message",
-        "≤ 20 µs",
-        "unbatched server CPU per message",
-    ),
-    (
-        "unbatched",
-        "send→received p99",
-        "≤ 10 ms",
-        "unbatched send→received p99",
-    ),
-    (
         "history",
         "oldest p99 / newest p99",
         "≤ 1.5",
         "history oldest p99 / newest p99",
-    ),
-    (
-        "reconnect-storm",
-        "19,000 clients, restart: first close → all ready and synced",
-        "≤ 5 s",
-        "reconnect-storm 19000 clients: first close",
-    ),
-    (
-        "reconnect-storm",
-        "reconnects refused that a client cannot retry",
-        "0",
-        "reconnect-storm refusals",
     ),
 ];
 

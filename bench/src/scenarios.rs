@@ -39,7 +39,7 @@ async fn prepare_pairs(ctx: &Ctx, tag: &str, pairs: usize) -> Result<(Vec<Member
 }
 
 /// Correctness of one engine run, plus the MySQL row count, into `report`.
-pub(crate) async fn check_outcome(
+async fn check_outcome(
     ctx: &Ctx,
     report: &mut Report,
     out: &Outcome,
@@ -78,7 +78,7 @@ pub(crate) async fn check_outcome(
     Ok(())
 }
 
-pub(crate) fn counts(report: &mut Report, out: &Outcome, label: &str) {
+fn counts(report: &mut Report, out: &Outcome, label: &str) {
     report.fig(&format!("{label}sent"), out.verdict.sent as f64, "msgs");
     report.fig(&format!("{label}acked"), out.verdict.acked as f64, "msgs");
     report.fig(
@@ -132,9 +132,6 @@ pub async fn throughput(ctx: &Ctx, a: &ThroughputArgs) -> Result<Report> {
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
-            count_syscalls: None,
-            gate: None,
-            track_last: false,
         },
     )
     .await?;
@@ -275,9 +272,6 @@ async fn latency_run(
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
-            count_syscalls: None,
-            gate: None,
-            track_last: false,
         },
     )
     .await?;
@@ -395,9 +389,6 @@ pub async fn fanout(ctx: &Ctx, a: &FanoutArgs) -> Result<Report> {
             duration: a.duration,
             drain: a.drain,
             pad: a.pad,
-            count_syscalls: None,
-            gate: None,
-            track_last: false,
         },
     )
     .await?;

@@ -17,34 +17,21 @@
 //! - `last_seen_at` is written in batches every `TOUCH_EVERY` for the sessions seen
 //!   since (requests, and open sockets), never once per request.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use lru::LruCache;
 use parley_actors::{AuthSessionId, Realtime, UserId};
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::jwt::Bearer;
-use crate::db::sessions::AuthSessionState;
 use crate::db::{Db, DbError};
 
 /// Sessions kept in memory: far more than sign-ins active on one node at once, and
 /// a few MiB at most.
 const CACHE_ENTRIES: usize = 100_000;
-
-/// Most sessions one batched load asks for (the `IN` list of `src/db`).
-const LOAD_BATCH: usize = 512;
-
-/// Loads that may queue for the load lane; further ones wait for room.
-const LOAD_QUEUE: usize = 16_384;
-
-/// A session to load and where its state goes; `None` when the batch failed (the
-/// asker then loads it alone, and gets that query's own error).
-type LoadJob = (AuthSessionId, oneshot::Sender<Option<Known>>);
 
 /// How often the revocation log is read.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -142,11 +129,6 @@ struct Inner {
     seen: Mutex<HashSet<AuthSessionId>>,
     max_per_user: usize,
     token_ttl: Duration,
-    /// The load lane, once `start` ran: sessions met for the first time are loaded
-    /// one query for everyone who asked meanwhile. After a restart every client's
-    /// session is new to this process at once; one query each was one round trip
-    /// per reconnect.
-    loader: OnceLock<mpsc::Sender<LoadJob>>,
 }
 
 impl AuthSessions {
@@ -159,7 +141,6 @@ impl AuthSessions {
                 seen: Mutex::new(HashSet::new()),
                 max_per_user: max_per_user.max(1),
                 token_ttl,
-                loader: OnceLock::new(),
             }),
         }
     }
@@ -167,10 +148,6 @@ impl AuthSessions {
     /// Starts following the revocation log and writing `last_seen_at` (call inside
     /// the actix system, once per process).
     pub fn start(&self) {
-        let (lane, rx) = mpsc::channel(LOAD_QUEUE);
-        if self.inner.loader.set(lane).is_ok() {
-            actix_web::rt::spawn(load_lane(self.inner.db.clone(), rx));
-        }
         actix_web::rt::spawn(self.clone().follow_revocations());
         actix_web::rt::spawn(self.clone().keep_rows());
     }
@@ -181,7 +158,11 @@ impl AuthSessions {
         let known = match self.inner.cache.get(bearer.sid) {
             Some(known) => known,
             None => {
-                let loaded = self.load(bearer.sid).await?;
+                let state = self.inner.db.auth_session_state(bearer.sid).await?;
+                let loaded = match state {
+                    Some(s) if !s.revoked => Known::Live(s.user),
+                    _ => Known::Revoked,
+                };
                 self.inner.cache.learn(bearer.sid, loaded)
             }
         };
@@ -194,20 +175,6 @@ impl AuthSessions {
             // or another deployment with the same secret) names one.
             _ => Err(SessionError::Revoked),
         }
-    }
-
-    /// What the database says of `sid`: through the load lane, or alone when there
-    /// is none (not started) or its batch failed.
-    async fn load(&self, sid: AuthSessionId) -> Result<Known, DbError> {
-        if let Some(lane) = self.inner.loader.get() {
-            let (tx, rx) = oneshot::channel();
-            if lane.send((sid, tx)).await.is_ok() {
-                if let Ok(Some(known)) = rx.await {
-                    return Ok(known);
-                }
-            }
-        }
-        Ok(known_from(self.inner.db.auth_session_state(sid).await?))
     }
 
     fn saw(&self, sid: AuthSessionId) {
@@ -336,37 +303,6 @@ impl AuthSessions {
                 let stale = self.inner.token_ttl + KEEP_REVOKED;
                 if let Err(e) = self.inner.db.purge_auth_sessions(KEEP_REVOKED, stale).await {
                     tracing::debug!(error = %e, "could not purge old sessions");
-                }
-            }
-        }
-    }
-}
-
-fn known_from(state: Option<AuthSessionState>) -> Known {
-    match state {
-        Some(s) if !s.revoked => Known::Live(s.user),
-        _ => Known::Revoked,
-    }
-}
-
-/// The load lane: one query at a time for every session asked for while the
-/// previous one ran — no timer, so a lone connect is not delayed, and a wave of
-/// them shares its queries.
-async fn load_lane(db: Db, mut rx: mpsc::Receiver<LoadJob>) {
-    let mut jobs: Vec<LoadJob> = Vec::with_capacity(LOAD_BATCH);
-    while rx.recv_many(&mut jobs, LOAD_BATCH).await > 0 {
-        let sids: Vec<AuthSessionId> = jobs.iter().map(|(sid, _)| *sid).collect();
-        match db.auth_session_states(&sids).await {
-            Ok(rows) => {
-                let found: HashMap<AuthSessionId, AuthSessionState> = rows.into_iter().collect();
-                for (sid, reply) in jobs.drain(..) {
-                    let _ = reply.send(Some(known_from(found.get(&sid).copied())));
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, sessions = jobs.len(), "batched session load failed; loading one by one");
-                for (_, reply) in jobs.drain(..) {
-                    let _ = reply.send(None);
                 }
             }
         }

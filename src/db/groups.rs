@@ -24,7 +24,7 @@ use parley_actors::{ChatId, MessageId, UserId};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Db, DbError, MAX_ID_LIST};
+use super::{Db, DbError};
 
 /// A member's role in a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -312,38 +312,31 @@ impl Db {
             if members.len() + new.len() > max {
                 return refuse(tx, Refusal::TooMany).await;
             }
-            // A group may hold more than one IN list takes (`limits.group_max_members`
-            // up to thousands): the ids go in slices of MAX_ID_LIST.
-            let mut found = 0;
-            for slice in new.chunks(MAX_ID_LIST) {
-                let (list, params) = super::id_list(slice.iter().map(|u| u.0));
-                let n: Option<u64> = tx
-                    .exec_first(
-                        format!(
-                            "SELECT COUNT(DISTINCT id) FROM users WHERE id IN ({list}) AND deleted_at IS NULL"
-                        ),
-                        params,
-                    )
-                    .await?;
-                found += n.unwrap_or(0) as usize;
-            }
-            if found != new.len() {
+            // `max` bounds `new`, so these lists stay small.
+            let (list, params) = super::id_list(new.iter().map(|u| u.0));
+            let found: Option<u64> = tx
+                .exec_first(
+                    format!(
+                        "SELECT COUNT(DISTINCT id) FROM users WHERE id IN ({list}) AND deleted_at IS NULL"
+                    ),
+                    params.clone(),
+                )
+                .await?;
+            if found.unwrap_or(0) as usize != new.len() {
                 return refuse(tx, Refusal::UnknownUser).await;
             }
-            for slice in new.chunks(MAX_ID_LIST) {
-                let (list, mut params) = super::id_list(slice.iter().map(|u| u.0));
-                params.insert(0, actor.0.into());
-                let blocked: Option<u8> = tx
-                    .exec_first(
-                        format!(
-                            "SELECT 1 FROM user_blocks WHERE blocked_id = ? AND blocker_id IN ({list}) LIMIT 1"
-                        ),
-                        Params::Positional(params),
-                    )
-                    .await?;
-                if blocked.is_some() {
-                    return refuse(tx, Refusal::Blocked).await;
-                }
+            let mut blocked_params = params;
+            blocked_params.insert(0, actor.0.into());
+            let blocked: Option<u8> = tx
+                .exec_first(
+                    format!(
+                        "SELECT 1 FROM user_blocks WHERE blocked_id = ? AND blocker_id IN ({list}) LIMIT 1"
+                    ),
+                    Params::Positional(blocked_params),
+                )
+                .await?;
+            if blocked.is_some() {
+                return refuse(tx, Refusal::Blocked).await;
             }
             for chunk in new.chunks(256) {
                 let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
@@ -361,17 +354,13 @@ impl Db {
                 .await?;
             }
             // Back in: they read the whole history again, like any member.
-            for slice in new.chunks(MAX_ID_LIST) {
-                let (list, mut params) = super::id_list(slice.iter().map(|u| u.0));
-                params.insert(0, chat.0.into());
-                tx.exec_drop(
-                    format!(
-                        "DELETE FROM chat_departures WHERE chat_id = ? AND user_id IN ({list})"
-                    ),
-                    Params::Positional(params),
-                )
-                .await?;
-            }
+            let (list, mut params) = super::id_list(new.iter().map(|u| u.0));
+            params.insert(0, chat.0.into());
+            tx.exec_drop(
+                format!("DELETE FROM chat_departures WHERE chat_id = ? AND user_id IN ({list})"),
+                Params::Positional(params),
+            )
+            .await?;
             let id = system_message(
                 &mut tx,
                 chat,

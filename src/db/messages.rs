@@ -639,37 +639,6 @@ impl Db {
         Ok(found)
     }
 
-    /// The newest message in any chat of each of `users` (0 when none), one per
-    /// input, over the chats `messages_after` reads: one query a batch, each chat's
-    /// newest found from the (chat_id, id) index.
-    pub async fn newest_messages(&self, users: &[UserId]) -> Result<Vec<MessageId>, DbError> {
-        let mut unique: Vec<u64> = users.iter().map(|u| u.0).collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let mut newest: HashMap<u64, u64> = HashMap::new();
-        let mut conn = self.conn().await?;
-        for chunk in unique.chunks(MAX_ID_LIST) {
-            let (list, params) = super::id_list(chunk.iter().copied());
-            let rows: Vec<(u64, Option<u64>)> = conn
-                .exec(
-                    format!(
-                        "SELECT t.user_id, MAX(t.newest) FROM (SELECT cm.user_id, \
-                         (SELECT MAX(m.id) FROM messages m WHERE m.chat_id = cm.chat_id) AS newest \
-                         FROM chat_members cm WHERE cm.user_id IN ({list})) t GROUP BY t.user_id"
-                    ),
-                    params,
-                )
-                .await?;
-            for (user, id) in rows {
-                newest.insert(user, id.unwrap_or(0));
-            }
-        }
-        Ok(users
-            .iter()
-            .map(|u| MessageId(newest.get(&u.0).copied().unwrap_or(0)))
-            .collect())
-    }
-
     /// Every message in `user`'s chats with id > `after`, oldest first.
     pub async fn messages_after(
         &self,

@@ -247,16 +247,6 @@ impl DerefMut for DbConn {
     }
 }
 
-/// How long a connection returned to the pool stays open unused. With no idle
-/// lifetime, `mysql_async` keeps at most the pool's minimum (0) idle and closes
-/// every connection as it comes back: each INSERT batch, receipt update and probe
-/// then paid a fresh connect, handshake, login and init statement (and MariaDB a
-/// thread) — at low, unbatched rates most of the server's CPU per message. Idle
-/// ones past this age are closed by the pool's periodic check (every 30 s), so an
-/// idle server still lets go of its connections; a connection the database closed
-/// meanwhile is found at checkout (the pool checks its socket) and replaced.
-const IDLE_CONNECTION_TTL: Duration = Duration::from_secs(60);
-
 /// The connection pools (one per node, see [`nodes`]) and the way to the writer.
 /// `Pool::new` never fails or connects: readiness is `ping`.
 #[derive(Clone)]
@@ -290,8 +280,7 @@ impl Db {
                 .pool_opts(
                     PoolOpts::default()
                         .with_constraints(constraints)
-                        .with_reset_connection(false)
-                        .with_inactive_connection_ttl(IDLE_CONNECTION_TTL),
+                        .with_reset_connection(false),
                 )
                 // Times are stored and read as UTC; utf8mb4 end to end.
                 .init(vec!["SET time_zone = '+00:00', NAMES utf8mb4"]);
@@ -455,28 +444,6 @@ mod tests {
     /// The MariaDB the tests use (see tests/api/helpers.rs).
     fn server() -> String {
         std::env::var("PARLEY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-    }
-
-    #[tokio::test]
-    async fn a_connection_given_back_is_kept_for_the_next_caller() {
-        use mysql_async::prelude::Queryable;
-        // Without an idle lifetime the pool closed every connection given back, and
-        // each piece of work paid a fresh connect and login.
-        let db = Db::connect(&server(), 4).expect("url");
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let mut conn = db.conn().await.expect("a connection");
-            let id: Option<u64> = conn
-                .query_first("SELECT CONNECTION_ID()")
-                .await
-                .expect("query");
-            ids.push(id.expect("an id"));
-            drop(conn);
-            // The pool takes a connection back in a task of its own.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(ids.windows(2).all(|w| w[0] == w[1]), "connections {ids:?}");
-        db.close().await;
     }
 
     #[tokio::test]

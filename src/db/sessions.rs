@@ -140,45 +140,6 @@ impl Db {
         }))
     }
 
-    /// [`Db::auth_session_state`] of many sessions in one query (at most
-    /// `MAX_ID_LIST` a statement): a wave of reconnects after a restart meets every
-    /// session for the first time. Sessions with no row are left out.
-    pub async fn auth_session_states(
-        &self,
-        ids: &[AuthSessionId],
-    ) -> Result<Vec<(AuthSessionId, AuthSessionState)>, DbError> {
-        let mut unique: Vec<u64> = ids.iter().map(|s| s.0).collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let mut found = Vec::with_capacity(unique.len());
-        if unique.is_empty() {
-            return Ok(found);
-        }
-        let mut conn = self.conn().await?;
-        for chunk in unique.chunks(super::MAX_ID_LIST) {
-            let (list, params) = super::id_list(chunk.iter().copied());
-            let rows: Vec<(u64, u64, bool)> = conn
-                .exec(
-                    format!(
-                        "SELECT id, user_id, revoked_at IS NOT NULL FROM auth_sessions \
-                         WHERE id IN ({list})"
-                    ),
-                    params,
-                )
-                .await?;
-            found.extend(rows.into_iter().map(|(id, user, revoked)| {
-                (
-                    AuthSessionId(id),
-                    AuthSessionState {
-                        user: UserId(user),
-                        revoked,
-                    },
-                )
-            }));
-        }
-        Ok(found)
-    }
-
     /// `user`'s live sessions, newest first.
     pub async fn live_auth_sessions(&self, user: UserId) -> Result<Vec<AuthSessionRow>, DbError> {
         let mut conn = self.conn().await?;

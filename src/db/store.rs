@@ -281,13 +281,6 @@ impl Store for MysqlStore {
             .retrying(true, move || self.db.last_changes(users))
             .await?)
     }
-
-    async fn newest_messages(&self, users: &[UserId]) -> Result<Vec<MessageId>, StoreError> {
-        Ok(self
-            .db
-            .retrying(true, move || self.db.newest_messages(users))
-            .await?)
-    }
 }
 
 #[cfg(test)]

@@ -778,9 +778,7 @@ export class App extends EventTarget {
         Object.assign(frame, { content: '', encrypted: true, e2ee: env });
         e2ee.seed({ chatId, senderId: this.me.id, clientId, e2ee: env }, text);
       } catch (e) {
-        if (e instanceof e2ee.TooManyMembersError) {
-          this.emit('send-error', { chatId, text: `Not sent: ${e.message} Turn encryption off to send here.` });
-        } else if (e instanceof e2ee.MissingKeyError) {
+        if (e instanceof e2ee.MissingKeyError) {
           const names = e.users.map((id) => this.user(id)?.username || `user ${id}`).join(', ');
           this.emit('send-error', { chatId, text: `Not sent: ${names} ${e.users.length > 1 ? 'have' : 'has'} no encryption key yet, so this message cannot be encrypted for them. Turn encryption off or ask them to open Parley first.` });
         } else {
@@ -815,11 +813,9 @@ export class App extends EventTarget {
         Object.assign(frame, { content: '', encrypted: true, e2ee: env });
         e2ee.seed({ chatId, senderId: this.me.id, clientId, e2ee: env }, plain);
       } catch (e) {
-        const why = e instanceof e2ee.TooManyMembersError
-          ? e.message.replace(/\.$/, '')
-          : e instanceof e2ee.MissingKeyError
-            ? `${e.users.map((id) => this.user(id)?.username || `user ${id}`).join(', ')} ${e.users.length > 1 ? 'have' : 'has'} no encryption key yet`
-            : `encryption failed (${e.message || e})`;
+        const why = e instanceof e2ee.MissingKeyError
+          ? `${e.users.map((id) => this.user(id)?.username || `user ${id}`).join(', ')} ${e.users.length > 1 ? 'have' : 'has'} no encryption key yet`
+          : `encryption failed (${e.message || e})`;
         this.emit('send-error', { chatId, text: `Not sent: ${why}.` });
         return false;
       }
@@ -1037,7 +1033,6 @@ export class App extends EventTarget {
       try {
         env = await e2ee.encrypt(text, { chatId: msg.chatId, senderId: msg.senderId, clientId: msg.clientId, memberIds });
       } catch (e) {
-        if (e instanceof e2ee.TooManyMembersError) throw new Error(`Not edited: ${e.message}`);
         if (e instanceof e2ee.MissingKeyError) {
           const names = e.users.map((id) => this.user(id)?.username || `user ${id}`).join(', ');
           throw new Error(`Not edited: ${names} ${e.users.length > 1 ? 'have' : 'has'} no encryption key.`);

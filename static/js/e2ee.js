@@ -219,28 +219,6 @@ export function keyChanged(userId, fingerprint) {
   if (fingerprint && String(userId) !== String(me?.userId)) remember(String(userId), fingerprint);
 }
 
-/**
- * The largest chat an envelope is made for. Every message carries one wrapped key
- * per member (about 370 bytes each), and a frame holds 64 KiB: the server refuses
- * bigger groups with `too_many_members_for_encryption` (PROTOCOL.md, "End-to-end
- * encryption envelope"; a test keeps this equal to the server's figure).
- */
-export const MAX_MEMBERS = 139;
-
-/** Why a chat of `members` people cannot be encrypted, or null when it can. */
-export function tooManyMembers(members) {
-  return members > MAX_MEMBERS
-    ? `End-to-end encryption works in chats of up to ${MAX_MEMBERS} members; this one has ${members}.`
-    : null;
-}
-
-export class TooManyMembersError extends Error {
-  constructor(members) {
-    super(tooManyMembers(members));
-    this.members = members;
-  }
-}
-
 export class MissingKeyError extends Error {
   constructor(users) {
     super('missing keys');
@@ -250,7 +228,6 @@ export class MissingKeyError extends Error {
 
 /** Builds the `e2ee` envelope for `text` to every member of the chat. */
 export async function encrypt(text, { chatId, senderId, clientId, memberIds }) {
-  if (tooManyMembers(memberIds.length)) throw new TooManyMembersError(memberIds.length);
   await init({ id: senderId });
   const keys = await Promise.all(memberIds.map((id) => publicKeyOf(id)));
   const missing = memberIds.filter((_, i) => !keys[i]);

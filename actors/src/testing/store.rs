@@ -62,7 +62,6 @@ pub enum Op {
     React,
     ChangesAfter,
     LastChanges,
-    NewestMessages,
 }
 
 /// How a store call is told to fail.
@@ -928,25 +927,6 @@ impl Store for MemoryStore {
                             .is_some_and(|ch| ch.members.contains(u))
                     })
                     .map_or(ChangeId(0), |c| c.id)
-            })
-            .collect())
-    }
-
-    async fn newest_messages(&self, users: &[UserId]) -> Result<Vec<MessageId>, StoreError> {
-        self.enter(Op::NewestMessages).await?;
-        let st = self.state();
-        Ok(users
-            .iter()
-            .map(|u| {
-                st.messages
-                    .iter()
-                    .rev()
-                    .find(|m| {
-                        st.chats
-                            .get(&m.chat_id)
-                            .is_some_and(|ch| ch.members.contains(u))
-                    })
-                    .map_or(MessageId(0), |m| m.id)
             })
             .collect())
     }

@@ -136,17 +136,10 @@ export function chatView(app, chat, { navigate, calls }) {
 
   function renderLock() {
     const on = app.isEncrypted(chatId);
-    // Too big a group cannot be encrypted (an envelope holds a key per member): the
-    // lock says why instead of turning on and failing at the first send.
-    const tooMany = e2ee.tooManyMembers(chat.members.length);
     lockBtn.setAttribute('aria-checked', String(on));
-    lockBtn.setAttribute('aria-disabled', String(Boolean(tooMany && !on)));
     lockBtn.classList.toggle('on', on);
-    lockBtn.classList.toggle('unavailable', Boolean(tooMany));
     lockBtn.querySelector('.icon').innerHTML = on ? icons.lock : icons.unlock;
-    lockBtn.title = tooMany
-      ? `${tooMany}${on ? ' Turn encryption off to send here.' : ''}`
-      : on ? 'Encryption on — new messages are end-to-end encrypted' : 'Encryption off';
+    lockBtn.title = on ? 'Encryption on — new messages are end-to-end encrypted' : 'Encryption off';
     input.placeholder = on ? 'Encrypted message' : 'Message';
     el.classList.toggle('encrypted', on);
   }
@@ -167,14 +160,6 @@ export function chatView(app, chat, { navigate, calls }) {
           h('strong', {}, `${u.username}'s security key has changed.`),
           ` New fingerprint: ${fingerprintGroups(warnings[m.id].current).slice(0, 19)}… This happens when they use a new browser or device; if you did not expect it, verify it with them before sending anything sensitive.`),
         h('div', { class: 'banner-actions' }, view, ok)));
-    }
-    const tooMany = e2ee.tooManyMembers(chat.members.length);
-    if (tooMany && app.isEncrypted(chatId)) {
-      // Members were added past the limit after encryption was turned on.
-      banners.append(h('div', { class: 'banner warn too-many', role: 'alert' },
-        h('span', { class: 'icon', html: icons.lock }),
-        h('div', { class: 'banner-text' }, `${tooMany} Messages cannot be sent encrypted here; turn encryption off with the lock button to send.`)));
-      return;
     }
     if (app.isEncrypted(chatId)) {
       const results = await Promise.all(chat.members.map((m) => e2ee.publicKeyOf(m.id).then((k) => [m, k], () => [m, undefined])));
@@ -641,8 +626,6 @@ export function chatView(app, chat, { navigate, calls }) {
   offs.push(app.on('chat-updated', ({ chatId: c }) => {
     if (c !== chatId) return;
     renderHeader();
-    renderLock();
-    renderBanners();
     scroller.setAttribute('aria-label', `Messages with ${titleText()}`);
     for (const row of rows.values()) if (row.msg.kind === 'system') updateRow(row, row.msg);
     renderState();
@@ -1146,12 +1129,6 @@ export function chatView(app, chat, { navigate, calls }) {
   // ---------- header actions ----------
   lockBtn.addEventListener('click', () => {
     const on = !app.isEncrypted(chatId);
-    const tooMany = e2ee.tooManyMembers(chat.members.length);
-    if (on && tooMany) {
-      announce(tooMany);
-      toast(tooMany, 'warn');
-      return;
-    }
     app.setEncrypted(chatId, on);
     announce(on ? 'Encryption on' : 'Encryption off');
     toast(on ? 'End-to-end encryption is on for new messages in this chat.' : 'Encryption is off for this chat.', on ? 'ok' : 'info');
